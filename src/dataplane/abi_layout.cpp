@@ -1,0 +1,22 @@
+// Pins the layout of every struct shared with the BPF programs (xdp/abi.h): a change on one side
+// that the other does not follow fails the build instead of corrupting maps.
+#include <cstddef>
+
+#include "abi.h"
+
+static_assert(sizeof(fulcrum_addr) == 16);
+static_assert(sizeof(fulcrum_vip_key) == 20 && offsetof(fulcrum_vip_key, family) == 16);
+static_assert(sizeof(fulcrum_vip_value) == 4);
+static_assert(sizeof(fulcrum_service_key) == 20 && offsetof(fulcrum_service_key, port) == 16 &&
+              offsetof(fulcrum_service_key, proto) == 18 && offsetof(fulcrum_service_key, family) == 19);
+static_assert(sizeof(fulcrum_service_value) == 8);
+static_assert(sizeof(fulcrum_backend) == 20 && offsetof(fulcrum_backend, state) == 17);
+static_assert(sizeof(fulcrum_flow_key) == 40 && offsetof(fulcrum_flow_key, sport) == 32 &&
+              offsetof(fulcrum_flow_key, proto) == 36 && offsetof(fulcrum_flow_key, family) == 37);
+static_assert(sizeof(fulcrum_flow_value) == 16 && offsetof(fulcrum_flow_value, last_seen_ns) == 8);
+static_assert(sizeof(fulcrum_settings) == 40 && offsetof(fulcrum_settings, source_v6) == 8 &&
+              offsetof(fulcrum_settings, hash_seed) == 28);
+static_assert(sizeof(fulcrum_service_stats) == 32);
+static_assert(sizeof(fulcrum_backend_stats) == 16);
+static_assert(sizeof(fulcrum_reason_stats) == 16);
+static_assert(sizeof(fulcrum_decap_key) == 20);

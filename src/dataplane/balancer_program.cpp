@@ -1,0 +1,203 @@
+// Loading the balancer skeleton and writing its maps; every failure names the map and errno.
+#include "dataplane/balancer_program.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "balancer.skel.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+Status errno_status(const std::string& what, int err)
+{
+    return Status::failure("bpf: " + what + ": " + std::strerror(err < 0 ? -err : err));
+}
+
+Status update(const bpf_map* map, const void* key, const void* value, const char* what)
+{
+    if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) != 0)
+        return errno_status(std::string("cannot update ") + bpf_map__name(map) + " (" + what + ")", errno);
+    return {};
+}
+
+Status erase(const bpf_map* map, const void* key, const char* what)
+{
+    if (bpf_map_delete_elem(bpf_map__fd(map), key) != 0 && errno != ENOENT)
+        return errno_status(std::string("cannot delete from ") + bpf_map__name(map) + " (" + what + ")", errno);
+    return {};
+}
+
+// Reads one key of a per-CPU map and hands each CPU's value to fold.
+template <typename Value, typename Fold>
+void for_each_cpu(const bpf_map* map, std::uint32_t key, Fold fold)
+{
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0)
+        return;
+    std::vector<Value> values(static_cast<std::size_t>(cpus));
+    static_assert(sizeof(Value) % 8 == 0, "per-CPU values are laid out 8-byte aligned");
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &key, values.data()) != 0)
+        return;
+    for (const Value& v : values)
+        fold(v);
+}
+
+}  // namespace
+
+BalancerProgram::BalancerProgram(balancer_bpf* skel) : skel_(skel) {}
+BalancerProgram::~BalancerProgram() { balancer_bpf::destroy(skel_); }
+
+std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& options, Status* error)
+{
+    balancer_bpf* skel = balancer_bpf::open();
+    if (!skel) {
+        *error = errno_status("cannot open the balancer object", errno);
+        return nullptr;
+    }
+    std::unique_ptr<BalancerProgram> program(new BalancerProgram(skel));
+    skel->rodata->udp_idle_timeout_ns = options.udp_idle_timeout_ns;
+    if (int err = bpf_map__set_max_entries(skel->maps.flows, options.flow_capacity)) {
+        *error = errno_status("cannot size the flow table", err);
+        return nullptr;
+    }
+    if (int err = balancer_bpf::load(skel)) {
+        *error = errno_status("cannot load the balancer program", err);
+        return nullptr;
+    }
+    return program;
+}
+
+int BalancerProgram::program_fd() const { return bpf_program__fd(skel_->progs.balancer); }
+
+Status BalancerProgram::set_settings(const fulcrum_settings& settings)
+{
+    std::uint32_t zero = 0;
+    return update(skel_->maps.settings, &zero, &settings, "settings");
+}
+
+Status BalancerProgram::put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value)
+{
+    return update(skel_->maps.vips, &key, &value, "vip");
+}
+
+Status BalancerProgram::delete_vip(const fulcrum_vip_key& key)
+{
+    return erase(skel_->maps.vips, &key, "vip");
+}
+
+Status BalancerProgram::put_service(const fulcrum_service_key& key, const fulcrum_service_value& value)
+{
+    return update(skel_->maps.services, &key, &value, "service");
+}
+
+Status BalancerProgram::delete_service(const fulcrum_service_key& key)
+{
+    return erase(skel_->maps.services, &key, "service");
+}
+
+Status BalancerProgram::put_backend(std::uint32_t id, const fulcrum_backend& backend)
+{
+    return update(skel_->maps.backends, &id, &backend, "backend");
+}
+
+Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+{
+    if (table.empty() || table.size() > FULCRUM_MAX_TABLE_SIZE)
+        return Status::failure("bpf: maglev table of service " + std::to_string(service_id) +
+                               " has a bad size " + std::to_string(table.size()));
+    LIBBPF_OPTS(bpf_map_create_opts, create_opts, .map_flags = BPF_F_INNER_MAP);
+    std::string name = "maglev_" + std::to_string(service_id);
+    int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, name.substr(0, BPF_OBJ_NAME_LEN - 1).c_str(),
+                               sizeof(std::uint32_t), sizeof(std::uint32_t),
+                               static_cast<std::uint32_t>(table.size()), &create_opts);
+    if (inner < 0)
+        return errno_status("cannot create the maglev table of service " + std::to_string(service_id), errno);
+
+    std::vector<std::uint32_t> keys(table.size());
+    for (std::uint32_t i = 0; i < keys.size(); i++)
+        keys[i] = i;
+    std::uint32_t count = static_cast<std::uint32_t>(table.size());
+    Status status;
+    if (bpf_map_update_batch(inner, keys.data(), table.data(), &count, nullptr) != 0)
+        status = errno_status("cannot fill the maglev table of service " + std::to_string(service_id), errno);
+    else if (bpf_map_update_elem(bpf_map__fd(skel_->maps.maglev_tables), &service_id, &inner, BPF_ANY) != 0)
+        status = errno_status("cannot swap in the maglev table of service " + std::to_string(service_id), errno);
+    close(inner);  // the outer map holds its own reference
+    return status;
+}
+
+Status BalancerProgram::delete_table(std::uint32_t service_id)
+{
+    return erase(skel_->maps.maglev_tables, &service_id, "maglev table");
+}
+
+Status BalancerProgram::put_tx_port(std::uint32_t ifindex)
+{
+    return update(skel_->maps.tx_ports, &ifindex, &ifindex, "tx port");
+}
+
+Status BalancerProgram::clear_flows()
+{
+    int fd = bpf_map__fd(skel_->maps.flows);
+    fulcrum_flow_key key{}, next{};
+    while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {
+        key = next;
+        if (bpf_map_delete_elem(fd, &key) != 0)
+            return errno_status("cannot clear the flow table", errno);
+    }
+    return {};
+}
+
+ServiceCounters BalancerProgram::service_counters(std::uint32_t service_id) const
+{
+    ServiceCounters sum;
+    for_each_cpu<fulcrum_service_stats>(skel_->maps.service_stats, service_id, [&](const auto& v) {
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+        sum.new_flows += v.new_flows;
+    });
+    return sum;
+}
+
+PacketCounters BalancerProgram::backend_counters(std::uint32_t backend_id) const
+{
+    PacketCounters sum;
+    for_each_cpu<fulcrum_backend_stats>(skel_->maps.backend_stats, backend_id, [&](const auto& v) {
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+    });
+    return sum;
+}
+
+PacketCounters BalancerProgram::reason_counters(fulcrum_reason reason) const
+{
+    PacketCounters sum;
+    for_each_cpu<fulcrum_reason_stats>(skel_->maps.reason_stats, reason, [&](const auto& v) {
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+    });
+    return sum;
+}
+
+std::vector<fulcrum_flow_value> BalancerProgram::flow_entries(const fulcrum_flow_key& key) const
+{
+    std::vector<fulcrum_flow_value> found;
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0)
+        return found;
+    std::vector<fulcrum_flow_value> values(static_cast<std::size_t>(cpus));
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.flows), &key, values.data()) != 0)
+        return found;
+    for (const auto& v : values)
+        if (v.backend_id != 0)
+            found.push_back(v);
+    return found;
+}
+
+}  // namespace fulcrum::dataplane

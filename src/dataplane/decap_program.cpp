@@ -1,0 +1,65 @@
+// Loading the decap skeleton and writing its address map.
+#include "dataplane/decap_program.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "decap.skel.h"
+
+namespace fulcrum::dataplane {
+
+DecapProgram::DecapProgram(decap_bpf* skel) : skel_(skel) {}
+DecapProgram::~DecapProgram() { decap_bpf::destroy(skel_); }
+
+std::unique_ptr<DecapProgram> DecapProgram::load(Status* error)
+{
+    decap_bpf* skel = decap_bpf::open_and_load();
+    if (!skel) {
+        *error = Status::failure(std::string("bpf: cannot load the decap program: ") + std::strerror(errno));
+        return nullptr;
+    }
+    return std::unique_ptr<DecapProgram>(new DecapProgram(skel));
+}
+
+int DecapProgram::program_fd() const { return bpf_program__fd(skel_->progs.decap); }
+
+Status DecapProgram::add_address(const fulcrum_decap_key& key)
+{
+    std::uint32_t one = 1;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.decap_addrs), &key, &one, BPF_ANY) != 0)
+        return Status::failure(std::string("bpf: cannot add a tunnel address to decap_addrs: ") +
+                               std::strerror(errno));
+    return {};
+}
+
+Status DecapProgram::remove_address(const fulcrum_decap_key& key)
+{
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.decap_addrs), &key) != 0 && errno != ENOENT)
+        return Status::failure(std::string("bpf: cannot remove a tunnel address from decap_addrs: ") +
+                               std::strerror(errno));
+    return {};
+}
+
+PacketCounters DecapProgram::counters(fulcrum_decap_reason reason) const
+{
+    PacketCounters sum;
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0)
+        return sum;
+    std::vector<fulcrum_reason_stats> values(static_cast<std::size_t>(cpus));
+    std::uint32_t key = reason;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.decap_stats), &key, values.data()) != 0)
+        return sum;
+    for (const auto& v : values) {
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+    }
+    return sum;
+}
+
+}  // namespace fulcrum::dataplane

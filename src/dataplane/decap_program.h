@@ -1,0 +1,32 @@
+// The backend-side decap BPF program (xdp/decap.bpf.c), loaded through its skeleton, and its
+// map of this host's tunnel addresses.
+#pragma once
+
+#include <memory>
+
+#include "abi.h"
+#include "dataplane/balancer_program.h"
+#include "util/status.h"
+
+struct decap_bpf;  // generated skeleton (build/xdp/decap.skel.h)
+
+namespace fulcrum::dataplane {
+
+class DecapProgram {
+public:
+    static std::unique_ptr<DecapProgram> load(Status* error);
+    ~DecapProgram();
+    DecapProgram(const DecapProgram&) = delete;
+    DecapProgram& operator=(const DecapProgram&) = delete;
+
+    int program_fd() const;
+    Status add_address(const fulcrum_decap_key& key);
+    Status remove_address(const fulcrum_decap_key& key);
+    PacketCounters counters(fulcrum_decap_reason reason) const;
+
+private:
+    explicit DecapProgram(decap_bpf* skel);
+    decap_bpf* skel_;
+};
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,14 @@
+// Names of the data plane's pass/drop/answer reasons (xdp/abi.h), as used in metrics labels,
+// logs and tests. One table, so a new reason without a name fails the build.
+#pragma once
+
+#include <string_view>
+
+#include "abi.h"
+
+namespace fulcrum::dataplane {
+
+std::string_view reason_name(fulcrum_reason reason);
+std::string_view decap_reason_name(fulcrum_decap_reason reason);
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,236 @@
+// The BPF test lab: see lab.h.
+#include "lab.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <net/if.h>
+#include <sched.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
+
+#include "flow_hash.h"
+
+namespace fulcrum::test {
+namespace {
+
+void sh(const std::string& command)
+{
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0)
+        throw std::runtime_error("lab setup failed: " + command);
+}
+
+void write_sysctl(const std::string& path, const std::string& value)
+{
+    std::ofstream f(path);
+    f << value;
+    if (!f)
+        throw std::runtime_error("lab setup failed: cannot write " + path);
+}
+
+std::string mac_text(Mac m)
+{
+    char buf[18];
+    std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m.b[0], m.b[1], m.b[2], m.b[3],
+                  m.b[4], m.b[5]);
+    return buf;
+}
+
+}  // namespace
+
+Mac backend_mac(std::uint32_t backend_id)
+{
+    return Mac{{0x02, 0xbe, 0, 0, static_cast<std::uint8_t>(backend_id >> 8),
+                static_cast<std::uint8_t>(backend_id)}};
+}
+
+void enter_lab_namespace()
+{
+    static bool entered = false;
+    if (entered)
+        return;
+    if (unshare(CLONE_NEWNET) != 0)
+        throw std::runtime_error(std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno));
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(0, &cpus);
+    sched_setaffinity(0, sizeof cpus, &cpus);
+
+    sh("ip link set lo up");
+    sh("ip link add fl-main address " + mac_text(kBalancerMac) + " type veth peer name fl-router address " +
+       mac_text(kRouterMac));
+    sh("ip link add fl-other address " + mac_text(kOtherMac) + " type veth peer name fl-other-peer");
+    for (const char* dev : {"fl-main", "fl-router", "fl-other", "fl-other-peer"})
+        sh(std::string("ip link set ") + dev + " up");
+    sh("ip addr add " + kTunnelV4 + "/24 dev fl-main");
+    sh("ip -6 addr add " + kTunnelV6 + "/64 dev fl-main nodad");
+    sh("ip addr add " + kOtherNetHost + "/24 dev fl-other");
+    // Clients are reached through the router on fl-main.
+    sh("ip route add 198.18.50.0/24 via 198.18.0.254 dev fl-main");
+    sh("ip neigh add 198.18.0.254 lladdr " + mac_text(kRouterMac) + " dev fl-main nud permanent");
+    write_sysctl("/proc/sys/net/ipv4/conf/all/forwarding", "1");
+    write_sysctl("/proc/sys/net/ipv4/conf/fl-main/forwarding", "1");
+    write_sysctl("/proc/sys/net/ipv4/conf/fl-other/forwarding", "1");
+    write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    // Backends with a neighbour entry: ids 1-3 (IPv4), 4-5 (IPv6) on fl-main, 8 on fl-other.
+    const std::pair<std::uint32_t, std::string> neighbours[] = {
+        {1, "198.18.0.11"}, {2, "198.18.0.12"}, {3, "198.18.0.13"},
+        {4, "2001:db8:0:1::11"}, {5, "2001:db8:0:1::12"}, {8, "198.18.2.11"}};
+    for (const auto& [id, address] : neighbours)
+        sh("ip neigh add " + address + " lladdr " + mac_text(backend_mac(id)) + " dev " +
+           (id == 8 ? "fl-other" : "fl-main") + " nud permanent");
+    entered = true;
+}
+
+int ifindex(const std::string& name)
+{
+    return static_cast<int>(if_nametoindex(name.c_str()));
+}
+
+fulcrum_addr to_addr(const std::string& address)
+{
+    fulcrum_addr a{};
+    Bytes b = addr_bytes(address);
+    std::memcpy(a.w, b.data(), b.size());
+    return a;
+}
+
+std::uint8_t family_of(const std::string& address)
+{
+    return address.find(':') == std::string::npos ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
+}
+
+BalancerLab::BalancerLab(std::uint64_t udp_idle_timeout_ns)
+{
+    enter_lab_namespace();
+    dataplane::LoadOptions options;
+    options.udp_idle_timeout_ns = udp_idle_timeout_ns;
+    options.flow_capacity = 4096;
+    Status error;
+    program_ = dataplane::BalancerProgram::load(options, &error);
+    if (!program_)
+        throw std::runtime_error(error.message());
+    fulcrum_settings s{};
+    s.source_v4 = to_addr(kTunnelV4).w[0];
+    s.source_v6 = to_addr(kTunnelV6);
+    s.hash_seed = kHashSeed;
+    REQUIRE(program_->set_settings(s).ok());
+    REQUIRE(program_->put_tx_port(static_cast<std::uint32_t>(ifindex("fl-other"))).ok());
+}
+
+Verdict BalancerLab::run(const Bytes& frame, const std::string& ingress)
+{
+    return run_xdp(program_->program_fd(), frame, ifindex(ingress));
+}
+
+Verdict run_xdp(int program_fd, const Bytes& frame, int ingress_ifindex)
+{
+    Verdict v;
+    v.out.resize(frame.size() + 512);
+    xdp_md ctx{};
+    ctx.data_end = static_cast<std::uint32_t>(frame.size());
+    ctx.ingress_ifindex = static_cast<std::uint32_t>(ingress_ifindex);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(),
+                .data_out = v.out.data(), .data_size_in = static_cast<std::uint32_t>(frame.size()),
+                .data_size_out = static_cast<std::uint32_t>(v.out.size()), .ctx_in = &ctx,
+                .ctx_size_in = sizeof ctx, .repeat = 1);
+    int err = bpf_prog_test_run_opts(program_fd, &opts);
+    if (err != 0)
+        throw std::runtime_error(std::string("BPF_PROG_TEST_RUN: ") + std::strerror(errno));
+    v.action = static_cast<int>(opts.retval);
+    v.out.resize(opts.data_size_out);
+    return v;
+}
+
+void BalancerLab::add_backend(std::uint32_t id, const std::string& address, fulcrum_backend_state state)
+{
+    fulcrum_backend b{};
+    b.addr = to_addr(address);
+    b.family = family_of(address);
+    b.state = static_cast<std::uint8_t>(state);
+    REQUIRE(program_->put_backend(id, b).ok());
+    if (backend_address_.size() <= id)
+        backend_address_.resize(id + 1);
+    backend_address_[id] = address;
+}
+
+void BalancerLab::set_backend_state(std::uint32_t id, fulcrum_backend_state state)
+{
+    add_backend(id, backend_address_.at(id), state);
+}
+
+void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uint16_t port,
+                              std::uint8_t proto, const std::vector<std::uint32_t>& table)
+{
+    fulcrum_vip_key vk{};
+    vk.addr = to_addr(vip);
+    vk.family = family_of(vip);
+    fulcrum_vip_value vv{};
+    // Keep the port-0 flags other services of the same VIP set.
+    std::uint32_t& flags = vip_flags_[vip];
+    if (port == 0)
+        flags |= proto == kTcp ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
+    vv.flags = flags;
+    REQUIRE(program_->put_vip(vk, vv).ok());
+
+    fulcrum_service_key sk{};
+    sk.vip = vk.addr;
+    sk.family = vk.family;
+    sk.port = htons(port);
+    sk.proto = proto;
+    fulcrum_service_value sv{};
+    sv.id = id;
+    sv.table_size = static_cast<std::uint32_t>(table.size());
+    set_table(id, table);
+    REQUIRE(program_->put_service(sk, sv).ok());
+}
+
+void BalancerLab::set_table(std::uint32_t service_id, const std::vector<std::uint32_t>& table)
+{
+    REQUIRE(program_->put_table(service_id, table).ok());
+    if (tables_.size() <= service_id)
+        tables_.resize(service_id + 1);
+    tables_[service_id] = table;
+}
+
+Bytes BalancerLab::expected_encap(std::uint32_t backend_id, const Bytes& inner_ip, std::uint8_t tos,
+                                  std::optional<std::uint16_t> vlan, std::uint32_t flow_hash) const
+{
+    const std::string& backend = backend_address_.at(backend_id);
+    bool inner_v4 = (inner_ip.at(0) >> 4) == 4;
+    Mac src = backend_id == 8 ? kOtherMac : kBalancerMac;
+    if (family_of(backend) == FULCRUM_AF_INET) {
+        V4 outer{.src = kTunnelV4, .dst = backend, .proto = kIpip, .tos = tos, .ttl = 64, .id = 0,
+                 .flags_frag = 0x4000, .options = {}};
+        return ethernet(backend_mac(backend_id), src, kEthIPv4, ipv4(outer, inner_ip), vlan);
+    }
+    V6 outer{.src = kTunnelV6, .dst = backend, .next = inner_v4 ? kIpip : kIpv6, .traffic_class = tos,
+             .flow_label = flow_hash & 0xfffff, .hop_limit = 64};
+    return ethernet(backend_mac(backend_id), src, kEthIPv6, ipv6(outer, inner_ip), vlan);
+}
+
+fulcrum_flow_key BalancerLab::flow_key(const std::string& src, std::uint16_t sport,
+                                       const std::string& dst, std::uint16_t dport,
+                                       std::uint8_t proto) const
+{
+    fulcrum_flow_key k{};
+    k.src = to_addr(src);
+    k.dst = to_addr(dst);
+    k.sport = htons(sport);
+    k.dport = htons(dport);
+    k.proto = proto;
+    k.family = family_of(src);
+    return k;
+}
+
+std::uint32_t BalancerLab::maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key) const
+{
+    const auto& table = tables_.at(service_id);
+    return table.at(fulcrum_flow_hash(&key, kHashSeed) % table.size());
+}
+
+}  // namespace fulcrum::test

@@ -1,0 +1,81 @@
+// The world the BPF table tests run in: a private network namespace (so bpf_fib_lookup sees a
+// known set of routes and neighbours), the balancer loaded with a standard set of services, and
+// BPF_PROG_TEST_RUN wrapped as "packet in -> verdict and packet out".
+#pragma once
+
+#include <linux/bpf.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "dataplane/balancer_program.h"
+#include "packet.h"
+
+namespace fulcrum::test {
+
+// Addresses of the private namespace (LAB.md ranges). "main" is the interface packets arrive on.
+inline constexpr Mac kBalancerMac{{0x02, 0, 0, 0, 0, 0x01}};   // main interface
+inline constexpr Mac kRouterMac{{0x02, 0, 0, 0, 0, 0x02}};     // its peer: the client's router
+inline constexpr Mac kOtherMac{{0x02, 0, 0, 0, 0, 0x03}};      // second interface
+inline const std::string kTunnelV4 = "198.18.0.1", kTunnelV6 = "2001:db8:0:1::1";
+inline const std::string kClientV4 = "198.18.50.7", kClientV6 = "2001:db8:50::7";
+inline const std::string kOtherNetHost = "198.18.2.1";
+inline constexpr std::uint32_t kHashSeed = 0x5eed5eed;
+
+// Enters a fresh network namespace for this process (once), with interfaces fl-main and
+// fl-other, addresses, neighbours of the backends, forwarding on, and pins the process to
+// CPU 0 so the per-CPU flow table is always the same one. Dies with the process.
+void enter_lab_namespace();
+int ifindex(const std::string& name);
+Mac backend_mac(std::uint32_t backend_id);
+
+struct Verdict {
+    int action = -1;
+    Bytes out;
+};
+
+// One BPF_PROG_TEST_RUN of an XDP program on a frame, as received on interface ingress.
+Verdict run_xdp(int program_fd, const Bytes& frame, int ingress_ifindex);
+
+fulcrum_addr to_addr(const std::string& address);
+std::uint8_t family_of(const std::string& address);
+
+class BalancerLab {
+public:
+    explicit BalancerLab(std::uint64_t udp_idle_timeout_ns = 30'000'000'000ULL);
+
+    Verdict run(const Bytes& frame, const std::string& ingress = "fl-main");
+
+    // Configuration helpers (each checks the map write succeeded).
+    void add_backend(std::uint32_t id, const std::string& address,
+                     fulcrum_backend_state state = FULCRUM_BACKEND_ACTIVE);
+    void set_backend_state(std::uint32_t id, fulcrum_backend_state state);
+    void add_service(std::uint32_t id, const std::string& vip, std::uint16_t port, std::uint8_t proto,
+                     const std::vector<std::uint32_t>& table);
+    void set_table(std::uint32_t service_id, const std::vector<std::uint32_t>& table);
+
+    // What the balancer must emit for a frame sent to backend_id: L2 to the backend's MAC from
+    // ours (tag kept), outer header from our tunnel source, inner packet byte for byte.
+    Bytes expected_encap(std::uint32_t backend_id, const Bytes& inner_ip, std::uint8_t tos,
+                         std::optional<std::uint16_t> vlan = std::nullopt,
+                         std::uint32_t flow_hash = 0) const;
+    // The backend the data plane must pick for a new flow, from the same hash and table.
+    std::uint32_t maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key) const;
+    fulcrum_flow_key flow_key(const std::string& src, std::uint16_t sport, const std::string& dst,
+                              std::uint16_t dport, std::uint8_t proto) const;
+
+    dataplane::BalancerProgram& program() { return *program_; }
+
+private:
+    std::unique_ptr<dataplane::BalancerProgram> program_;
+    std::vector<std::string> backend_address_;                 // by id
+    std::vector<std::vector<std::uint32_t>> tables_;           // by service id
+    std::map<std::string, std::uint32_t> vip_flags_;           // by VIP
+};
+
+}  // namespace fulcrum::test

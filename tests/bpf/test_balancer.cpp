@@ -1,0 +1,415 @@
+// The balancer's packet table: crafted frames in, exact verdicts, frames and counters out.
+// Runs the real object through BPF_PROG_TEST_RUN in a private namespace (tests/bpf/lab.h).
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
+
+#include "flow_hash.h"
+#include "table.h"
+
+using namespace fulcrum::test;
+
+namespace {
+
+const std::string kVip4 = "198.18.100.1", kVip4Port0 = "198.18.100.2", kVip4Empty = "198.18.100.3",
+                  kVip4NoNeigh = "198.18.100.4", kVip4NoRoute = "198.18.100.5",
+                  kVip4Other = "198.18.100.6", kVip4Multi = "198.18.100.7", kVip6 = "2001:db8:100::1";
+
+std::vector<std::uint32_t> fill(std::uint32_t backend, std::size_t size = 7)
+{
+    return std::vector<std::uint32_t>(size, backend);
+}
+
+// The services every table below runs against (ids are the services' and backends' map keys).
+void standard_services(BalancerLab& lab)
+{
+    lab.add_backend(1, "198.18.0.11");
+    lab.add_backend(2, "198.18.0.12");
+    lab.add_backend(3, "198.18.0.13");
+    lab.add_backend(4, "2001:db8:0:1::11");
+    lab.add_backend(5, "2001:db8:0:1::12");
+    lab.add_backend(6, "198.18.0.20");   // on-link, no neighbour entry
+    lab.add_backend(7, "198.19.200.1");  // no route
+    lab.add_backend(8, "198.18.2.11");   // behind the second interface
+    lab.add_service(1, kVip4, 80, kTcp, fill(1));
+    lab.add_service(2, kVip4, 53, kUdp, fill(4));  // IPv4 service, IPv6 backend
+    lab.add_service(3, kVip6, 443, kTcp, fill(5));
+    lab.add_service(4, kVip4Port0, 0, kTcp, fill(2));
+    lab.add_service(5, kVip4Empty, 80, kTcp, fill(0));
+    lab.add_service(6, kVip4NoNeigh, 80, kTcp, fill(6));
+    lab.add_service(7, kVip4NoRoute, 80, kTcp, fill(7));
+    lab.add_service(8, kVip4Other, 80, kTcp, fill(8));
+    std::vector<std::uint32_t> round_robin;
+    for (std::uint32_t i = 0; i < 13; i++)
+        round_robin.push_back(1 + i % 3);
+    lab.add_service(9, kVip4Multi, 80, kTcp, round_robin);
+    lab.add_service(10, kVip6, 53, kUdp, fill(4));
+}
+
+Bytes frame4(const V4& ip, const Bytes& l4, std::optional<std::uint16_t> vlan = std::nullopt)
+{
+    return ethernet(kBalancerMac, kRouterMac, kEthIPv4, ipv4(ip, l4), vlan);
+}
+
+Bytes frame6(const V6& ip, const Bytes& l4, std::optional<std::uint16_t> vlan = std::nullopt)
+{
+    return ethernet(kBalancerMac, kRouterMac, kEthIPv6, ipv6(ip, l4), vlan);
+}
+
+V4 to_vip4(const std::string& vip, std::uint8_t proto = kTcp)
+{
+    return V4{.src = kClientV4, .dst = vip, .proto = proto};
+}
+
+V6 to_vip6(std::uint8_t next = kTcp)
+{
+    return V6{.src = kClientV6, .dst = kVip6, .next = next};
+}
+
+std::uint32_t hash_of(const BalancerLab& lab, const std::string& src, std::uint16_t sport,
+                      const std::string& dst, std::uint16_t dport, std::uint8_t proto)
+{
+    fulcrum_flow_key key = lab.flow_key(src, sport, dst, dport, proto);
+    return fulcrum_flow_hash(&key, kHashSeed);
+}
+
+// Frame -> the IP packet inside it (after 14 or 18 bytes of L2).
+Bytes ip_of(const Bytes& frame, bool vlan = false)
+{
+    std::size_t l2 = vlan ? 18 : 14;
+    return slice(frame, l2, frame.size() - l2);
+}
+
+}  // namespace
+
+TEST_CASE("balancer forwards TCP and UDP of IPv4 and IPv6 services, encapsulated", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    std::vector<Row> rows;
+
+    Bytes in = frame4(to_vip4(kVip4), tcp(40000, 80, 10));
+    rows.push_back({"TCP to an IPv4 service, IPv4 backend", in, XDP_TX,
+                    lab.expected_encap(1, ip_of(in), 0), {}, 1, 1, true});
+
+    V4 tos = to_vip4(kVip4);
+    tos.tos = 0xb8;
+    in = frame4(tos, tcp(40001, 80));
+    rows.push_back({"ToS copied to the outer header", in, XDP_TX, lab.expected_encap(1, ip_of(in), 0xb8),
+                    {}, 1, 1, true});
+
+    in = frame4(to_vip4(kVip4, kUdp), udp(5353, 53, 20));
+    rows.push_back({"UDP to an IPv4 service over an IPv6 backend (IPv4-in-IPv6)", in, XDP_TX,
+                    lab.expected_encap(4, ip_of(in), 0, std::nullopt,
+                                       hash_of(lab, kClientV4, 5353, kVip4, 53, kUdp)),
+                    {}, 2, 4, true});
+
+    V6 tc = to_vip6();
+    tc.traffic_class = 0x28;
+    tc.flow_label = 0x12345;
+    in = frame6(tc, tcp(40000, 443, 30));
+    rows.push_back({"TCP to an IPv6 service (IPv6-in-IPv6), traffic class kept", in, XDP_TX,
+                    lab.expected_encap(5, ip_of(in), 0x28, std::nullopt,
+                                       hash_of(lab, kClientV6, 40000, kVip6, 443, kTcp)),
+                    {}, 3, 5, true});
+
+    in = frame6(to_vip6(kUdp), udp(7000, 53, 12));
+    rows.push_back({"UDP to an IPv6 service", in, XDP_TX,
+                    lab.expected_encap(4, ip_of(in), 0, std::nullopt,
+                                       hash_of(lab, kClientV6, 7000, kVip6, 53, kUdp)),
+                    {}, 10, 4, true});
+
+    in = frame4(to_vip4(kVip4Port0), tcp(40000, 12345));
+    rows.push_back({"port-0 service takes any TCP port of its VIP", in, XDP_TX,
+                    lab.expected_encap(2, ip_of(in), 0), {}, 4, 2, true});
+
+    in = frame4(to_vip4(kVip4), tcp(40002, 80), 0x0064);
+    rows.push_back({"802.1Q tagged frame: tag kept on the tunnelled frame", in, XDP_TX,
+                    lab.expected_encap(1, ip_of(in, true), 0, 0x0064), {}, 1, 1, true});
+
+    V4 options = to_vip4(kVip4);
+    options.options = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
+    in = frame4(options, tcp(40003, 80));
+    rows.push_back({"IPv4 with header options", in, XDP_TX, lab.expected_encap(1, ip_of(in), 0), {}, 1,
+                    1, true});
+
+    V6 ext = to_vip6(kHopByHop);
+    in = frame6(ext, concat(ext_header(kDstOpts), concat(ext_header(kTcp), tcp(40001, 443))));
+    rows.push_back({"IPv6 with hop-by-hop and destination-options headers", in, XDP_TX,
+                    lab.expected_encap(5, ip_of(in), 0, std::nullopt,
+                                       hash_of(lab, kClientV6, 40001, kVip6, 443, kTcp)),
+                    {}, 3, 5, true});
+
+    in = frame4(to_vip4(kVip4Other), tcp(40000, 80));
+    rows.push_back({"backend behind another interface: devmap redirect", in, XDP_REDIRECT,
+                    lab.expected_encap(8, ip_of(in), 0), {}, 8, 8, true});
+
+    in = frame4(to_vip4(kVip4), tcp(40000, 80, 10));
+    rows.push_back({"second packet of the first flow: a flow-table hit, not a new flow", in, XDP_TX,
+                    lab.expected_encap(1, ip_of(in), 0), {}, 1, 1, false});
+
+    run_table(lab, rows);
+}
+
+TEST_CASE("balancer passes what is not for a service, byte for byte", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    std::vector<Row> rows;
+
+    rows.push_back({"IPv4 TCP to the balancer's own address (SSH)",
+                    frame4(V4{.src = kClientV4, .dst = kTunnelV4}, tcp(40000, 22)), XDP_PASS, {},
+                    FULCRUM_PASS_NOT_VIP});
+    rows.push_back({"IPv6 TCP to the balancer's own address",
+                    frame6(V6{.src = kClientV6, .dst = kTunnelV6}, tcp(40000, 179)), XDP_PASS, {},
+                    FULCRUM_PASS_NOT_VIP});
+    rows.push_back({"ARP", ethernet(kBalancerMac, kRouterMac, kEthArp, Bytes(28, 0x01)), XDP_PASS, {},
+                    FULCRUM_PASS_NOT_IP});
+    rows.push_back({"already tunnelled IPIP to our tunnel address",
+                    frame4(V4{.src = "198.18.0.99", .dst = kTunnelV4, .proto = kIpip},
+                           ipv4(to_vip4(kVip4), tcp(1, 80))),
+                    XDP_PASS, {}, FULCRUM_PASS_NOT_VIP});
+    rows.push_back({"IPv4 UDP to a non-VIP address on port 53",
+                    frame4(V4{.src = kClientV4, .dst = "198.18.100.200", .proto = kUdp}, udp(1, 53)),
+                    XDP_PASS, {}, FULCRUM_PASS_NOT_VIP});
+    rows.push_back({"802.1Q tagged non-service IPv4",
+                    frame4(V4{.src = kClientV4, .dst = kTunnelV4}, tcp(40000, 22), 7), XDP_PASS, {},
+                    FULCRUM_PASS_NOT_VIP});
+    rows.push_back({"two 802.1Q tags (QinQ) are not parsed: passed",
+                    ethernet(kBalancerMac, kRouterMac, kEthVlan,
+                             concat(Bytes{0x00, 0x08, 0x08, 0x00}, ipv4(to_vip4(kVip4), tcp(1, 80))), 5),
+                    XDP_PASS, {}, FULCRUM_PASS_NOT_IP});
+    run_table(lab, rows);
+}
+
+TEST_CASE("balancer drops what it cannot serve, counted by reason", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    std::vector<Row> rows;
+
+    rows.push_back({"VIP on a port it does not serve", frame4(to_vip4(kVip4), tcp(40000, 81)), XDP_DROP,
+                    {}, FULCRUM_DROP_PORT_UNSERVED});
+    rows.push_back({"UDP to a VIP whose port-0 service is TCP only",
+                    frame4(to_vip4(kVip4Port0, kUdp), udp(40000, 53)), XDP_DROP, {},
+                    FULCRUM_DROP_PORT_UNSERVED});
+    rows.push_back({"GRE to a VIP", frame4(to_vip4(kVip4, 47), Bytes(8, 0)), XDP_DROP, {},
+                    FULCRUM_DROP_PROTO_UNSERVED});
+    V4 first = to_vip4(kVip4);
+    first.flags_frag = 0x2000;  // MF, offset 0: has the TCP header
+    rows.push_back({"first IPv4 fragment to a VIP", frame4(first, tcp(40000, 80, 16)), XDP_DROP, {},
+                    FULCRUM_DROP_FRAGMENT});
+    V4 later = to_vip4(kVip4);
+    later.flags_frag = 0x0003;  // offset 24 bytes, last fragment
+    rows.push_back({"later IPv4 fragment to a VIP", frame4(later, Bytes(16, 0xab)), XDP_DROP, {},
+                    FULCRUM_DROP_FRAGMENT});
+    rows.push_back({"IPv6 fragment to a VIP",
+                    frame6(to_vip6(kFragment), concat(fragment_header(kTcp, 0, true, 9), tcp(1, 443))),
+                    XDP_DROP, {}, FULCRUM_DROP_FRAGMENT});
+    rows.push_back({"service without a usable backend", frame4(to_vip4(kVip4Empty), tcp(40000, 80)),
+                    XDP_DROP, {}, FULCRUM_DROP_NO_BACKEND});
+    rows.push_back({"backend without a neighbour entry", frame4(to_vip4(kVip4NoNeigh), tcp(40000, 80)),
+                    XDP_DROP, {}, FULCRUM_DROP_NO_NEIGHBOUR});
+    rows.push_back({"backend without a route", frame4(to_vip4(kVip4NoRoute), tcp(40000, 80)), XDP_DROP,
+                    {}, FULCRUM_DROP_NO_ROUTE});
+    V4 no_df = to_vip4(kVip4);
+    no_df.flags_frag = 0;
+    rows.push_back({"IPv4 without DF too big for the tunnel (policy: drop)",
+                    frame4(no_df, tcp(40000, 80, 1500 - 40)), XDP_DROP, {}, FULCRUM_DROP_TOO_BIG_NO_DF});
+    Bytes short_tcp = ipv4(to_vip4(kVip4), slice(tcp(40000, 80), 0, 10));
+    rows.push_back({"IPv4 length consistent, TCP header cut at 10 bytes",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, short_tcp), XDP_DROP, {},
+                    FULCRUM_DROP_PARSE_L4});
+    rows.push_back({"IPv6 length consistent, UDP header cut at 4 bytes",
+                    frame6(to_vip6(kUdp), slice(udp(1, 53), 0, 4)), XDP_DROP, {}, FULCRUM_DROP_PARSE_L4});
+    Bytes bad_ihl = ipv4(to_vip4(kVip4), tcp(40000, 80));
+    bad_ihl[0] = 0x44;  // header length 16 bytes: impossible
+    rows.push_back({"IPv4 header length below 20", ethernet(kBalancerMac, kRouterMac, kEthIPv4, bad_ihl),
+                    XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    Bytes long_len = ipv4(to_vip4(kVip4), tcp(40000, 80));
+    long_len[3] += 40;  // total length beyond the frame
+    rows.push_back({"IPv4 total length beyond the frame", ethernet(kBalancerMac, kRouterMac, kEthIPv4, long_len),
+                    XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    Bytes chain = tcp(1, 443);
+    for (int i = 0; i < 5; i++)
+        chain = concat(ext_header(i == 0 ? kTcp : kDstOpts), chain);
+    rows.push_back({"IPv6 with more extension headers than the bounded walk",
+                    frame6(to_vip6(kDstOpts), chain), XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    rows.push_back({"ICMP timestamp request to a VIP", frame4(to_vip4(kVip4, kIcmp), icmp4(13, 0, 0, Bytes(12, 0))),
+                    XDP_DROP, {}, FULCRUM_DROP_ICMP_UNHANDLED});
+
+    // Every truncation of a service frame: never forwarded, always counted. (BPF_PROG_TEST_RUN
+    // refuses frames shorter than an Ethernet header, as NICs never deliver them; a cut inside
+    // the 802.1Q tag below is how the L2 check is reached.)
+    const Bytes whole4 = frame4(to_vip4(kVip4), tcp(40000, 80, 8));
+    for (std::size_t len = 14; len < whole4.size(); len++)
+        rows.push_back({"IPv4 service frame truncated to " + std::to_string(len) + " bytes",
+                        slice(whole4, 0, len), XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    const Bytes whole6 = frame6(to_vip6(kHopByHop), concat(ext_header(kTcp), tcp(40000, 443, 8)));
+    for (std::size_t len = 14; len < whole6.size(); len++)
+        rows.push_back({"IPv6 service frame truncated to " + std::to_string(len) + " bytes",
+                        slice(whole6, 0, len), XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    const Bytes tagged = frame4(to_vip4(kVip4), tcp(40000, 80), 9);
+    for (std::size_t len = 14; len < 18; len++)
+        rows.push_back({"802.1Q frame truncated in the tag to " + std::to_string(len) + " bytes",
+                        slice(tagged, 0, len), XDP_DROP, {}, FULCRUM_DROP_PARSE_L2});
+    run_table(lab, rows);
+}
+
+TEST_CASE("balancer answers ICMP for VIPs and steers quoted errors to the flow's backend", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    std::vector<Row> rows;
+
+    // Echo: answered from XDP, addresses swapped, TTL reset, checksums right.
+    Bytes body(24, 0x5a);
+    V4 ping{.src = kClientV4, .dst = kVip4, .proto = kIcmp, .tos = 0, .ttl = 17, .id = 0x4242};
+    V4 pong{.src = kVip4, .dst = kClientV4, .proto = kIcmp, .tos = 0, .ttl = 64, .id = 0x4242};
+    rows.push_back({"ICMP echo request to a VIP", frame4(ping, icmp4(8, 0, 0x00070001, body)), XDP_TX,
+                    ethernet(kRouterMac, kBalancerMac, kEthIPv4, ipv4(pong, icmp4(0, 0, 0x00070001, body))),
+                    FULCRUM_TX_ECHO_REPLY});
+    V6 ping6{.src = kClientV6, .dst = kVip6, .next = kIcmp6, .hop_limit = 9};
+    V6 pong6{.src = kVip6, .dst = kClientV6, .next = kIcmp6, .hop_limit = 64};
+    rows.push_back({"ICMPv6 echo request to a VIP",
+                    frame6(ping6, icmp6(kClientV6, kVip6, 128, 0, 0x00090002, body)), XDP_TX,
+                    ethernet(kRouterMac, kBalancerMac, kEthIPv6,
+                             ipv6(pong6, icmp6(kVip6, kClientV6, 129, 0, 0x00090002, body))),
+                    FULCRUM_TX_ECHO_REPLY});
+
+    // Errors quoting a backend's direct reply (VIP -> client) follow the flow client -> VIP.
+    Bytes quoted = slice(ipv4(V4{.src = kVip4, .dst = kClientV4}, tcp(80, 40000)), 0, 28);
+    Bytes in = frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp},
+                      icmp4(3, 4, 1400, quoted));
+    rows.push_back({"ICMP frag-needed quoting a VIP flow goes to that flow's backend", in, XDP_TX,
+                    lab.expected_encap(1, ip_of(in), 0), FULCRUM_FWD_ICMP_ERROR, 1, 1, false});
+    Bytes quoted6 = ipv6(V6{.src = kVip6, .dst = kClientV6}, tcp(443, 40000, 40));
+    in = frame6(V6{.src = "2001:db8:0:1::fe", .dst = kVip6, .next = kIcmp6},
+                icmp6("2001:db8:0:1::fe", kVip6, 2, 0, 1280, quoted6));
+    rows.push_back({"ICMPv6 packet-too-big quoting a VIP flow goes to that flow's backend", in, XDP_TX,
+                    lab.expected_encap(5, ip_of(in), 0, std::nullopt,
+                                       hash_of(lab, kClientV6, 40000, kVip6, 443, kTcp)),
+                    FULCRUM_FWD_ICMP_ERROR, 3, 5, false});
+    Bytes foreign = slice(ipv4(V4{.src = "198.18.9.9", .dst = kClientV4}, tcp(80, 40000)), 0, 28);
+    rows.push_back({"ICMP unreachable quoting a packet not sent from this VIP",
+                    frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp}, icmp4(3, 1, 0, foreign)),
+                    XDP_DROP, {}, FULCRUM_DROP_ICMP_UNHANDLED});
+    Bytes unserved = slice(ipv4(V4{.src = kVip4, .dst = kClientV4}, tcp(8080, 40000)), 0, 28);
+    rows.push_back({"ICMP unreachable quoting a port the VIP does not serve",
+                    frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp}, icmp4(3, 3, 0, unserved)),
+                    XDP_DROP, {}, FULCRUM_DROP_ICMP_UNHANDLED});
+    rows.push_back({"ICMP truncated before its 8-byte header",
+                    frame4(to_vip4(kVip4, kIcmp), Bytes{8, 0, 0, 0}), XDP_DROP, {}, FULCRUM_DROP_PARSE_L4});
+
+    // Too big for the tunnel (fl-main has MTU 1500): tell the client the MTU it must use.
+    Bytes big = ipv4(to_vip4(kVip4), tcp(40000, 80, 1500 - 40));
+    V4 reply{.src = kVip4, .dst = kClientV4, .proto = kIcmp, .tos = 0, .ttl = 64, .id = 0, .flags_frag = 0};
+    rows.push_back({"IPv4 with DF too big for IPv4-in-IPv4: frag-needed, MTU 1480",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, big), XDP_TX,
+                    ethernet(kRouterMac, kBalancerMac, kEthIPv4, ipv4(reply, icmp4(3, 4, 1480, slice(big, 0, 28)))),
+                    FULCRUM_TX_TOO_BIG});
+    Bytes big_udp = ipv4(to_vip4(kVip4, kUdp), udp(5353, 53, 1500 - 28));
+    rows.push_back({"IPv4 with DF too big for IPv4-in-IPv6: frag-needed, MTU 1460",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, big_udp), XDP_TX,
+                    ethernet(kRouterMac, kBalancerMac, kEthIPv4,
+                             ipv4(reply, icmp4(3, 4, 1460, slice(big_udp, 0, 28)))),
+                    FULCRUM_TX_TOO_BIG});
+    Bytes big6 = ipv6(to_vip6(), tcp(40000, 443, 1500 - 60));
+    V6 reply6{.src = kVip6, .dst = kClientV6, .next = kIcmp6, .hop_limit = 64};
+    rows.push_back({"IPv6 too big for IPv6-in-IPv6: packet-too-big, MTU 1460, quoting 1232 bytes",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv6, big6), XDP_TX,
+                    ethernet(kRouterMac, kBalancerMac, kEthIPv6,
+                             ipv6(reply6, icmp6(kVip6, kClientV6, 2, 0, 1460, slice(big6, 0, 1232)))),
+                    FULCRUM_TX_TOO_BIG});
+    Bytes fits = ipv4(to_vip4(kVip4), tcp(40000, 80, 1480 - 40));
+    rows.push_back({"IPv4 of exactly the tunnel MTU is forwarded",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, fits), XDP_TX,
+                    lab.expected_encap(1, fits, 0), {}, 1, 1, true});
+    run_table(lab, rows);
+}
+
+TEST_CASE("flow table: hits survive table changes and draining, not a dead backend", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    auto send = [&](std::uint16_t sport) {
+        Bytes in = frame4(to_vip4(kVip4Multi), tcp(sport, 80));
+        Verdict v = lab.run(in);
+        REQUIRE(v.action == XDP_TX);
+        for (std::uint32_t id = 1; id <= 3; id++)
+            if (hex(v.out) == hex(lab.expected_encap(id, ip_of(in), 0)))
+                return id;
+        FAIL("output matches no backend's encapsulation: " << hex(v.out));
+        return 0u;
+    };
+
+    // The data plane and C++ agree on the hash: 300 new flows land where maglev_pick says.
+    std::map<std::uint32_t, int> per_backend;
+    for (std::uint16_t sport = 20000; sport < 20300; sport++) {
+        std::uint32_t want = lab.maglev_pick(9, lab.flow_key(kClientV4, sport, kVip4Multi, 80, kTcp));
+        REQUIRE(send(sport) == want);
+        per_backend[want]++;
+    }
+    CHECK(per_backend.size() == 3);
+
+    const std::uint16_t flow = 20000;
+    const std::uint32_t first = lab.maglev_pick(9, lab.flow_key(kClientV4, flow, kVip4Multi, 80, kTcp));
+    const std::uint32_t other = first == 1 ? 2 : 1;
+
+    SECTION("a hit keeps its backend after the table changed; a new flow follows the table")
+    {
+        lab.set_table(9, fill(other, 13));
+        CHECK(send(flow) == first);
+        CHECK(send(30000) == other);
+    }
+    SECTION("draining: out of the table, existing flows stay")
+    {
+        lab.set_table(9, fill(other, 13));
+        lab.set_backend_state(first, FULCRUM_BACKEND_DRAINING);
+        CHECK(send(flow) == first);
+        CHECK(send(30001) == other);
+    }
+    SECTION("down: existing flows are re-hashed at once, and stay on the new backend")
+    {
+        lab.set_table(9, fill(other, 13));
+        lab.set_backend_state(first, FULCRUM_BACKEND_DOWN);
+        CHECK(send(flow) == other);
+        lab.set_backend_state(first, FULCRUM_BACKEND_ACTIVE);
+        CHECK(send(flow) == other);
+    }
+    SECTION("a flow whose entry points at a freed backend slot is re-hashed")
+    {
+        lab.set_table(9, fill(other, 13));
+        lab.set_backend_state(first, FULCRUM_BACKEND_UNUSED);
+        CHECK(send(flow) == other);
+    }
+    SECTION("the flow entry records backend and hash")
+    {
+        auto entries = lab.program().flow_entries(lab.flow_key(kClientV4, flow, kVip4Multi, 80, kTcp));
+        REQUIRE(entries.size() == 1);
+        CHECK(entries[0].backend_id == first);
+        CHECK(entries[0].hash == hash_of(lab, kClientV4, flow, kVip4Multi, 80, kTcp));
+    }
+}
+
+TEST_CASE("flow table: UDP entries expire after the idle timeout, TCP entries do not", "[bpf][balancer]")
+{
+    BalancerLab lab(200'000'000);  // 200 ms UDP idle timeout
+    standard_services(lab);
+    lab.add_service(11, kVip4Multi, 53, kUdp, fill(1));
+    Bytes udp_in = frame4(to_vip4(kVip4Multi, kUdp), udp(6000, 53));
+    Bytes tcp_in = frame4(to_vip4(kVip4Multi), tcp(6000, 80));
+    const std::uint32_t tcp_backend = lab.maglev_pick(9, lab.flow_key(kClientV4, 6000, kVip4Multi, 80, kTcp));
+    const std::uint32_t tcp_other = tcp_backend == 1 ? 2 : 1;
+
+    REQUIRE(hex(lab.run(udp_in).out) == hex(lab.expected_encap(1, ip_of(udp_in), 0)));
+    REQUIRE(hex(lab.run(tcp_in).out) == hex(lab.expected_encap(tcp_backend, ip_of(tcp_in), 0)));
+    lab.set_table(11, fill(2));
+    lab.set_table(9, fill(tcp_other, 13));
+    CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(1, ip_of(udp_in), 0)));  // still fresh
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(2, ip_of(udp_in), 0)));  // expired
+    CHECK(hex(lab.run(tcp_in).out) == hex(lab.expected_encap(tcp_backend, ip_of(tcp_in), 0)));
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The one contract between the XDP programs and fulcrumd: map keys and values, limits, reasons.
+ * Included by BPF C (clang -target bpf) and by C++ (g++); only <linux/types.h> and fixed-width
+ * fields, explicit padding. The C++ side pins every layout with static_assert (src/dataplane/abi.cpp
+ * and tests/bpf). Multi-byte address and port fields are in network byte order (__be*). */
+#ifndef FULCRUM_ABI_H
+#define FULCRUM_ABI_H
+
+#include <linux/types.h>
+
+/* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
+#define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1; 0 means "none" */
+#define FULCRUM_MAX_VIPS 4096
+#define FULCRUM_MAX_BACKENDS 131072   /* backend ids are 1..MAX-1; 0 means "no backend" */
+#define FULCRUM_DEFAULT_FLOWS 1000000
+#define FULCRUM_MAX_INTERFACES 64     /* egress devmap for redirects to other interfaces */
+#define FULCRUM_DEFAULT_TABLE_SIZE 65537
+#define FULCRUM_MAX_TABLE_SIZE 1048573 /* largest prime table the daemon accepts */
+#define FULCRUM_TUNNEL_TTL 64         /* outer TTL / hop limit of encapsulated packets */
+#define FULCRUM_DECAP_MAX_ADDRS 64
+
+/* Address families as stored in keys (values of AF_INET / AF_INET6 on Linux). */
+#define FULCRUM_AF_INET 2
+#define FULCRUM_AF_INET6 10
+
+/* An IPv4 or IPv6 address. IPv4 lives in w[0], the other words are zero, so keys compare exactly. */
+struct fulcrum_addr {
+	__be32 w[4];
+};
+
+/* vips: address -> what the VIP serves on every port. A miss means "not ours": XDP_PASS untouched,
+ * after a single lookup, which keeps non-service traffic close to the cost of an empty program. */
+struct fulcrum_vip_key {
+	struct fulcrum_addr addr;
+	__u8 family;     /* FULCRUM_AF_INET or FULCRUM_AF_INET6 */
+	__u8 pad[3];
+};
+#define FULCRUM_VIP_PORT0_TCP (1u << 0) /* a port-0 (all ports) TCP service exists on this VIP */
+#define FULCRUM_VIP_PORT0_UDP (1u << 1) /* a port-0 (all ports) UDP service exists on this VIP */
+struct fulcrum_vip_value {
+	__u32 flags;     /* FULCRUM_VIP_* */
+};
+
+/* services: (VIP, port, protocol) -> service; port 0 is the VIP's wildcard entry. */
+struct fulcrum_service_key {
+	struct fulcrum_addr vip;
+	__be16 port;     /* 0 = every port of this VIP for this protocol */
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 family;
+};
+struct fulcrum_service_value {
+	__u32 id;          /* index into maglev_tables and service_stats, 1..MAX_SERVICES-1 */
+	__u32 table_size;  /* prime M of this service's Maglev table (entries in its inner map) */
+};
+
+/* backends: backend id -> where to send. State is what the data plane needs to know of health. */
+enum fulcrum_backend_state {
+	FULCRUM_BACKEND_UNUSED = 0,   /* slot free: a flow pointing here is re-hashed */
+	FULCRUM_BACKEND_ACTIVE = 1,   /* in tables; flows stick */
+	FULCRUM_BACKEND_DRAINING = 2, /* out of tables; existing flows stick until they end */
+	FULCRUM_BACKEND_DOWN = 3,     /* out of tables; existing flows re-hashed at once */
+};
+struct fulcrum_backend {
+	struct fulcrum_addr addr;
+	__u8 family;
+	__u8 state;      /* enum fulcrum_backend_state. Taking a backend out: swap the tables first,
+	                  * then set DRAINING/DOWN, so no packet finds it in a table while unusable. */
+	__u16 pad;
+};
+
+/* flows: per-CPU LRU, 5-tuple -> backend. For ICMP errors the key is the quoted flow's. */
+struct fulcrum_flow_key {
+	struct fulcrum_addr src;
+	struct fulcrum_addr dst;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+struct fulcrum_flow_value {
+	__u32 backend_id; /* 0 on CPUs that never saw the flow (per-CPU map): treated as a miss */
+	__u32 hash;       /* flow hash, kept so a hit need not recompute it (outer source, flow label) */
+	__u64 last_seen_ns; /* coarse monotonic clock; UDP entries older than the idle timeout expire */
+};
+
+/* settings: one entry, runtime knobs the daemon may change without reloading the program. */
+#define FULCRUM_SETTING_VARY_SOURCE (1u << 0) /* vary the outer source per flow (RSS on backends) */
+struct fulcrum_settings {
+	__be32 source_v4;        /* outer source for IPv4 tunnels */
+	__be32 source_v4_vary;   /* bits of source_v4 replaced by flow-hash bits when VARY_SOURCE */
+	struct fulcrum_addr source_v6;
+	__be32 source_v6_vary;   /* bits of the last word of source_v6 replaced likewise */
+	__u32 hash_seed;         /* seed of the flow hash: same config, same choice, on every instance */
+	__u32 flags;             /* FULCRUM_SETTING_* */
+	__u32 pad;
+};
+
+/* Per-CPU counters. */
+struct fulcrum_service_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+	__u64 pad;
+};
+struct fulcrum_backend_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+struct fulcrum_reason_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Why a packet left the balancer the way it did, other than "forwarded to a backend". One per-CPU
+ * counter each; names map onto the Prometheus reason label (src/dataplane/reasons.cpp). */
+enum fulcrum_reason {
+	/* passed to the host stack, untouched */
+	FULCRUM_PASS_NOT_IP = 0,        /* ARP, LLDP, other ethertypes */
+	FULCRUM_PASS_NOT_VIP,           /* IPv4/IPv6 to an address that is not a VIP */
+	/* answered from XDP (XDP_TX back to the sender) */
+	FULCRUM_TX_ECHO_REPLY,          /* ICMP/ICMPv6 echo request to a VIP */
+	FULCRUM_TX_TOO_BIG,             /* ICMP frag-needed / ICMPv6 packet-too-big sent to a client */
+	/* forwarded to a backend but worth counting on their own */
+	FULCRUM_FWD_ICMP_ERROR,         /* ICMP error quoting a VIP flow, steered to its backend */
+	/* dropped */
+	FULCRUM_DROP_PARSE_L2,          /* truncated Ethernet or 802.1Q header */
+	FULCRUM_DROP_PARSE_L3,          /* truncated or malformed IPv4/IPv6 header or extension */
+	FULCRUM_DROP_PARSE_L4,          /* to a VIP, truncated or malformed TCP/UDP/ICMP header */
+	FULCRUM_DROP_FRAGMENT,          /* IP fragment to a VIP (policy: dropped, see README) */
+	FULCRUM_DROP_PORT_UNSERVED,     /* VIP address, but no service on this port/protocol */
+	FULCRUM_DROP_PROTO_UNSERVED,    /* VIP address, protocol other than TCP/UDP/ICMP */
+	FULCRUM_DROP_ICMP_UNHANDLED,    /* ICMP to a VIP that is neither echo nor an error of a flow */
+	FULCRUM_DROP_NO_BACKEND,        /* service has no usable backend */
+	FULCRUM_DROP_NO_ROUTE,          /* no route to the backend */
+	FULCRUM_DROP_FORWARDING_OFF,    /* IP forwarding disabled on the receiving interface */
+	FULCRUM_DROP_NO_NEIGHBOUR,      /* route, but no ARP/ND entry for the next hop */
+	FULCRUM_DROP_TOO_BIG_NO_DF,     /* IPv4 without DF too big after encapsulation (policy) */
+	FULCRUM_DROP_NO_EGRESS,         /* egress interface not in the redirect map */
+	FULCRUM_DROP_INTERNAL,          /* a helper failed (adjust_head, missing table) */
+	FULCRUM_REASON_COUNT
+};
+
+/* decap (backends): tunnel addresses of this host. */
+struct fulcrum_decap_key {
+	struct fulcrum_addr addr;
+	__u8 family;
+	__u8 pad[3];
+};
+enum fulcrum_decap_reason {
+	FULCRUM_DECAP_PASS_OTHER = 0,   /* not a tunnel packet to us: untouched */
+	FULCRUM_DECAP_DONE_V4_IN_V4,
+	FULCRUM_DECAP_DONE_V6_IN_V6,
+	FULCRUM_DECAP_DONE_V4_IN_V6,
+	FULCRUM_DECAP_DROP_MALFORMED,   /* tunnel packet to us, inner header truncated or wrong */
+	FULCRUM_DECAP_REASON_COUNT
+};
+
+#endif /* FULCRUM_ABI_H */

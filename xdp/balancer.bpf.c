@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The balancer: per packet, parse -> is it a VIP? -> service -> flow table or Maglev -> encap ->
+ * next hop -> XDP_TX / redirect. Anything not for a VIP leaves untouched with XDP_PASS. */
+#include <linux/bpf.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "abi.h"
+#include "flow_hash.h"
+#include "lib/maps.h"
+#include "lib/parse.h"
+#include "lib/csum.h"
+#include "lib/encap.h"
+#include "lib/icmp.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#ifndef AF_INET
+#define AF_INET 2
+#define AF_INET6 10
+#endif
+
+/* Load-time settings (rodata, set by fulcrumd before load). */
+const volatile __u64 udp_idle_timeout_ns = 30ULL * 1000 * 1000 * 1000;
+
+static __always_inline void count_reason(enum fulcrum_reason reason, __u64 bytes)
+{
+	__u32 key = reason;
+	struct fulcrum_reason_stats *st = bpf_map_lookup_elem(&reason_stats, &key);
+
+	if (st) {
+		st->packets++;
+		st->bytes += bytes;
+	}
+}
+
+static __always_inline int drop(enum fulcrum_reason reason, __u64 bytes)
+{
+	count_reason(reason, bytes);
+	return XDP_DROP;
+}
+
+static __always_inline void count_forward(__u32 service_id, __u32 backend_id, __u64 bytes,
+					  int new_flow)
+{
+	struct fulcrum_service_stats *ss = bpf_map_lookup_elem(&service_stats, &service_id);
+	struct fulcrum_backend_stats *bs = bpf_map_lookup_elem(&backend_stats, &backend_id);
+
+	if (ss) {
+		ss->packets++;
+		ss->bytes += bytes;
+		ss->new_flows += new_flow;
+	}
+	if (bs) {
+		bs->packets++;
+		bs->bytes += bytes;
+	}
+}
+
+static __always_inline __be32 vary_bits(__be32 base, __be32 vary, __u32 hash)
+{
+	return (base & ~vary) | (bpf_htonl(hash) & vary);
+}
+
+/* Picks the backend of a flow: the flow table if its entry is still usable, else the service's
+ * Maglev table. Sets *miss when the choice came from the table (the caller records the flow once
+ * the packet is on its way). Returns the backend id, 0 if there is none. */
+static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
+					    const struct fulcrum_service_value *svc,
+					    const struct fulcrum_settings *cfg, __u32 *hash, int *miss)
+{
+	struct fulcrum_flow_value *flow = bpf_map_lookup_elem(&flows, key);
+	struct fulcrum_backend *be;
+	__u32 *slot;
+	void *table;
+	__u32 id;
+
+	if (flow && flow->backend_id) {
+		be = bpf_map_lookup_elem(&backends, &flow->backend_id);
+		if (be && (be->state == FULCRUM_BACKEND_ACTIVE ||
+			   be->state == FULCRUM_BACKEND_DRAINING)) {
+			if (key->proto != IPPROTO_UDP) {
+				*hash = flow->hash;
+				return flow->backend_id;
+			}
+			__u64 now = bpf_ktime_get_coarse_ns();
+
+			if (now - flow->last_seen_ns <= udp_idle_timeout_ns) {
+				flow->last_seen_ns = now;
+				*hash = flow->hash;
+				return flow->backend_id;
+			}
+		}
+	}
+
+	*hash = fulcrum_flow_hash(key, cfg->hash_seed);
+	table = bpf_map_lookup_elem(&maglev_tables, &svc->id);
+	if (!table || !svc->table_size)
+		return 0;
+	id = *hash % svc->table_size;
+	slot = bpf_map_lookup_elem(table, &id);
+	if (!slot || !*slot)
+		return 0;
+	id = *slot;
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be || be->state != FULCRUM_BACKEND_ACTIVE)
+		return 0;
+	*miss = 1;
+	return id;
+}
+
+static __always_inline void record_flow(const struct fulcrum_flow_key *key, __u32 backend_id,
+					__u32 hash)
+{
+	struct fulcrum_flow_value fresh = {
+		.backend_id = backend_id,
+		.hash = hash,
+		.last_seen_ns = bpf_ktime_get_coarse_ns(),
+	};
+
+	bpf_map_update_elem(&flows, key, &fresh, BPF_ANY);
+}
+
+/* Maps a failed bpf_fib_lookup onto our reasons. */
+static __always_inline enum fulcrum_reason fib_failure_reason(int rc)
+{
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return FULCRUM_DROP_NO_NEIGHBOUR;
+	if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+		return FULCRUM_DROP_FORWARDING_OFF;
+	if (rc < 0)
+		return FULCRUM_DROP_INTERNAL;
+	return FULCRUM_DROP_NO_ROUTE;
+}
+
+/* Answers a packet that will not fit the tunnel: frag-needed / packet-too-big with the inner MTU
+ * the client must use, or (IPv4 without DF) a counted drop. */
+static __always_inline int reply_too_big(struct xdp_md *ctx, struct packet *pkt, __u32 path_mtu,
+					 __u32 overhead, __u64 bytes)
+{
+	__u32 mtu = path_mtu > overhead ? path_mtu - overhead : 0;
+
+	if (pkt->family == FULCRUM_AF_INET) {
+		if (!pkt->dont_fragment)
+			return drop(FULCRUM_DROP_TOO_BIG_NO_DF, bytes);
+		if (icmp4_send_frag_needed(ctx, pkt, mtu))
+			return drop(FULCRUM_DROP_INTERNAL, bytes);
+	} else {
+		/* IPv6 links carry at least 1280 bytes; never announce less (RFC 8201). */
+		if (mtu < FULCRUM_IPV6_MIN_MTU)
+			mtu = FULCRUM_IPV6_MIN_MTU;
+		if (icmp6_send_packet_too_big(ctx, pkt, mtu))
+			return drop(FULCRUM_DROP_INTERNAL, bytes);
+	}
+	count_reason(FULCRUM_TX_TOO_BIG, bytes);
+	return XDP_TX;
+}
+
+/* Sends the packet to the flow's backend: choose, route, encapsulate, transmit. */
+static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
+				   const struct fulcrum_flow_key *key,
+				   const struct fulcrum_service_value *svc, int is_icmp_error)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	struct bpf_fib_lookup fib = {};
+	const struct fulcrum_settings *cfg;
+	struct fulcrum_backend *be;
+	struct fulcrum_addr src6;
+	__u32 zero = 0, hash = 0, id, overhead;
+	int miss = 0, rc;
+	__be32 src4 = 0;
+
+	cfg = bpf_map_lookup_elem(&settings, &zero);
+	if (!cfg)
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
+	id = choose_backend(key, svc, cfg, &hash, &miss);
+	if (!id)
+		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
+	be = bpf_map_lookup_elem(&backends, &id);
+	if (!be)
+		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
+
+	fib.ifindex = ctx->ingress_ifindex;
+	if (be->family == FULCRUM_AF_INET) {
+		if (pkt->family != FULCRUM_AF_INET) /* IPv6 over IPv4 is refused by the config */
+			return drop(FULCRUM_DROP_INTERNAL, bytes);
+		overhead = FULCRUM_OUTER_V4_LEN;
+		src4 = cfg->source_v4;
+		if (cfg->flags & FULCRUM_SETTING_VARY_SOURCE)
+			src4 = vary_bits(src4, cfg->source_v4_vary, hash);
+		fib.family = AF_INET;
+		fib.tos = pkt->tos;
+		fib.l4_protocol = IPPROTO_IPIP;
+		fib.ipv4_src = src4;
+		fib.ipv4_dst = be->addr.w[0];
+	} else {
+		overhead = FULCRUM_OUTER_V6_LEN;
+		src6 = cfg->source_v6;
+		if (cfg->flags & FULCRUM_SETTING_VARY_SOURCE)
+			src6.w[3] = vary_bits(src6.w[3], cfg->source_v6_vary, hash);
+		fib.family = AF_INET6;
+		fib.l4_protocol = inner_protocol(pkt);
+		__builtin_memcpy(fib.ipv6_src, &src6, sizeof(src6));
+		__builtin_memcpy(fib.ipv6_dst, &be->addr, sizeof(be->addr));
+	}
+	fib.tot_len = pkt->ip_len + overhead; /* makes the lookup check the egress MTU too */
+
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		return reply_too_big(ctx, pkt, fib.mtu_result, overhead, bytes);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return drop(fib_failure_reason(rc), bytes);
+
+	if (be->family == FULCRUM_AF_INET)
+		rc = encap_ipv4(ctx, pkt, &fib, src4, be->addr.w[0]);
+	else
+		rc = encap_ipv6(ctx, pkt, &fib, &src6, &be->addr, hash);
+	if (rc)
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
+
+	/* ICMP errors follow flows but never create them: spoofed errors cannot fill the table. */
+	if (is_icmp_error)
+		count_reason(FULCRUM_FWD_ICMP_ERROR, bytes);
+	else if (miss)
+		record_flow(key, id, hash);
+	count_forward(svc->id, id, bytes, miss && !is_icmp_error);
+	if (fib.ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	rc = bpf_redirect_map(&tx_ports, fib.ifindex, 0);
+	if (rc != XDP_REDIRECT)
+		return drop(FULCRUM_DROP_NO_EGRESS, bytes);
+	return rc;
+}
+
+/* Service of (VIP, port, protocol), falling back to the VIP's port-0 entry when it has one. */
+static __always_inline struct fulcrum_service_value *
+find_service(const struct fulcrum_addr *vip, __u8 family, __be16 port, __u8 proto,
+	     const struct fulcrum_vip_value *vipv)
+{
+	struct fulcrum_service_key sk = {};
+	struct fulcrum_service_value *svc;
+	__u32 wildcard = proto == IPPROTO_TCP ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
+
+	sk.vip = *vip;
+	sk.family = family;
+	sk.proto = proto;
+	sk.port = port;
+	svc = bpf_map_lookup_elem(&services, &sk);
+	if (svc || !(vipv->flags & wildcard))
+		return svc;
+	sk.port = 0;
+	return bpf_map_lookup_elem(&services, &sk);
+}
+
+/* A TCP or UDP packet to a VIP. */
+static __always_inline int handle_transport(struct xdp_md *ctx, struct packet *pkt,
+					    struct fulcrum_flow_key *key,
+					    const struct fulcrum_vip_value *vipv)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	struct fulcrum_service_value *svc;
+
+	if (parse_ports(pkt, &key->sport, &key->dport))
+		return drop(FULCRUM_DROP_PARSE_L4, bytes);
+	key->proto = pkt->proto;
+	svc = find_service(&key->dst, key->family, key->dport, key->proto, vipv);
+	if (!svc)
+		return drop(FULCRUM_DROP_PORT_UNSERVED, bytes);
+	return forward(ctx, pkt, key, svc, 0);
+}
+
+/* An ICMP error that quotes a flow of ours: forward it, whole, to that flow's backend. */
+static __always_inline int forward_icmp_error(struct xdp_md *ctx, struct packet *pkt,
+					      struct fulcrum_flow_key *quoted, __u64 bytes)
+{
+	struct fulcrum_vip_key vk = {};
+	struct fulcrum_vip_value *vipv;
+	struct fulcrum_service_value *svc;
+
+	vk.addr = quoted->dst;
+	vk.family = quoted->family;
+	vipv = bpf_map_lookup_elem(&vips, &vk);
+	if (!vipv)
+		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	svc = find_service(&quoted->dst, quoted->family, quoted->dport, quoted->proto, vipv);
+	if (!svc)
+		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	return forward(ctx, pkt, quoted, svc, 1);
+}
+
+static __always_inline int handle_icmp4(struct xdp_md *ctx, struct packet *pkt)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	struct icmphdr *icmp = pkt->l4;
+	struct fulcrum_flow_key quoted = {};
+
+	if ((void *)(icmp + 1) > pkt->data_end)
+		return drop(FULCRUM_DROP_PARSE_L4, bytes);
+	if (icmp->type == ICMP_ECHO) {
+		icmp4_echo_reply(pkt);
+		count_reason(FULCRUM_TX_ECHO_REPLY, bytes);
+		return XDP_TX;
+	}
+	if (icmp->type != ICMP_DEST_UNREACH)
+		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	if (icmp4_quoted_flow(pkt, &quoted))
+		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	return forward_icmp_error(ctx, pkt, &quoted, bytes);
+}
+
+static __always_inline int handle_icmp6(struct xdp_md *ctx, struct packet *pkt)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	struct icmp6hdr *icmp6 = pkt->l4;
+	struct fulcrum_flow_key quoted = {};
+
+	if ((void *)(icmp6 + 1) > pkt->data_end)
+		return drop(FULCRUM_DROP_PARSE_L4, bytes);
+	if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST) {
+		icmp6_echo_reply(pkt);
+		count_reason(FULCRUM_TX_ECHO_REPLY, bytes);
+		return XDP_TX;
+	}
+	if (icmp6->icmp6_type != ICMPV6_DEST_UNREACH && icmp6->icmp6_type != ICMPV6_PKT_TOOBIG)
+		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	if (icmp6_quoted_flow(pkt, &quoted))
+		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	return forward_icmp_error(ctx, pkt, &quoted, bytes);
+}
+
+/* Everything after "this is a VIP": the upper layer decides. */
+static __always_inline int handle_vip(struct xdp_md *ctx, struct packet *pkt,
+				      struct fulcrum_flow_key *key,
+				      const struct fulcrum_vip_value *vipv)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+
+	switch (pkt->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+		return handle_transport(ctx, pkt, key, vipv);
+	case IPPROTO_ICMP:
+		if (pkt->family == FULCRUM_AF_INET)
+			return handle_icmp4(ctx, pkt);
+		break;
+	case IPPROTO_ICMPV6:
+		if (pkt->family == FULCRUM_AF_INET6)
+			return handle_icmp6(ctx, pkt);
+		break;
+	case IPPROTO_FRAGMENT:
+		return drop(FULCRUM_DROP_FRAGMENT, bytes);
+	}
+	return drop(FULCRUM_DROP_PROTO_UNSERVED, bytes);
+}
+
+static __always_inline int handle_ipv4(struct xdp_md *ctx, struct packet *pkt)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	struct iphdr *ip = pkt->l3;
+	struct fulcrum_vip_key vk = {};
+	struct fulcrum_vip_value *vipv;
+	struct fulcrum_flow_key key = {};
+
+	if ((void *)(ip + 1) > pkt->data_end)
+		return drop(FULCRUM_DROP_PARSE_L3, bytes);
+	vk.addr.w[0] = ip->daddr;
+	vk.family = FULCRUM_AF_INET;
+	vipv = bpf_map_lookup_elem(&vips, &vk);
+	if (!vipv) {
+		count_reason(FULCRUM_PASS_NOT_VIP, bytes);
+		return XDP_PASS;
+	}
+	if (parse_ipv4_rest(pkt, ip))
+		return drop(FULCRUM_DROP_PARSE_L3, bytes);
+	if (ipv4_is_fragment(ip))
+		return drop(FULCRUM_DROP_FRAGMENT, bytes);
+	pkt->family = FULCRUM_AF_INET;
+	key.src.w[0] = ip->saddr;
+	key.dst.w[0] = ip->daddr;
+	key.family = FULCRUM_AF_INET;
+	return handle_vip(ctx, pkt, &key, vipv);
+}
+
+static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	struct ipv6hdr *ip6 = pkt->l3;
+	struct fulcrum_vip_key vk = {};
+	struct fulcrum_vip_value *vipv;
+	struct fulcrum_flow_key key = {};
+
+	if ((void *)(ip6 + 1) > pkt->data_end)
+		return drop(FULCRUM_DROP_PARSE_L3, bytes);
+	__builtin_memcpy(&vk.addr, &ip6->daddr, sizeof(vk.addr));
+	vk.family = FULCRUM_AF_INET6;
+	vipv = bpf_map_lookup_elem(&vips, &vk);
+	if (!vipv) {
+		count_reason(FULCRUM_PASS_NOT_VIP, bytes);
+		return XDP_PASS;
+	}
+	if (parse_ipv6_rest(pkt, ip6))
+		return drop(FULCRUM_DROP_PARSE_L3, bytes);
+	pkt->family = FULCRUM_AF_INET6;
+	__builtin_memcpy(&key.src, &ip6->saddr, sizeof(key.src));
+	key.dst = vk.addr;
+	key.family = FULCRUM_AF_INET6;
+	return handle_vip(ctx, pkt, &key, vipv);
+}
+
+SEC("xdp")
+int balancer(struct xdp_md *ctx)
+{
+	struct packet pkt = {
+		.data = (void *)(long)ctx->data,
+		.data_end = (void *)(long)ctx->data_end,
+	};
+	int proto = parse_ethernet(&pkt);
+
+	if (proto < 0)
+		return drop(FULCRUM_DROP_PARSE_L2, pkt.data_end - pkt.data);
+	if (proto == bpf_htons(ETH_P_IP))
+		return handle_ipv4(ctx, &pkt);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return handle_ipv6(ctx, &pkt);
+	count_reason(FULCRUM_PASS_NOT_IP, pkt.data_end - pkt.data);
+	return XDP_PASS;
+}

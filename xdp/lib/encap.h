@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Encapsulation: the L2 header and the outer IPv4/IPv6 header put in front of the client's packet
+ * (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6). The inner packet is never touched. */
+#ifndef FULCRUM_LIB_ENCAP_H
+#define FULCRUM_LIB_ENCAP_H
+
+#include "parse.h"
+#include "csum.h"
+
+#define FULCRUM_OUTER_V4_LEN ((__u32)sizeof(struct iphdr))
+#define FULCRUM_OUTER_V6_LEN ((__u32)sizeof(struct ipv6hdr))
+
+/* Writes Ethernet (and the frame's 802.1Q tag, kept as received) at data; returns where the L3
+ * header goes, or NULL if the frame is too short. */
+static __always_inline void *write_l2(void *data, void *data_end, const struct packet *pkt,
+				      const __u8 *dmac, const __u8 *smac, __be16 proto)
+{
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return NULL;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	if (pkt->has_vlan) {
+		struct vlan_hdr *vlan = (void *)(eth + 1);
+
+		if ((void *)(vlan + 1) > data_end)
+			return NULL;
+		eth->h_proto = bpf_htons(ETH_P_8021Q);
+		vlan->tci = pkt->vlan_tci;
+		vlan->encapsulated_proto = proto;
+		return vlan + 1;
+	}
+	eth->h_proto = proto;
+	return eth + 1;
+}
+
+static __always_inline __u8 inner_protocol(const struct packet *pkt)
+{
+	return pkt->family == FULCRUM_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+}
+
+/* Grows the frame at the front and writes L2 + outer IPv4. Returns 0 or -1. */
+static __always_inline int encap_ipv4(struct xdp_md *ctx, const struct packet *pkt,
+				      const struct bpf_fib_lookup *fib, __be32 src, __be32 dst)
+{
+	struct iphdr *outer;
+	void *data, *data_end;
+
+	if (bpf_xdp_adjust_head(ctx, -(int)FULCRUM_OUTER_V4_LEN))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	outer = write_l2(data, data_end, pkt, fib->dmac, fib->smac, bpf_htons(ETH_P_IP));
+	if (!outer || (void *)(outer + 1) > data_end)
+		return -1;
+	outer->version = 4;
+	outer->ihl = 5;
+	outer->tos = pkt->tos;
+	outer->tot_len = bpf_htons(pkt->ip_len + FULCRUM_OUTER_V4_LEN);
+	outer->id = 0;
+	outer->frag_off = bpf_htons(IP_DF); /* size was checked against the path MTU */
+	outer->ttl = FULCRUM_TUNNEL_TTL;
+	outer->protocol = inner_protocol(pkt);
+	outer->saddr = src;
+	outer->daddr = dst;
+	outer->check = ipv4_header_csum(outer);
+	return 0;
+}
+
+/* Grows the frame at the front and writes L2 + outer IPv6; the flow label carries the flow hash
+ * so routers and backend NICs can spread tunnelled flows. Returns 0 or -1. */
+static __always_inline int encap_ipv6(struct xdp_md *ctx, const struct packet *pkt,
+				      const struct bpf_fib_lookup *fib,
+				      const struct fulcrum_addr *src, const struct fulcrum_addr *dst,
+				      __u32 hash)
+{
+	struct ipv6hdr *outer;
+	void *data, *data_end;
+	__u32 label = hash & 0xfffff;
+
+	if (bpf_xdp_adjust_head(ctx, -(int)FULCRUM_OUTER_V6_LEN))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	outer = write_l2(data, data_end, pkt, fib->dmac, fib->smac, bpf_htons(ETH_P_IPV6));
+	if (!outer || (void *)(outer + 1) > data_end)
+		return -1;
+	outer->version = 6;
+	outer->priority = pkt->tos >> 4;
+	outer->flow_lbl[0] = ((pkt->tos & 0xf) << 4) | (label >> 16);
+	outer->flow_lbl[1] = label >> 8;
+	outer->flow_lbl[2] = label;
+	outer->payload_len = bpf_htons(pkt->ip_len);
+	outer->nexthdr = inner_protocol(pkt);
+	outer->hop_limit = FULCRUM_TUNNEL_TTL;
+	__builtin_memcpy(&outer->saddr, src, sizeof(*src));
+	__builtin_memcpy(&outer->daddr, dst, sizeof(*dst));
+	return 0;
+}
+
+#endif /* FULCRUM_LIB_ENCAP_H */

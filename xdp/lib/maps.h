@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps of the balancer program: declared here once; layouts come from abi.h. */
+#ifndef FULCRUM_LIB_MAPS_H
+#define FULCRUM_LIB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FULCRUM_MAX_VIPS);
+	__type(key, struct fulcrum_vip_key);
+	__type(value, struct fulcrum_vip_value);
+} vips SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FULCRUM_MAX_SERVICES);
+	__type(key, struct fulcrum_service_key);
+	__type(value, struct fulcrum_service_value);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FULCRUM_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct fulcrum_backend);
+} backends SEC(".maps");
+
+/* Maglev tables: service id -> an array of backend ids of that service's prime size. The daemon
+ * builds a new inner array aside and swaps the outer slot, so no packet sees a half-built table.
+ * BPF_F_INNER_MAP lets inner arrays differ in size (table_size is per service). */
+struct maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, FULCRUM_DEFAULT_TABLE_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, FULCRUM_MAX_SERVICES);
+	__type(key, __u32);
+	__array(values, struct maglev_inner);
+} maglev_tables SEC(".maps");
+
+/* Per-CPU flow table: with RSS a flow stays on one CPU, so no cross-CPU contention. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, FULCRUM_DEFAULT_FLOWS);
+	__type(key, struct fulcrum_flow_key);
+	__type(value, struct fulcrum_flow_value);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fulcrum_settings);
+} settings SEC(".maps");
+
+/* Interfaces a packet may be redirected to when the backend's route leaves by another port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, FULCRUM_MAX_INTERFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FULCRUM_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct fulcrum_service_stats);
+} service_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FULCRUM_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct fulcrum_backend_stats);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FULCRUM_REASON_COUNT);
+	__type(key, __u32);
+	__type(value, struct fulcrum_reason_stats);
+} reason_stats SEC(".maps");
+
+#endif /* FULCRUM_LIB_MAPS_H */
