@@ -198,17 +198,18 @@ void BalancerLab::set_table(std::uint32_t service_id, const std::vector<std::uin
 }
 
 Bytes BalancerLab::expected_encap(std::uint32_t backend_id, const Bytes& inner_ip, std::uint8_t tos,
-                                  std::optional<std::uint16_t> vlan, std::uint32_t flow_hash) const
+                                  std::optional<std::uint16_t> vlan, std::uint32_t flow_hash,
+                                  const std::string& source) const
 {
     const std::string& backend = backend_address_.at(backend_id);
     bool inner_v4 = (inner_ip.at(0) >> 4) == 4;
     Mac src = backend_id == 8 ? kOtherMac : kBalancerMac;
     if (family_of(backend) == FULCRUM_AF_INET) {
-        V4 outer{.src = kTunnelV4, .dst = backend, .proto = kIpip, .tos = tos, .ttl = 64, .id = 0,
+        V4 outer{.src = source.empty() ? kTunnelV4 : source, .dst = backend, .proto = kIpip, .tos = tos, .ttl = 64, .id = 0,
                  .flags_frag = 0x4000, .options = {}};
         return ethernet(backend_mac(backend_id), src, kEthIPv4, ipv4(outer, inner_ip), vlan);
     }
-    V6 outer{.src = kTunnelV6, .dst = backend, .next = inner_v4 ? kIpip : kIpv6, .traffic_class = tos,
+    V6 outer{.src = source.empty() ? kTunnelV6 : source, .dst = backend, .next = inner_v4 ? kIpip : kIpv6, .traffic_class = tos,
              .flow_label = flow_hash & 0xfffff, .hop_limit = 64};
     return ethernet(backend_mac(backend_id), src, kEthIPv6, ipv6(outer, inner_ip), vlan);
 }

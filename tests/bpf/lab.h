@@ -63,7 +63,7 @@ public:
     // ours (tag kept), outer header from our tunnel source, inner packet byte for byte.
     Bytes expected_encap(std::uint32_t backend_id, const Bytes& inner_ip, std::uint8_t tos,
                          std::optional<std::uint16_t> vlan = std::nullopt,
-                         std::uint32_t flow_hash = 0) const;
+                         std::uint32_t flow_hash = 0, const std::string& source = "") const;
     // The backend the data plane must pick for a new flow, from the same hash and table.
     std::uint32_t maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key) const;
     fulcrum_flow_key flow_key(const std::string& src, std::uint16_t sport, const std::string& dst,

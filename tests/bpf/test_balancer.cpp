@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
+#include <set>
 #include <thread>
 
 #include "flow_hash.h"
@@ -412,4 +414,36 @@ TEST_CASE("flow table: UDP entries expire after the idle timeout, TCP entries do
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
     CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(2, ip_of(udp_in), 0)));  // expired
     CHECK(hex(lab.run(tcp_in).out) == hex(lab.expected_encap(tcp_backend, ip_of(tcp_in), 0)));
+}
+
+TEST_CASE("outer source varies per flow when asked, within the configured bits", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    fulcrum_settings s{};
+    s.source_v4 = to_addr("198.18.0.0").w[0];
+    s.source_v4_vary = htonl(0x000000ff);  // a /24 of tunnel sources: the low byte varies
+    s.source_v6 = to_addr("2001:db8:0:1::");
+    s.source_v6_vary = htonl(0x0000ffff);
+    s.hash_seed = kHashSeed;
+    s.flags = FULCRUM_SETTING_VARY_SOURCE;
+    REQUIRE(lab.program().set_settings(s).ok());
+
+    std::set<std::string> sources;
+    for (std::uint16_t sport = 1000; sport < 1032; sport++) {
+        std::uint32_t hash = hash_of(lab, kClientV4, sport, kVip4, 80, kTcp);
+        char source[32];
+        std::snprintf(source, sizeof source, "198.18.0.%u", hash & 0xff);
+        Bytes in = frame4(to_vip4(kVip4), tcp(sport, 80));
+        CHECK(hex(lab.run(in).out) == hex(lab.expected_encap(1, ip_of(in), 0, std::nullopt, 0, source)));
+        sources.insert(source);
+
+        std::uint32_t hash6 = hash_of(lab, kClientV6, sport, kVip6, 443, kTcp);
+        char source6[48];
+        std::snprintf(source6, sizeof source6, "2001:db8:0:1::%x", hash6 & 0xffff);
+        Bytes in6 = frame6(to_vip6(), tcp(sport, 443));
+        CHECK(hex(lab.run(in6).out) ==
+              hex(lab.expected_encap(5, ip_of(in6), 0, std::nullopt, hash6, source6)));
+    }
+    CHECK(sources.size() > 16);  // 32 flows over 256 sources: spread, not one address
 }
