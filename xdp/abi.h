@@ -9,7 +9,7 @@
 #include <linux/types.h>
 
 /* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
-#define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1; 0 means "none" */
+#define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1 (fit a __u16); 0 means "none" */
 #define FULCRUM_MAX_VIPS 4096
 #define FULCRUM_MAX_BACKENDS 131072   /* backend ids are 1..MAX-1; 0 means "no backend" */
 #define FULCRUM_DEFAULT_FLOWS 1000000
@@ -63,9 +63,11 @@ enum fulcrum_backend_state {
 struct fulcrum_backend {
 	struct fulcrum_addr addr;
 	__u8 family;
-	__u8 state;      /* enum fulcrum_backend_state. Taking a backend out: swap the tables first,
-	                  * then set DRAINING/DOWN, so no packet finds it in a table while unusable. */
-	__u16 pad;
+	__u8 state;       /* enum fulcrum_backend_state. Taking a backend out: swap the tables first,
+	                   * then set DRAINING/DOWN, so no packet finds it in a table while unusable. */
+	__u16 service_id; /* the one service this backend id serves: a flow-table hit counts only if
+	                   * it matches, so the daemon may reuse a freed id for another service
+	                   * without stale flows following it there */
 };
 
 /* flows: per-CPU LRU, 5-tuple -> backend. For ICMP errors the key is the quoted flow's. */

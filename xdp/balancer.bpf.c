@@ -79,8 +79,8 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 
 	if (flow && flow->backend_id) {
 		be = bpf_map_lookup_elem(&backends, &flow->backend_id);
-		if (be && (be->state == FULCRUM_BACKEND_ACTIVE ||
-			   be->state == FULCRUM_BACKEND_DRAINING)) {
+		if (be && be->service_id == svc->id &&
+		    (be->state == FULCRUM_BACKEND_ACTIVE || be->state == FULCRUM_BACKEND_DRAINING)) {
 			if (key->proto != IPPROTO_UDP) {
 				*hash = flow->hash;
 				return flow->backend_id;

@@ -42,10 +42,11 @@ std::string mac_text(Mac m)
 
 }  // namespace
 
-Mac backend_mac(std::uint32_t backend_id)
+Mac backend_mac(const std::string& address)
 {
-    return Mac{{0x02, 0xbe, 0, 0, static_cast<std::uint8_t>(backend_id >> 8),
-                static_cast<std::uint8_t>(backend_id)}};
+    Bytes a = addr_bytes(address);
+    std::size_t n = a.size();
+    return Mac{{0x02, 0xbe, a[n - 4], a[n - 3], a[n - 2], a[n - 1]}};
 }
 
 void enter_lab_namespace()
@@ -76,13 +77,13 @@ void enter_lab_namespace()
     write_sysctl("/proc/sys/net/ipv4/conf/fl-main/forwarding", "1");
     write_sysctl("/proc/sys/net/ipv4/conf/fl-other/forwarding", "1");
     write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
-    // Backends with a neighbour entry: ids 1-3 (IPv4), 4-5 (IPv6) on fl-main, 8 on fl-other.
-    const std::pair<std::uint32_t, std::string> neighbours[] = {
-        {1, "198.18.0.11"}, {2, "198.18.0.12"}, {3, "198.18.0.13"},
-        {4, "2001:db8:0:1::11"}, {5, "2001:db8:0:1::12"}, {8, "198.18.2.11"}};
-    for (const auto& [id, address] : neighbours)
-        sh("ip neigh add " + address + " lladdr " + mac_text(backend_mac(id)) + " dev " +
-           (id == 8 ? "fl-other" : "fl-main") + " nud permanent");
+    // Backend addresses with a neighbour entry (MAC derived from the address).
+    for (const char* address : {"198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.21", "198.18.0.22",
+                                "198.18.0.23", "2001:db8:0:1::11", "2001:db8:0:1::12", "2001:db8:0:1::13"})
+        sh(std::string("ip neigh add ") + address + " lladdr " + mac_text(backend_mac(address)) +
+           " dev fl-main nud permanent");
+    sh("ip neigh add " + kOtherNetBackend + " lladdr " + mac_text(backend_mac(kOtherNetBackend)) +
+       " dev fl-other nud permanent");
     entered = true;
 }
 
@@ -146,21 +147,22 @@ Verdict run_xdp(int program_fd, const Bytes& frame, int ingress_ifindex)
     return v;
 }
 
-void BalancerLab::add_backend(std::uint32_t id, const std::string& address, fulcrum_backend_state state)
+void BalancerLab::add_backend(std::uint32_t id, const std::string& address, std::uint32_t service_id,
+                              fulcrum_backend_state state)
 {
     fulcrum_backend b{};
+    b.service_id = static_cast<std::uint16_t>(service_id);
     b.addr = to_addr(address);
     b.family = family_of(address);
     b.state = static_cast<std::uint8_t>(state);
     REQUIRE(program_->put_backend(id, b).ok());
-    if (backend_address_.size() <= id)
-        backend_address_.resize(id + 1);
+    backends_[id] = b;
     backend_address_[id] = address;
 }
 
 void BalancerLab::set_backend_state(std::uint32_t id, fulcrum_backend_state state)
 {
-    add_backend(id, backend_address_.at(id), state);
+    add_backend(id, backend_address_.at(id), backends_.at(id).service_id, state);
 }
 
 void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uint16_t port,
@@ -203,15 +205,15 @@ Bytes BalancerLab::expected_encap(std::uint32_t backend_id, const Bytes& inner_i
 {
     const std::string& backend = backend_address_.at(backend_id);
     bool inner_v4 = (inner_ip.at(0) >> 4) == 4;
-    Mac src = backend_id == 8 ? kOtherMac : kBalancerMac;
+    Mac src = backend == kOtherNetBackend ? kOtherMac : kBalancerMac;
     if (family_of(backend) == FULCRUM_AF_INET) {
         V4 outer{.src = source.empty() ? kTunnelV4 : source, .dst = backend, .proto = kIpip, .tos = tos, .ttl = 64, .id = 0,
                  .flags_frag = 0x4000, .options = {}};
-        return ethernet(backend_mac(backend_id), src, kEthIPv4, ipv4(outer, inner_ip), vlan);
+        return ethernet(backend_mac(backend), src, kEthIPv4, ipv4(outer, inner_ip), vlan);
     }
     V6 outer{.src = source.empty() ? kTunnelV6 : source, .dst = backend, .next = inner_v4 ? kIpip : kIpv6, .traffic_class = tos,
              .flow_label = flow_hash & 0xfffff, .hop_limit = 64};
-    return ethernet(backend_mac(backend_id), src, kEthIPv6, ipv6(outer, inner_ip), vlan);
+    return ethernet(backend_mac(backend), src, kEthIPv6, ipv6(outer, inner_ip), vlan);
 }
 
 fulcrum_flow_key BalancerLab::flow_key(const std::string& src, std::uint16_t sport,

@@ -24,7 +24,7 @@ inline constexpr Mac kRouterMac{{0x02, 0, 0, 0, 0, 0x02}};     // its peer: the 
 inline constexpr Mac kOtherMac{{0x02, 0, 0, 0, 0, 0x03}};      // second interface
 inline const std::string kTunnelV4 = "198.18.0.1", kTunnelV6 = "2001:db8:0:1::1";
 inline const std::string kClientV4 = "198.18.50.7", kClientV6 = "2001:db8:50::7";
-inline const std::string kOtherNetHost = "198.18.2.1";
+inline const std::string kOtherNetHost = "198.18.2.1", kOtherNetBackend = "198.18.2.11";
 inline constexpr std::uint32_t kHashSeed = 0x5eed5eed;
 
 // Enters a fresh network namespace for this process (once), with interfaces fl-main and
@@ -32,7 +32,7 @@ inline constexpr std::uint32_t kHashSeed = 0x5eed5eed;
 // CPU 0 so the per-CPU flow table is always the same one. Dies with the process.
 void enter_lab_namespace();
 int ifindex(const std::string& name);
-Mac backend_mac(std::uint32_t backend_id);
+Mac backend_mac(const std::string& address);  // the MAC of its neighbour entry
 
 struct Verdict {
     int action = -1;
@@ -52,7 +52,7 @@ public:
     Verdict run(const Bytes& frame, const std::string& ingress = "fl-main");
 
     // Configuration helpers (each checks the map write succeeded).
-    void add_backend(std::uint32_t id, const std::string& address,
+    void add_backend(std::uint32_t id, const std::string& address, std::uint32_t service_id,
                      fulcrum_backend_state state = FULCRUM_BACKEND_ACTIVE);
     void set_backend_state(std::uint32_t id, fulcrum_backend_state state);
     void add_service(std::uint32_t id, const std::string& vip, std::uint16_t port, std::uint8_t proto,
@@ -73,7 +73,8 @@ public:
 
 private:
     std::unique_ptr<dataplane::BalancerProgram> program_;
-    std::vector<std::string> backend_address_;                 // by id
+    std::map<std::uint32_t, std::string> backend_address_;     // by id
+    std::map<std::uint32_t, fulcrum_backend> backends_;        // by id
     std::vector<std::vector<std::uint32_t>> tables_;           // by service id
     std::map<std::string, std::uint32_t> vip_flags_;           // by VIP
 };

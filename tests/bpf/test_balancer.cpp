@@ -27,14 +27,18 @@ std::vector<std::uint32_t> fill(std::uint32_t backend, std::size_t size = 7)
 // The services every table below runs against (ids are the services' and backends' map keys).
 void standard_services(BalancerLab& lab)
 {
-    lab.add_backend(1, "198.18.0.11");
-    lab.add_backend(2, "198.18.0.12");
-    lab.add_backend(3, "198.18.0.13");
-    lab.add_backend(4, "2001:db8:0:1::11");
-    lab.add_backend(5, "2001:db8:0:1::12");
-    lab.add_backend(6, "198.18.0.20");   // on-link, no neighbour entry
-    lab.add_backend(7, "198.19.200.1");  // no route
-    lab.add_backend(8, "198.18.2.11");   // behind the second interface
+    // A backend id serves one service (its flow-table hits are checked against it).
+    lab.add_backend(1, "198.18.0.11", 1);
+    lab.add_backend(4, "2001:db8:0:1::11", 2);
+    lab.add_backend(5, "2001:db8:0:1::12", 3);
+    lab.add_backend(2, "198.18.0.12", 4);
+    lab.add_backend(6, "198.18.0.20", 6);   // on-link, no neighbour entry
+    lab.add_backend(7, "198.19.200.1", 7);  // no route
+    lab.add_backend(8, kOtherNetBackend, 8);  // behind the second interface
+    lab.add_backend(11, "198.18.0.21", 9);
+    lab.add_backend(12, "198.18.0.22", 9);
+    lab.add_backend(13, "198.18.0.23", 9);
+    lab.add_backend(9, "2001:db8:0:1::13", 10);
     lab.add_service(1, kVip4, 80, kTcp, fill(1));
     lab.add_service(2, kVip4, 53, kUdp, fill(4));  // IPv4 service, IPv6 backend
     lab.add_service(3, kVip6, 443, kTcp, fill(5));
@@ -45,9 +49,9 @@ void standard_services(BalancerLab& lab)
     lab.add_service(8, kVip4Other, 80, kTcp, fill(8));
     std::vector<std::uint32_t> round_robin;
     for (std::uint32_t i = 0; i < 13; i++)
-        round_robin.push_back(1 + i % 3);
+        round_robin.push_back(11 + i % 3);
     lab.add_service(9, kVip4Multi, 80, kTcp, round_robin);
-    lab.add_service(10, kVip6, 53, kUdp, fill(4));
+    lab.add_service(10, kVip6, 53, kUdp, fill(9));
 }
 
 Bytes frame4(const V4& ip, const Bytes& l4, std::optional<std::uint16_t> vlan = std::nullopt)
@@ -119,9 +123,9 @@ TEST_CASE("balancer forwards TCP and UDP of IPv4 and IPv6 services, encapsulated
 
     in = frame6(to_vip6(kUdp), udp(7000, 53, 12));
     rows.push_back({"UDP to an IPv6 service", in, XDP_TX,
-                    lab.expected_encap(4, ip_of(in), 0, std::nullopt,
+                    lab.expected_encap(9, ip_of(in), 0, std::nullopt,
                                        hash_of(lab, kClientV6, 7000, kVip6, 53, kUdp)),
-                    {}, 10, 4, true});
+                    {}, 10, 9, true});
 
     in = frame4(to_vip4(kVip4Port0), tcp(40000, 12345));
     rows.push_back({"port-0 service takes any TCP port of its VIP", in, XDP_TX,
@@ -340,7 +344,7 @@ TEST_CASE("flow table: hits survive table changes and draining, not a dead backe
         Bytes in = frame4(to_vip4(kVip4Multi), tcp(sport, 80));
         Verdict v = lab.run(in);
         REQUIRE(v.action == XDP_TX);
-        for (std::uint32_t id = 1; id <= 3; id++)
+        for (std::uint32_t id = 11; id <= 13; id++)
             if (hex(v.out) == hex(lab.expected_encap(id, ip_of(in), 0)))
                 return id;
         FAIL("output matches no backend's encapsulation: " << hex(v.out));
@@ -358,7 +362,7 @@ TEST_CASE("flow table: hits survive table changes and draining, not a dead backe
 
     const std::uint16_t flow = 20000;
     const std::uint32_t first = lab.maglev_pick(9, lab.flow_key(kClientV4, flow, kVip4Multi, 80, kTcp));
-    const std::uint32_t other = first == 1 ? 2 : 1;
+    const std::uint32_t other = first == 11 ? 12 : 11;
 
     SECTION("a hit keeps its backend after the table changed; a new flow follows the table")
     {
@@ -387,6 +391,12 @@ TEST_CASE("flow table: hits survive table changes and draining, not a dead backe
         lab.set_backend_state(first, FULCRUM_BACKEND_UNUSED);
         CHECK(send(flow) == other);
     }
+    SECTION("a flow whose backend id now serves another service is re-hashed")
+    {
+        lab.set_table(9, fill(other, 13));
+        lab.add_backend(first, "198.18.0.21", 1);  // the id was freed and reused by service 1
+        CHECK(send(flow) == other);
+    }
     SECTION("the flow entry records backend and hash")
     {
         auto entries = lab.program().flow_entries(lab.flow_key(kClientV4, flow, kVip4Multi, 80, kTcp));
@@ -400,19 +410,21 @@ TEST_CASE("flow table: UDP entries expire after the idle timeout, TCP entries do
 {
     BalancerLab lab(200'000'000);  // 200 ms UDP idle timeout
     standard_services(lab);
-    lab.add_service(11, kVip4Multi, 53, kUdp, fill(1));
+    lab.add_backend(15, "198.18.0.21", 11);
+    lab.add_backend(16, "198.18.0.22", 11);
+    lab.add_service(11, kVip4Multi, 53, kUdp, fill(15));
     Bytes udp_in = frame4(to_vip4(kVip4Multi, kUdp), udp(6000, 53));
     Bytes tcp_in = frame4(to_vip4(kVip4Multi), tcp(6000, 80));
     const std::uint32_t tcp_backend = lab.maglev_pick(9, lab.flow_key(kClientV4, 6000, kVip4Multi, 80, kTcp));
-    const std::uint32_t tcp_other = tcp_backend == 1 ? 2 : 1;
+    const std::uint32_t tcp_other = tcp_backend == 11 ? 12 : 11;
 
-    REQUIRE(hex(lab.run(udp_in).out) == hex(lab.expected_encap(1, ip_of(udp_in), 0)));
+    REQUIRE(hex(lab.run(udp_in).out) == hex(lab.expected_encap(15, ip_of(udp_in), 0)));
     REQUIRE(hex(lab.run(tcp_in).out) == hex(lab.expected_encap(tcp_backend, ip_of(tcp_in), 0)));
-    lab.set_table(11, fill(2));
+    lab.set_table(11, fill(16));
     lab.set_table(9, fill(tcp_other, 13));
-    CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(1, ip_of(udp_in), 0)));  // still fresh
+    CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(15, ip_of(udp_in), 0)));  // still fresh
     std::this_thread::sleep_for(std::chrono::milliseconds(400));
-    CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(2, ip_of(udp_in), 0)));  // expired
+    CHECK(hex(lab.run(udp_in).out) == hex(lab.expected_encap(16, ip_of(udp_in), 0)));  // expired
     CHECK(hex(lab.run(tcp_in).out) == hex(lab.expected_encap(tcp_backend, ip_of(tcp_in), 0)));
 }
 

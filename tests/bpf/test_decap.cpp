@@ -104,11 +104,12 @@ TEST_CASE("balancer then decap gives the backend the client's packet unchanged",
 {
     BalancerLab balancer;
     DecapLab decap;
-    balancer.add_backend(1, kBackendV4);
-    balancer.add_backend(4, kBackendV6);
+    balancer.add_backend(1, kBackendV4, 1);
+    balancer.add_backend(2, kBackendV6, 2);
+    balancer.add_backend(3, kBackendV6, 3);
     balancer.add_service(1, "198.18.100.1", 80, kTcp, std::vector<std::uint32_t>(7, 1));
-    balancer.add_service(2, "198.18.100.1", 53, kUdp, std::vector<std::uint32_t>(7, 4));
-    balancer.add_service(3, "2001:db8:100::1", 443, kTcp, std::vector<std::uint32_t>(7, 4));
+    balancer.add_service(2, "198.18.100.1", 53, kUdp, std::vector<std::uint32_t>(7, 2));
+    balancer.add_service(3, "2001:db8:100::1", 443, kTcp, std::vector<std::uint32_t>(7, 3));
     const Bytes packets[] = {
         ipv4(V4{.src = kClientV4, .dst = "198.18.100.1", .tos = 0x10}, tcp(40000, 80, 100)),
         ipv4(V4{.src = kClientV4, .dst = "198.18.100.1", .proto = kUdp}, udp(40000, 53, 100)),
