@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "abi.h"
+#include "dataplane/map_writer.h"
 #include "util/status.h"
 
 struct balancer_bpf;  // generated skeleton (build/xdp/balancer.skel.h)
@@ -23,7 +24,7 @@ struct LoadOptions {
 struct ServiceCounters { std::uint64_t packets = 0, bytes = 0, new_flows = 0; };
 struct PacketCounters { std::uint64_t packets = 0, bytes = 0; };
 
-class BalancerProgram {
+class BalancerProgram final : public MapWriter {
 public:
     // Opens, configures and loads the program (not attached). On failure returns nullptr and
     // sets *error to a message naming the phase and errno.
@@ -34,16 +35,17 @@ public:
 
     int program_fd() const;
 
-    Status set_settings(const fulcrum_settings& settings);
-    Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value);
-    Status delete_vip(const fulcrum_vip_key& key);
-    Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value);
-    Status delete_service(const fulcrum_service_key& key);
-    Status put_backend(std::uint32_t id, const fulcrum_backend& backend);
+    // MapWriter
+    Status set_settings(const fulcrum_settings& settings) override;
+    Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) override;
+    Status delete_vip(const fulcrum_vip_key& key) override;
+    Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) override;
+    Status delete_service(const fulcrum_service_key& key) override;
+    Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
     // Builds a new inner array for the service aside, fills it, then swaps it into
     // maglev_tables in one update: packets see the old table or the new one, never a mix.
-    Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table);
-    Status delete_table(std::uint32_t service_id);
+    Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
+    Status delete_table(std::uint32_t service_id) override;
     Status put_tx_port(std::uint32_t ifindex);
     Status clear_flows();
 

@@ -1,0 +1,28 @@
+// The seam between the control logic and the BPF maps: the writes the reconciler makes.
+// BalancerProgram implements it on the real maps; tests use an in-memory fake
+// (tests/unit/fake_maps.h), so planning and reconciliation are tested without root.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "abi.h"
+#include "util/status.h"
+
+namespace fulcrum::dataplane {
+
+class MapWriter {
+public:
+    virtual ~MapWriter() = default;
+    virtual Status set_settings(const fulcrum_settings& settings) = 0;
+    virtual Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) = 0;
+    virtual Status delete_vip(const fulcrum_vip_key& key) = 0;
+    virtual Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) = 0;
+    virtual Status delete_service(const fulcrum_service_key& key) = 0;
+    virtual Status put_backend(std::uint32_t id, const fulcrum_backend& backend) = 0;
+    // Replaces the service's whole Maglev table in one step (built aside, then swapped).
+    virtual Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) = 0;
+    virtual Status delete_table(std::uint32_t service_id) = 0;
+};
+
+}  // namespace fulcrum::dataplane

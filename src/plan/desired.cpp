@@ -1,0 +1,78 @@
+// Config -> desired data-plane state.
+#include "plan/desired.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+
+namespace fulcrum::plan {
+
+fulcrum_addr to_fulcrum_addr(const config::Address& address)
+{
+    fulcrum_addr a{};
+    std::memcpy(a.w, address.bytes, address.family == AF_INET ? 4 : 16);
+    return a;
+}
+
+std::uint8_t to_fulcrum_family(const config::Address& address)
+{
+    return address.family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
+}
+
+namespace {
+
+// The low `bits` bits of a 32-bit word, in network order, as the "vary" mask of the settings.
+__be32 low_bits_mask(unsigned bits)
+{
+    std::uint32_t mask = bits >= 32 ? 0xffffffffu : (1u << bits) - 1;
+    return htonl(mask);
+}
+
+fulcrum_settings make_settings(const config::Config& config)
+{
+    fulcrum_settings s{};
+    const config::Tunnel& t = config.tunnel;
+    if (t.source_v4)
+        s.source_v4 = to_fulcrum_addr(*t.source_v4).w[0];
+    if (t.source_v6)
+        s.source_v6 = to_fulcrum_addr(*t.source_v6);
+    s.source_v4_vary = low_bits_mask(t.source_v4_vary_bits);
+    s.source_v6_vary = low_bits_mask(t.source_v6_vary_bits);
+    if (t.source_v4_vary_bits || t.source_v6_vary_bits)
+        s.flags |= FULCRUM_SETTING_VARY_SOURCE;
+    s.hash_seed = config.hash_seed;
+    return s;
+}
+
+}  // namespace
+
+Desired make_desired(const config::Config& config)
+{
+    Desired d;
+    d.settings = make_settings(config);
+    for (const config::Service& svc : config.services) {
+        ServicePlan plan;
+        plan.name = svc.name;
+        plan.vip = svc.vip.text;
+        plan.key.vip = to_fulcrum_addr(svc.vip);
+        plan.key.family = to_fulcrum_family(svc.vip);
+        plan.key.port = htons(svc.port);
+        plan.key.proto = svc.protocol == config::Protocol::tcp ? IPPROTO_TCP : IPPROTO_UDP;
+        plan.table_size = svc.table_size;
+        for (const config::Backend& b : svc.backends) {
+            BackendPlan bp;
+            bp.address = b.address.text;
+            bp.addr = to_fulcrum_addr(b.address);
+            bp.family = to_fulcrum_family(b.address);
+            bp.weight = b.weight;
+            bool drained = b.state == config::BackendState::drain || b.weight == 0;
+            bp.use = drained ? BackendUse::draining : BackendUse::active;
+            plan.backends.push_back(bp);
+        }
+        d.services.push_back(std::move(plan));
+    }
+    return d;
+}
+
+}  // namespace fulcrum::plan

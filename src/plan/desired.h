@@ -1,0 +1,47 @@
+// The desired state of the data plane, derived from a validated config (and, later, health and
+// operator overrides): pure data, no ids. The reconciler turns it into map writes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "config/config.h"
+
+namespace fulcrum::plan {
+
+enum class BackendUse {
+    active,    // in the Maglev table with its weight
+    draining,  // out of the table; existing flows stay (config state: drain, or weight 0)
+    down,      // out of the table; existing flows re-hashed (health; later issue)
+};
+
+struct BackendPlan {
+    std::string address;  // as written; the backend's identity within its service
+    fulcrum_addr addr{};
+    std::uint8_t family = 0;
+    std::uint32_t weight = 0;
+    BackendUse use = BackendUse::active;
+    bool operator==(const BackendPlan&) const = default;
+};
+
+struct ServicePlan {
+    std::string name;
+    fulcrum_service_key key{};
+    std::string vip;      // as written, for labels and messages
+    std::uint32_t table_size = FULCRUM_DEFAULT_TABLE_SIZE;
+    std::vector<BackendPlan> backends;  // in file order
+};
+
+struct Desired {
+    fulcrum_settings settings{};
+    std::vector<ServicePlan> services;  // in file order
+};
+
+Desired make_desired(const config::Config& config);
+
+fulcrum_addr to_fulcrum_addr(const config::Address& address);
+std::uint8_t to_fulcrum_family(const config::Address& address);
+
+}  // namespace fulcrum::plan

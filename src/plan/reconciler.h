@@ -1,0 +1,70 @@
+// Applies a desired state to the maps: diffs it against what was applied before and writes only
+// the difference, in an order that never lets a packet see a half-made change (new backends
+// before the table that names them, the table swapped in one step, removed backends freed after).
+// Owns the allocation of service and backend ids.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dataplane/map_writer.h"
+#include "plan/desired.h"
+#include "util/status.h"
+
+namespace fulcrum::plan {
+
+// Hands out ids in [first, last], cycling forward so a freed id is reused as late as possible.
+class IdPool {
+public:
+    IdPool(std::uint32_t first, std::uint32_t last) : first_(first), last_(last), next_(first) {}
+    std::optional<std::uint32_t> allocate();
+    void release(std::uint32_t id);
+    std::size_t in_use() const { return used_.size(); }
+
+private:
+    std::uint32_t first_, last_, next_;
+    std::map<std::uint32_t, bool> used_;
+};
+
+struct AppliedBackend {
+    std::uint32_t id = 0;
+    fulcrum_backend value{};
+    std::uint32_t weight = 0;
+};
+
+struct AppliedService {
+    std::uint32_t id = 0;
+    std::string vip;
+    fulcrum_service_key key{};
+    std::uint32_t table_size = 0;
+    std::vector<std::uint32_t> table;
+    std::map<std::string, AppliedBackend> backends;  // by address text
+};
+
+class Reconciler {
+public:
+    explicit Reconciler(dataplane::MapWriter& maps) : maps_(maps) {}
+
+    // Writes what differs between `desired` and the applied state. On a failed write, stops and
+    // returns the error; the applied state then reflects exactly the writes that succeeded.
+    Status apply(const Desired& desired);
+
+    const std::map<std::string, AppliedService>& services() const { return services_; }
+
+private:
+    Status remove_service(const std::string& name);
+    Status upsert_service(const ServicePlan& plan, std::uint32_t seed);
+    Status sync_vips(const Desired& desired, bool removals);
+
+    dataplane::MapWriter& maps_;
+    std::optional<fulcrum_settings> settings_;
+    std::map<std::string, AppliedService> services_;
+    std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips_;  // by the key's bytes
+    IdPool service_ids_{1, FULCRUM_MAX_SERVICES - 1};
+    IdPool backend_ids_{1, FULCRUM_MAX_BACKENDS - 1};
+};
+
+}  // namespace fulcrum::plan

@@ -1,0 +1,81 @@
+// An in-memory MapWriter for unit tests: keeps the maps as plain containers, logs every write
+// (so tests can assert what was written and in which order), and can be told to fail a write.
+#pragma once
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "dataplane/map_writer.h"
+
+namespace fulcrum::test {
+
+template <typename T>
+std::vector<std::uint8_t> key_bytes(const T& v)
+{
+    const auto* p = reinterpret_cast<const std::uint8_t*>(&v);
+    return std::vector<std::uint8_t>(p, p + sizeof(T));
+}
+
+class FakeMaps final : public dataplane::MapWriter {
+public:
+    fulcrum_settings settings{};
+    std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips;
+    std::map<std::vector<std::uint8_t>, fulcrum_service_value> services;
+    std::map<std::uint32_t, fulcrum_backend> backends;
+    std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
+    std::vector<std::string> log;  // "put_table 3", "put_backend 7 state=1", ...
+    int fail_after = -1;           // >= 0: that many more writes succeed, then one fails
+
+    Status set_settings(const fulcrum_settings& s) override
+    {
+        return write("set_settings", [&] { settings = s; });
+    }
+    Status put_vip(const fulcrum_vip_key& k, const fulcrum_vip_value& v) override
+    {
+        return write("put_vip", [&] { vips[key_bytes(k)] = v; });
+    }
+    Status delete_vip(const fulcrum_vip_key& k) override
+    {
+        return write("delete_vip", [&] { vips.erase(key_bytes(k)); });
+    }
+    Status put_service(const fulcrum_service_key& k, const fulcrum_service_value& v) override
+    {
+        return write("put_service " + std::to_string(v.id) + " size=" + std::to_string(v.table_size),
+                     [&] { services[key_bytes(k)] = v; });
+    }
+    Status delete_service(const fulcrum_service_key& k) override
+    {
+        return write("delete_service", [&] { services.erase(key_bytes(k)); });
+    }
+    Status put_backend(std::uint32_t id, const fulcrum_backend& b) override
+    {
+        return write("put_backend " + std::to_string(id) + " state=" + std::to_string(b.state),
+                     [&] { backends[id] = b; });
+    }
+    Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> t) override
+    {
+        return write("put_table " + std::to_string(service_id),
+                     [&] { tables[service_id].assign(t.begin(), t.end()); });
+    }
+    Status delete_table(std::uint32_t service_id) override
+    {
+        return write("delete_table " + std::to_string(service_id), [&] { tables.erase(service_id); });
+    }
+
+private:
+    template <typename F>
+    Status write(const std::string& what, F apply)
+    {
+        if (fail_after == 0)
+            return Status::failure("fake: injected failure at " + what);
+        if (fail_after > 0)
+            fail_after--;
+        apply();
+        log.push_back(what);
+        return {};
+    }
+};
+
+}  // namespace fulcrum::test

@@ -1,0 +1,301 @@
+// Reconciler: desired state -> map writes, against the in-memory fake. What is written, what is
+// not, and in which order (the order is what keeps packets from seeing half-made changes).
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "fake_maps.h"
+#include "plan/reconciler.h"
+
+using namespace fulcrum;
+using namespace fulcrum::plan;
+using fulcrum::test::FakeMaps;
+
+namespace {
+
+fulcrum_addr addr4(const char* text)
+{
+    fulcrum_addr a{};
+    inet_pton(AF_INET, text, &a.w[0]);
+    return a;
+}
+
+BackendPlan backend(const std::string& address, std::uint32_t weight = 100, BackendUse use = BackendUse::active)
+{
+    BackendPlan b;
+    b.address = address;
+    b.addr = addr4(address.c_str());
+    b.family = FULCRUM_AF_INET;
+    b.weight = weight;
+    b.use = use;
+    return b;
+}
+
+ServicePlan service(const std::string& name, const char* vip, std::uint16_t port,
+                    std::vector<BackendPlan> backends, std::uint32_t table_size = 251)
+{
+    ServicePlan s;
+    s.name = name;
+    s.vip = vip;
+    s.key.vip = addr4(vip);
+    s.key.family = FULCRUM_AF_INET;
+    s.key.port = htons(port);
+    s.key.proto = IPPROTO_TCP;
+    s.table_size = table_size;
+    s.backends = std::move(backends);
+    return s;
+}
+
+Desired two_services()
+{
+    Desired d;
+    d.settings.hash_seed = 7;
+    d.services.push_back(service("web", "198.18.100.1", 80, {backend("198.18.1.1"), backend("198.18.1.2")}));
+    d.services.push_back(service("api", "198.18.100.2", 443, {backend("198.18.2.1"), backend("198.18.2.2")}));
+    return d;
+}
+
+bool logged(const FakeMaps& maps, const std::string& entry)
+{
+    return std::find(maps.log.begin(), maps.log.end(), entry) != maps.log.end();
+}
+
+std::size_t position(const FakeMaps& maps, const std::string& entry)
+{
+    auto it = std::find(maps.log.begin(), maps.log.end(), entry);
+    REQUIRE(it != maps.log.end());
+    return static_cast<std::size_t>(it - maps.log.begin());
+}
+
+// The address each table slot sends to: comparable across balancers whose ids differ.
+std::vector<std::string> slots_by_address(const FakeMaps& maps, const Reconciler& r, const std::string& name)
+{
+    const AppliedService& svc = r.services().at(name);
+    std::map<std::uint32_t, std::string> address_of;
+    for (const auto& [address, b] : svc.backends)
+        address_of[b.id] = address;
+    std::vector<std::string> out;
+    for (std::uint32_t id : maps.tables.at(svc.id))
+        out.push_back(id ? address_of.at(id) : "-");
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a first apply writes services, VIPs, backends and full tables", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(two_services()).ok());
+    CHECK(maps.settings.hash_seed == 7);
+    CHECK(maps.services.size() == 2);
+    CHECK(maps.vips.size() == 2);
+    CHECK(maps.backends.size() == 4);
+    const AppliedService& web = r.services().at("web");
+    const AppliedService& api = r.services().at("api");
+    CHECK(web.id != api.id);
+    REQUIRE(maps.tables.at(web.id).size() == 251);
+    std::set<std::uint32_t> web_ids(maps.tables.at(web.id).begin(), maps.tables.at(web.id).end());
+    CHECK(web_ids == std::set<std::uint32_t>{web.backends.at("198.18.1.1").id, web.backends.at("198.18.1.2").id});
+    for (const auto& [address, b] : web.backends) {
+        CHECK(maps.backends.at(b.id).state == FULCRUM_BACKEND_ACTIVE);
+        CHECK(maps.backends.at(b.id).service_id == web.id);
+    }
+    // Backends are in place before the table that names them.
+    CHECK(position(maps, "put_backend " + std::to_string(web.backends.at("198.18.1.1").id) + " state=1") <
+          position(maps, "put_table " + std::to_string(web.id)));
+}
+
+TEST_CASE("applying the same state again writes nothing", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(two_services()).ok());
+    maps.log.clear();
+    REQUIRE(r.apply(two_services()).ok());
+    CHECK(maps.log.empty());
+}
+
+TEST_CASE("adding or removing a service leaves every other service untouched", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(two_services()).ok());
+    const std::uint32_t web = r.services().at("web").id;
+    const auto web_table = maps.tables.at(web);
+    const auto web_backends = r.services().at("web").backends;
+
+    Desired more = two_services();
+    more.services.push_back(service("dns", "198.18.100.3", 53, {backend("198.18.3.1")}));
+    maps.log.clear();
+    REQUIRE(r.apply(more).ok());
+    for (const std::string& entry : maps.log) {
+        INFO(entry);
+        CHECK(entry != "put_table " + std::to_string(web));
+        for (const auto& [address, b] : web_backends)
+            CHECK(entry.rfind("put_backend " + std::to_string(b.id) + " ", 0) != 0);
+    }
+    CHECK(maps.tables.at(web) == web_table);
+
+    Desired fewer = more;
+    fewer.services.erase(fewer.services.begin() + 1);  // api goes, web and dns stay
+    const AppliedService api = r.services().at("api");
+    maps.log.clear();
+    REQUIRE(r.apply(fewer).ok());
+    CHECK(maps.tables.at(web) == web_table);
+    CHECK_FALSE(maps.tables.contains(api.id));
+    CHECK(maps.services.size() == 2);  // web and dns
+    CHECK(maps.vips.size() == 2);      // api's VIP is gone
+    for (const auto& [address, b] : api.backends)
+        CHECK(maps.backends.at(b.id).state == FULCRUM_BACKEND_UNUSED);
+    CHECK(logged(maps, "delete_service"));
+    CHECK(logged(maps, "delete_vip"));
+}
+
+TEST_CASE("a VIP stays while another service still uses it; port 0 sets its flags", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d;
+    d.services.push_back(service("web", "198.18.100.1", 80, {backend("198.18.1.1")}));
+    d.services.push_back(service("all", "198.18.100.1", 0, {backend("198.18.1.2")}));
+    REQUIRE(r.apply(d).ok());
+    REQUIRE(maps.vips.size() == 1);
+    CHECK(maps.vips.begin()->second.flags == FULCRUM_VIP_PORT0_TCP);
+    d.services.pop_back();
+    REQUIRE(r.apply(d).ok());
+    REQUIRE(maps.vips.size() == 1);
+    CHECK(maps.vips.begin()->second.flags == 0);
+}
+
+TEST_CASE("drain and weight 0 take a backend out of the table after the swap, flows kept", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(two_services()).ok());
+    const AppliedService web = r.services().at("web");
+    const std::uint32_t drained = web.backends.at("198.18.1.2").id;
+
+    Desired d = two_services();
+    d.services[0].backends[1].use = BackendUse::draining;
+    maps.log.clear();
+    REQUIRE(r.apply(d).ok());
+    CHECK(maps.backends.at(drained).state == FULCRUM_BACKEND_DRAINING);
+    for (std::uint32_t id : maps.tables.at(web.id))
+        CHECK(id != drained);
+    CHECK(position(maps, "put_table " + std::to_string(web.id)) <
+          position(maps, "put_backend " + std::to_string(drained) + " state=2"));
+
+    // Undrain: active again, written before the table that names it.
+    maps.log.clear();
+    REQUIRE(r.apply(two_services()).ok());
+    CHECK(position(maps, "put_backend " + std::to_string(drained) + " state=1") <
+          position(maps, "put_table " + std::to_string(web.id)));
+}
+
+TEST_CASE("a removed backend is freed after the table swap; a changed weight moves only its share", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d;
+    std::vector<BackendPlan> ten;
+    for (int i = 1; i <= 10; i++)
+        ten.push_back(backend("198.18.1." + std::to_string(i)));
+    d.services.push_back(service("web", "198.18.100.1", 80, ten, 65537));
+    REQUIRE(r.apply(d).ok());
+    const auto before = slots_by_address(maps, r, "web");
+
+    Desired heavier = d;
+    heavier.services[0].backends[0].weight = 200;  // one backend doubles
+    REQUIRE(r.apply(heavier).ok());
+    const auto after = slots_by_address(maps, r, "web");
+    std::size_t moved = 0, to_heavy = 0;
+    for (std::size_t i = 0; i < before.size(); i++) {
+        if (before[i] != after[i]) {
+            moved++;
+            to_heavy += after[i] == "198.18.1.1";
+        }
+    }
+    // Ideal: 1/10 -> 2/11 of the slots, i.e. ~8.2 % move, all of them to the heavier backend.
+    CHECK(moved < before.size() * 10 / 100);
+    CHECK(to_heavy > moved * 90 / 100);
+
+    const std::uint32_t removed = r.services().at("web").backends.at("198.18.1.10").id;
+    Desired fewer = heavier;
+    fewer.services[0].backends.pop_back();
+    maps.log.clear();
+    REQUIRE(r.apply(fewer).ok());
+    CHECK(maps.backends.at(removed).state == FULCRUM_BACKEND_UNUSED);
+    CHECK(position(maps, "put_table " + std::to_string(r.services().at("web").id)) <
+          position(maps, "put_backend " + std::to_string(removed) + " state=0"));
+}
+
+TEST_CASE("table size changes keep every index inside the table a packet finds", "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d;
+    d.services.push_back(service("web", "198.18.100.1", 80, {backend("198.18.1.1")}, 251));
+    REQUIRE(r.apply(d).ok());
+    const std::string id = std::to_string(r.services().at("web").id);
+
+    d.services[0].table_size = 509;  // grow: table first, then the modulus
+    maps.log.clear();
+    REQUIRE(r.apply(d).ok());
+    CHECK(position(maps, "put_table " + id) < position(maps, "put_service " + id + " size=509"));
+
+    d.services[0].table_size = 127;  // shrink: modulus first, then the table
+    maps.log.clear();
+    REQUIRE(r.apply(d).ok());
+    CHECK(position(maps, "put_service " + id + " size=127") < position(maps, "put_table " + id));
+}
+
+TEST_CASE("two balancers with the same config send every slot to the same address", "[plan]")
+{
+    FakeMaps a, b;
+    Reconciler ra(a), rb(b);
+    Desired d = two_services();
+    // b allocated ids differently: it had another service first.
+    Desired other;
+    other.services.push_back(service("old", "198.18.100.9", 80, {backend("198.18.9.1"), backend("198.18.9.2")}));
+    REQUIRE(rb.apply(other).ok());
+    REQUIRE(ra.apply(d).ok());
+    REQUIRE(rb.apply(d).ok());
+    CHECK(ra.services().at("web").backends.at("198.18.1.1").id != rb.services().at("web").backends.at("198.18.1.1").id);
+    CHECK(slots_by_address(a, ra, "web") == slots_by_address(b, rb, "web"));
+    CHECK(slots_by_address(a, ra, "api") == slots_by_address(b, rb, "api"));
+}
+
+TEST_CASE("a failed write stops the apply; the next apply converges", "[plan]")
+{
+    // A first apply of two_services() is 11 writes: settings, 2 VIPs, 2 x (2 backends, table, service).
+    for (int fail_at = 0; fail_at < 11; fail_at++) {
+        INFO("failing write number " << fail_at);
+        FakeMaps broken, clean;
+        Reconciler rb(broken), rc(clean);
+        broken.fail_after = fail_at;
+        Status s = rb.apply(two_services());
+        CHECK_FALSE(s.ok());
+        CHECK(s.message().find("injected failure") != std::string::npos);
+        broken.fail_after = -1;
+        REQUIRE(rb.apply(two_services()).ok());
+        REQUIRE(rc.apply(two_services()).ok());
+        CHECK(broken.services.size() == clean.services.size());
+        CHECK(broken.vips.size() == clean.vips.size());
+        CHECK(slots_by_address(broken, rb, "web") == slots_by_address(clean, rc, "web"));
+        CHECK(slots_by_address(broken, rb, "api") == slots_by_address(clean, rc, "api"));
+    }
+}
+
+TEST_CASE("id pool cycles before reusing a freed id", "[plan]")
+{
+    IdPool pool(1, 3);
+    CHECK(pool.allocate() == 1u);
+    CHECK(pool.allocate() == 2u);
+    pool.release(1);
+    CHECK(pool.allocate() == 3u);
+    CHECK(pool.allocate() == 1u);
+    CHECK_FALSE(pool.allocate().has_value());
+}
