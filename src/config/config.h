@@ -1,0 +1,124 @@
+// The typed configuration of fulcrumd (the YAML of ../shared/design/INTERFACE.md), after
+// validation: every field here has passed its range and consistency checks.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fulcrum::config {
+
+// An IPv4 or IPv6 address, kept in network byte order plus its text as written.
+struct Address {
+    int family = 0;             // AF_INET or AF_INET6
+    std::uint8_t bytes[16]{};   // IPv4 in bytes[0..3]
+    std::string text;
+    bool operator==(const Address& o) const;
+};
+
+enum class AttachMode { native, generic, automatic };  // "auto" in YAML
+enum class OnExit { keep, detach };
+enum class Protocol { tcp, udp };
+enum class BackendState { active, drain };
+enum class CheckType { tcp, http, https, udp, dns, exec };
+
+struct Interface {
+    std::string name;
+    AttachMode mode = AttachMode::automatic;
+};
+
+struct Tunnel {
+    std::optional<Address> source_v4;
+    std::optional<Address> source_v6;
+    // Optional per-flow variation of the outer source (RSS on backends): the number of low bits
+    // of the source that carry flow-hash bits (0 = off). Keys: source_v4_vary_bits (0..16),
+    // source_v6_vary_bits (0..32).
+    unsigned source_v4_vary_bits = 0;
+    unsigned source_v6_vary_bits = 0;
+};
+
+struct Flows {
+    std::uint32_t capacity = 1'000'000;
+    std::chrono::milliseconds udp_idle_timeout{30'000};
+};
+
+// Health check options; fields a type does not use are left at their defaults. Only the
+// keys of INTERFACE.md are parsed now; the health issue adds the rest.
+struct HealthCheck {
+    CheckType type = CheckType::tcp;
+    std::chrono::milliseconds interval{2000};
+    std::chrono::milliseconds timeout{1000};
+    unsigned rise = 2;
+    unsigned fall = 3;
+    std::optional<std::uint16_t> port;
+    std::string path = "/";
+    std::vector<unsigned> expect_status{200};
+};
+
+struct Backend {
+    Address address;
+    std::uint32_t weight = 100;   // 0..65535; 0 = drain
+    BackendState state = BackendState::active;
+    int line = 0;                 // where it was written (1-based), for messages
+};
+
+struct MinHealthy {
+    bool is_fraction = false;
+    double value = 1;             // a count, or a fraction in (0, 1] when is_fraction
+};
+
+struct Service {
+    std::string name;             // [a-z0-9_-]+, unique
+    Address vip;
+    std::uint16_t port = 0;       // 0 = every port of the VIP for this protocol
+    Protocol protocol = Protocol::tcp;
+    std::uint32_t table_size = 65537;  // prime
+    MinHealthy min_healthy;
+    HealthCheck healthcheck;
+    std::vector<Backend> backends;
+};
+
+struct Config {
+    std::string file;             // path it was read from
+    std::vector<Interface> interfaces;
+    Tunnel tunnel;
+    Flows flows;
+    std::string pin_path = "/sys/fs/bpf/fulcrum";
+    std::string control_socket = "/run/fulcrum/fulcrumd.sock";
+    std::string metrics_listen = "127.0.0.1:9470";
+    std::uint32_t routes_table = 0;
+    std::uint32_t routes_need = 1;
+    OnExit on_exit = OnExit::keep;
+    std::uint32_t hash_seed = 0;  // key bpf.hash_seed; same value on every balancer behind ECMP
+    HealthCheck default_healthcheck;
+    std::vector<Service> services;
+};
+
+// One problem in a file: where, which key, what was expected.
+struct Error {
+    std::string file;
+    int line = 0;                 // 1-based; 0 when the whole file is concerned
+    int column = 0;               // 1-based
+    std::string key_path;         // e.g. services[1].backends[0].weight
+    std::string message;          // e.g. "expected an integer 0..65535, got \"heavy\""
+    std::string to_string() const;  // "file:line:column: key_path: message"
+};
+
+struct ParseResult {
+    std::optional<Config> config;  // set only when errors is empty
+    std::vector<Error> errors;     // every error of the file, in file order
+};
+
+// Reads and validates a whole file; never throws.
+ParseResult load_file(const std::string& path);
+// The same from text (tests, and messages name `name` as the file).
+ParseResult parse_text(const std::string& text, const std::string& name);
+
+std::string to_string(Protocol p);
+bool is_prime(std::uint64_t n);
+
+}  // namespace fulcrum::config
