@@ -46,8 +46,9 @@ struct Flows {
     std::chrono::milliseconds udp_idle_timeout{30'000};
 };
 
-// Health check options; fields a type does not use are left at their defaults. Only the
-// keys of INTERFACE.md are parsed now; the health issue adds the rest.
+// Health check options; fields a type does not use are left at their defaults. Keys parsed now:
+// type, interval, timeout, rise, fall, port, path, expect_status (the health issue adds the rest).
+// defaults.healthcheck starts from these values; a service's healthcheck overrides it key by key.
 struct HealthCheck {
     CheckType type = CheckType::tcp;
     std::chrono::milliseconds interval{2000};
@@ -105,7 +106,9 @@ struct Error {
     int column = 0;               // 1-based
     std::string key_path;         // e.g. services[1].backends[0].weight
     std::string message;          // e.g. "expected an integer 0..65535, got \"heavy\""
-    std::string to_string() const;  // "file:line:column: key_path: message"
+    // "file:line:column: key_path: message"; without ":line:column" when line is 0 and without
+    // "key_path: " when it is empty (a YAML syntax error, an unreadable file).
+    std::string to_string() const;
 };
 
 struct ParseResult {
@@ -113,12 +116,12 @@ struct ParseResult {
     std::vector<Error> errors;     // every error of the file, in file order
 };
 
-// Reads and validates a whole file; never throws.
+// Reads and validates a whole file; never throws. An unreadable file is one error with the
+// errno text ("cannot read the file: No such file or directory").
 ParseResult load_file(const std::string& path);
 // The same from text (tests, and messages name `name` as the file).
 ParseResult parse_text(const std::string& text, const std::string& name);
 
-std::string to_string(Protocol p);
-bool is_prime(std::uint64_t n);
+std::string to_string(Protocol p);  // "tcp" | "udp"
 
 }  // namespace fulcrum::config

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "balancer.skel.h"
+#include "dataplane/pinning.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -66,11 +67,70 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
         *error = errno_status("cannot size the flow table", err);
         return nullptr;
     }
+    if (!options.pin_path.empty()) {
+        program->pin_path_ = options.pin_path;
+        if (Status s = prepare_map_pins(skel->obj, options.pin_path, &program->adopted_pins_); !s.ok()) {
+            *error = s;
+            return nullptr;
+        }
+    }
     if (int err = balancer_bpf::load(skel)) {
         *error = errno_status("cannot load the balancer program", err);
         return nullptr;
     }
+    if (!options.pin_path.empty())
+        if (Status s = pin_program(skel->progs.balancer, options.pin_path, "balancer"); !s.ok()) {
+            *error = s;
+            return nullptr;
+        }
     return program;
+}
+
+void BalancerProgram::unpin()
+{
+    if (!pin_path_.empty())
+        unpin_all(skel_->obj, pin_path_, "balancer");
+}
+
+MapSnapshot BalancerProgram::snapshot() const
+{
+    MapSnapshot snap;
+    {
+        int fd = bpf_map__fd(skel_->maps.vips);
+        fulcrum_vip_key key{}, next{};
+        const void* prev = nullptr;
+        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+            fulcrum_vip_value v{};
+            if (bpf_map_lookup_elem(fd, &next, &v) == 0)
+                snap.vips.emplace_back(next, v);
+            key = next;
+            prev = &key;
+        }
+    }
+    {
+        int fd = bpf_map__fd(skel_->maps.services);
+        fulcrum_service_key key{}, next{};
+        const void* prev = nullptr;
+        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+            fulcrum_service_value v{};
+            if (bpf_map_lookup_elem(fd, &next, &v) == 0)
+                snap.services.emplace_back(next, v);
+            key = next;
+            prev = &key;
+        }
+    }
+    {
+        // An array: every slot exists; keep those in use. (One syscall per slot: ~0.1 s at the
+        // default size, once per daemon start.)
+        int fd = bpf_map__fd(skel_->maps.backends);
+        const std::uint32_t total = bpf_map__max_entries(skel_->maps.backends);
+        for (std::uint32_t id = 0; id < total; id++) {
+            fulcrum_backend b{};
+            if (bpf_map_lookup_elem(fd, &id, &b) == 0 && b.state != FULCRUM_BACKEND_UNUSED)
+                snap.backends.emplace_back(id, b);
+        }
+    }
+    return snap;
 }
 
 int BalancerProgram::program_fd() const { return bpf_program__fd(skel_->progs.balancer); }

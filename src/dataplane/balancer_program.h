@@ -5,9 +5,12 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "abi.h"
+#include "dataplane/counter_reader.h"
 #include "dataplane/map_writer.h"
 #include "util/status.h"
 
@@ -18,13 +21,10 @@ namespace fulcrum::dataplane {
 struct LoadOptions {
     std::uint64_t udp_idle_timeout_ns = 30'000'000'000ULL;
     std::uint32_t flow_capacity = FULCRUM_DEFAULT_FLOWS;
+    std::string pin_path;  // empty: no pins; else maps pinned (and adopted) and program pinned here
 };
 
-// Per-CPU counters summed over all CPUs.
-struct ServiceCounters { std::uint64_t packets = 0, bytes = 0, new_flows = 0; };
-struct PacketCounters { std::uint64_t packets = 0, bytes = 0; };
-
-class BalancerProgram final : public MapWriter {
+class BalancerProgram final : public MapWriter, public CounterReader {
 public:
     // Opens, configures and loads the program (not attached). On failure returns nullptr and
     // sets *error to a message naming the phase and errno.
@@ -34,6 +34,11 @@ public:
     BalancerProgram& operator=(const BalancerProgram&) = delete;
 
     int program_fd() const;
+    // Maps adopted from pins at load (0 on a fresh start).
+    int adopted_pins() const { return adopted_pins_; }
+    MapSnapshot snapshot() const;
+    // Removes the pins (on_exit: detach).
+    void unpin();
 
     // MapWriter
     Status set_settings(const fulcrum_settings& settings) override;
@@ -49,15 +54,18 @@ public:
     Status put_tx_port(std::uint32_t ifindex);
     Status clear_flows();
 
-    ServiceCounters service_counters(std::uint32_t service_id) const;
-    PacketCounters backend_counters(std::uint32_t backend_id) const;
-    PacketCounters reason_counters(fulcrum_reason reason) const;
+    // CounterReader
+    ServiceCounters service_counters(std::uint32_t service_id) const override;
+    PacketCounters backend_counters(std::uint32_t backend_id) const override;
+    PacketCounters reason_counters(fulcrum_reason reason) const override;
     // The flow-table entries for a key on every CPU that has one (backend id != 0).
     std::vector<fulcrum_flow_value> flow_entries(const fulcrum_flow_key& key) const;
 
 private:
     explicit BalancerProgram(balancer_bpf* skel);
     balancer_bpf* skel_;
+    std::string pin_path_;
+    int adopted_pins_ = 0;
 };
 
 }  // namespace fulcrum::dataplane

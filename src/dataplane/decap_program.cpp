@@ -27,6 +27,8 @@ std::unique_ptr<DecapProgram> DecapProgram::load(Status* error)
 }
 
 int DecapProgram::program_fd() const { return bpf_program__fd(skel_->progs.decap); }
+int DecapProgram::addresses_map_fd() const { return bpf_map__fd(skel_->maps.decap_addrs); }
+int DecapProgram::stats_map_fd() const { return bpf_map__fd(skel_->maps.decap_stats); }
 
 Status DecapProgram::add_address(const fulcrum_decap_key& key)
 {

@@ -20,6 +20,9 @@ public:
     DecapProgram& operator=(const DecapProgram&) = delete;
 
     int program_fd() const;
+    // The maps' fds, for pinning them (fulcrum-decap); owned by the skeleton.
+    int addresses_map_fd() const;
+    int stats_map_fd() const;
     Status add_address(const fulcrum_decap_key& key);
     Status remove_address(const fulcrum_decap_key& key);
     PacketCounters counters(fulcrum_decap_reason reason) const;

@@ -5,11 +5,20 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "abi.h"
 #include "util/status.h"
 
 namespace fulcrum::dataplane {
+
+// Entries read back from the maps (adoption of pinned state after a restart).
+struct MapSnapshot {
+    std::vector<std::pair<fulcrum_vip_key, fulcrum_vip_value>> vips;
+    std::vector<std::pair<fulcrum_service_key, fulcrum_service_value>> services;
+    std::vector<std::pair<std::uint32_t, fulcrum_backend>> backends;  // only slots in use
+};
 
 class MapWriter {
 public:

@@ -20,6 +20,13 @@ std::uint8_t to_fulcrum_family(const config::Address& address)
     return address.family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
 }
 
+std::string address_text(const fulcrum_addr& addr, std::uint8_t family)
+{
+    char text[INET6_ADDRSTRLEN] = "";
+    inet_ntop(family == FULCRUM_AF_INET ? AF_INET : AF_INET6, addr.w, text, sizeof text);
+    return text;
+}
+
 namespace {
 
 // The low `bits` bits of a 32-bit word, in network order, as the "vary" mask of the settings.
@@ -54,7 +61,7 @@ Desired make_desired(const config::Config& config)
     for (const config::Service& svc : config.services) {
         ServicePlan plan;
         plan.name = svc.name;
-        plan.vip = svc.vip.text;
+        plan.vip = address_text(to_fulcrum_addr(svc.vip), to_fulcrum_family(svc.vip));
         plan.key.vip = to_fulcrum_addr(svc.vip);
         plan.key.family = to_fulcrum_family(svc.vip);
         plan.key.port = htons(svc.port);
@@ -62,9 +69,9 @@ Desired make_desired(const config::Config& config)
         plan.table_size = svc.table_size;
         for (const config::Backend& b : svc.backends) {
             BackendPlan bp;
-            bp.address = b.address.text;
             bp.addr = to_fulcrum_addr(b.address);
             bp.family = to_fulcrum_family(b.address);
+            bp.address = address_text(bp.addr, bp.family);
             bp.weight = b.weight;
             bool drained = b.state == config::BackendState::drain || b.weight == 0;
             bp.use = drained ? BackendUse::draining : BackendUse::active;

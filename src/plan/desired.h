@@ -18,7 +18,7 @@ enum class BackendUse {
 };
 
 struct BackendPlan {
-    std::string address;  // as written; the backend's identity within its service
+    std::string address;  // canonical text; the backend's identity within its service
     fulcrum_addr addr{};
     std::uint8_t family = 0;
     std::uint32_t weight = 0;
@@ -29,7 +29,7 @@ struct BackendPlan {
 struct ServicePlan {
     std::string name;
     fulcrum_service_key key{};
-    std::string vip;      // as written, for labels and messages
+    std::string vip;      // canonical text, for labels and messages
     std::uint32_t table_size = FULCRUM_DEFAULT_TABLE_SIZE;
     std::vector<BackendPlan> backends;  // in file order
 };
@@ -42,6 +42,8 @@ struct Desired {
 Desired make_desired(const config::Config& config);
 
 fulcrum_addr to_fulcrum_addr(const config::Address& address);
+// Canonical text of an address (inet_ntop): the identity of a backend within its service.
+std::string address_text(const fulcrum_addr& addr, std::uint8_t family);
 std::uint8_t to_fulcrum_family(const config::Address& address);
 
 }  // namespace fulcrum::plan

@@ -59,6 +59,46 @@ std::optional<std::uint32_t> IdPool::allocate()
 
 void IdPool::release(std::uint32_t id) { used_.erase(id); }
 
+bool IdPool::mark_used(std::uint32_t id)
+{
+    if (id < first_ || id > last_ || used_.contains(id))
+        return false;
+    used_[id] = true;
+    if (id >= next_)  // keep cycling forward from the highest adopted id
+        next_ = id == last_ ? first_ : id + 1;
+    return true;
+}
+
+void Reconciler::adopt(const dataplane::MapSnapshot& snapshot, const Desired& desired)
+{
+    for (const auto& [key, value] : snapshot.vips)
+        vips_[bytes_of(key)] = value;
+    for (const auto& [key, value] : snapshot.services) {
+        if (!service_ids_.mark_used(value.id))
+            continue;  // corrupt or duplicate id: leave the entry for the apply to overwrite
+        std::string name = "(adopted service " + std::to_string(value.id) + ")";
+        for (const ServicePlan& plan : desired.services)
+            if (same_bytes(plan.key, key))
+                name = plan.name;
+        AppliedService svc;
+        svc.id = value.id;
+        svc.key = key;
+        svc.vip = address_text(key.vip, key.family);
+        svc.table_size = value.table_size;
+        services_[name] = svc;
+    }
+    for (const auto& [id, backend] : snapshot.backends) {
+        for (auto& [name, svc] : services_) {
+            if (svc.id != backend.service_id || !backend_ids_.mark_used(id))
+                continue;
+            AppliedBackend ab;
+            ab.id = id;
+            ab.value = backend;
+            svc.backends[address_text(backend.addr, backend.family)] = ab;
+        }
+    }
+}
+
 Status Reconciler::apply(const Desired& desired)
 {
     if (!settings_ || !same_bytes(*settings_, desired.settings)) {

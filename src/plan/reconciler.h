@@ -22,6 +22,7 @@ public:
     IdPool(std::uint32_t first, std::uint32_t last) : first_(first), last_(last), next_(first) {}
     std::optional<std::uint32_t> allocate();
     void release(std::uint32_t id);
+    bool mark_used(std::uint32_t id);  // adoption; false if out of range or already used
     std::size_t in_use() const { return used_.size(); }
 
 private:
@@ -47,6 +48,13 @@ struct AppliedService {
 class Reconciler {
 public:
     explicit Reconciler(dataplane::MapWriter& maps) : maps_(maps) {}
+
+    // Takes over state found in the maps (pinned by an earlier daemon) as the applied state:
+    // services matched to desired ones by (VIP, port, protocol), backends by address within
+    // their service; unmatched services get placeholder names so the next apply removes them.
+    // Tables are not read back: the next apply rewrites each one (the same table, for an
+    // unchanged service). Call once, before the first apply.
+    void adopt(const dataplane::MapSnapshot& snapshot, const Desired& desired);
 
     // Writes what differs between `desired` and the applied state. On a failed write, stops and
     // returns the error; the applied state then reflects exactly the writes that succeeded.

@@ -64,6 +64,26 @@ public:
         return write("delete_table " + std::to_string(service_id), [&] { tables.erase(service_id); });
     }
 
+    // What a restarted daemon would read back from the pinned maps.
+    dataplane::MapSnapshot snapshot() const
+    {
+        dataplane::MapSnapshot snap;
+        for (const auto& [k, v] : vips) {
+            fulcrum_vip_key key;
+            std::memcpy(&key, k.data(), sizeof key);
+            snap.vips.emplace_back(key, v);
+        }
+        for (const auto& [k, v] : services) {
+            fulcrum_service_key key;
+            std::memcpy(&key, k.data(), sizeof key);
+            snap.services.emplace_back(key, v);
+        }
+        for (const auto& [id, b] : backends)
+            if (b.state != FULCRUM_BACKEND_UNUSED)
+                snap.backends.emplace_back(id, b);
+        return snap;
+    }
+
 private:
     template <typename F>
     Status write(const std::string& what, F apply)

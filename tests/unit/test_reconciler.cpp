@@ -299,3 +299,44 @@ TEST_CASE("id pool cycles before reusing a freed id", "[plan]")
     CHECK(pool.allocate() == 1u);
     CHECK_FALSE(pool.allocate().has_value());
 }
+
+TEST_CASE("a restarted daemon adopts pinned state: kept backends keep their ids", "[plan]")
+{
+    FakeMaps maps;
+    std::map<std::string, std::uint32_t> ids_before;
+    {
+        Reconciler first(maps);
+        Desired d = two_services();
+        d.services.push_back(service("dns", "198.18.100.3", 53, {backend("198.18.3.1")}));
+        REQUIRE(first.apply(d).ok());
+        for (const auto& [name, svc] : first.services())
+            for (const auto& [address, b] : svc.backends)
+                ids_before[name + "/" + address] = b.id;
+    }
+    // The new config drops service dns and backend 198.18.1.2 of web, adds 198.18.1.3.
+    Desired next = two_services();
+    next.services[0].backends[1] = backend("198.18.1.3");
+    const auto removed_id = ids_before.at("web/198.18.1.2");
+    const auto dns_backend = ids_before.at("dns/198.18.3.1");
+
+    Reconciler second(maps);
+    second.adopt(maps.snapshot(), next);
+    maps.log.clear();
+    REQUIRE(second.apply(next).ok());
+    CHECK(second.services().at("web").backends.at("198.18.1.1").id == ids_before.at("web/198.18.1.1"));
+    CHECK(second.services().at("api").backends.at("198.18.2.1").id == ids_before.at("api/198.18.2.1"));
+    CHECK(second.services().at("api").backends.at("198.18.2.2").id == ids_before.at("api/198.18.2.2"));
+    CHECK(maps.backends.at(removed_id).state == FULCRUM_BACKEND_UNUSED);
+    CHECK(maps.backends.at(dns_backend).state == FULCRUM_BACKEND_UNUSED);
+    CHECK_FALSE(second.services().contains("dns"));
+    CHECK(second.services().size() == 2);
+    CHECK(maps.services.size() == 2);
+    CHECK(maps.vips.size() == 2);
+    // The new backend got an id no adopted backend had.
+    const auto new_id = second.services().at("web").backends.at("198.18.1.3").id;
+    for (const auto& [name, id] : ids_before)
+        if (name != "web/198.18.1.2" && name != "dns/198.18.3.1")
+            CHECK(new_id != id);
+    // Unchanged kept backends are not rewritten (their flows never see a state flap).
+    CHECK_FALSE(logged(maps, "put_backend " + std::to_string(ids_before.at("api/198.18.2.1")) + " state=1"));
+}

@@ -1,0 +1,120 @@
+// Checks across values of a config (see checks.h).
+#include "config/checks.h"
+
+#include <sys/socket.h>
+
+#include <string>
+
+namespace fulcrum::config::detail {
+namespace {
+
+std::string first_at(const Spot& first)
+{
+    return " (first at line " + std::to_string(first.line) + ")";
+}
+
+// Interface names and service names are identities: two of the same would fight over one thing.
+void check_unique_names(const Config& config, const Spots& spots, Errors& errors)
+{
+    for (std::size_t i = 0; i < config.interfaces.size(); ++i) {
+        if (!spots.interface_names[i]) continue;
+        for (std::size_t j = 0; j < i; ++j)
+            if (spots.interface_names[j] && config.interfaces[j].name == config.interfaces[i].name) {
+                errors.add(*spots.interface_names[i], "duplicate interface \"" + config.interfaces[i].name +
+                                                          "\"" + first_at(*spots.interface_names[j]));
+                break;
+            }
+    }
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+        if (!spots.services[i].name) continue;
+        for (std::size_t j = 0; j < i; ++j)
+            if (spots.services[j].name && config.services[j].name == config.services[i].name) {
+                errors.add(*spots.services[i].name, "duplicate service name \"" + config.services[i].name +
+                                                        "\"" + first_at(*spots.services[j].name));
+                break;
+            }
+    }
+}
+
+// The data plane keys services by (vip, port, protocol): a second service with the same key
+// would silently replace the first.
+void check_unique_service_keys(const Config& config, const Spots& spots, Errors& errors)
+{
+    auto complete = [&](std::size_t i) {
+        const ServiceSpots& s = spots.services[i];
+        return s.vip && s.port && s.protocol;
+    };
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+        if (!complete(i)) continue;
+        const Service& b = config.services[i];
+        for (std::size_t j = 0; j < i; ++j) {
+            const Service& a = config.services[j];
+            if (!complete(j) || !(a.vip == b.vip) || a.port != b.port || a.protocol != b.protocol) continue;
+            std::string other = spots.services[j].name ? "service \"" + a.name + "\"" : "services[" + std::to_string(j) + "]";
+            errors.add(*spots.services[i].vip, "vip " + b.vip.text + " port " + std::to_string(b.port) + " " +
+                                                   to_string(b.protocol) + " is already used by " + other +
+                                                   first_at(*spots.services[j].vip));
+            break;
+        }
+    }
+}
+
+void check_backends(const Config& config, const Spots& spots, Errors& errors)
+{
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+        const Service& service = config.services[i];
+        const ServiceSpots& where = spots.services[i];
+        for (std::size_t k = 0; k < service.backends.size(); ++k) {
+            if (!where.backend_addresses[k]) continue;
+            const Address& address = service.backends[k].address;
+            // The data plane has no IPv6-in-IPv4 encapsulation (IPv4-in-IPv6 is fine).
+            if (where.vip && service.vip.family == AF_INET6 && address.family == AF_INET) {
+                errors.add(*where.backend_addresses[k], "expected an IPv6 backend for the IPv6 vip " +
+                                                            service.vip.text +
+                                                            " (IPv6 in IPv4 is not supported), got \"" +
+                                                            address.text + "\"");
+                continue;
+            }
+            for (std::size_t j = 0; j < k; ++j)
+                if (where.backend_addresses[j] && service.backends[j].address == address) {
+                    errors.add(*where.backend_addresses[k],
+                               "duplicate backend " + address.text + first_at(*where.backend_addresses[j]));
+                    break;
+                }
+        }
+    }
+}
+
+// A tunnel's outer source has the backend's family; the first backend that needs a missing source
+// is the one reported, since fixing the tunnel section fixes them all.
+void check_tunnel_sources(const Config& config, const Spots& spots, Errors& errors)
+{
+    bool need_v4 = !spots.source_v4_given, need_v6 = !spots.source_v6_given;
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+        const Service& service = config.services[i];
+        for (std::size_t k = 0; k < service.backends.size(); ++k) {
+            const auto& where = spots.services[i].backend_addresses[k];
+            if (!where) continue;
+            int family = service.backends[k].address.family;
+            if (family == AF_INET && need_v4) {
+                errors.add(*where, "an IPv4 backend needs tunnel.source_v4 (the outer source address), which is not set");
+                need_v4 = false;
+            } else if (family == AF_INET6 && need_v6) {
+                errors.add(*where, "an IPv6 backend needs tunnel.source_v6 (the outer source address), which is not set");
+                need_v6 = false;
+            }
+        }
+    }
+}
+
+}  // namespace
+
+void check_consistency(const Config& config, const Spots& spots, Errors& errors)
+{
+    check_unique_names(config, spots, errors);
+    check_unique_service_keys(config, spots, errors);
+    check_backends(config, spots, errors);
+    check_tunnel_sources(config, spots, errors);
+}
+
+}  // namespace fulcrum::config::detail

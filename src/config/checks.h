@@ -1,0 +1,29 @@
+// Checks across values (duplicates, address families, tunnel sources), run once the whole file
+// has been read into a Config, pointing back at the values with the spots the walk kept.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "config/config.h"
+#include "config/yaml_walk.h"
+
+namespace fulcrum::config::detail {
+
+// Where the walk found the values these checks point at. A spot is empty when its value was
+// missing or invalid: that was reported already, and a check built on it would only add noise.
+struct ServiceSpots {
+    std::optional<Spot> name, vip, port, protocol;
+    std::vector<std::optional<Spot>> backend_addresses;  // parallel to Service::backends
+};
+
+struct Spots {
+    std::vector<std::optional<Spot>> interface_names;  // parallel to Config::interfaces
+    std::vector<ServiceSpots> services;                 // parallel to Config::services
+    bool source_v4_given = false;                       // the key is present, valid or not
+    bool source_v6_given = false;
+};
+
+void check_consistency(const Config& config, const Spots& spots, Errors& errors);
+
+}  // namespace fulcrum::config::detail

@@ -1,0 +1,284 @@
+// YAML file -> typed Config: the schema (which keys each section has and what each value must
+// be), file reading and YAML syntax errors, and the rest of the API of config.h.
+#include "config/config.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <memory>
+
+#include "config/checks.h"
+#include "config/fields.h"
+#include "config/yaml_walk.h"
+
+namespace fulcrum::config {
+namespace {
+
+using namespace detail;  // the walking helpers, field parsers and checks of this directory
+
+// Stores a parsed value; an invalid one was reported and leaves the default in place.
+template <class T, class U>
+bool assign(T& out, const std::optional<U>& parsed)
+{
+    if (parsed) out = *parsed;
+    return parsed.has_value();
+}
+
+std::optional<AttachMode> parse_mode(Errors& errors, const Value& value)
+{
+    return parse_choice<AttachMode>(
+        errors, value, {{"native", AttachMode::native}, {"generic", AttachMode::generic}, {"auto", AttachMode::automatic}});
+}
+
+std::optional<CheckType> parse_check_type(Errors& errors, const Value& value)
+{
+    return parse_choice<CheckType>(errors, value,
+                                   {{"tcp", CheckType::tcp}, {"http", CheckType::http}, {"https", CheckType::https},
+                                    {"udp", CheckType::udp}, {"dns", CheckType::dns}, {"exec", CheckType::exec}});
+}
+
+void read_interfaces(Errors& errors, const Value& value, Config& config, Spots& spots)
+{
+    auto items = list_items(errors, value, "a list of interfaces");
+    if (!items) return;
+    if (items->empty()) errors.expected(value, "at least one interface");
+    for (const Value& item : *items) {
+        Mapping m(errors, item, {"name", "mode"});
+        Interface interface;
+        std::optional<Spot> name_spot;
+        if (auto v = m.require("name"); v && assign(interface.name, parse_interface_name(errors, *v)))
+            name_spot = v->spot;
+        if (auto v = m.get("mode")) assign(interface.mode, parse_mode(errors, *v));
+        config.interfaces.push_back(interface);
+        spots.interface_names.push_back(name_spot);
+    }
+}
+
+void read_tunnel(Errors& errors, const Value& value, Tunnel& tunnel, Spots& spots)
+{
+    Mapping m(errors, value, {"source_v4", "source_v6", "source_v4_vary_bits", "source_v6_vary_bits"});
+    if (auto v = m.get("source_v4")) {
+        spots.source_v4_given = true;
+        assign(tunnel.source_v4, parse_address(errors, *v, AF_INET));
+    }
+    if (auto v = m.get("source_v6")) {
+        spots.source_v6_given = true;
+        assign(tunnel.source_v6, parse_address(errors, *v, AF_INET6));
+    }
+    // Bounds: enough flow-hash bits for RSS without spreading a backend's traffic over a whole /16.
+    if (auto v = m.get("source_v4_vary_bits")) assign(tunnel.source_v4_vary_bits, parse_uint(errors, *v, 0u, 16u));
+    if (auto v = m.get("source_v6_vary_bits")) assign(tunnel.source_v6_vary_bits, parse_uint(errors, *v, 0u, 32u));
+}
+
+void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
+{
+    if (auto v = top.get("flows")) {
+        Mapping m(errors, *v, {"capacity", "udp_idle_timeout"});
+        if (auto x = m.get("capacity")) assign(config.flows.capacity, parse_uint<std::uint32_t>(errors, *x, 1, 100'000'000));
+        if (auto x = m.get("udp_idle_timeout")) assign(config.flows.udp_idle_timeout, parse_duration(errors, *x));
+    }
+    if (auto v = top.get("bpf")) {
+        Mapping m(errors, *v, {"pin_path", "hash_seed"});
+        if (auto x = m.get("pin_path")) assign(config.pin_path, parse_absolute_path(errors, *x));
+        if (auto x = m.get("hash_seed")) assign(config.hash_seed, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
+    }
+    if (auto v = top.get("control")) {
+        Mapping m(errors, *v, {"socket"});
+        if (auto x = m.get("socket")) assign(config.control_socket, parse_absolute_path(errors, *x));
+    }
+    if (auto v = top.get("metrics")) {
+        Mapping m(errors, *v, {"listen"});
+        if (auto x = m.get("listen")) assign(config.metrics_listen, parse_listen_address(errors, *x));
+    }
+    if (auto v = top.get("routes")) {
+        Mapping m(errors, *v, {"table", "need"});
+        if (auto x = m.get("table")) assign(config.routes_table, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
+        if (auto x = m.get("need")) assign(config.routes_need, parse_uint<std::uint32_t>(errors, *x, 1, 65535));
+    }
+    if (auto v = top.get("on_exit"))
+        assign(config.on_exit, parse_choice<OnExit>(errors, *v, {{"keep", OnExit::keep}, {"detach", OnExit::detach}}));
+}
+
+// Starts from `check` (the defaults) and overrides only the keys given, so a service that sets
+// `path` keeps the default interval.
+HealthCheck read_healthcheck(Errors& errors, const Value& value, HealthCheck check)
+{
+    Mapping m(errors, value, {"type", "interval", "timeout", "rise", "fall", "port", "path", "expect_status"});
+    if (auto v = m.get("type")) assign(check.type, parse_check_type(errors, *v));
+    if (auto v = m.get("interval")) assign(check.interval, parse_duration(errors, *v));
+    if (auto v = m.get("timeout")) assign(check.timeout, parse_duration(errors, *v));
+    if (auto v = m.get("rise")) assign(check.rise, parse_uint(errors, *v, 1u, 100u));
+    if (auto v = m.get("fall")) assign(check.fall, parse_uint(errors, *v, 1u, 100u));
+    if (auto v = m.get("port")) assign(check.port, parse_uint<std::uint16_t>(errors, *v, 1, 65535));
+    if (auto v = m.get("path")) assign(check.path, parse_http_path(errors, *v));
+    if (auto v = m.get("expect_status")) assign(check.expect_status, parse_status_list(errors, *v));
+    return check;
+}
+
+Backend read_backend(Errors& errors, const Value& value, std::optional<Spot>& address_spot)
+{
+    Mapping m(errors, value, {"address", "weight", "state"});
+    Backend backend;
+    backend.line = value.spot.line;
+    if (auto v = m.require("address"); v && assign(backend.address, parse_address(errors, *v)))
+        address_spot = v->spot;
+    if (auto v = m.get("weight")) assign(backend.weight, parse_uint<std::uint32_t>(errors, *v, 0, 65535));
+    if (auto v = m.get("state"))
+        assign(backend.state, parse_choice<BackendState>(
+                                  errors, *v, {{"active", BackendState::active}, {"drain", BackendState::drain}}));
+    return backend;
+}
+
+Service read_service(Errors& errors, const Value& value, const HealthCheck& defaults, ServiceSpots& spots)
+{
+    Mapping m(errors, value,
+              {"name", "vip", "port", "protocol", "table_size", "min_healthy", "healthcheck", "backends"});
+    Service service;
+    service.healthcheck = defaults;
+    // Each spot is kept only for a valid value: the checks across services use these.
+    auto keep = [](std::optional<Spot>& spot, const Value& v, bool valid) {
+        if (valid) spot = v.spot;
+    };
+    if (auto v = m.require("name")) keep(spots.name, *v, assign(service.name, parse_service_name(errors, *v)));
+    if (auto v = m.require("vip")) keep(spots.vip, *v, assign(service.vip, parse_address(errors, *v)));
+    if (auto v = m.require("port"))
+        keep(spots.port, *v, assign(service.port, parse_uint<std::uint16_t>(errors, *v, 0, 65535)));
+    if (auto v = m.require("protocol"))
+        keep(spots.protocol, *v,
+             assign(service.protocol,
+                    parse_choice<Protocol>(errors, *v, {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}})));
+    if (auto v = m.get("table_size")) assign(service.table_size, parse_table_size(errors, *v));
+    if (auto v = m.get("min_healthy")) assign(service.min_healthy, parse_min_healthy(errors, *v));
+
+    std::size_t errors_before_check = errors.count();
+    if (auto v = m.get("healthcheck")) service.healthcheck = read_healthcheck(errors, *v, defaults);
+    // A check that connects somewhere defaults to the service port; port 0 leaves it nowhere to go.
+    if (spots.port && service.port == 0 && !service.healthcheck.port && service.healthcheck.type != CheckType::exec &&
+        errors.count() == errors_before_check)
+        errors.add(*spots.port, "port 0 (every port) needs healthcheck.port for the health check");
+
+    if (auto v = m.require("backends"))
+        if (auto items = list_items(errors, *v, "a list of backends"))
+            for (const Value& item : *items) {
+                spots.backend_addresses.emplace_back();
+                service.backends.push_back(read_backend(errors, item, spots.backend_addresses.back()));
+            }
+    return service;
+}
+
+Config read_config(Errors& errors, const Value& root, Spots& spots)
+{
+    Config config;
+    Mapping top(errors, root,
+                {"interfaces", "tunnel", "flows", "bpf", "control", "metrics", "routes", "on_exit", "defaults",
+                 "services"});
+    if (auto v = top.require("interfaces")) read_interfaces(errors, *v, config, spots);
+    if (auto v = top.get("tunnel")) read_tunnel(errors, *v, config.tunnel, spots);
+    read_daemon_sections(errors, top, config);
+    // Defaults before services wherever they are written: services start from them.
+    if (auto v = top.get("defaults")) {
+        Mapping m(errors, *v, {"healthcheck"});
+        if (auto h = m.get("healthcheck")) config.default_healthcheck = read_healthcheck(errors, *h, HealthCheck{});
+    }
+    // `services` is required so a file that lost its services by mistake is not read as "none";
+    // an explicit empty list is fine (a balancer being set up).
+    if (auto v = top.require("services"))
+        if (auto items = list_items(errors, *v, "a list of services"))
+            for (const Value& item : *items) {
+                spots.services.emplace_back();
+                config.services.push_back(
+                    read_service(errors, item, config.default_healthcheck, spots.services.back()));
+            }
+    return config;
+}
+
+ParseResult finish(const Errors& errors, std::optional<Config> config)
+{
+    ParseResult result;
+    result.errors = errors.sorted();
+    if (result.errors.empty()) result.config = std::move(config);
+    return result;
+}
+
+// The whole file in `out`; the errno of the failure, or 0.
+int read_whole_file(const std::string& path, std::string& out)
+{
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!file) return errno;
+    char buffer[1 << 16];
+    std::size_t n = 0;
+    while ((n = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) out.append(buffer, n);
+    return std::ferror(file.get()) ? errno : 0;  // e.g. EISDIR: fopen accepts a directory, fread does not
+}
+
+}  // namespace
+
+ParseResult parse_text(const std::string& text, const std::string& name)
+{
+    Errors errors(name);
+    std::optional<Config> config;
+    // yaml-cpp reports syntax errors by exception; nothing may escape this API (STYLE.md), and the
+    // catch-all keeps even an unexpected failure a config error rather than a crashed daemon.
+    try {
+        std::vector<YAML::Node> documents = YAML::LoadAll(text);
+        if (documents.size() > 1) {
+            errors.add(spot_of(documents[1].Mark(), ""),
+                       "expected one YAML document, found " + std::to_string(documents.size()));
+        } else if (documents.empty() || documents[0].IsNull()) {
+            errors.add(Spot{}, "expected a mapping with interfaces and services, got an empty file");
+        } else {
+            Spots spots;
+            config = read_config(errors, Value{documents[0], spot_of(documents[0].Mark(), "")}, spots);
+            config->file = name;
+            check_consistency(*config, spots, errors);
+        }
+    } catch (const YAML::Exception& e) {
+        errors.add(spot_of(e.mark, ""), "invalid YAML: " + e.msg);
+    } catch (const std::exception& e) {
+        errors.add(Spot{}, std::string("cannot read the configuration: ") + e.what());
+    }
+    return finish(errors, std::move(config));
+}
+
+ParseResult load_file(const std::string& path)
+{
+    std::string text;
+    try {
+        if (int err = read_whole_file(path, text); err != 0) {
+            ParseResult result;
+            result.errors.push_back(Error{path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(err)});
+            return result;
+        }
+    } catch (const std::exception& e) {  // std::bad_alloc on a huge file
+        ParseResult result;
+        result.errors.push_back(Error{path, 0, 0, "", std::string("cannot read the file: ") + e.what()});
+        return result;
+    }
+    return parse_text(text, path);
+}
+
+std::string Error::to_string() const
+{
+    std::string out = file;
+    if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
+    out += ": ";
+    if (!key_path.empty()) out += key_path + ": ";
+    return out + message;
+}
+
+bool Address::operator==(const Address& o) const
+{
+    // Compare the address, not the text: 2001:db8::1 and 2001:db8:0::1 are one backend.
+    std::size_t length = family == AF_INET ? 4 : 16;
+    return family == o.family && std::memcmp(bytes, o.bytes, length) == 0;
+}
+
+std::string to_string(Protocol p)
+{
+    return p == Protocol::tcp ? "tcp" : "udp";
+}
+
+}  // namespace fulcrum::config

@@ -1,0 +1,82 @@
+// Parsers for single config values (integers, durations, addresses, names, paths, ...). Each one
+// returns the typed value, or nothing after adding one "expected ..., got ..." error at the value.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/config.h"
+#include "config/yaml_walk.h"
+
+namespace fulcrum::config::detail {
+
+// A scalar's text; `what` names what was expected when the value is a list, a mapping or empty.
+std::optional<std::string> parse_text_value(Errors& errors, const Value& value, std::string_view what);
+
+// A decimal integer in min..max (no sign, no hex: a config is read by people).
+std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min, std::uint64_t max);
+
+template <class T>
+std::optional<T> parse_uint(Errors& errors, const Value& value, T min, T max)
+{
+    if (auto n = parse_integer(errors, value, min, max)) return static_cast<T>(*n);
+    return std::nullopt;
+}
+
+// A duration with a unit: 500ms, 2s, 1m, 1h; greater than 0 and at most 24h.
+std::optional<std::chrono::milliseconds> parse_duration(Errors& errors, const Value& value);
+
+// An IPv4 or IPv6 address; `family` AF_INET or AF_INET6 to accept only one, 0 for either.
+std::optional<Address> parse_address(Errors& errors, const Value& value, int family = 0);
+
+// One of a fixed set of words: "expected tcp or udp, got ...".
+template <class E>
+std::optional<E> parse_choice(Errors& errors, const Value& value,
+                              std::initializer_list<std::pair<std::string_view, E>> choices)
+{
+    std::string what;
+    std::size_t i = 0;
+    for (const auto& choice : choices) {
+        if (i > 0) what += (i + 1 == choices.size()) ? " or " : ", ";
+        what += choice.first;
+        ++i;
+    }
+    auto text = parse_text_value(errors, value, what);
+    if (!text) return std::nullopt;
+    for (const auto& [word, result] : choices)
+        if (*text == word) return result;
+    errors.expected(value, what);
+    return std::nullopt;
+}
+
+// A service name: [a-z0-9_-]+, at most 64 characters (it becomes a metric label and a CLI word).
+std::optional<std::string> parse_service_name(Errors& errors, const Value& value);
+
+// A Linux interface name: 1..15 characters (IFNAMSIZ - 1), no '/', ':' or whitespace.
+std::optional<std::string> parse_interface_name(Errors& errors, const Value& value);
+
+// A path starting with "/" (the daemon may run from any directory).
+std::optional<std::string> parse_absolute_path(Errors& errors, const Value& value);
+
+// An HTTP path starting with "/".
+std::optional<std::string> parse_http_path(Errors& errors, const Value& value);
+
+// HOST:PORT with an IP address as HOST, IPv6 in brackets ([::1]:9470), port 1..65535.
+std::optional<std::string> parse_listen_address(Errors& errors, const Value& value);
+
+// A Maglev table size: a prime in 3..FULCRUM_MAX_TABLE_SIZE.
+std::optional<std::uint32_t> parse_table_size(Errors& errors, const Value& value);
+
+// A backend count (0..65535) or a percentage "1%".."100%".
+std::optional<MinHealthy> parse_min_healthy(Errors& errors, const Value& value);
+
+// One HTTP status 100..599 or a non-empty list of them.
+std::optional<std::vector<unsigned>> parse_status_list(Errors& errors, const Value& value);
+
+}  // namespace fulcrum::config::detail

@@ -1,0 +1,167 @@
+// Positions, key paths, errors and mapping key checks for the config parser (see yaml_walk.h).
+#include "config/yaml_walk.h"
+
+#include <algorithm>
+
+namespace fulcrum::config::detail {
+
+void Errors::add(const Spot& at, std::string message)
+{
+    errors_.push_back(Error{file_, at.line, at.column, at.path, std::move(message)});
+}
+
+void Errors::expected(const Value& got, std::string_view expected)
+{
+    add(got.spot, "expected " + std::string(expected) + ", got " + describe(got.node));
+}
+
+std::vector<Error> Errors::sorted() const
+{
+    std::vector<Error> out = errors_;
+    // Cross-field checks run after the walk, so their errors are put back in place here.
+    std::stable_sort(out.begin(), out.end(), [](const Error& a, const Error& b) {
+        return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    return out;
+}
+
+std::string describe(const YAML::Node& node)
+{
+    switch (node.Type()) {
+        case YAML::NodeType::Scalar: return "\"" + node.Scalar() + "\"";
+        case YAML::NodeType::Sequence: return node.size() == 0 ? "an empty list" : "a list";
+        case YAML::NodeType::Map: return node.size() == 0 ? "an empty mapping" : "a mapping";
+        default: return "nothing";
+    }
+}
+
+Spot spot_of(const YAML::Mark& mark, std::string path)
+{
+    if (mark.is_null() || mark.line < 0) return Spot{1, 1, std::move(path)};
+    return Spot{mark.line + 1, mark.column + 1, std::move(path)};
+}
+
+std::string child_path(const std::string& path, std::string_view key)
+{
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string index_path(const std::string& path, std::size_t index)
+{
+    return path + "[" + std::to_string(index) + "]";
+}
+
+namespace {
+
+// Levenshtein distance: the fewest single-character edits turning a into b.
+std::size_t edit_distance(std::string_view a, std::string_view b)
+{
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+std::string join(const std::vector<std::string_view>& words)
+{
+    std::string out;
+    for (std::string_view w : words) out += (out.empty() ? "" : ", ") + std::string(w);
+    return out;
+}
+
+}  // namespace
+
+std::optional<std::string_view> closest_key(std::string_view key, const std::vector<std::string_view>& known)
+{
+    // Two edits cover a swapped pair ("wieght") or a missing and a wrong letter; the distance must
+    // also stay below the key's length, or any short key would "resemble" any other.
+    std::optional<std::string_view> best;
+    std::size_t best_distance = 3;
+    for (std::string_view candidate : known) {
+        std::size_t d = edit_distance(key, candidate);
+        if (d < best_distance && d < key.size()) {
+            best = candidate;
+            best_distance = d;
+        }
+    }
+    return best;
+}
+
+std::optional<std::vector<Value>> list_items(Errors& errors, const Value& value, std::string_view what)
+{
+    if (!value.node.IsSequence()) {
+        errors.expected(value, what);
+        return std::nullopt;
+    }
+    std::vector<Value> items;
+    for (std::size_t i = 0; i < value.node.size(); ++i) {
+        YAML::Node item = value.node[i];
+        items.push_back(Value{item, spot_of(item.Mark(), index_path(value.spot.path, i))});
+    }
+    return items;
+}
+
+Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_view> known)
+    : errors_(errors), spot_(value.spot)
+{
+    if (!value.node.IsMap()) {
+        errors.expected(value, "a mapping");
+        return;
+    }
+    is_mapping_ = true;
+    // Iterate rather than look keys up: yaml-cpp keeps every pair of the mapping, so this is the
+    // one place a key written twice (silently "last wins" elsewhere) can be caught.
+    for (const auto& pair : value.node) {
+        Spot key_spot = spot_of(pair.first.Mark(), spot_.path);
+        if (!pair.first.IsScalar()) {
+            errors.add(key_spot, "expected a key name, got " + describe(pair.first));
+            continue;
+        }
+        const std::string& key = pair.first.Scalar();
+        key_spot.path = child_path(spot_.path, key);
+        if (std::find(known.begin(), known.end(), key) == known.end()) {
+            std::string message = "unknown key \"" + key + "\"";
+            if (auto near = closest_key(key, known))
+                message += "; did you mean \"" + std::string(*near) + "\"?";
+            else
+                message += "; expected one of: " + join(known);
+            errors.add(key_spot, std::move(message));
+            continue;
+        }
+        auto first = std::find_if(fields_.begin(), fields_.end(), [&](const Field& f) { return f.key == key; });
+        if (first != fields_.end()) {
+            errors.add(key_spot, "duplicate key \"" + key + "\" (first at line " +
+                                     std::to_string(first->key_line) + ")");
+            continue;
+        }
+        Spot value_spot = pair.second.IsNull() ? key_spot : spot_of(pair.second.Mark(), key_spot.path);
+        fields_.push_back(Field{key, key_spot.line, Value{pair.second, value_spot}});
+    }
+}
+
+std::optional<Value> Mapping::get(std::string_view key) const
+{
+    for (const Field& f : fields_)
+        if (f.key == key) return f.value;
+    return std::nullopt;
+}
+
+std::optional<Value> Mapping::require(std::string_view key)
+{
+    std::optional<Value> value = get(key);
+    // A node that is not a mapping was reported already; its "missing" keys would only be noise.
+    if (!value && is_mapping_)
+        errors_.add(Spot{spot_.line, spot_.column, child_path(spot_.path, key)},
+                    "missing required key \"" + std::string(key) + "\"");
+    return value;
+}
+
+}  // namespace fulcrum::config::detail

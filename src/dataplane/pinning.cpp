@@ -1,0 +1,114 @@
+// Map pinning and adoption; see pinning.h.
+#include "dataplane/pinning.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "util/log.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+// Maps whose loss costs only counters or flow stickiness, never correctness.
+const std::set<std::string> kReplaceableAlone = {"flows", "service_stats", "backend_stats", "reason_stats"};
+
+bool is_internal(const bpf_map* map)
+{
+    const char* name = bpf_map__name(map);
+    return std::strchr(name, '.') != nullptr;  // .rodata, .bss, .data: belong to the program
+}
+
+// Whether the map pinned at path has the type, sizes and flags this object expects.
+bool compatible(const bpf_map* map, const std::string& path, std::string* why)
+{
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+        *why = std::string("cannot open: ") + std::strerror(errno);
+        return false;
+    }
+    bpf_map_info info{};
+    std::uint32_t len = sizeof info;
+    int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (err) {
+        *why = "cannot read its info";
+        return false;
+    }
+    if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+        info.value_size != bpf_map__value_size(map) || info.max_entries != bpf_map__max_entries(map) ||
+        info.map_flags != bpf_map__map_flags(map)) {
+        *why = "layout or size changed (max_entries " + std::to_string(info.max_entries) + " -> " +
+               std::to_string(bpf_map__max_entries(map)) + ")";
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
+{
+    std::vector<bpf_map*> maps;
+    bpf_map* map;
+    bpf_object__for_each_map(map, obj)
+        if (!is_internal(map))
+            maps.push_back(map);
+
+    bool state_fresh = false;
+    std::set<std::string> unlink_names;
+    for (bpf_map* m : maps) {
+        std::string name = bpf_map__name(m), path = dir + "/" + name, why;
+        if (access(path.c_str(), F_OK) != 0 || compatible(m, path, &why))
+            continue;
+        if (kReplaceableAlone.contains(name)) {
+            LOG_WARN("pin: %s: pinned map %s not reusable (%s); starting a fresh one", dir.c_str(),
+                     name.c_str(), why.c_str());
+            unlink_names.insert(name);
+        } else {
+            LOG_WARN("pin: %s: pinned map %s not reusable (%s); starting with fresh state and flow table",
+                     dir.c_str(), name.c_str(), why.c_str());
+            state_fresh = true;
+        }
+    }
+    *adopted = 0;
+    for (bpf_map* m : maps) {
+        std::string name = bpf_map__name(m), path = dir + "/" + name;
+        bool fresh = unlink_names.contains(name) ||
+                     (state_fresh && (name == "flows" || !kReplaceableAlone.contains(name)));
+        if (fresh && unlink(path.c_str()) != 0 && errno != ENOENT)
+            return Status::failure("pin: cannot remove " + path + ": " + std::strerror(errno));
+        if (!fresh && access(path.c_str(), F_OK) == 0)
+            ++*adopted;
+        if (int err = bpf_map__set_pin_path(m, path.c_str()))
+            return Status::failure("pin: cannot set the pin path of " + name + ": " + std::strerror(-err));
+    }
+    return {};
+}
+
+Status pin_program(bpf_program* program, const std::string& dir, const std::string& name)
+{
+    std::string path = dir + "/" + name;
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+        return Status::failure("pin: cannot replace " + path + ": " + std::strerror(errno));
+    if (int err = bpf_program__pin(program, path.c_str()))
+        return Status::failure("pin: cannot pin the program at " + path + ": " + std::strerror(-err));
+    return {};
+}
+
+void unpin_all(bpf_object* obj, const std::string& dir, const std::string& program_name)
+{
+    bpf_map* map;
+    bpf_object__for_each_map(map, obj)
+        if (!is_internal(map))
+            unlink((dir + "/" + bpf_map__name(map)).c_str());
+    unlink((dir + "/" + program_name).c_str());
+}
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,158 @@
+// XDP attach/detach through libxdp; see xdp_attach.h.
+#include "dataplane/xdp_attach.h"
+
+#include <net/if.h>
+#include <xdp/libxdp.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/log.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+Status attach_error(const std::string& interface, const char* mode, int err)
+{
+    return Status::failure("xdp: cannot attach to " + interface + " in " + mode + " mode: " +
+                           std::strerror(err < 0 ? -err : err));
+}
+
+// Whether libxdp put its dispatcher in front of the program, or attached it alone.
+void log_how_attached(int ifindex, const std::string& interface, const char* mode)
+{
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    if (!mp || libxdp_get_error(mp)) {
+        LOG_INFO("xdp: attached to %s in %s mode", interface.c_str(), mode);
+        return;
+    }
+    if (xdp_multiprog__is_legacy(mp))
+        LOG_WARN("xdp: attached to %s in %s mode WITHOUT libxdp's dispatcher (this kernel cannot run it: "
+                 "no BPF trampolines); other XDP programs cannot share %s",
+                 interface.c_str(), mode, interface.c_str());
+    else
+        LOG_INFO("xdp: attached to %s in %s mode through libxdp's dispatcher (%d programs)",
+                 interface.c_str(), mode, xdp_multiprog__program_count(mp));
+    xdp_multiprog__close(mp);
+}
+
+}  // namespace
+
+XdpAttachment XdpAttachment::attach(int program_fd, const std::string& interface, XdpMode mode, Status* error)
+{
+    XdpAttachment a;
+    a.interface_ = interface;
+    a.ifindex_ = static_cast<int>(if_nametoindex(interface.c_str()));
+    if (a.ifindex_ == 0) {
+        *error = Status::failure("xdp: no interface " + interface + ": " + std::strerror(errno));
+        return {};
+    }
+    xdp_program* program = xdp_program__from_fd(program_fd);
+    if (!program || libxdp_get_error(program)) {
+        *error = Status::failure("xdp: cannot wrap the program for libxdp: " +
+                                 std::string(std::strerror(errno)));
+        return {};
+    }
+    int err = 0;
+    if (mode != XdpMode::generic) {
+        err = xdp_program__attach(program, a.ifindex_, XDP_MODE_NATIVE, 0);
+        if (err == 0) {
+            a.attach_mode_ = XDP_MODE_NATIVE;
+            a.mode_name_ = "native";
+        } else if (mode == XdpMode::native) {
+            *error = attach_error(interface, "native", err);
+            xdp_program__close(program);
+            return {};
+        } else {
+            LOG_WARN("xdp: native mode failed on %s (%s); falling back to generic mode, which is slow",
+                     interface.c_str(), std::strerror(-err));
+        }
+    }
+    if (a.attach_mode_ == 0) {
+        err = xdp_program__attach(program, a.ifindex_, XDP_MODE_SKB, 0);
+        if (err != 0) {
+            *error = attach_error(interface, "generic", err);
+            xdp_program__close(program);
+            return {};
+        }
+        a.attach_mode_ = XDP_MODE_SKB;
+        a.mode_name_ = "generic";
+    }
+    a.program_ = program;
+    log_how_attached(a.ifindex_, interface, a.mode_name_);
+    return a;
+}
+
+XdpAttachment::XdpAttachment(XdpAttachment&& o) noexcept
+    : program_(o.program_), interface_(std::move(o.interface_)), ifindex_(o.ifindex_),
+      attach_mode_(o.attach_mode_), mode_name_(o.mode_name_)
+{
+    o.program_ = nullptr;
+}
+
+XdpAttachment& XdpAttachment::operator=(XdpAttachment&& o) noexcept
+{
+    if (this != &o) {
+        if (program_)
+            xdp_program__close(program_);
+        program_ = o.program_;
+        interface_ = std::move(o.interface_);
+        ifindex_ = o.ifindex_;
+        attach_mode_ = o.attach_mode_;
+        mode_name_ = o.mode_name_;
+        o.program_ = nullptr;
+    }
+    return *this;
+}
+
+XdpAttachment::~XdpAttachment()
+{
+    if (program_)
+        xdp_program__close(program_);  // closes our handle only; the attachment stays
+}
+
+Status XdpAttachment::detach()
+{
+    if (!program_)
+        return {};
+    int err = xdp_program__detach(program_, ifindex_, static_cast<xdp_attach_mode>(attach_mode_), 0);
+    if (err != 0)
+        return Status::failure("xdp: cannot detach from " + interface_ + ": " + std::strerror(-err));
+    xdp_program__close(program_);
+    program_ = nullptr;
+    LOG_INFO("xdp: detached from %s", interface_.c_str());
+    return {};
+}
+
+Status detach_any(const std::string& interface)
+{
+    int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+    if (ifindex == 0)
+        return Status::failure("xdp: no interface " + interface + ": " + std::strerror(errno));
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    if (!mp || libxdp_get_error(mp))
+        return {};  // nothing attached
+    int err = xdp_multiprog__detach(mp);
+    xdp_multiprog__close(mp);
+    if (err != 0)
+        return Status::failure("xdp: cannot detach from " + interface + ": " + std::strerror(-err));
+    return {};
+}
+
+unsigned attached_program_id(const std::string& interface)
+{
+    int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+    if (ifindex == 0)
+        return 0;
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    if (!mp || libxdp_get_error(mp))
+        return 0;
+    unsigned id = 0;
+    xdp_program* main = xdp_multiprog__main_prog(mp);
+    if (main)
+        id = xdp_program__id(main);
+    xdp_multiprog__close(mp);
+    return id;
+}
+
+}  // namespace fulcrum::dataplane

@@ -1,0 +1,44 @@
+// Attaching an XDP program to an interface through libxdp, in native, generic or auto mode, as
+// an RAII handle. libxdp's multi-program dispatcher is preferred (coexistence with other XDP
+// programs); where the kernel cannot run it, libxdp attaches the program alone: which one
+// happened is logged, never silent.
+#pragma once
+
+#include <string>
+
+#include "util/status.h"
+
+struct xdp_program;
+
+namespace fulcrum::dataplane {
+
+enum class XdpMode { native, generic, automatic };
+
+class XdpAttachment {
+public:
+    // Attaches program_fd to interface. On failure returns an empty attachment and the error.
+    static XdpAttachment attach(int program_fd, const std::string& interface, XdpMode mode, Status* error);
+    XdpAttachment() = default;
+    XdpAttachment(XdpAttachment&& other) noexcept;
+    XdpAttachment& operator=(XdpAttachment&& other) noexcept;
+    ~XdpAttachment();  // does NOT detach: leaving the program attached is the default (on_exit)
+
+    bool attached() const { return program_ != nullptr; }
+    const std::string& interface() const { return interface_; }
+    const char* mode_name() const { return mode_name_; }
+    Status detach();
+
+private:
+    xdp_program* program_ = nullptr;
+    std::string interface_;
+    int ifindex_ = 0;
+    int attach_mode_ = 0;  // enum xdp_attach_mode actually used
+    const char* mode_name_ = "";
+};
+
+// Removes whatever XDP program is attached to the interface (any mode). Used by detach tools.
+Status detach_any(const std::string& interface);
+// The id of the program attached to the interface in any mode, 0 if none.
+unsigned attached_program_id(const std::string& interface);
+
+}  // namespace fulcrum::dataplane

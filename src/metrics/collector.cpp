@@ -1,0 +1,118 @@
+// Builds the metric families at scrape time; see collector.h.
+#include "metrics/collector.h"
+
+#include "dataplane/reasons.h"
+
+namespace fulcrum::metrics {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily family(const char* name, const char* help, MetricType type)
+{
+    return MetricFamily{name, help, type, {}};
+}
+
+void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value)
+{
+    ClientMetric m;
+    m.label = std::move(labels);
+    if (f.type == MetricType::Counter)
+        m.counter.value = value;
+    else
+        m.gauge.value = value;
+    f.metric.push_back(std::move(m));
+}
+
+// How each data-plane reason is exported: dropped, passed to the host, or answered from XDP.
+enum class ReasonKind { passed, answered, forwarded, dropped };
+
+ReasonKind kind_of(fulcrum_reason r)
+{
+    switch (r) {
+    case FULCRUM_PASS_NOT_IP:
+    case FULCRUM_PASS_NOT_VIP: return ReasonKind::passed;
+    case FULCRUM_TX_ECHO_REPLY:
+    case FULCRUM_TX_TOO_BIG: return ReasonKind::answered;
+    case FULCRUM_FWD_ICMP_ERROR: return ReasonKind::forwarded;
+    default: return ReasonKind::dropped;
+    }
+}
+
+}  // namespace
+
+Collector::Collector(const dataplane::CounterReader& counters, std::string version, std::string bpf_program)
+    : counters_(counters), version_(std::move(version)), bpf_program_(std::move(bpf_program))
+{
+}
+
+void Collector::set_topology(std::vector<ServiceLabel> services)
+{
+    std::lock_guard lock(mutex_);
+    services_ = std::move(services);
+}
+
+void Collector::count_reload(bool success)
+{
+    (success ? reloads_ok_ : reloads_failed_)++;
+}
+
+std::vector<MetricFamily> Collector::Collect() const
+{
+    auto svc_packets = family("fulcrum_service_packets_total", "Packets forwarded for the service.", MetricType::Counter);
+    auto svc_bytes = family("fulcrum_service_bytes_total", "Bytes forwarded for the service (as received).", MetricType::Counter);
+    auto svc_flows = family("fulcrum_service_new_flows_total", "New flows of the service (flow-table misses).", MetricType::Counter);
+    auto be_packets = family("fulcrum_backend_packets_total", "Packets forwarded to the backend.", MetricType::Counter);
+    auto be_bytes = family("fulcrum_backend_bytes_total", "Bytes forwarded to the backend (as received).", MetricType::Counter);
+    auto be_up = family("fulcrum_backend_up", "1 if the backend is usable for new flows or draining, 0 if down.", MetricType::Gauge);
+    auto be_weight = family("fulcrum_backend_weight", "Configured weight of the backend.", MetricType::Gauge);
+    {
+        std::lock_guard lock(mutex_);
+        for (const ServiceLabel& s : services_) {
+            dataplane::ServiceCounters c = counters_.service_counters(s.id);
+            add(svc_packets, {{"service", s.name}, {"vip", s.vip}}, static_cast<double>(c.packets));
+            add(svc_bytes, {{"service", s.name}, {"vip", s.vip}}, static_cast<double>(c.bytes));
+            add(svc_flows, {{"service", s.name}}, static_cast<double>(c.new_flows));
+            for (const BackendLabel& b : s.backends) {
+                dataplane::PacketCounters bc = counters_.backend_counters(b.id);
+                std::vector<ClientMetric::Label> labels{{"service", s.name}, {"backend", b.address}};
+                add(be_packets, labels, static_cast<double>(bc.packets));
+                add(be_bytes, labels, static_cast<double>(bc.bytes));
+                add(be_up, labels, b.up ? 1 : 0);
+                add(be_weight, labels, b.weight);
+            }
+        }
+    }
+    auto dropped = family("fulcrum_packets_dropped_total", "Packets dropped by the balancer, by reason.", MetricType::Counter);
+    auto passed = family("fulcrum_packets_passed_total",
+                         "Packets not for a service, passed to the host stack unchanged, by reason.", MetricType::Counter);
+    auto answered = family("fulcrum_packets_answered_total",
+                           "Packets answered from XDP (echo replies, too-big replies), by reason.", MetricType::Counter);
+    auto icmp_fwd = family("fulcrum_icmp_errors_forwarded_total",
+                           "ICMP errors quoting a VIP flow, forwarded to that flow's backend.", MetricType::Counter);
+    for (int r = 0; r < FULCRUM_REASON_COUNT; r++) {
+        auto reason = static_cast<fulcrum_reason>(r);
+        double value = static_cast<double>(counters_.reason_counters(reason).packets);
+        std::vector<ClientMetric::Label> labels{{"reason", std::string(dataplane::reason_name(reason))}};
+        switch (kind_of(reason)) {
+        case ReasonKind::passed: add(passed, labels, value); break;
+        case ReasonKind::answered: add(answered, labels, value); break;
+        case ReasonKind::forwarded: add(icmp_fwd, {}, value); break;
+        case ReasonKind::dropped: add(dropped, labels, value); break;
+        }
+    }
+    auto reloads = family("fulcrum_config_reloads_total", "Configuration loads, by result.", MetricType::Counter);
+    add(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.load()));
+    add(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.load()));
+    auto generation = family("fulcrum_config_generation", "Number of configurations applied since start.", MetricType::Gauge);
+    add(generation, {}, static_cast<double>(generation_.load()));
+    auto build = family("fulcrum_build_info", "Version of fulcrumd and of its BPF program.", MetricType::Gauge);
+    add(build, {{"version", version_}, {"bpf_program", bpf_program_}}, 1);
+
+    return {svc_packets, svc_bytes, svc_flows, be_packets, be_bytes, be_up, be_weight, dropped,
+            passed, answered, icmp_fwd, reloads, generation, build};
+}
+
+}  // namespace fulcrum::metrics

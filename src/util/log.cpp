@@ -1,0 +1,61 @@
+// Logger: one line per message on stderr, "<priority>level: message".
+#include "util/log.h"
+
+#include <bpf/libbpf.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace fulcrum::log {
+namespace {
+
+Level g_level = Level::info;
+
+const char* name(Level l)
+{
+    switch (l) {
+    case Level::error: return "error";
+    case Level::warning: return "warning";
+    case Level::info: return "info";
+    case Level::debug: return "debug";
+    }
+    return "?";
+}
+
+void vwrite(Level l, const char* format, va_list args)
+{
+    if (static_cast<int>(l) > static_cast<int>(g_level))
+        return;
+    char message[2048];
+    std::vsnprintf(message, sizeof message, format, args);
+    std::size_t n = std::strlen(message);
+    while (n > 0 && message[n - 1] == '\n')
+        message[--n] = '\0';
+    std::fprintf(stderr, "<%d>%s: %s\n", static_cast<int>(l), name(l), message);
+}
+
+int libbpf_printer(enum libbpf_print_level level, const char* format, va_list args)
+{
+    Level l = level == LIBBPF_WARN ? Level::info : Level::debug;
+    std::string prefixed = std::string("libbpf: ") + format;
+    vwrite(l, prefixed.c_str(), args);
+    return 0;
+}
+
+}  // namespace
+
+void set_level(Level l) { g_level = l; }
+Level level() { return g_level; }
+void route_libbpf() { libbpf_set_print(libbpf_printer); }
+
+void write(Level l, const char* format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vwrite(l, format, args);
+    va_end(args);
+}
+
+}  // namespace fulcrum::log

@@ -1,0 +1,544 @@
+// Unit tests of the config parser: a full file into typed values, defaults, and the exact text and
+// position of every kind of error (the messages are what an operator reads at 3 a.m.).
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+
+using namespace std::chrono_literals;
+using fulcrum::config::Config;
+using fulcrum::config::parse_text;
+
+namespace {
+
+// Every error of `yaml` as the operator sees it: "t.yaml:LINE:COLUMN: KEY: MESSAGE".
+std::vector<std::string> errors_of(const std::string& yaml)
+{
+    auto result = parse_text(yaml, "t.yaml");
+    std::vector<std::string> out;
+    for (const auto& e : result.errors) out.push_back(e.to_string());
+    if (!out.empty()) CHECK_FALSE(result.config.has_value());  // never a config with errors
+    return out;
+}
+
+// Parses a file that must be valid; fails the test with its errors otherwise.
+Config valid(const std::string& yaml)
+{
+    auto result = parse_text(yaml, "t.yaml");
+    for (const auto& e : result.errors) FAIL_CHECK(e.to_string());
+    REQUIRE(result.config.has_value());
+    return *result.config;
+}
+
+std::string ipv4(const fulcrum::config::Address& a)
+{
+    char text[INET_ADDRSTRLEN] = {};
+    REQUIRE(a.family == AF_INET);
+    inet_ntop(AF_INET, a.bytes, text, sizeof text);
+    return text;
+}
+
+std::string ipv6(const fulcrum::config::Address& a)
+{
+    char text[INET6_ADDRSTRLEN] = {};
+    REQUIRE(a.family == AF_INET6);
+    inet_ntop(AF_INET6, a.bytes, text, sizeof text);
+    return text;
+}
+
+// INTERFACE.md's example, with documentation addresses (RFC 5737, RFC 3849).
+const std::string kExample = R"(interfaces:                    # where the balancer attaches
+  - name: eth0
+    mode: auto
+  - name: eth1
+    mode: native
+tunnel:
+  source_v4: 203.0.113.1
+  source_v6: 2001:db8:ffff::1
+  source_v4_vary_bits: 8
+flows:
+  capacity: 2000000
+  udp_idle_timeout: 45s
+bpf:
+  pin_path: /sys/fs/bpf/fulcrum-test
+  hash_seed: 3735928559
+control:
+  socket: /run/fulcrum/test.sock
+metrics:
+  listen: "[::1]:9471"
+routes:
+  table: 100
+  need: 2
+on_exit: detach
+defaults:
+  healthcheck: {type: tcp, interval: 2s, timeout: 1s, rise: 2, fall: 3}
+services:
+  - name: web
+    vip: 192.0.2.10
+    port: 80
+    protocol: tcp
+    table_size: 65537
+    min_healthy: 1
+    healthcheck:
+      type: http
+      port: 8080
+      path: /healthz
+      expect_status: 200
+    backends:
+      - address: 198.51.100.11
+        weight: 100
+      - address: 198.51.100.12
+        weight: 50
+        state: drain
+  - name: dns_v6
+    vip: 2001:db8::53
+    port: 53
+    protocol: udp
+    table_size: 251
+    min_healthy: "50%"
+    healthcheck: {type: dns, interval: 500ms, timeout: 1m, rise: 1, fall: 5, expect_status: [200, 204]}
+    backends:
+      - address: 2001:db8:1::11
+        weight: 0
+)";
+
+// The first lines of most error cases below; their own text starts at line 3.
+const std::string kHead =
+    "interfaces: [{name: eth0}]\n"
+    "tunnel: {source_v4: 203.0.113.1, source_v6: \"2001:db8::1\"}\n";
+
+}  // namespace
+
+TEST_CASE("the example file parses into the values it says", "[config]")
+{
+    Config c = valid(kExample);
+
+    CHECK(c.file == "t.yaml");
+    REQUIRE(c.interfaces.size() == 2);
+    CHECK(c.interfaces[0].name == "eth0");
+    CHECK(c.interfaces[0].mode == fulcrum::config::AttachMode::automatic);
+    CHECK(c.interfaces[1].name == "eth1");
+    CHECK(c.interfaces[1].mode == fulcrum::config::AttachMode::native);
+
+    REQUIRE(c.tunnel.source_v4.has_value());
+    CHECK(ipv4(*c.tunnel.source_v4) == "203.0.113.1");
+    REQUIRE(c.tunnel.source_v6.has_value());
+    CHECK(ipv6(*c.tunnel.source_v6) == "2001:db8:ffff::1");
+    CHECK(c.tunnel.source_v4_vary_bits == 8);
+    CHECK(c.tunnel.source_v6_vary_bits == 0);
+
+    CHECK(c.flows.capacity == 2'000'000);
+    CHECK(c.flows.udp_idle_timeout == 45s);
+    CHECK(c.pin_path == "/sys/fs/bpf/fulcrum-test");
+    CHECK(c.hash_seed == 3735928559u);
+    CHECK(c.control_socket == "/run/fulcrum/test.sock");
+    CHECK(c.metrics_listen == "[::1]:9471");
+    CHECK(c.routes_table == 100);
+    CHECK(c.routes_need == 2);
+    CHECK(c.on_exit == fulcrum::config::OnExit::detach);
+    CHECK(c.default_healthcheck.type == fulcrum::config::CheckType::tcp);
+
+    REQUIRE(c.services.size() == 2);
+    const auto& web = c.services[0];
+    CHECK(web.name == "web");
+    CHECK(ipv4(web.vip) == "192.0.2.10");
+    CHECK(web.vip.text == "192.0.2.10");
+    CHECK(web.port == 80);
+    CHECK(web.protocol == fulcrum::config::Protocol::tcp);
+    CHECK(web.table_size == 65537);
+    CHECK_FALSE(web.min_healthy.is_fraction);
+    CHECK(web.min_healthy.value == 1);
+    CHECK(web.healthcheck.type == fulcrum::config::CheckType::http);
+    CHECK(web.healthcheck.port == std::optional<std::uint16_t>(8080));
+    CHECK(web.healthcheck.path == "/healthz");
+    CHECK(web.healthcheck.expect_status == std::vector<unsigned>{200});
+    CHECK(web.healthcheck.interval == 2s);  // from defaults.healthcheck
+    REQUIRE(web.backends.size() == 2);
+    CHECK(ipv4(web.backends[0].address) == "198.51.100.11");
+    CHECK(web.backends[0].weight == 100);
+    CHECK(web.backends[0].state == fulcrum::config::BackendState::active);
+    CHECK(web.backends[0].line == 39);
+    CHECK(ipv4(web.backends[1].address) == "198.51.100.12");
+    CHECK(web.backends[1].weight == 50);
+    CHECK(web.backends[1].state == fulcrum::config::BackendState::drain);
+    CHECK(web.backends[1].line == 41);
+
+    const auto& dns = c.services[1];
+    CHECK(dns.name == "dns_v6");
+    CHECK(ipv6(dns.vip) == "2001:db8::53");
+    CHECK(dns.protocol == fulcrum::config::Protocol::udp);
+    CHECK(dns.table_size == 251);
+    CHECK(dns.min_healthy.is_fraction);
+    CHECK(dns.min_healthy.value == Approx(0.5));
+    CHECK(dns.healthcheck.type == fulcrum::config::CheckType::dns);
+    CHECK(dns.healthcheck.interval == 500ms);
+    CHECK(dns.healthcheck.timeout == 1min);
+    CHECK(dns.healthcheck.rise == 1);
+    CHECK(dns.healthcheck.fall == 5);
+    CHECK(dns.healthcheck.expect_status == std::vector<unsigned>{200, 204});
+    REQUIRE(dns.backends.size() == 1);
+    CHECK(ipv6(dns.backends[0].address) == "2001:db8:1::11");
+    CHECK(dns.backends[0].weight == 0);
+}
+
+TEST_CASE("absent keys take their defaults", "[config]")
+{
+    Config c = valid(R"(interfaces:
+  - name: eth0
+tunnel:
+  source_v4: 203.0.113.1
+services:
+  - name: web
+    vip: 192.0.2.10
+    port: 0
+    protocol: udp
+    healthcheck: {port: 53}
+    backends:
+      - address: 198.51.100.11
+)");
+    CHECK(c.interfaces[0].mode == fulcrum::config::AttachMode::automatic);
+    CHECK_FALSE(c.tunnel.source_v6.has_value());
+    CHECK(c.tunnel.source_v4_vary_bits == 0);
+    CHECK(c.flows.capacity == 1'000'000);
+    CHECK(c.flows.udp_idle_timeout == 30s);
+    CHECK(c.pin_path == "/sys/fs/bpf/fulcrum");
+    CHECK(c.control_socket == "/run/fulcrum/fulcrumd.sock");
+    CHECK(c.metrics_listen == "127.0.0.1:9470");
+    CHECK(c.routes_table == 0);
+    CHECK(c.routes_need == 1);
+    CHECK(c.on_exit == fulcrum::config::OnExit::keep);
+    CHECK(c.hash_seed == 0);
+
+    const auto& s = c.services.at(0);
+    CHECK(s.port == 0);
+    CHECK(s.table_size == 65537);
+    CHECK_FALSE(s.min_healthy.is_fraction);
+    CHECK(s.min_healthy.value == 1);
+    CHECK(s.healthcheck.type == fulcrum::config::CheckType::tcp);
+    CHECK(s.healthcheck.interval == 2s);
+    CHECK(s.healthcheck.timeout == 1s);
+    CHECK(s.healthcheck.rise == 2);
+    CHECK(s.healthcheck.fall == 3);
+    CHECK(s.healthcheck.port == std::optional<std::uint16_t>(53));
+    CHECK(s.healthcheck.path == "/");
+    CHECK(s.healthcheck.expect_status == std::vector<unsigned>{200});
+    CHECK(s.backends.at(0).weight == 100);
+    CHECK(s.backends.at(0).state == fulcrum::config::BackendState::active);
+}
+
+TEST_CASE("a service healthcheck overrides defaults.healthcheck key by key", "[config]")
+{
+    Config c = valid(kHead + R"(defaults:
+  healthcheck: {interval: 5s, rise: 4, path: /ready}
+services:
+  - {name: a, vip: 192.0.2.10, port: 80, protocol: tcp, backends: [], healthcheck: {type: https, rise: 1}}
+  - {name: b, vip: 192.0.2.10, port: 81, protocol: tcp, backends: []}
+)");
+    const auto& a = c.services.at(0).healthcheck;
+    CHECK(a.type == fulcrum::config::CheckType::https);  // the service's
+    CHECK(a.rise == 1);                                   // the service's, over the default 4
+    CHECK(a.interval == 5s);                              // from defaults
+    CHECK(a.path == "/ready");                            // from defaults
+    CHECK(a.fall == 3);                                   // built in
+    const auto& b = c.services.at(1).healthcheck;
+    CHECK(b.type == fulcrum::config::CheckType::tcp);
+    CHECK(b.rise == 4);
+    CHECK(b.interval == 5s);
+    CHECK(c.default_healthcheck.rise == 4);
+}
+
+TEST_CASE("accepted forms: empty services, IPv6 backends of an IPv4 vip, durations, listen", "[config]")
+{
+    CHECK(valid(kHead + "services: []\n").services.empty());
+
+    // IPv4-in-IPv6 is supported: only tunnel.source_v6 is needed.
+    Config mixed = valid(R"(interfaces: [{name: eth0}]
+tunnel: {source_v6: "2001:db8::1"}
+services:
+  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: [{address: "2001:db8::11"}]}
+)");
+    CHECK(mixed.services.at(0).backends.at(0).address.family == AF_INET6);
+
+    Config d = valid(kHead + "flows: {udp_idle_timeout: 1h}\nservices: []\n");
+    CHECK(d.flows.udp_idle_timeout == 1h);
+
+    CHECK(valid(kHead + "metrics: {listen: \"0.0.0.0:9100\"}\nservices: []\n").metrics_listen == "0.0.0.0:9100");
+    CHECK(valid(kHead + "routes: {table: 4294967295}\nservices: []\n").routes_table == 4294967295u);
+    CHECK(valid(kHead + "bpf: {hash_seed: 0}\nservices: []\n").hash_seed == 0);
+}
+
+TEST_CASE("each kind of error has its exact message and position", "[config]")
+{
+    struct Case {
+        const char* what;
+        std::string yaml;
+        std::string error;
+    };
+    // kHead fills lines 1-2; the text of each case starts at line 3.
+    const std::string web = "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n";
+    // web: services at 3, name 4, vip 5, port 6, protocol 7; backends start at line 8.
+    const Case cases[] = {
+        {"unknown key with a suggestion",
+         kHead + web + "    backends:\n      - address: 198.51.100.11\n        wieght: 100\n",
+         "t.yaml:10:9: services[0].backends[0].wieght: unknown key \"wieght\"; did you mean \"weight\"?"},
+        {"unknown key with nothing close",
+         kHead + "colour: blue\nservices: []\n",
+         "t.yaml:3:1: colour: unknown key \"colour\"; expected one of: interfaces, tunnel, flows, bpf, "
+         "control, metrics, routes, on_exit, defaults, services"},
+        {"a key given twice",
+         kHead + web + "    port: 81\n    backends: []\n",
+         "t.yaml:8:5: services[0].port: duplicate key \"port\" (first at line 6)"},
+        {"a missing required key points at the mapping that lacks it",
+         kHead + "services:\n  - name: web\n    port: 80\n    protocol: tcp\n    backends: []\n",
+         "t.yaml:4:5: services[0].vip: missing required key \"vip\""},
+        {"an integer out of range",
+         kHead + web + "    backends:\n      - address: 198.51.100.11\n        weight: 70000\n",
+         "t.yaml:10:17: services[0].backends[0].weight: expected an integer 0..65535, got \"70000\""},
+        {"an integer that is not a number",
+         kHead + web + "    backends:\n      - {address: 198.51.100.11, weight: heavy}\n",
+         "t.yaml:9:42: services[0].backends[0].weight: expected an integer 0..65535, got \"heavy\""},
+        {"a bad address",
+         kHead + web + "    backends:\n      - address: 10.0.0.300\n",
+         "t.yaml:9:18: services[0].backends[0].address: expected an IPv4 or IPv6 address, got \"10.0.0.300\""},
+        {"a duration without a unit",
+         kHead + "flows:\n  udp_idle_timeout: 30\nservices: []\n",
+         "t.yaml:4:21: flows.udp_idle_timeout: expected a duration with a unit (ms, s, m or h), got \"30\""},
+        {"a zero duration",
+         kHead + "defaults:\n  healthcheck: {interval: 0ms}\nservices: []\n",
+         "t.yaml:4:27: defaults.healthcheck.interval: expected a duration greater than 0 and at most 24h, "
+         "got \"0ms\""},
+        {"a duration with an unknown unit",
+         kHead + "defaults:\n  healthcheck:\n    timeout: 2 sec\nservices: []\n",
+         "t.yaml:5:14: defaults.healthcheck.timeout: expected a duration like 500ms, 2s, 1m or 1h, got \"2 sec\""},
+        {"a word not in its set",
+         "interfaces:\n  - name: eth0\n    mode: fast\nservices: []\n",
+         "t.yaml:3:11: interfaces[0].mode: expected native, generic or auto, got \"fast\""},
+        {"a protocol not in its set",
+         kHead + "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: sctp\n"
+                 "    backends: []\n",
+         "t.yaml:7:15: services[0].protocol: expected tcp or udp, got \"sctp\""},
+        {"on_exit not in its set",
+         kHead + "on_exit: stop\nservices: []\n",
+         "t.yaml:3:10: on_exit: expected keep or detach, got \"stop\""},
+        {"a healthcheck type not in its set",
+         kHead + "defaults: {healthcheck: {type: icmp}}\nservices: []\n",
+         "t.yaml:3:32: defaults.healthcheck.type: expected tcp, http, https, udp, dns or exec, got \"icmp\""},
+        {"a table size that is not a prime",
+         kHead + web + "    table_size: 65536\n    backends: []\n",
+         "t.yaml:8:17: services[0].table_size: expected a prime number 3..1048573 (e.g. 65537), got \"65536\""},
+        {"a prime table size above the data plane's limit",
+         kHead + web + "    table_size: 1048583\n    backends: []\n",
+         "t.yaml:8:17: services[0].table_size: expected a prime number 3..1048573 (e.g. 65537), got \"1048583\""},
+        {"a service name with capitals",
+         kHead + "services:\n  - {name: Web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n",
+         "t.yaml:4:12: services[0].name: expected a name of 1 to 64 characters a-z, 0-9, _ or -, got \"Web\""},
+        {"a service name of 65 characters",
+         kHead + "services:\n  - {name: " + std::string(65, 'a') +
+             ", vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n",
+         "t.yaml:4:12: services[0].name: expected a name of 1 to 64 characters a-z, 0-9, _ or -, got \"" +
+             std::string(65, 'a') + "\""},
+        {"an interface name longer than IFNAMSIZ",
+         "interfaces: [{name: enp1s0f0np0v1234}]\nservices: []\n",
+         "t.yaml:1:21: interfaces[0].name: expected an interface name of 1 to 15 characters without '/', ':' or "
+         "spaces, got \"enp1s0f0np0v1234\""},
+        {"no interface",
+         "interfaces: []\nservices: []\n",
+         "t.yaml:1:13: interfaces: expected at least one interface, got an empty list"},
+        {"a section of the wrong type",
+         kHead + "services:\n  web: {}\n",
+         "t.yaml:4:3: services: expected a list of services, got a mapping"},
+        {"a key with no value",
+         kHead + web + "    backends:\n      - address: 198.51.100.11\n        weight:\n",
+         "t.yaml:10:9: services[0].backends[0].weight: expected an integer 0..65535, got nothing"},
+        {"a duplicate interface",
+         "interfaces:\n  - name: eth0\n  - name: eth0\nservices: []\n",
+         "t.yaml:3:11: interfaces[1].name: duplicate interface \"eth0\" (first at line 2)"},
+        {"a duplicate service name",
+         kHead + "services:\n  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n"
+                 "  - {name: web, vip: 192.0.2.10, port: 443, protocol: tcp, backends: []}\n",
+         "t.yaml:5:12: services[1].name: duplicate service name \"web\" (first at line 4)"},
+        {"two services on one vip, port and protocol",
+         kHead + "services:\n  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n"
+                 "  - {name: web2, vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n",
+         "t.yaml:5:23: services[1].vip: vip 192.0.2.10 port 80 tcp is already used by service \"web\" "
+         "(first at line 4)"},
+        {"one backend twice, written differently",
+         kHead + web + "    backends:\n      - address: 2001:db8::a\n      - address: 2001:db8:0::a\n",
+         "t.yaml:10:18: services[0].backends[1].address: duplicate backend 2001:db8:0::a (first at line 9)"},
+        {"an IPv4 backend behind an IPv6 vip",
+         kHead + "services:\n  - name: web6\n    vip: 2001:db8::10\n    port: 80\n    protocol: tcp\n"
+                 "    backends:\n      - address: 198.51.100.11\n",
+         "t.yaml:9:18: services[0].backends[0].address: expected an IPv6 backend for the IPv6 vip 2001:db8::10 "
+         "(IPv6 in IPv4 is not supported), got \"198.51.100.11\""},
+        {"an IPv4 backend without tunnel.source_v4",
+         "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n"
+         "    protocol: tcp\n    backends:\n      - address: 198.51.100.11\n      - address: 198.51.100.12\n",
+         "t.yaml:8:18: services[0].backends[0].address: an IPv4 backend needs tunnel.source_v4 (the outer "
+         "source address), which is not set"},
+        {"an IPv6 backend without tunnel.source_v6",
+         "interfaces: [{name: eth0}]\ntunnel: {source_v4: 203.0.113.1}\nservices:\n"
+         "  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: [{address: 198.51.100.1}]}\n"
+         "  - {name: web6, vip: \"2001:db8::10\", port: 80, protocol: tcp, backends: [{address: \"2001:db8::11\"}]}\n",
+         "t.yaml:5:85: services[1].backends[0].address: an IPv6 backend needs tunnel.source_v6 (the outer "
+         "source address), which is not set"},
+        {"a tunnel source of the wrong family",
+         "interfaces: [{name: eth0}]\ntunnel:\n  source_v4: 2001:db8::1\nservices: []\n",
+         "t.yaml:3:14: tunnel.source_v4: expected an IPv4 address, got \"2001:db8::1\""},
+        {"an unknown key close to a known one",
+         kHead + "tunnel2: 1\nservices: []\n",
+         "t.yaml:3:1: tunnel2: unknown key \"tunnel2\"; did you mean \"tunnel\"?"},
+        {"min_healthy above 100%",
+         kHead + web + "    min_healthy: 150%\n    backends: []\n",
+         "t.yaml:8:18: services[0].min_healthy: expected a count 0..65535 or a percentage 1%..100%, got \"150%\""},
+        {"min_healthy 0%",
+         kHead + web + "    min_healthy: 0%\n    backends: []\n",
+         "t.yaml:8:18: services[0].min_healthy: expected a count 0..65535 or a percentage 1%..100%, got \"0%\""},
+        {"metrics.listen with a bare IPv6 host",
+         kHead + "metrics: {listen: \"::1:9470\"}\nservices: []\n",
+         "t.yaml:3:19: metrics.listen: expected HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for IPv6) "
+         "and PORT 1..65535, got \"::1:9470\""},
+        {"metrics.listen without a port",
+         kHead + "metrics:\n  listen: 127.0.0.1\nservices: []\n",
+         "t.yaml:4:11: metrics.listen: expected HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for IPv6) "
+         "and PORT 1..65535, got \"127.0.0.1\""},
+        {"a relative pin path",
+         kHead + "bpf:\n  pin_path: sys/fs/bpf/fulcrum\nservices: []\n",
+         "t.yaml:4:13: bpf.pin_path: expected an absolute path, got \"sys/fs/bpf/fulcrum\""},
+        {"a relative control socket",
+         kHead + "control: {socket: fulcrumd.sock}\nservices: []\n",
+         "t.yaml:3:19: control.socket: expected an absolute path, got \"fulcrumd.sock\""},
+        {"a routing table above 2^32-1",
+         kHead + "routes: {table: 4294967296}\nservices: []\n",
+         "t.yaml:3:17: routes.table: expected an integer 0..4294967295, got \"4294967296\""},
+        {"rise 0",
+         kHead + "defaults: {healthcheck: {rise: 0}}\nservices: []\n",
+         "t.yaml:3:32: defaults.healthcheck.rise: expected an integer 1..100, got \"0\""},
+        {"a flow table of 0 entries",
+         kHead + "flows: {capacity: 0}\nservices: []\n",
+         "t.yaml:3:19: flows.capacity: expected an integer 1..100000000, got \"0\""},
+        {"a negative flow table",
+         kHead + "flows: {capacity: -5}\nservices: []\n",
+         "t.yaml:3:19: flows.capacity: expected an integer 1..100000000, got \"-5\""},
+        {"an HTTP status out of range in a list",
+         kHead + "defaults:\n  healthcheck:\n    expect_status: [200, 700]\n" + "services: []\n",
+         "t.yaml:5:26: defaults.healthcheck.expect_status[1]: expected an integer 100..599, got \"700\""},
+        {"a healthcheck path that is not a path",
+         kHead + "defaults: {healthcheck: {path: healthz}}\nservices: []\n",
+         "t.yaml:3:32: defaults.healthcheck.path: expected a path starting with /, got \"healthz\""},
+        {"vary bits above 16",
+         "interfaces: [{name: eth0}]\ntunnel: {source_v4: 203.0.113.1, source_v4_vary_bits: 17}\nservices: []\n",
+         "t.yaml:2:55: tunnel.source_v4_vary_bits: expected an integer 0..16, got \"17\""},
+        {"a port-0 service without a health check port",
+         kHead + "services:\n  - {name: all, vip: 192.0.2.10, port: 0, protocol: tcp, backends: []}\n",
+         "t.yaml:4:40: services[0].port: port 0 (every port) needs healthcheck.port for the health check"},
+        {"a file that is not a mapping",
+         "- interfaces\n",
+         "t.yaml:1:1: expected a mapping, got a list"},
+        {"two YAML documents",
+         kHead + "services: []\n---\nservices: []\n",
+         "t.yaml:5:1: expected one YAML document, found 2"},
+        {"an empty file",
+         "# nothing here\n",
+         "t.yaml: expected a mapping with interfaces and services, got an empty file"},
+        {"a YAML syntax error",
+         kHead + "services: [{name: web\n",
+         "t.yaml:4:1: invalid YAML: end of map flow not found"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.what);
+        CHECK(errors_of(c.yaml) == std::vector<std::string>{c.error});
+    }
+}
+
+TEST_CASE("every error of a file is reported, in file order", "[config]")
+{
+    // The duplicate backend (line 12) is found by a check that runs after the walk, yet comes out
+    // between the errors of lines 10 and 13.
+    auto errors = errors_of(R"(interfaces:
+  - name: eth0
+    mode: fast
+tunnel:
+  source_v4: 203.0.113.1
+services:
+  - name: web
+    vip: 192.0.2.10
+    port: 80
+    protocoll: tcp
+    backends:
+      - address: 198.51.100.11
+      - address: 198.51.100.11
+        weight: -1
+flows:
+  capacity: lots
+)");
+    CHECK(errors == std::vector<std::string>{
+                        "t.yaml:3:11: interfaces[0].mode: expected native, generic or auto, got \"fast\"",
+                        "t.yaml:7:5: services[0].protocol: missing required key \"protocol\"",
+                        "t.yaml:10:5: services[0].protocoll: unknown key \"protocoll\"; did you mean \"protocol\"?",
+                        "t.yaml:13:18: services[0].backends[1].address: duplicate backend 198.51.100.11 (first at line 12)",
+                        "t.yaml:14:17: services[0].backends[1].weight: expected an integer 0..65535, got \"-1\"",
+                        "t.yaml:16:13: flows.capacity: expected an integer 1..100000000, got \"lots\"",
+                    });
+}
+
+TEST_CASE("an invalid value does not also trigger the checks built on it", "[config]")
+{
+    // The bad vip is reported once: no "IPv6 in IPv4" or duplicate-service error follows from it.
+    auto errors = errors_of(kHead + R"(services:
+  - {name: a, vip: 192.0.2.300, port: 80, protocol: tcp, backends: [{address: 198.51.100.1}]}
+  - {name: b, vip: 192.0.2.300, port: 80, protocol: tcp, backends: []}
+)");
+    CHECK(errors == std::vector<std::string>{
+                        "t.yaml:4:20: services[0].vip: expected an IPv4 or IPv6 address, got \"192.0.2.300\"",
+                        "t.yaml:5:20: services[1].vip: expected an IPv4 or IPv6 address, got \"192.0.2.300\"",
+                    });
+}
+
+TEST_CASE("files: a missing file is one clear error; a real file is named in messages", "[config]")
+{
+    auto missing = fulcrum::config::load_file("/nonexistent/fulcrum.yaml");
+    CHECK_FALSE(missing.config.has_value());
+    REQUIRE(missing.errors.size() == 1);
+    CHECK(missing.errors[0].to_string() == "/nonexistent/fulcrum.yaml: cannot read the file: No such file or directory");
+
+    char path[] = "/tmp/fulcrum-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    close(fd);
+    std::ofstream(path) << kExample;
+    auto good = fulcrum::config::load_file(path);
+    REQUIRE(good.errors.empty());
+    CHECK(good.config->file == path);
+    CHECK(good.config->services.size() == 2);
+
+    std::ofstream(path) << kHead << "services: [}\n";
+    auto bad = fulcrum::config::load_file(path);
+    REQUIRE(bad.errors.size() == 1);
+    CHECK(bad.errors[0].file == path);
+    CHECK(bad.errors[0].line == 3);
+    CHECK(bad.errors[0].column == 12);
+    std::remove(path);
+}
+
+TEST_CASE("addresses compare by value, not by text", "[config]")
+{
+    Config c = valid(kHead + R"(services:
+  - {name: a, vip: "2001:db8::1", port: 1, protocol: tcp, backends: []}
+  - {name: b, vip: "2001:db8:0:0::1", port: 2, protocol: udp, backends: []}
+  - {name: c, vip: 192.0.2.1, port: 3, protocol: tcp, backends: []}
+)");
+    CHECK(c.services[0].vip == c.services[1].vip);
+    CHECK_FALSE(c.services[0].vip == c.services[2].vip);
+    CHECK(to_string(c.services[0].protocol) == "tcp");
+    CHECK(to_string(c.services[1].protocol) == "udp");
+}
