@@ -1,0 +1,260 @@
+// The bench's namespace and programs: see bench_lab.h.
+#include "bench_lab.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <net/if.h>
+#include <sched.h>
+#include <unistd.h>
+#include <xdp/libxdp.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+#include "abi.h"
+#include "floors.skel.h"
+#include "maglev/maglev.h"
+
+namespace fulcrum::bench {
+namespace {
+
+// Backends: id -> address on bench0's subnet, each with a permanent neighbour entry so
+// bpf_fib_lookup succeeds and the balancer answers XDP_TX on the same interface.
+// Both addresses end in 8.0 on purpose. Live-frames mode recycles pages without restoring their
+// bytes, and encapsulation writes the outer IPv4 header over the original Ethernet header: on a
+// recycled page the EtherType field holds the last two bytes of the backend address. With 0x0800
+// there, the recycled frame is again the same IPv4 packet of the same flow (only the MACs, which
+// the balancer never reads, differ), so every timed packet takes the hit path. See README.md.
+const std::pair<std::uint32_t, std::string> kBackends[] = {{1, "198.18.8.0"}, {2, "198.19.8.0"}};
+
+Mac backend_mac(std::uint32_t id) { return Mac{0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(id)}; }
+
+Status sh(const std::string& command)
+{
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0)
+        return Status::failure("lab: command failed: " + command);
+    return {};
+}
+
+Status write_sysctl(const std::string& path, const std::string& value)
+{
+    std::ofstream f(path);
+    f << value;
+    f.flush();
+    if (!f)
+        return Status::failure("lab: cannot write " + path);
+    return {};
+}
+
+Status errno_failure(const std::string& what, int err)
+{
+    return Status::failure(what + ": " + std::strerror(err < 0 ? -err : err));
+}
+
+// libxdp's messages, and libbpf's while libxdp uses it, kept so a failed attach can show them.
+// On success they stay quiet: the expected dispatcher failure on this kernel (LAB.md) would
+// otherwise print a misleading "permission error ... ulimit -l" before every table.
+std::string g_attach_log;
+void keep_message(const char* format, va_list args)
+{
+    char line[512];
+    std::vsnprintf(line, sizeof line, format, args);
+    g_attach_log += line;
+}
+int keep_libxdp_message(libxdp_print_level level, const char* format, va_list args)
+{
+    if (level != LIBXDP_DEBUG)
+        keep_message(format, args);
+    return 0;
+}
+int keep_libbpf_message(libbpf_print_level level, const char* format, va_list args)
+{
+    if (level != LIBBPF_DEBUG)
+        keep_message(format, args);
+    return 0;
+}
+
+}  // namespace
+
+std::unique_ptr<BenchLab> BenchLab::create(Status* error)
+{
+    std::unique_ptr<BenchLab> lab(new BenchLab());
+    for (Status (BenchLab::*step)() : {&BenchLab::build_namespace, &BenchLab::load_floors,
+                                       &BenchLab::attach_peer, &BenchLab::load_balancer}) {
+        Status s = (lab.get()->*step)();
+        if (!s.ok()) {
+            *error = s;
+            return nullptr;
+        }
+    }
+    return lab;
+}
+
+BenchLab::~BenchLab()
+{
+    // The namespace (and with it the veth and the attachment) goes away with the process; the
+    // explicit detach keeps the teardown order obvious and leaves nothing for libxdp to clean.
+    if (peer_program_) {
+        xdp_program__detach(peer_program_, peer_ifindex_, XDP_MODE_NATIVE, 0);
+        xdp_program__close(peer_program_);
+    } else if (peer_by_libbpf_) {
+        bpf_xdp_detach(peer_ifindex_, XDP_FLAGS_DRV_MODE, nullptr);
+    }
+    floors_bpf__destroy(floors_);
+}
+
+Status BenchLab::build_namespace()
+{
+    if (unshare(CLONE_NEWNET) != 0)
+        return errno_failure("lab: unshare(CLONE_NEWNET)", errno);
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CPU_SET(0, &cpus);
+    if (sched_setaffinity(0, sizeof cpus, &cpus) != 0)
+        return errno_failure("lab: cannot pin to CPU 0", errno);
+
+    std::vector<std::string> commands = {
+        "ip link set lo up",
+        "ip link add bench0 address " + mac_text(kBenchMac) + " type veth peer name bench0-peer address " +
+            mac_text(kPeerMac),
+        "ip link set bench0 up",
+        "ip link set bench0-peer up",
+        "ip addr add " + kTunnelSource + "/15 dev bench0",  // all of 198.18.0.0/15 on-link
+        // Clients sit behind the router, as in production (keeps reverse-path checks happy).
+        "ip route add 198.18.50.0/23 via 198.18.0.254 dev bench0",
+        "ip neigh add 198.18.0.254 lladdr " + mac_text(kRouterMac) + " dev bench0 nud permanent",
+        "ip route add blackhole " + kNonVip + "/32",
+    };
+    for (const auto& [id, address] : kBackends)
+        commands.push_back("ip neigh add " + address + " lladdr " + mac_text(backend_mac(id)) +
+                           " dev bench0 nud permanent");
+    for (const std::string& c : commands)
+        if (Status s = sh(c); !s.ok())
+            return s;
+    // bpf_fib_lookup answers "forwarding disabled" unless the receiving interface forwards.
+    for (const char* path : {"/proc/sys/net/ipv4/conf/all/forwarding", "/proc/sys/net/ipv4/conf/bench0/forwarding"})
+        if (Status s = write_sysctl(path, "1"); !s.ok())
+            return s;
+    ifindex_ = static_cast<int>(if_nametoindex("bench0"));
+    peer_ifindex_ = static_cast<int>(if_nametoindex("bench0-peer"));
+    if (!ifindex_ || !peer_ifindex_)
+        return Status::failure("lab: the veth pair bench0/bench0-peer did not appear");
+    return {};
+}
+
+Status BenchLab::load_floors()
+{
+    floors_ = floors_bpf__open_and_load();
+    if (!floors_)
+        return errno_failure("lab: cannot load the floor programs (floors.bpf.o)", errno);
+    return {};
+}
+
+// XDP_TX into a veth is delivered only when the peer has an XDP program (LAB.md). libxdp first,
+// as the daemon does; it falls back to a single program here (no dispatcher on this kernel), and
+// if libxdp fails outright, libbpf's plain attach. Which one worked is reported in the header.
+Status BenchLab::attach_peer()
+{
+    libxdp_set_print(keep_libxdp_message);
+    libbpf_print_fn_t libbpf_printer = libbpf_set_print(keep_libbpf_message);
+    struct RestorePrinter {
+        libbpf_print_fn_t fn;
+        ~RestorePrinter() { libbpf_set_print(fn); }
+    } restore{libbpf_printer};
+    int fd = dup(bpf_program__fd(floors_->progs.floor_pass));  // libxdp may close what it is given
+    xdp_program* program = fd >= 0 ? xdp_program__from_fd(fd) : nullptr;
+    int err = program ? static_cast<int>(libxdp_get_error(program)) : -EBADF;
+    if (!err)
+        err = xdp_program__attach(program, peer_ifindex_, XDP_MODE_NATIVE, 0);
+    if (!err) {
+        peer_program_ = program;
+        xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(peer_ifindex_);
+        bool legacy = !libxdp_get_error(mp) && mp && xdp_multiprog__is_legacy(mp);
+        peer_attach_ = legacy ? "libxdp, native, single program (dispatcher unavailable)"
+                              : "libxdp, native, through the multi-program dispatcher";
+        if (mp && !libxdp_get_error(mp))
+            xdp_multiprog__close(mp);
+        return {};
+    }
+    if (program && !libxdp_get_error(program))
+        xdp_program__close(program);
+    std::string libxdp_error = std::strerror(-err);
+    err = bpf_xdp_attach(peer_ifindex_, bpf_program__fd(floors_->progs.floor_pass), XDP_FLAGS_DRV_MODE, nullptr);
+    if (err)
+        return Status::failure("lab: cannot attach floor_pass to bench0-peer: libxdp: " + libxdp_error +
+                               ", libbpf: " + std::strerror(-err) + "\n" + g_attach_log);
+    peer_by_libbpf_ = true;
+    peer_attach_ = "libbpf bpf_xdp_attach, native (libxdp failed: " + libxdp_error + ")";
+    return {};
+}
+
+int BenchLab::floor_drop_fd() const { return bpf_program__fd(floors_->progs.floor_drop); }
+int BenchLab::floor_pass_fd() const { return bpf_program__fd(floors_->progs.floor_pass); }
+int BenchLab::floor_tx_fd() const { return bpf_program__fd(floors_->progs.floor_tx); }
+
+Status BenchLab::load_balancer()
+{
+    dataplane::LoadOptions options;  // production defaults: flow table size, UDP timeout
+    Status s;
+    balancer_ = dataplane::BalancerProgram::load(options, &s);
+    if (!balancer_)
+        return s;
+
+    fulcrum_settings settings{};
+    settings.source_v4 = ipv4(kTunnelSource);
+    settings.hash_seed = 0x5eed5eed;
+    if (s = balancer_->set_settings(settings); !s.ok())
+        return s;
+
+    std::vector<maglev::Backend> members;
+    for (const auto& [id, address] : kBackends) {
+        fulcrum_backend b{};
+        b.addr.w[0] = ipv4(address);
+        b.family = FULCRUM_AF_INET;
+        b.state = FULCRUM_BACKEND_ACTIVE;
+        b.service_id = kServiceId;  // flow-table hits count only for the backend's own service
+        if (s = balancer_->put_backend(id, b); !s.ok())
+            return s;
+        members.push_back({address, id, 1});
+    }
+    // A production-sized table (the default prime), built by the daemon's own Maglev code.
+    maglev::TableResult table = maglev::build_table(members, FULCRUM_DEFAULT_TABLE_SIZE);
+    if (!table.ok())
+        return Status::failure("lab: Maglev table: " + table.error);
+    if (s = balancer_->put_table(kServiceId, table.table); !s.ok())
+        return s;
+
+    fulcrum_vip_key vk{};
+    vk.addr.w[0] = ipv4(kVip);
+    vk.family = FULCRUM_AF_INET;
+    if (s = balancer_->put_vip(vk, fulcrum_vip_value{}); !s.ok())
+        return s;
+    fulcrum_service_key sk{};
+    sk.vip = vk.addr;
+    sk.family = FULCRUM_AF_INET;
+    sk.port = htons(kServicePort);
+    sk.proto = IPPROTO_TCP;
+    fulcrum_service_value sv{};
+    sv.id = kServiceId;
+    sv.table_size = FULCRUM_DEFAULT_TABLE_SIZE;
+    return balancer_->put_service(sk, sv);
+}
+
+Bytes BenchLab::service_frame(const std::string& client, std::uint16_t sport)
+{
+    return tcp_frame({kBenchMac, kRouterMac, client, kVip, sport, kServicePort});
+}
+
+Bytes BenchLab::non_service_frame()
+{
+    return tcp_frame({kBenchMac, kRouterMac, "198.18.50.7", kNonVip, 40000, kServicePort});
+}
+
+}  // namespace fulcrum::bench

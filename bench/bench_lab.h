@@ -1,0 +1,72 @@
+// The world the bench runs in: a private network namespace with one veth pair, the floor programs,
+// floor_pass attached to the peer (so XDP_TX into the veth is delivered, LAB.md), and the balancer
+// loaded with one TCP service over two IPv4 backends that have permanent neighbour entries.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dataplane/balancer_program.h"
+#include "frames.h"
+#include "util/status.h"
+
+struct floors_bpf;
+struct xdp_program;
+
+namespace fulcrum::bench {
+
+// Addresses (LAB.md ranges). Frames arrive on "bench0" from a router whose MAC no interface has,
+// so whatever is sent back or to a backend is dropped by the peer's stack as "other host", at the
+// same point for the balancer and for floor_tx.
+inline constexpr Mac kBenchMac{0x02, 0, 0, 0, 0xbe, 0x01};    // bench0, the balancer's interface
+inline constexpr Mac kPeerMac{0x02, 0, 0, 0, 0xbe, 0x02};     // bench0-peer, floor_pass attached
+inline constexpr Mac kRouterMac{0x02, 0, 0, 0, 0xbe, 0x99};   // the clients' router (nobody's)
+inline const std::string kTunnelSource = "198.18.0.1";        // bench0's address, outer source
+inline const std::string kVip = "198.18.100.1";
+inline constexpr std::uint16_t kServicePort = 80;
+inline constexpr std::uint32_t kServiceId = 1;
+// Not a VIP, and blackholed: XDP_PASS packets are dropped by the stack right after routing,
+// the same way for the balancer and for floor_pass, with no ICMP reply to muddy the figure.
+inline const std::string kNonVip = "198.18.99.1";
+
+class BenchLab {
+public:
+    // Enters a fresh network namespace (for the rest of the process), pins it to CPU 0 (one
+    // per-CPU flow table, one CPU for the veth's NAPI too), builds the veth pair and loads the
+    // programs. On failure returns nullptr and sets *error.
+    static std::unique_ptr<BenchLab> create(Status* error);
+    ~BenchLab();
+    BenchLab(const BenchLab&) = delete;
+    BenchLab& operator=(const BenchLab&) = delete;
+
+    int ifindex() const { return ifindex_; }
+    // How floor_pass got onto the peer, e.g. "libxdp, single program (no dispatcher)".
+    const std::string& peer_attach() const { return peer_attach_; }
+
+    int floor_drop_fd() const;
+    int floor_pass_fd() const;
+    int floor_tx_fd() const;
+    dataplane::BalancerProgram& balancer() { return *balancer_; }
+
+    // A client packet to the service, from `client` port `sport`.
+    static Bytes service_frame(const std::string& client, std::uint16_t sport);
+    // A TCP packet to an address that is not a VIP.
+    static Bytes non_service_frame();
+
+private:
+    BenchLab() = default;
+    Status build_namespace();
+    Status load_floors();
+    Status attach_peer();
+    Status load_balancer();
+
+    int ifindex_ = 0, peer_ifindex_ = 0;
+    floors_bpf* floors_ = nullptr;
+    xdp_program* peer_program_ = nullptr;  // libxdp handle, when libxdp attached it
+    bool peer_by_libbpf_ = false;          // attached with bpf_xdp_attach instead
+    std::string peer_attach_;
+    std::unique_ptr<dataplane::BalancerProgram> balancer_;
+};
+
+}  // namespace fulcrum::bench
