@@ -50,7 +50,8 @@ void check_unique_service_keys(const Config& config, const Spots& spots, Errors&
         for (std::size_t j = 0; j < i; ++j) {
             const Service& a = config.services[j];
             if (!complete(j) || !(a.vip == b.vip) || a.port != b.port || a.protocol != b.protocol) continue;
-            std::string other = spots.services[j].name ? "service \"" + a.name + "\"" : "services[" + std::to_string(j) + "]";
+            std::string other =
+                spots.services[j].name ? "service \"" + a.name + "\"" : "services[" + std::to_string(j) + "]";
             errors.add(*spots.services[i].vip, "vip " + b.vip.text + " port " + std::to_string(b.port) + " " +
                                                    to_string(b.protocol) + " is already used by " + other +
                                                    first_at(*spots.services[j].vip));
@@ -69,10 +70,9 @@ void check_backends(const Config& config, const Spots& spots, Errors& errors)
             const Address& address = service.backends[k].address;
             // The data plane has no IPv6-in-IPv4 encapsulation (IPv4-in-IPv6 is fine).
             if (where.vip && service.vip.family == AF_INET6 && address.family == AF_INET) {
-                errors.add(*where.backend_addresses[k], "expected an IPv6 backend for the IPv6 vip " +
-                                                            service.vip.text +
-                                                            " (IPv6 in IPv4 is not supported), got \"" +
-                                                            address.text + "\"");
+                errors.add(*where.backend_addresses[k],
+                           "expected an IPv6 backend for the IPv6 vip " + service.vip.text +
+                               " (IPv6 in IPv4 is not supported), got \"" + address.text + "\"");
                 continue;
             }
             for (std::size_t j = 0; j < k; ++j)
@@ -97,10 +97,14 @@ void check_tunnel_sources(const Config& config, const Spots& spots, Errors& erro
             if (!where) continue;
             int family = service.backends[k].address.family;
             if (family == AF_INET && need_v4) {
-                errors.add(*where, "an IPv4 backend needs tunnel.source_v4 (the outer source address), which is not set");
+                errors.add(
+                    *where,
+                    "an IPv4 backend needs tunnel.source_v4 (the outer source address), which is not set");
                 need_v4 = false;
             } else if (family == AF_INET6 && need_v6) {
-                errors.add(*where, "an IPv6 backend needs tunnel.source_v6 (the outer source address), which is not set");
+                errors.add(
+                    *where,
+                    "an IPv6 backend needs tunnel.source_v6 (the outer source address), which is not set");
                 need_v6 = false;
             }
         }

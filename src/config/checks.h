@@ -19,8 +19,8 @@ struct ServiceSpots {
 
 struct Spots {
     std::vector<std::optional<Spot>> interface_names;  // parallel to Config::interfaces
-    std::vector<ServiceSpots> services;                 // parallel to Config::services
-    bool source_v4_given = false;                       // the key is present, valid or not
+    std::vector<ServiceSpots> services;                // parallel to Config::services
+    bool source_v4_given = false;                      // the key is present, valid or not
     bool source_v6_given = false;
 };
 

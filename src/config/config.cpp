@@ -30,14 +30,19 @@ bool assign(T& out, const std::optional<U>& parsed)
 std::optional<AttachMode> parse_mode(Errors& errors, const Value& value)
 {
     return parse_choice<AttachMode>(
-        errors, value, {{"native", AttachMode::native}, {"generic", AttachMode::generic}, {"auto", AttachMode::automatic}});
+        errors, value,
+        {{"native", AttachMode::native}, {"generic", AttachMode::generic}, {"auto", AttachMode::automatic}});
 }
 
 std::optional<CheckType> parse_check_type(Errors& errors, const Value& value)
 {
     return parse_choice<CheckType>(errors, value,
-                                   {{"tcp", CheckType::tcp}, {"http", CheckType::http}, {"https", CheckType::https},
-                                    {"udp", CheckType::udp}, {"dns", CheckType::dns}, {"exec", CheckType::exec}});
+                                   {{"tcp", CheckType::tcp},
+                                    {"http", CheckType::http},
+                                    {"https", CheckType::https},
+                                    {"udp", CheckType::udp},
+                                    {"dns", CheckType::dns},
+                                    {"exec", CheckType::exec}});
 }
 
 void read_interfaces(Errors& errors, const Value& value, Config& config, Spots& spots)
@@ -69,21 +74,26 @@ void read_tunnel(Errors& errors, const Value& value, Tunnel& tunnel, Spots& spot
         assign(tunnel.source_v6, parse_address(errors, *v, AF_INET6));
     }
     // Bounds: enough flow-hash bits for RSS without spreading a backend's traffic over a whole /16.
-    if (auto v = m.get("source_v4_vary_bits")) assign(tunnel.source_v4_vary_bits, parse_uint(errors, *v, 0u, 16u));
-    if (auto v = m.get("source_v6_vary_bits")) assign(tunnel.source_v6_vary_bits, parse_uint(errors, *v, 0u, 32u));
+    if (auto v = m.get("source_v4_vary_bits"))
+        assign(tunnel.source_v4_vary_bits, parse_uint(errors, *v, 0u, 16u));
+    if (auto v = m.get("source_v6_vary_bits"))
+        assign(tunnel.source_v6_vary_bits, parse_uint(errors, *v, 0u, 32u));
 }
 
 void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
 {
     if (auto v = top.get("flows")) {
         Mapping m(errors, *v, {"capacity", "udp_idle_timeout"});
-        if (auto x = m.get("capacity")) assign(config.flows.capacity, parse_uint<std::uint32_t>(errors, *x, 1, 100'000'000));
-        if (auto x = m.get("udp_idle_timeout")) assign(config.flows.udp_idle_timeout, parse_duration(errors, *x));
+        if (auto x = m.get("capacity"))
+            assign(config.flows.capacity, parse_uint<std::uint32_t>(errors, *x, 1, 100'000'000));
+        if (auto x = m.get("udp_idle_timeout"))
+            assign(config.flows.udp_idle_timeout, parse_duration(errors, *x));
     }
     if (auto v = top.get("bpf")) {
         Mapping m(errors, *v, {"pin_path", "hash_seed"});
         if (auto x = m.get("pin_path")) assign(config.pin_path, parse_absolute_path(errors, *x));
-        if (auto x = m.get("hash_seed")) assign(config.hash_seed, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
+        if (auto x = m.get("hash_seed"))
+            assign(config.hash_seed, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
     }
     if (auto v = top.get("control")) {
         Mapping m(errors, *v, {"socket"});
@@ -95,18 +105,22 @@ void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
     }
     if (auto v = top.get("routes")) {
         Mapping m(errors, *v, {"table", "need"});
-        if (auto x = m.get("table")) assign(config.routes_table, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
-        if (auto x = m.get("need")) assign(config.routes_need, parse_uint<std::uint32_t>(errors, *x, 1, 65535));
+        if (auto x = m.get("table"))
+            assign(config.routes_table, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
+        if (auto x = m.get("need"))
+            assign(config.routes_need, parse_uint<std::uint32_t>(errors, *x, 1, 65535));
     }
     if (auto v = top.get("on_exit"))
-        assign(config.on_exit, parse_choice<OnExit>(errors, *v, {{"keep", OnExit::keep}, {"detach", OnExit::detach}}));
+        assign(config.on_exit,
+               parse_choice<OnExit>(errors, *v, {{"keep", OnExit::keep}, {"detach", OnExit::detach}}));
 }
 
 // Starts from `check` (the defaults) and overrides only the keys given, so a service that sets
 // `path` keeps the default interval.
 HealthCheck read_healthcheck(Errors& errors, const Value& value, HealthCheck check)
 {
-    Mapping m(errors, value, {"type", "interval", "timeout", "rise", "fall", "port", "path", "expect_status"});
+    Mapping m(errors, value,
+              {"type", "interval", "timeout", "rise", "fall", "port", "path", "expect_status"});
     if (auto v = m.get("type")) assign(check.type, parse_check_type(errors, *v));
     if (auto v = m.get("interval")) assign(check.interval, parse_duration(errors, *v));
     if (auto v = m.get("timeout")) assign(check.timeout, parse_duration(errors, *v));
@@ -127,8 +141,9 @@ Backend read_backend(Errors& errors, const Value& value, std::optional<Spot>& ad
         address_spot = v->spot;
     if (auto v = m.get("weight")) assign(backend.weight, parse_uint<std::uint32_t>(errors, *v, 0, 65535));
     if (auto v = m.get("state"))
-        assign(backend.state, parse_choice<BackendState>(
-                                  errors, *v, {{"active", BackendState::active}, {"drain", BackendState::drain}}));
+        assign(backend.state,
+               parse_choice<BackendState>(
+                   errors, *v, {{"active", BackendState::active}, {"drain", BackendState::drain}}));
     return backend;
 }
 
@@ -142,7 +157,8 @@ Service read_service(Errors& errors, const Value& value, const HealthCheck& defa
     auto keep = [](std::optional<Spot>& spot, const Value& v, bool valid) {
         if (valid) spot = v.spot;
     };
-    if (auto v = m.require("name")) keep(spots.name, *v, assign(service.name, parse_service_name(errors, *v)));
+    if (auto v = m.require("name"))
+        keep(spots.name, *v, assign(service.name, parse_service_name(errors, *v)));
     if (auto v = m.require("vip")) keep(spots.vip, *v, assign(service.vip, parse_address(errors, *v)));
     if (auto v = m.require("port"))
         keep(spots.port, *v, assign(service.port, parse_uint<std::uint16_t>(errors, *v, 0, 65535)));
@@ -156,8 +172,8 @@ Service read_service(Errors& errors, const Value& value, const HealthCheck& defa
     std::size_t errors_before_check = errors.count();
     if (auto v = m.get("healthcheck")) service.healthcheck = read_healthcheck(errors, *v, defaults);
     // A check that connects somewhere defaults to the service port; port 0 leaves it nowhere to go.
-    if (spots.port && service.port == 0 && !service.healthcheck.port && service.healthcheck.type != CheckType::exec &&
-        errors.count() == errors_before_check)
+    if (spots.port && service.port == 0 && !service.healthcheck.port &&
+        service.healthcheck.type != CheckType::exec && errors.count() == errors_before_check)
         errors.add(*spots.port, "port 0 (every port) needs healthcheck.port for the health check");
 
     if (auto v = m.require("backends"))
@@ -173,15 +189,16 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
 {
     Config config;
     Mapping top(errors, root,
-                {"interfaces", "tunnel", "flows", "bpf", "control", "metrics", "routes", "on_exit", "defaults",
-                 "services"});
+                {"interfaces", "tunnel", "flows", "bpf", "control", "metrics", "routes", "on_exit",
+                 "defaults", "services"});
     if (auto v = top.require("interfaces")) read_interfaces(errors, *v, config, spots);
     if (auto v = top.get("tunnel")) read_tunnel(errors, *v, config.tunnel, spots);
     read_daemon_sections(errors, top, config);
     // Defaults before services wherever they are written: services start from them.
     if (auto v = top.get("defaults")) {
         Mapping m(errors, *v, {"healthcheck"});
-        if (auto h = m.get("healthcheck")) config.default_healthcheck = read_healthcheck(errors, *h, HealthCheck{});
+        if (auto h = m.get("healthcheck"))
+            config.default_healthcheck = read_healthcheck(errors, *h, HealthCheck{});
     }
     // `services` is required so a file that lost its services by mistake is not read as "none";
     // an explicit empty list is fine (a balancer being set up).
@@ -249,7 +266,8 @@ ParseResult load_file(const std::string& path)
     try {
         if (int err = read_whole_file(path, text); err != 0) {
             ParseResult result;
-            result.errors.push_back(Error{path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(err)});
+            result.errors.push_back(
+                Error{path, 0, 0, "", std::string("cannot read the file: ") + std::strerror(err)});
             return result;
         }
     } catch (const std::exception& e) {  // std::bad_alloc on a huge file

@@ -60,7 +60,8 @@ std::optional<std::string> parse_text_value(Errors& errors, const Value& value, 
     return value.node.Scalar();
 }
 
-std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min, std::uint64_t max)
+std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min,
+                                           std::uint64_t max)
 {
     std::string what = "an integer " + range_text(min, max);
     auto text = parse_text_value(errors, value, what);
@@ -88,7 +89,8 @@ std::optional<std::chrono::milliseconds> parse_duration(Errors& errors, const Va
     std::string_view unit = s.substr(unit_at == std::string_view::npos ? s.size() : unit_at);
     static constexpr std::pair<std::string_view, std::uint64_t> kUnits[] = {
         {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}};
-    const auto* found = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& u) { return u.first == unit; });
+    const auto* found =
+        std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& u) { return u.first == unit; });
     auto count = to_integer(s.substr(0, unit_at));
     if (found == std::end(kUnits) || !count) {
         errors.expected(value, kWhat);
@@ -169,7 +171,8 @@ std::optional<std::string> parse_http_path(Errors& errors, const Value& value)
 
 std::optional<std::string> parse_listen_address(Errors& errors, const Value& value)
 {
-    constexpr std::string_view kWhat = "HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for IPv6) and PORT 1..65535";
+    constexpr std::string_view kWhat =
+        "HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for IPv6) and PORT 1..65535";
     auto text = parse_text_value(errors, value, kWhat);
     if (!text) return std::nullopt;
     std::string_view s = *text;

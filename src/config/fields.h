@@ -20,7 +20,8 @@ namespace fulcrum::config::detail {
 std::optional<std::string> parse_text_value(Errors& errors, const Value& value, std::string_view what);
 
 // A decimal integer in min..max (no sign, no hex: a config is read by people).
-std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min, std::uint64_t max);
+std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min,
+                                           std::uint64_t max);
 
 template <class T>
 std::optional<T> parse_uint(Errors& errors, const Value& value, T min, T max)

@@ -28,10 +28,14 @@ std::vector<Error> Errors::sorted() const
 std::string describe(const YAML::Node& node)
 {
     switch (node.Type()) {
-        case YAML::NodeType::Scalar: return "\"" + node.Scalar() + "\"";
-        case YAML::NodeType::Sequence: return node.size() == 0 ? "an empty list" : "a list";
-        case YAML::NodeType::Map: return node.size() == 0 ? "an empty mapping" : "a mapping";
-        default: return "nothing";
+        case YAML::NodeType::Scalar:
+            return "\"" + node.Scalar() + "\"";
+        case YAML::NodeType::Sequence:
+            return node.size() == 0 ? "an empty list" : "a list";
+        case YAML::NodeType::Map:
+            return node.size() == 0 ? "an empty mapping" : "a mapping";
+        default:
+            return "nothing";
     }
 }
 
@@ -136,7 +140,8 @@ Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_vie
             errors.add(key_spot, std::move(message));
             continue;
         }
-        auto first = std::find_if(fields_.begin(), fields_.end(), [&](const Field& f) { return f.key == key; });
+        auto first =
+            std::find_if(fields_.begin(), fields_.end(), [&](const Field& f) { return f.key == key; });
         if (first != fields_.end()) {
             errors.add(key_spot, "duplicate key \"" + key + "\" (first at line " +
                                      std::to_string(first->key_line) + ")");

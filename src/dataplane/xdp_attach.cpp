@@ -156,3 +156,61 @@ unsigned attached_program_id(const std::string& interface)
 }
 
 }  // namespace fulcrum::dataplane
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/if_link.h>
+#include <unistd.h>
+
+namespace fulcrum::dataplane {
+
+std::string attached_program_name(const std::string& interface)
+{
+    unsigned id = attached_program_id(interface);
+    if (id == 0)
+        return "";
+    int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0)
+        return "";
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof info;
+    std::string name;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0)
+        name = info.name;
+    close(fd);
+    return name;
+}
+
+Status replace_attached(const std::string& interface, int new_fd)
+{
+    int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+    if (ifindex == 0)
+        return Status::failure("xdp: no interface " + interface + ": " + std::strerror(errno));
+    LIBBPF_OPTS(bpf_xdp_query_opts, query);
+    if (int err = bpf_xdp_query(ifindex, 0, &query))
+        return Status::failure("xdp: cannot query " + interface + ": " + std::strerror(-err));
+    std::uint32_t mode_flag = 0;
+    std::uint32_t old_id = 0;
+    if (query.attach_mode == XDP_ATTACHED_DRV) {
+        mode_flag = XDP_FLAGS_DRV_MODE;
+        old_id = query.drv_prog_id;
+    } else if (query.attach_mode == XDP_ATTACHED_SKB) {
+        mode_flag = XDP_FLAGS_SKB_MODE;
+        old_id = query.skb_prog_id;
+    } else {
+        return Status::failure("xdp: " + interface + " has no single program to replace");
+    }
+    int old_fd = bpf_prog_get_fd_by_id(old_id);
+    if (old_fd < 0)
+        return Status::failure("xdp: cannot open the program on " + interface + ": " + std::strerror(errno));
+    LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old_fd);
+    int err = bpf_xdp_attach(ifindex, new_fd, mode_flag | XDP_FLAGS_REPLACE, &opts);
+    close(old_fd);
+    if (err)
+        return Status::failure("xdp: cannot replace the program on " + interface + ": " + std::strerror(-err));
+    LOG_INFO("xdp: replaced program %u on %s in place (%s mode)", old_id, interface.c_str(),
+             mode_flag == XDP_FLAGS_DRV_MODE ? "native" : "generic");
+    return {};
+}
+
+}  // namespace fulcrum::dataplane

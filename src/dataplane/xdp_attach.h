@@ -42,3 +42,15 @@ Status detach_any(const std::string& interface);
 unsigned attached_program_id(const std::string& interface);
 
 }  // namespace fulcrum::dataplane
+
+namespace fulcrum::dataplane {
+
+// Name of the program attached to the interface ("" if none): tells our own balancer, left
+// attached by an earlier fulcrumd, from someone else's program.
+std::string attached_program_name(const std::string& interface);
+// Atomically swaps the XDP program attached to the interface (same mode) for new_fd: the
+// kernel's XDP_FLAGS_REPLACE, so no packet meets the interface without a program. Used when a
+// restarted or upgraded fulcrumd takes over from the program an earlier one left attached.
+Status replace_attached(const std::string& interface, int new_fd);
+
+}  // namespace fulcrum::dataplane

@@ -1,11 +1,10 @@
 // Unit tests of the config parser: a full file into typed values, defaults, and the exact text and
 // position of every kind of error (the messages are what an operator reads at 3 a.m.).
-#include <catch2/catch.hpp>
-
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -246,10 +245,10 @@ services:
 )");
     const auto& a = c.services.at(0).healthcheck;
     CHECK(a.type == fulcrum::config::CheckType::https);  // the service's
-    CHECK(a.rise == 1);                                   // the service's, over the default 4
-    CHECK(a.interval == 5s);                              // from defaults
-    CHECK(a.path == "/ready");                            // from defaults
-    CHECK(a.fall == 3);                                   // built in
+    CHECK(a.rise == 1);                                  // the service's, over the default 4
+    CHECK(a.interval == 5s);                             // from defaults
+    CHECK(a.path == "/ready");                           // from defaults
+    CHECK(a.fall == 3);                                  // built in
     const auto& b = c.services.at(1).healthcheck;
     CHECK(b.type == fulcrum::config::CheckType::tcp);
     CHECK(b.rise == 4);
@@ -272,7 +271,8 @@ services:
     Config d = valid(kHead + "flows: {udp_idle_timeout: 1h}\nservices: []\n");
     CHECK(d.flows.udp_idle_timeout == 1h);
 
-    CHECK(valid(kHead + "metrics: {listen: \"0.0.0.0:9100\"}\nservices: []\n").metrics_listen == "0.0.0.0:9100");
+    CHECK(valid(kHead + "metrics: {listen: \"0.0.0.0:9100\"}\nservices: []\n").metrics_listen ==
+          "0.0.0.0:9100");
     CHECK(valid(kHead + "routes: {table: 4294967295}\nservices: []\n").routes_table == 4294967295u);
     CHECK(valid(kHead + "bpf: {hash_seed: 0}\nservices: []\n").hash_seed == 0);
 }
@@ -285,18 +285,17 @@ TEST_CASE("each kind of error has its exact message and position", "[config]")
         std::string error;
     };
     // kHead fills lines 1-2; the text of each case starts at line 3.
-    const std::string web = "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n";
+    const std::string web =
+        "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n";
     // web: services at 3, name 4, vip 5, port 6, protocol 7; backends start at line 8.
     const Case cases[] = {
         {"unknown key with a suggestion",
          kHead + web + "    backends:\n      - address: 198.51.100.11\n        wieght: 100\n",
          "t.yaml:10:9: services[0].backends[0].wieght: unknown key \"wieght\"; did you mean \"weight\"?"},
-        {"unknown key with nothing close",
-         kHead + "colour: blue\nservices: []\n",
+        {"unknown key with nothing close", kHead + "colour: blue\nservices: []\n",
          "t.yaml:3:1: colour: unknown key \"colour\"; expected one of: interfaces, tunnel, flows, bpf, "
          "control, metrics, routes, on_exit, defaults, services"},
-        {"a key given twice",
-         kHead + web + "    port: 81\n    backends: []\n",
+        {"a key given twice", kHead + web + "    port: 81\n    backends: []\n",
          "t.yaml:8:5: services[0].port: duplicate key \"port\" (first at line 6)"},
         {"a missing required key points at the mapping that lacks it",
          kHead + "services:\n  - name: web\n    port: 80\n    protocol: tcp\n    backends: []\n",
@@ -307,61 +306,56 @@ TEST_CASE("each kind of error has its exact message and position", "[config]")
         {"an integer that is not a number",
          kHead + web + "    backends:\n      - {address: 198.51.100.11, weight: heavy}\n",
          "t.yaml:9:42: services[0].backends[0].weight: expected an integer 0..65535, got \"heavy\""},
-        {"a bad address",
-         kHead + web + "    backends:\n      - address: 10.0.0.300\n",
-         "t.yaml:9:18: services[0].backends[0].address: expected an IPv4 or IPv6 address, got \"10.0.0.300\""},
-        {"a duration without a unit",
-         kHead + "flows:\n  udp_idle_timeout: 30\nservices: []\n",
+        {"a bad address", kHead + web + "    backends:\n      - address: 10.0.0.300\n",
+         "t.yaml:9:18: services[0].backends[0].address: expected an IPv4 or IPv6 address, got "
+         "\"10.0.0.300\""},
+        {"a duration without a unit", kHead + "flows:\n  udp_idle_timeout: 30\nservices: []\n",
          "t.yaml:4:21: flows.udp_idle_timeout: expected a duration with a unit (ms, s, m or h), got \"30\""},
-        {"a zero duration",
-         kHead + "defaults:\n  healthcheck: {interval: 0ms}\nservices: []\n",
+        {"a zero duration", kHead + "defaults:\n  healthcheck: {interval: 0ms}\nservices: []\n",
          "t.yaml:4:27: defaults.healthcheck.interval: expected a duration greater than 0 and at most 24h, "
          "got \"0ms\""},
         {"a duration with an unknown unit",
          kHead + "defaults:\n  healthcheck:\n    timeout: 2 sec\nservices: []\n",
-         "t.yaml:5:14: defaults.healthcheck.timeout: expected a duration like 500ms, 2s, 1m or 1h, got \"2 sec\""},
-        {"a word not in its set",
-         "interfaces:\n  - name: eth0\n    mode: fast\nservices: []\n",
+         "t.yaml:5:14: defaults.healthcheck.timeout: expected a duration like 500ms, 2s, 1m or 1h, got \"2 "
+         "sec\""},
+        {"a word not in its set", "interfaces:\n  - name: eth0\n    mode: fast\nservices: []\n",
          "t.yaml:3:11: interfaces[0].mode: expected native, generic or auto, got \"fast\""},
         {"a protocol not in its set",
          kHead + "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: sctp\n"
                  "    backends: []\n",
          "t.yaml:7:15: services[0].protocol: expected tcp or udp, got \"sctp\""},
-        {"on_exit not in its set",
-         kHead + "on_exit: stop\nservices: []\n",
+        {"on_exit not in its set", kHead + "on_exit: stop\nservices: []\n",
          "t.yaml:3:10: on_exit: expected keep or detach, got \"stop\""},
-        {"a healthcheck type not in its set",
-         kHead + "defaults: {healthcheck: {type: icmp}}\nservices: []\n",
+        {"a healthcheck type not in its set", kHead + "defaults: {healthcheck: {type: icmp}}\nservices: []\n",
          "t.yaml:3:32: defaults.healthcheck.type: expected tcp, http, https, udp, dns or exec, got \"icmp\""},
-        {"a table size that is not a prime",
-         kHead + web + "    table_size: 65536\n    backends: []\n",
-         "t.yaml:8:17: services[0].table_size: expected a prime number 3..1048573 (e.g. 65537), got \"65536\""},
+        {"a table size that is not a prime", kHead + web + "    table_size: 65536\n    backends: []\n",
+         "t.yaml:8:17: services[0].table_size: expected a prime number 3..1048573 (e.g. 65537), got "
+         "\"65536\""},
         {"a prime table size above the data plane's limit",
          kHead + web + "    table_size: 1048583\n    backends: []\n",
-         "t.yaml:8:17: services[0].table_size: expected a prime number 3..1048573 (e.g. 65537), got \"1048583\""},
+         "t.yaml:8:17: services[0].table_size: expected a prime number 3..1048573 (e.g. 65537), got "
+         "\"1048583\""},
         {"a service name with capitals",
          kHead + "services:\n  - {name: Web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n",
-         "t.yaml:4:12: services[0].name: expected a name of 1 to 64 characters a-z, 0-9, _ or -, got \"Web\""},
+         "t.yaml:4:12: services[0].name: expected a name of 1 to 64 characters a-z, 0-9, _ or -, got "
+         "\"Web\""},
         {"a service name of 65 characters",
          kHead + "services:\n  - {name: " + std::string(65, 'a') +
              ", vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n",
          "t.yaml:4:12: services[0].name: expected a name of 1 to 64 characters a-z, 0-9, _ or -, got \"" +
              std::string(65, 'a') + "\""},
-        {"an interface name longer than IFNAMSIZ",
-         "interfaces: [{name: enp1s0f0np0v1234}]\nservices: []\n",
-         "t.yaml:1:21: interfaces[0].name: expected an interface name of 1 to 15 characters without '/', ':' or "
+        {"an interface name longer than IFNAMSIZ", "interfaces: [{name: enp1s0f0np0v1234}]\nservices: []\n",
+         "t.yaml:1:21: interfaces[0].name: expected an interface name of 1 to 15 characters without '/', ':' "
+         "or "
          "spaces, got \"enp1s0f0np0v1234\""},
-        {"no interface",
-         "interfaces: []\nservices: []\n",
+        {"no interface", "interfaces: []\nservices: []\n",
          "t.yaml:1:13: interfaces: expected at least one interface, got an empty list"},
-        {"a section of the wrong type",
-         kHead + "services:\n  web: {}\n",
+        {"a section of the wrong type", kHead + "services:\n  web: {}\n",
          "t.yaml:4:3: services: expected a list of services, got a mapping"},
         {"a key with no value",
          kHead + web + "    backends:\n      - address: 198.51.100.11\n        weight:\n",
          "t.yaml:10:9: services[0].backends[0].weight: expected an integer 0..65535, got nothing"},
-        {"a duplicate interface",
-         "interfaces:\n  - name: eth0\n  - name: eth0\nservices: []\n",
+        {"a duplicate interface", "interfaces:\n  - name: eth0\n  - name: eth0\nservices: []\n",
          "t.yaml:3:11: interfaces[1].name: duplicate interface \"eth0\" (first at line 2)"},
         {"a duplicate service name",
          kHead + "services:\n  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: []}\n"
@@ -378,7 +372,8 @@ TEST_CASE("each kind of error has its exact message and position", "[config]")
         {"an IPv4 backend behind an IPv6 vip",
          kHead + "services:\n  - name: web6\n    vip: 2001:db8::10\n    port: 80\n    protocol: tcp\n"
                  "    backends:\n      - address: 198.51.100.11\n",
-         "t.yaml:9:18: services[0].backends[0].address: expected an IPv6 backend for the IPv6 vip 2001:db8::10 "
+         "t.yaml:9:18: services[0].backends[0].address: expected an IPv6 backend for the IPv6 vip "
+         "2001:db8::10 "
          "(IPv6 in IPv4 is not supported), got \"198.51.100.11\""},
         {"an IPv4 backend without tunnel.source_v4",
          "interfaces: [{name: eth0}]\nservices:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n"
@@ -388,46 +383,40 @@ TEST_CASE("each kind of error has its exact message and position", "[config]")
         {"an IPv6 backend without tunnel.source_v6",
          "interfaces: [{name: eth0}]\ntunnel: {source_v4: 203.0.113.1}\nservices:\n"
          "  - {name: web, vip: 192.0.2.10, port: 80, protocol: tcp, backends: [{address: 198.51.100.1}]}\n"
-         "  - {name: web6, vip: \"2001:db8::10\", port: 80, protocol: tcp, backends: [{address: \"2001:db8::11\"}]}\n",
+         "  - {name: web6, vip: \"2001:db8::10\", port: 80, protocol: tcp, backends: [{address: "
+         "\"2001:db8::11\"}]}\n",
          "t.yaml:5:85: services[1].backends[0].address: an IPv6 backend needs tunnel.source_v6 (the outer "
          "source address), which is not set"},
         {"a tunnel source of the wrong family",
          "interfaces: [{name: eth0}]\ntunnel:\n  source_v4: 2001:db8::1\nservices: []\n",
          "t.yaml:3:14: tunnel.source_v4: expected an IPv4 address, got \"2001:db8::1\""},
-        {"an unknown key close to a known one",
-         kHead + "tunnel2: 1\nservices: []\n",
+        {"an unknown key close to a known one", kHead + "tunnel2: 1\nservices: []\n",
          "t.yaml:3:1: tunnel2: unknown key \"tunnel2\"; did you mean \"tunnel\"?"},
-        {"min_healthy above 100%",
-         kHead + web + "    min_healthy: 150%\n    backends: []\n",
-         "t.yaml:8:18: services[0].min_healthy: expected a count 0..65535 or a percentage 1%..100%, got \"150%\""},
-        {"min_healthy 0%",
-         kHead + web + "    min_healthy: 0%\n    backends: []\n",
-         "t.yaml:8:18: services[0].min_healthy: expected a count 0..65535 or a percentage 1%..100%, got \"0%\""},
-        {"metrics.listen with a bare IPv6 host",
-         kHead + "metrics: {listen: \"::1:9470\"}\nservices: []\n",
-         "t.yaml:3:19: metrics.listen: expected HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for IPv6) "
+        {"min_healthy above 100%", kHead + web + "    min_healthy: 150%\n    backends: []\n",
+         "t.yaml:8:18: services[0].min_healthy: expected a count 0..65535 or a percentage 1%..100%, got "
+         "\"150%\""},
+        {"min_healthy 0%", kHead + web + "    min_healthy: 0%\n    backends: []\n",
+         "t.yaml:8:18: services[0].min_healthy: expected a count 0..65535 or a percentage 1%..100%, got "
+         "\"0%\""},
+        {"metrics.listen with a bare IPv6 host", kHead + "metrics: {listen: \"::1:9470\"}\nservices: []\n",
+         "t.yaml:3:19: metrics.listen: expected HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for "
+         "IPv6) "
          "and PORT 1..65535, got \"::1:9470\""},
-        {"metrics.listen without a port",
-         kHead + "metrics:\n  listen: 127.0.0.1\nservices: []\n",
-         "t.yaml:4:11: metrics.listen: expected HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for IPv6) "
+        {"metrics.listen without a port", kHead + "metrics:\n  listen: 127.0.0.1\nservices: []\n",
+         "t.yaml:4:11: metrics.listen: expected HOST:PORT with an IP address as HOST ([ADDRESS]:PORT for "
+         "IPv6) "
          "and PORT 1..65535, got \"127.0.0.1\""},
-        {"a relative pin path",
-         kHead + "bpf:\n  pin_path: sys/fs/bpf/fulcrum\nservices: []\n",
+        {"a relative pin path", kHead + "bpf:\n  pin_path: sys/fs/bpf/fulcrum\nservices: []\n",
          "t.yaml:4:13: bpf.pin_path: expected an absolute path, got \"sys/fs/bpf/fulcrum\""},
-        {"a relative control socket",
-         kHead + "control: {socket: fulcrumd.sock}\nservices: []\n",
+        {"a relative control socket", kHead + "control: {socket: fulcrumd.sock}\nservices: []\n",
          "t.yaml:3:19: control.socket: expected an absolute path, got \"fulcrumd.sock\""},
-        {"a routing table above 2^32-1",
-         kHead + "routes: {table: 4294967296}\nservices: []\n",
+        {"a routing table above 2^32-1", kHead + "routes: {table: 4294967296}\nservices: []\n",
          "t.yaml:3:17: routes.table: expected an integer 0..4294967295, got \"4294967296\""},
-        {"rise 0",
-         kHead + "defaults: {healthcheck: {rise: 0}}\nservices: []\n",
+        {"rise 0", kHead + "defaults: {healthcheck: {rise: 0}}\nservices: []\n",
          "t.yaml:3:32: defaults.healthcheck.rise: expected an integer 1..100, got \"0\""},
-        {"a flow table of 0 entries",
-         kHead + "flows: {capacity: 0}\nservices: []\n",
+        {"a flow table of 0 entries", kHead + "flows: {capacity: 0}\nservices: []\n",
          "t.yaml:3:19: flows.capacity: expected an integer 1..100000000, got \"0\""},
-        {"a negative flow table",
-         kHead + "flows: {capacity: -5}\nservices: []\n",
+        {"a negative flow table", kHead + "flows: {capacity: -5}\nservices: []\n",
          "t.yaml:3:19: flows.capacity: expected an integer 1..100000000, got \"-5\""},
         {"an HTTP status out of range in a list",
          kHead + "defaults:\n  healthcheck:\n    expect_status: [200, 700]\n" + "services: []\n",
@@ -436,22 +425,18 @@ TEST_CASE("each kind of error has its exact message and position", "[config]")
          kHead + "defaults: {healthcheck: {path: healthz}}\nservices: []\n",
          "t.yaml:3:32: defaults.healthcheck.path: expected a path starting with /, got \"healthz\""},
         {"vary bits above 16",
-         "interfaces: [{name: eth0}]\ntunnel: {source_v4: 203.0.113.1, source_v4_vary_bits: 17}\nservices: []\n",
+         "interfaces: [{name: eth0}]\ntunnel: {source_v4: 203.0.113.1, source_v4_vary_bits: 17}\nservices: "
+         "[]\n",
          "t.yaml:2:55: tunnel.source_v4_vary_bits: expected an integer 0..16, got \"17\""},
         {"a port-0 service without a health check port",
          kHead + "services:\n  - {name: all, vip: 192.0.2.10, port: 0, protocol: tcp, backends: []}\n",
          "t.yaml:4:40: services[0].port: port 0 (every port) needs healthcheck.port for the health check"},
-        {"a file that is not a mapping",
-         "- interfaces\n",
-         "t.yaml:1:1: expected a mapping, got a list"},
-        {"two YAML documents",
-         kHead + "services: []\n---\nservices: []\n",
+        {"a file that is not a mapping", "- interfaces\n", "t.yaml:1:1: expected a mapping, got a list"},
+        {"two YAML documents", kHead + "services: []\n---\nservices: []\n",
          "t.yaml:5:1: expected one YAML document, found 2"},
-        {"an empty file",
-         "# nothing here\n",
+        {"an empty file", "# nothing here\n",
          "t.yaml: expected a mapping with interfaces and services, got an empty file"},
-        {"a YAML syntax error",
-         kHead + "services: [{name: web\n",
+        {"a YAML syntax error", kHead + "services: [{name: web\n",
          "t.yaml:4:1: invalid YAML: end of map flow not found"},
     };
     for (const Case& c : cases) {
@@ -481,27 +466,37 @@ services:
 flows:
   capacity: lots
 )");
-    CHECK(errors == std::vector<std::string>{
-                        "t.yaml:3:11: interfaces[0].mode: expected native, generic or auto, got \"fast\"",
-                        "t.yaml:7:5: services[0].protocol: missing required key \"protocol\"",
-                        "t.yaml:10:5: services[0].protocoll: unknown key \"protocoll\"; did you mean \"protocol\"?",
-                        "t.yaml:13:18: services[0].backends[1].address: duplicate backend 198.51.100.11 (first at line 12)",
-                        "t.yaml:14:17: services[0].backends[1].weight: expected an integer 0..65535, got \"-1\"",
-                        "t.yaml:16:13: flows.capacity: expected an integer 1..100000000, got \"lots\"",
-                    });
+    CHECK(errors ==
+          std::vector<std::string>{
+              "t.yaml:3:11: interfaces[0].mode: expected native, generic or auto, got \"fast\"",
+              "t.yaml:7:5: services[0].protocol: missing required key \"protocol\"",
+              "t.yaml:10:5: services[0].protocoll: unknown key \"protocoll\"; did you mean \"protocol\"?",
+              "t.yaml:13:18: services[0].backends[1].address: duplicate backend 198.51.100.11 (first at line "
+              "12)",
+              "t.yaml:14:17: services[0].backends[1].weight: expected an integer 0..65535, got \"-1\"",
+              "t.yaml:16:13: flows.capacity: expected an integer 1..100000000, got \"lots\"",
+          });
 }
 
 TEST_CASE("an invalid value does not also trigger the checks built on it", "[config]")
 {
-    // The bad vip is reported once: no "IPv6 in IPv4" or duplicate-service error follows from it.
+    // A bad vip is reported once: no "IPv6 in IPv4" or duplicate-service error follows from it.
+    // Missing names are not "duplicate names", though the services' vip, port and protocol clash.
     auto errors = errors_of(kHead + R"(services:
   - {name: a, vip: 192.0.2.300, port: 80, protocol: tcp, backends: [{address: 198.51.100.1}]}
   - {name: b, vip: 192.0.2.300, port: 80, protocol: tcp, backends: []}
+  - {vip: 192.0.2.20, port: 80, protocol: tcp, backends: []}
+  - {vip: 192.0.2.20, port: 80, protocol: tcp, backends: []}
 )");
-    CHECK(errors == std::vector<std::string>{
-                        "t.yaml:4:20: services[0].vip: expected an IPv4 or IPv6 address, got \"192.0.2.300\"",
-                        "t.yaml:5:20: services[1].vip: expected an IPv4 or IPv6 address, got \"192.0.2.300\"",
-                    });
+    CHECK(errors ==
+          std::vector<std::string>{
+              "t.yaml:4:20: services[0].vip: expected an IPv4 or IPv6 address, got \"192.0.2.300\"",
+              "t.yaml:5:20: services[1].vip: expected an IPv4 or IPv6 address, got \"192.0.2.300\"",
+              "t.yaml:6:5: services[2].name: missing required key \"name\"",
+              "t.yaml:7:5: services[3].name: missing required key \"name\"",
+              "t.yaml:7:11: services[3].vip: vip 192.0.2.20 port 80 tcp is already used by services[2] "
+              "(first at line 6)",
+          });
 }
 
 TEST_CASE("files: a missing file is one clear error; a real file is named in messages", "[config]")
@@ -509,7 +504,8 @@ TEST_CASE("files: a missing file is one clear error; a real file is named in mes
     auto missing = fulcrum::config::load_file("/nonexistent/fulcrum.yaml");
     CHECK_FALSE(missing.config.has_value());
     REQUIRE(missing.errors.size() == 1);
-    CHECK(missing.errors[0].to_string() == "/nonexistent/fulcrum.yaml: cannot read the file: No such file or directory");
+    CHECK(missing.errors[0].to_string() ==
+          "/nonexistent/fulcrum.yaml: cannot read the file: No such file or directory");
 
     char path[] = "/tmp/fulcrum-test-config-XXXXXX";
     int fd = mkstemp(path);

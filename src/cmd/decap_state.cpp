@@ -1,0 +1,280 @@
+// Addresses, XDP attachments and pins for fulcrum-decap; see decap_state.h.
+#include "cmd/decap_state.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace fulcrum::decap {
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err < 0 ? -err : err); }
+
+bool is_loopback_or_link_local(const fulcrum_decap_key& key)
+{
+    if (key.family == FULCRUM_AF_INET)
+        return (ntohl(key.addr.w[0]) >> 24) == 127;
+    const auto* b = reinterpret_cast<const std::uint8_t*>(key.addr.w);
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+        return true;  // fe80::/10
+    static const std::uint8_t kLoopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return std::memcmp(b, kLoopback, 16) == 0;
+}
+
+}  // namespace
+
+Fd& Fd::operator=(Fd&& o) noexcept
+{
+    if (this != &o) {
+        if (fd_ >= 0)
+            close(fd_);
+        fd_ = o.fd_;
+        o.fd_ = -1;
+    }
+    return *this;
+}
+
+Fd::~Fd()
+{
+    if (fd_ >= 0)
+        close(fd_);
+}
+
+bool parse_address(const std::string& text, fulcrum_decap_key* key)
+{
+    *key = {};
+    if (inet_pton(AF_INET, text.c_str(), &key->addr.w[0]) == 1) {
+        key->family = FULCRUM_AF_INET;
+        return true;
+    }
+    if (inet_pton(AF_INET6, text.c_str(), key->addr.w) == 1) {
+        key->family = FULCRUM_AF_INET6;
+        return true;
+    }
+    return false;
+}
+
+std::string format_address(const fulcrum_decap_key& key)
+{
+    char text[INET6_ADDRSTRLEN] = "?";
+    if (key.family == FULCRUM_AF_INET)
+        inet_ntop(AF_INET, &key.addr.w[0], text, sizeof text);
+    else if (key.family == FULCRUM_AF_INET6)
+        inet_ntop(AF_INET6, key.addr.w, text, sizeof text);
+    return text;
+}
+
+bool same_address(const fulcrum_decap_key& a, const fulcrum_decap_key& b)
+{
+    return a.family == b.family && std::memcmp(&a.addr, &b.addr, sizeof a.addr) == 0;
+}
+
+std::vector<fulcrum_decap_key> host_tunnel_addresses(Status* error)
+{
+    std::vector<fulcrum_decap_key> keys;
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) {
+        *error = Status::failure(std::string("addresses: cannot list this host's addresses (getifaddrs): ") +
+                                 std::strerror(errno));
+        return keys;
+    }
+    for (ifaddrs* ifa = list; ifa; ifa = ifa->ifa_next) {
+        if (!ifa->ifa_addr)
+            continue;
+        fulcrum_decap_key key{};
+        if (ifa->ifa_addr->sa_family == AF_INET) {
+            key.family = FULCRUM_AF_INET;
+            key.addr.w[0] = reinterpret_cast<const sockaddr_in*>(ifa->ifa_addr)->sin_addr.s_addr;
+        } else if (ifa->ifa_addr->sa_family == AF_INET6) {
+            key.family = FULCRUM_AF_INET6;
+            std::memcpy(key.addr.w, &reinterpret_cast<const sockaddr_in6*>(ifa->ifa_addr)->sin6_addr, 16);
+        } else {
+            continue;
+        }
+        if (is_loopback_or_link_local(key))
+            continue;
+        if (std::none_of(keys.begin(), keys.end(), [&](const auto& k) { return same_address(k, key); }))
+            keys.push_back(key);
+    }
+    freeifaddrs(list);
+    return keys;
+}
+
+const AttachedProgram* Attachment::find_decap(unsigned pinned_id) const
+{
+    if (pinned_id != 0)
+        for (const auto& p : programs)
+            if (p.id == pinned_id)
+                return &p;
+    for (const auto& p : programs)
+        if (p.name == kProgramName)
+            return &p;
+    return nullptr;
+}
+
+Attachment read_attachment(int ifindex)
+{
+    Attachment a;
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    if (!mp || libxdp_get_error(mp))
+        return a;  // nothing attached (or the interface is gone)
+    xdp_program* main = xdp_multiprog__main_prog(mp);
+    if (main) {
+        a.any = true;
+        a.mode = xdp_multiprog__attach_mode(mp);
+        a.main_id = xdp_program__id(main);
+        a.dispatcher = !xdp_multiprog__is_legacy(mp);
+        if (a.dispatcher) {
+            for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p; p = xdp_multiprog__next_prog(p, mp))
+                a.programs.push_back({xdp_program__id(p), xdp_program__name(p)});
+        } else {
+            a.programs.push_back({a.main_id, xdp_program__name(main)});
+        }
+    }
+    xdp_multiprog__close(mp);
+    return a;
+}
+
+const char* mode_name(xdp_attach_mode mode)
+{
+    switch (mode) {
+    case XDP_MODE_NATIVE: return "native";
+    case XDP_MODE_SKB: return "generic";
+    case XDP_MODE_HW: return "offload";
+    case XDP_MODE_UNSPEC: break;
+    }
+    return "unknown";
+}
+
+Status detach_program(const std::string& interface, int ifindex, unsigned id, xdp_attach_mode mode)
+{
+    xdp_program* program = xdp_program__from_id(id);
+    if (!program || libxdp_get_error(program))
+        return Status::failure("xdp: cannot open program id " + std::to_string(id) + " on " + interface + ": " +
+                               errno_text(program ? static_cast<int>(libxdp_get_error(program)) : errno));
+    int err = xdp_program__detach(program, ifindex, mode, 0);
+    xdp_program__close(program);
+    if (err != 0)
+        return Status::failure("xdp: cannot detach decap from " + interface + ": " + errno_text(err));
+    return {};
+}
+
+std::string pin_dir(const std::string& pin_path, const std::string& interface)
+{
+    return (std::filesystem::path(pin_path) / interface).string();
+}
+
+Pins open_pins(const std::string& dir)
+{
+    Pins pins;
+    pins.dir = dir;
+    pins.program = Fd(bpf_obj_get((dir + "/" + kPinProgram).c_str()));
+    pins.addresses = Fd(bpf_obj_get((dir + "/" + kPinAddresses).c_str()));
+    pins.stats = Fd(bpf_obj_get((dir + "/" + kPinStats).c_str()));
+    return pins;
+}
+
+Status pin_all(const std::string& dir, int program_fd, int addresses_fd, int stats_fd)
+{
+    const std::pair<int, const char*> objects[] = {
+        {program_fd, kPinProgram}, {addresses_fd, kPinAddresses}, {stats_fd, kPinStats}};
+    for (const auto& [fd, name] : objects) {
+        std::string path = dir + "/" + name;
+        if (bpf_obj_pin(fd, path.c_str()) != 0) {
+            int err = errno;
+            (void)remove_pins(dir);
+            return Status::failure("bpffs: cannot pin " + std::string(name) + " at " + path + ": " + errno_text(err));
+        }
+    }
+    return {};
+}
+
+Status remove_pins(const std::string& dir)
+{
+    for (const char* name : {kPinProgram, kPinAddresses, kPinStats}) {
+        std::string path = dir + "/" + name;
+        if (unlink(path.c_str()) != 0 && errno != ENOENT)
+            return Status::failure("bpffs: cannot remove pin " + path + ": " + std::strerror(errno));
+    }
+    if (rmdir(dir.c_str()) != 0 && errno != ENOENT)
+        return Status::failure("bpffs: cannot remove " + dir + ": " + std::strerror(errno));
+    return {};
+}
+
+std::vector<std::string> pinned_interfaces(const std::string& pin_path)
+{
+    std::vector<std::string> names;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(pin_path, ec))
+        if (entry.is_directory(ec))
+            names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+unsigned program_id(int program_fd)
+{
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof info;
+    if (program_fd < 0 || bpf_obj_get_info_by_fd(program_fd, &info, &len) != 0)
+        return 0;
+    return info.id;
+}
+
+std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error)
+{
+    std::vector<fulcrum_decap_key> keys;
+    fulcrum_decap_key key{}, next{};
+    const void* previous = nullptr;  // first call: no previous key
+    // Bounded by the map's size, in case entries change while we walk it.
+    for (int i = 0; i < FULCRUM_DECAP_MAX_ADDRS * 2; ++i) {
+        if (bpf_map_get_next_key(map_fd, previous, &next) != 0) {
+            if (errno != ENOENT)
+                *error = Status::failure(std::string("bpf: cannot read decap_addrs: ") + std::strerror(errno));
+            break;
+        }
+        std::uint32_t value = 0;
+        if (bpf_map_lookup_elem(map_fd, &next, &value) == 0)
+            keys.push_back(next);
+        key = next;
+        previous = &key;
+    }
+    std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+        if (a.family != b.family)
+            return a.family < b.family;
+        return std::memcmp(&a.addr, &b.addr, sizeof a.addr) < 0;
+    });
+    return keys;
+}
+
+dataplane::PacketCounters read_counters(int map_fd, fulcrum_decap_reason reason, Status* error)
+{
+    dataplane::PacketCounters sum;
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) {
+        *error = Status::failure("bpf: cannot count possible CPUs: " + errno_text(cpus));
+        return sum;
+    }
+    std::vector<fulcrum_reason_stats> values(static_cast<std::size_t>(cpus));
+    std::uint32_t key = reason;
+    if (bpf_map_lookup_elem(map_fd, &key, values.data()) != 0) {
+        *error = Status::failure(std::string("bpf: cannot read decap_stats: ") + std::strerror(errno));
+        return sum;
+    }
+    for (const auto& v : values) {
+        sum.packets += v.packets;
+        sum.bytes += v.bytes;
+    }
+    return sum;
+}
+
+}  // namespace fulcrum::decap

@@ -1,0 +1,93 @@
+// fulcrum-decap's view of the kernel: this host's tunnel addresses, what XDP has attached to an
+// interface, and the program and maps pinned under PIN_PATH/IFACE/ by an earlier `attach`.
+#pragma once
+
+#include <xdp/libxdp.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "abi.h"
+#include "dataplane/balancer_program.h"  // PacketCounters
+#include "util/status.h"
+
+namespace fulcrum::decap {
+
+// Names of the pinned objects inside PIN_PATH/IFACE/.
+inline constexpr const char* kPinProgram = "prog";
+inline constexpr const char* kPinAddresses = "decap_addrs";
+inline constexpr const char* kPinStats = "decap_stats";
+// The program's name as the kernel reports it (its function name in xdp/decap.bpf.c); used to
+// recognise our program on an interface when its pins are gone.
+inline constexpr const char* kProgramName = "decap";
+
+// A move-only file descriptor.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+    Fd& operator=(Fd&& o) noexcept;
+    Fd(const Fd&) = delete;
+    Fd& operator=(const Fd&) = delete;
+    ~Fd();
+    int get() const { return fd_; }
+    bool valid() const { return fd_ >= 0; }
+
+private:
+    int fd_ = -1;
+};
+
+// "198.18.0.2" / "2001:db8::2" into a map key; false if it is neither.
+bool parse_address(const std::string& text, fulcrum_decap_key* key);
+std::string format_address(const fulcrum_decap_key& key);
+bool same_address(const fulcrum_decap_key& a, const fulcrum_decap_key& b);
+
+// Every IPv4/IPv6 address configured on this host (this network namespace), without loopback
+// (127/8, ::1) and IPv6 link-local (fe80::/10), without duplicates.
+std::vector<fulcrum_decap_key> host_tunnel_addresses(Status* error);
+
+struct AttachedProgram {
+    unsigned id = 0;
+    std::string name;
+};
+
+// What XDP has on an interface: nothing, one program alone ("legacy" in libxdp's words), or
+// libxdp's dispatcher with its component programs.
+struct Attachment {
+    bool any = false;
+    bool dispatcher = false;
+    xdp_attach_mode mode = XDP_MODE_UNSPEC;
+    unsigned main_id = 0;                   // the program the kernel runs (dispatcher or alone)
+    std::vector<AttachedProgram> programs;  // the programs that do the work
+    // Our program: the one with this id, else (pinned_id 0 or absent) one named "decap".
+    const AttachedProgram* find_decap(unsigned pinned_id) const;
+};
+
+Attachment read_attachment(int ifindex);
+const char* mode_name(xdp_attach_mode mode);
+// Detaches one program (by id) from the interface, leaving any others in a dispatcher.
+Status detach_program(const std::string& interface, int ifindex, unsigned id, xdp_attach_mode mode);
+
+// The objects pinned by `attach` for one interface; fds are invalid where a pin is missing.
+struct Pins {
+    std::string dir;
+    Fd program, addresses, stats;
+    bool any() const { return program.valid() || addresses.valid() || stats.valid(); }
+};
+
+std::string pin_dir(const std::string& pin_path, const std::string& interface);
+Pins open_pins(const std::string& dir);
+// Pins the program and its maps; on failure removes what it pinned.
+Status pin_all(const std::string& dir, int program_fd, int addresses_fd, int stats_fd);
+// Removes the pins and the directory; missing pins are fine.
+Status remove_pins(const std::string& dir);
+// The interface directories under the pin path (sorted); empty if the path does not exist.
+std::vector<std::string> pinned_interfaces(const std::string& pin_path);
+
+unsigned program_id(int program_fd);
+std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error);
+dataplane::PacketCounters read_counters(int map_fd, fulcrum_decap_reason reason, Status* error);
+
+}  // namespace fulcrum::decap

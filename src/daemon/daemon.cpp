@@ -1,0 +1,339 @@
+// fulcrumd's life: see daemon.h. Every failure message names the subsystem, the object, the
+// interface and the errno (the helpers below produce them); a start-up failure is fatal before
+// anything is attached.
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
+
+#include <boost/asio.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <prometheus/exposer.h>
+
+#include "config/config.h"
+#include "dataplane/balancer_program.h"
+#include "dataplane/bpffs.h"
+#include "dataplane/neighbours.h"
+#include "dataplane/xdp_attach.h"
+#include "metrics/collector.h"
+#include "plan/desired.h"
+#include "plan/reconciler.h"
+#include "util/log.h"
+
+namespace fulcrum::daemon {
+namespace {
+
+constexpr auto kNeighbourWait = std::chrono::milliseconds(1000);
+constexpr auto kNeighbourRefresh = std::chrono::seconds(20);
+
+void print_errors(const std::vector<config::Error>& errors)
+{
+    for (const config::Error& e : errors)
+        std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "%zu error%s\n", errors.size(), errors.size() == 1 ? "" : "s");
+}
+
+dataplane::XdpMode to_mode(config::AttachMode m)
+{
+    switch (m) {
+    case config::AttachMode::native: return dataplane::XdpMode::native;
+    case config::AttachMode::generic: return dataplane::XdpMode::generic;
+    case config::AttachMode::automatic: return dataplane::XdpMode::automatic;
+    }
+    return dataplane::XdpMode::automatic;
+}
+
+// bpf_fib_lookup in forwarding mode needs IP forwarding on the receiving interface.
+void warn_if_forwarding_off(const std::string& iface)
+{
+    auto read = [](const std::string& path) {
+        std::ifstream f(path);
+        std::string v;
+        f >> v;
+        return v;
+    };
+    if (read("/proc/sys/net/ipv4/conf/" + iface + "/forwarding") != "1")
+        LOG_WARN("sysctl: net.ipv4.conf.%s.forwarding is off: IPv4 packets to services will be dropped "
+                 "(reason forwarding_off)", iface.c_str());
+    if (read("/proc/sys/net/ipv6/conf/all/forwarding") != "1")
+        LOG_WARN("sysctl: net.ipv6.conf.all.forwarding is off: packets to IPv6 backends will be dropped "
+                 "(reason forwarding_off)");
+}
+
+// One fulcrumd per pin path: a lock in /run/fulcrum, held for the life of the process.
+int take_lock(const std::string& pin_path, Status* error)
+{
+    std::string name = pin_path;
+    for (char& c : name)
+        if (c == '/')
+            c = '_';
+    std::filesystem::create_directories("/run/fulcrum");
+    std::string path = "/run/fulcrum/lock" + name;
+    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *error = Status::failure("lock: cannot open " + path + ": " + std::strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        *error = Status::failure("lock: another fulcrumd already owns the pins under " + pin_path +
+                                 " (lock " + path + " is held)");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+std::vector<dataplane::NeighbourTarget> neighbour_targets(const plan::Desired& d)
+{
+    std::vector<dataplane::NeighbourTarget> out;
+    for (const plan::ServicePlan& s : d.services)
+        for (const plan::BackendPlan& b : s.backends)
+            out.push_back({b.addr, b.family});
+    return out;
+}
+
+std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const plan::Desired& d)
+{
+    std::vector<metrics::ServiceLabel> out;
+    for (const plan::ServicePlan& plan : d.services) {
+        auto it = r.services().find(plan.name);
+        if (it == r.services().end())
+            continue;
+        metrics::ServiceLabel s{it->second.id, plan.name, plan.vip, {}};
+        for (const plan::BackendPlan& b : plan.backends) {
+            auto be = it->second.backends.find(b.address);
+            if (be != it->second.backends.end())
+                s.backends.push_back({be->second.id, b.address, b.weight, b.use != plan::BackendUse::down});
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+class Daemon {
+public:
+    explicit Daemon(std::string path) : path_(std::move(path)) {}
+    int run();
+
+private:
+    Status bring_up();
+    Status apply(const config::Config& cfg);
+    void reload();
+    void shut_down();
+    void schedule_neighbour_refresh();
+    void wait_for_reload();
+
+    std::string path_;
+    std::optional<config::Config> config_;
+    plan::Desired desired_;
+    int lock_fd_ = -1;
+    std::unique_ptr<dataplane::BalancerProgram> program_;
+    std::unique_ptr<plan::Reconciler> reconciler_;
+    std::shared_ptr<metrics::Collector> collector_;
+    std::unique_ptr<prometheus::Exposer> exposer_;
+    std::vector<std::string> attached_;
+    boost::asio::io_context io_;
+    boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
+    boost::asio::signal_set reload_signal_{io_, SIGHUP};
+    boost::asio::steady_timer neighbour_timer_{io_};
+    std::uint64_t generation_ = 0;
+};
+
+Status Daemon::apply(const config::Config& cfg)
+{
+    plan::Desired desired = plan::make_desired(cfg);
+    auto missing = dataplane::resolve_neighbours(neighbour_targets(desired), kNeighbourWait);
+    for (const std::string& a : missing)
+        LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
+                 a.c_str());
+    if (Status s = reconciler_->apply(desired); !s.ok())
+        return s;
+    desired_ = std::move(desired);
+    collector_->set_topology(topology(*reconciler_, desired_));
+    collector_->set_generation(++generation_);
+    return {};
+}
+
+Status Daemon::bring_up()
+{
+    config::ParseResult parsed = config::load_file(path_);
+    if (!parsed.errors.empty()) {
+        print_errors(parsed.errors);
+        return Status::failure("config: " + path_ + " is not valid; nothing was attached");
+    }
+    config_ = std::move(parsed.config);
+    const config::Config& cfg = *config_;
+
+    Status error;
+    lock_fd_ = take_lock(cfg.pin_path, &error);
+    if (lock_fd_ < 0)
+        return error;
+    if (Status s = dataplane::ensure_bpffs_dir(cfg.pin_path); !s.ok())
+        return s;
+
+    dataplane::LoadOptions options;
+    options.udp_idle_timeout_ns = static_cast<std::uint64_t>(cfg.flows.udp_idle_timeout.count()) * 1'000'000;
+    options.flow_capacity = cfg.flows.capacity;
+    options.pin_path = cfg.pin_path;
+    program_ = dataplane::BalancerProgram::load(options, &error);
+    if (!program_)
+        return error;
+    LOG_INFO("bpf: balancer loaded; %d pinned maps adopted from %s", program_->adopted_pins(),
+             cfg.pin_path.c_str());
+
+    for (const config::Interface& i : cfg.interfaces) {
+        unsigned ifindex = if_nametoindex(i.name.c_str());
+        if (ifindex == 0)
+            return Status::failure("xdp: no interface " + i.name + ": " + std::strerror(errno));
+        if (Status s = program_->put_tx_port(ifindex); !s.ok())
+            return s;
+    }
+
+    collector_ = std::make_shared<metrics::Collector>(*program_, kVersion, "balancer");
+    reconciler_ = std::make_unique<plan::Reconciler>(*program_);
+    if (program_->adopted_pins() > 0)
+        reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg));
+    if (Status s = apply(cfg); !s.ok())
+        return s;
+    collector_->count_reload(true);
+
+    for (const config::Interface& i : cfg.interfaces) {
+        warn_if_forwarding_off(i.name);
+        std::string current = dataplane::attached_program_name(i.name);
+        if (current == "balancer") {
+            if (Status s = dataplane::replace_attached(i.name, program_->program_fd()); !s.ok())
+                return s;
+        } else if (!current.empty()) {
+            return Status::failure("xdp: " + i.name + " already runs XDP program \"" + current +
+                                   "\", not Fulcrum's; refusing to replace it");
+        } else {
+            dataplane::XdpAttachment a =
+                dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode), &error);
+            if (!a.attached())
+                return error;
+        }
+        attached_.push_back(i.name);
+    }
+
+    try {
+        exposer_ = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
+        exposer_->RegisterCollectable(collector_);
+    } catch (const std::exception& e) {
+        return Status::failure("metrics: cannot listen on " + cfg.metrics_listen + ": " + e.what());
+    }
+    LOG_INFO("fulcrumd %s: %zu services on %zu interfaces; metrics on http://%s/metrics", kVersion,
+             cfg.services.size(), attached_.size(), cfg.metrics_listen.c_str());
+    return {};
+}
+
+void Daemon::reload()
+{
+    LOG_INFO("config: reloading %s", path_.c_str());
+    config::ParseResult parsed = config::load_file(path_);
+    if (!parsed.errors.empty()) {
+        for (const config::Error& e : parsed.errors)
+            LOG_ERROR("config: %s", e.to_string().c_str());
+        LOG_ERROR("config: reload refused; the running configuration stays in force");
+        collector_->count_reload(false);
+        return;
+    }
+    // Keys that need a restart are not changed by a reload; say so rather than pretend.
+    const config::Config& next = *parsed.config;
+    if (next.pin_path != config_->pin_path || next.flows.capacity != config_->flows.capacity ||
+        next.flows.udp_idle_timeout != config_->flows.udp_idle_timeout)
+        LOG_WARN("config: bpf.pin_path and flows.* take effect at the next restart");
+    if (Status s = apply(next); !s.ok()) {
+        LOG_ERROR("%s", s.message().c_str());
+        collector_->count_reload(false);
+        return;
+    }
+    config_ = std::move(parsed.config);
+    collector_->count_reload(true);
+    LOG_INFO("config: generation %llu applied", static_cast<unsigned long long>(generation_));
+}
+
+void Daemon::wait_for_reload()
+{
+    reload_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+        if (ec)
+            return;
+        reload();
+        wait_for_reload();
+    });
+}
+
+void Daemon::schedule_neighbour_refresh()
+{
+    neighbour_timer_.expires_after(kNeighbourRefresh);
+    neighbour_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec)
+            return;
+        dataplane::resolve_neighbours(neighbour_targets(desired_), std::chrono::milliseconds(0));
+        schedule_neighbour_refresh();
+    });
+}
+
+void Daemon::shut_down()
+{
+    if (config_ && config_->on_exit == config::OnExit::detach) {
+        for (const std::string& iface : attached_)
+            if (Status s = dataplane::detach_any(iface); !s.ok())
+                LOG_ERROR("%s", s.message().c_str());
+        program_->unpin();
+        LOG_INFO("fulcrumd: detached and unpinned (on_exit: detach)");
+    } else {
+        LOG_INFO("fulcrumd: exiting; the balancer stays attached and pinned (on_exit: keep)");
+    }
+}
+
+int Daemon::run()
+{
+    log::route_libbpf();
+    if (Status s = bring_up(); !s.ok()) {
+        LOG_ERROR("%s", s.message().c_str());
+        return 1;
+    }
+    stop_signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+        if (!ec) {
+            LOG_INFO("fulcrumd: %s received, stopping", strsignal(signo));
+            io_.stop();
+        }
+    });
+    wait_for_reload();
+    schedule_neighbour_refresh();
+    io_.run();
+    shut_down();
+    return 0;
+}
+
+}  // namespace
+
+int check_config(const std::string& path)
+{
+    config::ParseResult parsed = config::load_file(path);
+    if (!parsed.errors.empty()) {
+        print_errors(parsed.errors);
+        return 1;
+    }
+    std::printf("%s: OK (%zu services)\n", path.c_str(), parsed.config->services.size());
+    return 0;
+}
+
+int run(const std::string& path)
+{
+    Daemon daemon(path);
+    return daemon.run();
+}
+
+}  // namespace fulcrum::daemon

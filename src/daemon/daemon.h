@@ -1,0 +1,16 @@
+// fulcrumd: bring-up in phases (config -> load/adopt -> apply -> attach -> serve), the event
+// loop (signals, timers) and shut-down. One object per run.
+#pragma once
+
+#include <string>
+
+namespace fulcrum::daemon {
+
+inline constexpr const char* kVersion = "0.1.0";
+
+// Validates FILE and prints every error; touches nothing in the kernel. Returns the exit code.
+int check_config(const std::string& path);
+// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
+int run(const std::string& path);
+
+}  // namespace fulcrum::daemon
