@@ -1,0 +1,250 @@
+#!/bin/bash
+# fulcrum-decap end to end: attach the decap program to a backend's veth, send it real tunnelled
+# packets (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6) from a client namespace with Scapy, and check
+# that the inner UDP datagrams reach a listener on the VIP, that `status` shows the interface,
+# addresses and counters, and that `detach` and the error paths behave as INTERFACE.md says.
+#
+# Topology (names unique per run):
+#   fdc-PID-a: vethA 198.18.0.1/24 2001:db8:fdc::1/64   (client, sends with Scapy)
+#   fdc-PID-b: vethB 198.18.0.2/24 2001:db8:fdc::2/64   (backend, decap on vethB)
+#              lo    VIPs 198.18.1.10/32 2001:db8:fdd::10/128, UDP listener on both
+# Every fulcrum-decap call runs through `nsenter --net=...`, which keeps the host's mount
+# namespace, so the pins live on a bpffs mounted for this test under /run and later calls see
+# them (inside `ip netns exec` each call would get its own private /sys/fs/bpf).
+set -u
+
+BUILD=${FULCRUM_BUILD_DIR:?FULCRUM_BUILD_DIR must point to the build directory}
+DECAP="$BUILD/src/cmd/fulcrum-decap"
+PY=/usr/bin/python3   # Debian's Python, which has Scapy
+
+ID="fdc-$$"
+NSA="$ID-a"
+NSB="$ID-b"
+VA="fdca$$"
+VB="fdcb$$"
+VA=${VA:0:15}
+VB=${VB:0:15}
+BPFFS="/run/$ID-bpffs"
+PIN="$BPFFS/decap"
+WORK=$(mktemp -d "/tmp/$ID.XXXXXX")
+LISTENER_PID=""
+
+A4=198.18.0.1
+B4=198.18.0.2
+A6=2001:db8:fdc::1
+B6=2001:db8:fdc::2
+VIP4=198.18.1.10
+VIP6=2001:db8:fdd::10
+CLIENT4=198.18.9.9      # inner sources: not configured anywhere, as for real clients
+CLIENT6=2001:db8:fde::9
+PORT=9999
+
+failures=0
+step() { echo "--- $*"; }
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; failures=$((failures + 1)); }
+die() { echo "FAIL: $*"; exit 1; }
+
+cleanup() {
+    local rc=$?
+    set +e
+    [ -n "$LISTENER_PID" ] && kill "$LISTENER_PID" 2>/dev/null && wait "$LISTENER_PID" 2>/dev/null
+    # Detach whatever is still on the backend's veth (the namespace's deletion would too).
+    [ -e "/var/run/netns/$NSB" ] && nsenter --net="/var/run/netns/$NSB" timeout 10 "$DECAP" detach "$VB" \
+        --pin-path "$PIN" >/dev/null 2>&1
+    ip netns del "$NSA" 2>/dev/null
+    ip netns del "$NSB" 2>/dev/null
+    if mountpoint -q "$BPFFS"; then
+        rm -rf "${BPFFS:?}"/* 2>/dev/null
+        umount "$BPFFS"
+    fi
+    rmdir "$BPFFS" 2>/dev/null
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+in_a() { ip netns exec "$NSA" "$@"; }
+in_b() { ip netns exec "$NSB" "$@"; }
+# fulcrum-decap in the backend's network namespace, host mount namespace; bounded in time.
+decap() { nsenter --net="/var/run/netns/$NSB" timeout 30 "$DECAP" "$@"; }
+
+[ -x "$DECAP" ] || die "no $DECAP (build it: ninja -C \$FULCRUM_BUILD_DIR src/cmd/fulcrum-decap)"
+"$PY" -c 'import scapy.all' 2>/dev/null || die "$PY has no Scapy (apt-get install python3-scapy)"
+
+step "topology: $NSA/$VA <-> $NSB/$VB, VIPs on $NSB's lo"
+ip netns add "$NSA" || die "cannot create namespace $NSA"
+ip netns add "$NSB" || die "cannot create namespace $NSB"
+ip link add "$VA" type veth peer name "$VB" || die "cannot create veth pair"
+ip link set "$VA" netns "$NSA"
+ip link set "$VB" netns "$NSB"
+in_a ip link set lo up
+in_b ip link set lo up
+in_a ip addr add "$A4/24" dev "$VA"
+in_b ip addr add "$B4/24" dev "$VB"
+in_a ip -6 addr add "$A6/64" dev "$VA" nodad
+in_b ip -6 addr add "$B6/64" dev "$VB" nodad
+in_b ip addr add "$VIP4/32" dev lo
+in_b ip -6 addr add "$VIP6/128" dev lo nodad
+in_a ip link set "$VA" up
+in_b ip link set "$VB" up
+# The decapsulated packets come from client addresses the backend has no route back to.
+in_b sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+    "net.ipv4.conf.$VB.rp_filter=0" || die "cannot turn rp_filter off in $NSB"
+# Scapy's frames carry complete checksums (no partial checksum offload as from a socket), so
+# `ethtool -K tx off` is not needed on the sender here.
+MAC_A=$(in_a cat "/sys/class/net/$VA/address")
+MAC_B=$(in_b cat "/sys/class/net/$VB/address")
+mkdir -p "$BPFFS" && mount -t bpf bpf "$BPFFS" || die "cannot mount a bpffs on $BPFFS"
+
+step "UDP listener on $VIP4:$PORT and [$VIP6]:$PORT in $NSB"
+cat >"$WORK/listen.py" <<'EOF'
+# Records every datagram received on the VIPs as "SOURCE PAYLOAD" lines; stops after 120 s.
+import select, socket, sys, time
+vip4, vip6, port, out, ready = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s4.bind((vip4, port))
+s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s6.bind((vip6, port))
+open(ready, "w").close()
+deadline = time.time() + 120
+with open(out, "a", buffering=1) as f:
+    while time.time() < deadline:
+        for s in select.select([s4, s6], [], [], 1)[0]:
+            data, src = s.recvfrom(2048)
+            f.write(f"{src[0]} {data.decode(errors='replace')}\n")
+EOF
+: >"$WORK/received"
+in_b "$PY" "$WORK/listen.py" "$VIP4" "$VIP6" "$PORT" "$WORK/received" "$WORK/ready" &
+LISTENER_PID=$!
+for _ in $(seq 50); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
+[ -e "$WORK/ready" ] || die "the UDP listener did not start"
+
+cat >"$WORK/send.py" <<'EOF'
+# send.py IFACE SRC_MAC DST_MAC KIND TOKEN: one tunnelled UDP datagram, built whole by Scapy.
+import sys
+from scapy.all import Ether, IP, IPv6, UDP, Raw, sendp
+iface, src_mac, dst_mac, kind, token, a4, b4, a6, b6, vip4, vip6, c4, c6, port = sys.argv[1:]
+port = int(port)
+inner4 = IP(src=c4, dst=vip4) / UDP(sport=40000, dport=port) / Raw(token.encode())
+inner6 = IPv6(src=c6, dst=vip6) / UDP(sport=40000, dport=port) / Raw(token.encode())
+outer = {
+    "4in4": IP(src=a4, dst=b4, proto=4) / inner4,
+    "6in6": IPv6(src=a6, dst=b6, nh=41) / inner6,
+    "4in6": IPv6(src=a6, dst=b6, nh=4) / inner4,
+}[kind]
+sendp(Ether(src=src_mac, dst=dst_mac) / outer, iface=iface, count=3, verbose=False)
+EOF
+# send KIND TOKEN: 3 copies of one tunnelled datagram from the client namespace.
+send() {
+    in_a timeout 30 "$PY" "$WORK/send.py" "$VA" "$MAC_A" "$MAC_B" "$1" "$2" \
+        "$A4" "$B4" "$A6" "$B6" "$VIP4" "$VIP6" "$CLIENT4" "$CLIENT6" "$PORT" || die "Scapy could not send $1"
+}
+# arrived TOKEN SECONDS: whether the listener got TOKEN within SECONDS.
+arrived() {
+    local i
+    for i in $(seq $(($2 * 10))); do
+        grep -q " $1\$" "$WORK/received" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+step "control: before attach, a tunnelled packet is not delivered (no ipip module here)"
+send 4in4 "before-$ID"
+if arrived "before-$ID" 2; then bad "an IPv4-in-IPv4 packet arrived without decap: the test proves nothing"
+else ok "without fulcrum-decap the IPv4-in-IPv4 packet does not reach the VIP"; fi
+
+step "attach $VB --mode native, addresses taken from the host"
+if decap attach "$VB" --mode native --pin-path "$PIN" >"$WORK/out" 2>"$WORK/err"; then
+    ok "attach exited 0"
+else
+    cat "$WORK/out" "$WORK/err"
+    die "attach failed"
+fi
+cat "$WORK/out" "$WORK/err"
+for addr in "$B4" "$B6" "$VIP4" "$VIP6"; do
+    grep -qx "tunnel address $addr" "$WORK/out" && ok "attach added host address $addr" || bad "attach did not add $addr"
+done
+grep -Eq 'fe80:|127\.0\.0\.1|^tunnel address ::1$' "$WORK/out" && bad "attach added a loopback or link-local address" \
+    || ok "no loopback or link-local address added"
+grep -q "in native mode" "$WORK/out" && ok "attach reports native mode" || bad "attach did not report native mode"
+in_b ip link show "$VB" | grep -q "prog/xdp id" && ok "ip link shows an XDP program on $VB" || bad "no XDP program on $VB"
+
+step "attach again with explicit --address: replaces the program"
+if decap attach "$VB" --mode native --address "$B4" --address "$B6" --pin-path "$PIN" >"$WORK/out" 2>"$WORK/err"; then
+    ok "re-attach exited 0"
+else
+    cat "$WORK/out" "$WORK/err"
+    die "re-attach failed"
+fi
+cat "$WORK/out"
+grep -q "^replacing decap program id" "$WORK/out" && ok "re-attach says it replaced the old program" \
+    || bad "re-attach did not say it replaced the program"
+[ "$(grep -c '^tunnel address' "$WORK/out")" = 2 ] && ok "re-attach added exactly the 2 given addresses" \
+    || bad "re-attach did not add exactly the given addresses"
+
+step "real traffic: tunnelled UDP datagrams to $B4 / $B6"
+for kind in 4in4 6in6 4in6; do
+    send "$kind" "$kind-$ID"
+    if arrived "$kind-$ID" 5; then
+        ok "$kind: the inner datagram reached the listener on the VIP ($(grep " $kind-$ID\$" "$WORK/received" | head -1 | cut -d' ' -f1))"
+    else
+        bad "$kind: the inner datagram did not reach the listener"
+    fi
+done
+grep -q "^$CLIENT4 4in4-$ID\$" "$WORK/received" && grep -q "^$CLIENT6 6in6-$ID\$" "$WORK/received" \
+    && grep -q "^$CLIENT4 4in6-$ID\$" "$WORK/received" \
+    && ok "each datagram arrived from the inner (client) source address" || bad "unexpected source addresses"
+
+step "status lists the interface, its addresses and the decap counters"
+decap status --pin-path "$PIN" >"$WORK/status" 2>&1 || bad "status exited non-zero"
+cat "$WORK/status"
+grep -q "^$VB: decap program id [0-9]* attached in native mode (matches the pinned program)" "$WORK/status" \
+    && ok "status shows $VB, attached, native, matching the pins" || bad "status does not show $VB attached"
+grep -qx "    $B4" "$WORK/status" && grep -qx "    $B6" "$WORK/status" && ! grep -qx "    $VIP4" "$WORK/status" \
+    && ok "status shows the tunnel addresses from the pinned map" || bad "status shows the wrong addresses"
+for reason in decap_v4_in_v4 decap_v6_in_v6 decap_v4_in_v6; do
+    n=$(awk -v r="$reason" '$1 == r {print $2}' "$WORK/status")
+    [ "${n:-0}" -ge 3 ] && ok "counter $reason = $n (3 sent)" || bad "counter $reason is ${n:-missing}, expected >= 3"
+done
+decap status --pin-path "$PIN" --json >"$WORK/status.json" || bad "status --json exited non-zero"
+if "$PY" - "$WORK/status.json" "$VB" <<'EOF'; then ok "status --json agrees"; else bad "status --json is wrong"; fi
+import json, sys
+s = json.load(open(sys.argv[1]))
+i = [x for x in s["interfaces"] if x["interface"] == sys.argv[2]][0]
+assert i["attached"] and i["matches_pinned"] and i["mode"] == "native", i
+assert i["attached_program_id"] == i["pinned_program_id"] != 0, i
+assert all(i["counters"][r]["packets"] >= 3 for r in ("decap_v4_in_v4", "decap_v6_in_v6", "decap_v4_in_v6")), i
+EOF
+
+step "detach"
+decap detach "$VB" --pin-path "$PIN" >"$WORK/out" 2>&1 && ok "detach exited 0" || bad "detach failed"
+cat "$WORK/out"
+in_b ip link show "$VB" | grep -q xdp && bad "ip link still shows XDP on $VB" || ok "ip link shows no XDP on $VB"
+decap status --pin-path "$PIN" >"$WORK/status" 2>&1 || bad "status after detach exited non-zero"
+cat "$WORK/status"
+grep -q "^nothing attached" "$WORK/status" && ok "status after detach: nothing attached" || bad "status still lists something"
+[ -z "$(ls -A "$PIN" 2>/dev/null)" ] && ok "the pins are gone" || bad "pins left under $PIN"
+send 4in4 "after-$ID"
+arrived "after-$ID" 2 && bad "a tunnelled packet was delivered after detach" \
+    || ok "after detach tunnelled packets are no longer decapsulated"
+
+step "error paths"
+decap detach "$VB" --pin-path "$PIN" >"$WORK/out" 2>&1
+rc=$?
+cat "$WORK/out"
+[ $rc = 1 ] && ok "detach with nothing attached exits 1" || bad "detach with nothing attached exited $rc"
+decap attach "nosuch$$" --pin-path "$PIN" >"$WORK/out" 2>&1
+rc=$?
+cat "$WORK/out"
+[ $rc = 1 ] && grep -q "nosuch$$: No such device" "$WORK/out" && ok "attach on a missing interface exits 1 naming it" \
+    || bad "attach on a missing interface: exit $rc"
+decap attach "$VB" --mode turbo --pin-path "$PIN" >"$WORK/out" 2>&1
+rc=$?
+cat "$WORK/out"
+[ $rc = 2 ] && grep -q "^usage:" "$WORK/out" && ok "a bad --mode exits 2 with usage" || bad "a bad --mode exited $rc"
+in_b ip link show "$VB" | grep -q xdp && bad "a failed attach left XDP on $VB" || ok "failed attaches left nothing attached"
+
+echo
+if [ $failures -eq 0 ]; then echo "test_decap_cli: all checks passed"; else echo "test_decap_cli: $failures check(s) failed"; fi
+[ $failures -eq 0 ]
