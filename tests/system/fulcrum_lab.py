@@ -1,0 +1,289 @@
+"""A Fulcrum lab on one machine, built from network namespaces: clients, the balancer (fulcrumd
+with XDP attached), backends (fulcrum-decap, the VIPs on lo, real HTTP and UDP servers), all on
+one bridge. Used by ./run demo and by the system tests. Every name carries a per-run prefix so two
+runs never collide, and down() removes everything the lab made, also after a failure.
+
+    198.18.0.100  2001:db8::100   client      routes VIPs via the balancer
+    198.18.0.1    2001:db8::1     balancer    fulcrumd, XDP on eth0 (tunnel source)
+    198.18.0.11.. 2001:db8::11..  backends    decap XDP on eth0, VIPs on lo, servers
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+SOURCE_DIR = os.environ.get("FULCRUM_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+BUILD_DIR = os.environ.get("FULCRUM_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+FULCRUMD = os.path.join(BUILD_DIR, "src", "cmd", "fulcrumd")
+DECAP = os.path.join(BUILD_DIR, "src", "cmd", "fulcrum-decap")
+FLOORS = os.path.join(BUILD_DIR, "xdp", "floors.bpf.o")
+SERVER = os.path.join(SOURCE_DIR, "tests", "system", "lab_server.py")
+PYTHON = "/usr/bin/python3"  # Debian's, with Scapy
+
+CLIENT_V4, CLIENT_V6 = "198.18.0.100", "2001:db8::100"
+BALANCER_V4, BALANCER_V6 = "198.18.0.1", "2001:db8::1"
+
+
+def backend_v4(i):
+    return f"198.18.0.{10 + i}"
+
+
+def backend_v6(i):
+    return f"2001:db8::{10 + i}"
+
+
+def sh(cmd, check=True, capture=False):
+    r = subprocess.run(cmd, shell=True, text=True, capture_output=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"command failed ({r.returncode}): {cmd}\n{r.stdout}{r.stderr}")
+    return r.stdout if capture else r
+
+
+class Lab:
+    def __init__(self, backends=3, clients=1, prefix=None, metrics_port=None):
+        self.prefix = prefix or f"fl{os.getpid() % 100000}"
+        self.backends = [f"{self.prefix}-be{i}" for i in range(1, backends + 1)]
+        self.clients = [f"{self.prefix}-cl{i}" for i in range(1, clients + 1)]
+        self.client = self.clients[0]
+        self.balancer = f"{self.prefix}-lb"
+        self.switch = f"{self.prefix}-sw"
+        self.workdir = f"/tmp/{self.prefix}-lab"
+        self.pin_path = f"/sys/fs/bpf/{self.prefix}-lb"
+        self.procs = []
+        self.daemon = None
+        self.daemon_log = None
+        self._metrics_port = metrics_port or 19000 + os.getpid() % 1000
+
+    # -- topology ---------------------------------------------------------------------------
+    def ns(self, name, cmd):
+        """A shell command inside namespace `name` (network namespace only: the host's mounts,
+        including the host bpffs at /sys/fs/bpf, stay visible)."""
+        return f"nsenter --net=/run/netns/{name} {cmd}"
+
+    def run(self, name, cmd, check=True, capture=False):
+        return sh(self.ns(name, cmd), check=check, capture=capture)
+
+    def _host(self, name, port, v4, v6):
+        sh(f"ip netns add {name}")
+        self.run(name, "ip link set lo up")
+        sh(f"ip link add eth0 netns {name} type veth peer name {port} netns {self.switch}")
+        self.run(self.switch, f"ip link set {port} master br0 up")
+        self.run(name, f"ip addr add {v4}/24 dev eth0")
+        self.run(name, f"ip -6 addr add {v6}/64 dev eth0 nodad")
+        self.run(name, "ip link set eth0 up")
+        # Sockets on veth leave checksums to "hardware"; XDP-rewritten frames then arrive with a
+        # bad checksum (LAB.md). Real NICs finish them; here the senders must.
+        self.run(name, "ethtool -K eth0 tx off", check=False)
+
+    def up(self):
+        self.down(quiet=True)
+        os.makedirs(self.workdir, exist_ok=True)
+        sh(f"ip netns add {self.switch}")
+        self.run(self.switch, "ip link set lo up")
+        # No MLD snooping: with no querier it can starve IPv6 neighbour discovery.
+        self.run(self.switch, "ip link add br0 type bridge mcast_snooping 0")
+        self.run(self.switch, "ip link set br0 up")
+        for i, c in enumerate(self.clients):
+            self._host(c, f"{self.prefix}c{i + 1}"[-15:], f"198.18.0.{100 + i}", f"2001:db8::{100 + i}")
+            self.run(c, f"ip route add 198.18.100.0/24 via {BALANCER_V4}")
+            self.run(c, f"ip -6 route add 2001:db8:100::/64 via {BALANCER_V6}")
+        self._host(self.balancer, f"{self.prefix}lb"[-15:], BALANCER_V4, BALANCER_V6)
+        for key in ("net.ipv4.conf.all.forwarding", "net.ipv4.conf.eth0.forwarding",
+                    "net.ipv6.conf.all.forwarding"):
+            self.run(self.balancer, f"sysctl -qw {key}=1")
+        # XDP_TX into a veth is delivered only if the peer runs an XDP program (LAB.md).
+        self.run(self.switch, f"xdp-loader load -m native -p /sys/fs/bpf/{self.prefix}-sw "
+                              f"-n floor_pass {self.prefix}lb {FLOORS}"[0:], check=False)
+        if not self.xdp_attached(self.switch, f"{self.prefix}lb"):
+            raise RuntimeError("could not attach the XDP_PASS program to the balancer's switch port")
+        for i, b in enumerate(self.backends, start=1):
+            self._host(b, f"{self.prefix}b{i}"[-15:], backend_v4(i), backend_v6(i))
+            for key, value in (("net.ipv4.conf.all.rp_filter", 0), ("net.ipv4.conf.eth0.rp_filter", 0),
+                               ("net.ipv4.conf.all.arp_ignore", 1), ("net.ipv4.conf.all.arp_announce", 2)):
+                self.run(b, f"sysctl -qw {key}={value}")
+        return self
+
+    def xdp_attached(self, ns, iface):
+        out = self.run(ns, f"ip -j link show dev {iface}", capture=True)
+        return "xdp" in json.loads(out)[0]
+
+    def add_vip_to_backends(self, vip):
+        plen = 128 if ":" in vip else 32
+        for b in self.backends:
+            self.run(b, f"ip addr add {vip}/{plen} dev lo" + (" nodad" if plen == 128 else ""))
+
+    def attach_decap(self):
+        for b in self.backends:
+            self.run(b, f"{DECAP} attach eth0 --mode native --pin-path /sys/fs/bpf/{b}")
+
+    def start_servers(self, tcp_port=80, udp_port=53):
+        """A real HTTP server and a UDP responder in each backend, answering with its name."""
+        for b in self.backends:
+            log = open(f"{self.workdir}/{b}-server.log", "w")
+            p = subprocess.Popen(self.ns(b, f"{PYTHON} {SERVER} {b} {tcp_port} {udp_port}").split(),
+                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs.append(p)
+        deadline = time.time() + 10
+        for b in self.backends:
+            while not self.run(b, f"ss -ltn sport = :{tcp_port}", capture=True).count("LISTEN"):
+                if time.time() > deadline:
+                    raise RuntimeError(f"server in {b} did not start")
+                time.sleep(0.05)
+
+    # -- fulcrumd ---------------------------------------------------------------------------
+    def config_text(self, services, extra=""):
+        return f"""interfaces:
+  - name: eth0
+    mode: native
+tunnel:
+  source_v4: {BALANCER_V4}
+  source_v6: {BALANCER_V6}
+bpf:
+  pin_path: {self.pin_path}
+control:
+  socket: {self.workdir}/fulcrumd.sock
+metrics:
+  listen: 127.0.0.1:{self.metrics_port()}
+on_exit: detach
+{extra}services:
+{services}"""
+
+    def metrics_port(self):
+        return self._metrics_port
+
+    def write_config(self, text, name="fulcrum.yaml"):
+        path = f"{self.workdir}/{name}"
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start_fulcrumd(self, config_path, wait=True):
+        self.daemon_log = f"{self.workdir}/fulcrumd.log"
+        log = open(self.daemon_log, "a")
+        self.daemon = subprocess.Popen(self.ns(self.balancer, f"{FULCRUMD} -c {config_path}").split(),
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        if wait:
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                if self.daemon.poll() is not None:
+                    raise RuntimeError("fulcrumd exited early:\n" + open(self.daemon_log).read())
+                if self.xdp_attached(self.balancer, "eth0") and self.metrics_up():
+                    return self.daemon
+                time.sleep(0.1)
+            raise RuntimeError("fulcrumd did not come up:\n" + open(self.daemon_log).read())
+        return self.daemon
+
+    def stop_fulcrumd(self, sig=signal.SIGTERM, timeout=10):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(sig)
+            try:
+                self.daemon.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.daemon.kill()
+                self.daemon.wait()
+        code = self.daemon.returncode if self.daemon else None
+        self.daemon = None
+        return code
+
+    def metrics_up(self):
+        try:
+            self.scrape()
+            return True
+        except Exception:
+            return False
+
+    def scrape(self):
+        """The metrics endpoint, fetched from the balancer's namespace, as {(name, labels): value}."""
+        out = self.run(self.balancer, f"curl -sf http://127.0.0.1:{self.metrics_port()}/metrics", capture=True)
+        metrics = {}
+        for line in out.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name_labels, value = line.rsplit(" ", 1)
+            if "{" in name_labels:
+                name, labels = name_labels.split("{", 1)
+                pairs = tuple(sorted(tuple(kv.split("=", 1)) for kv in labels.rstrip("}").split(",") if kv))
+                pairs = tuple((k, v.strip('"')) for k, v in pairs)
+            else:
+                name, pairs = name_labels, ()
+            metrics[(name, pairs)] = float(value)
+        return metrics
+
+    # -- traffic ----------------------------------------------------------------------------
+    def http_get_many(self, vip, count, client=None, port=80, timeout=5):
+        """`count` real HTTP connections from a client; returns the list of backend names that
+        answered (None for a failed connection)."""
+        script = f"""
+import socket, sys
+names = []
+for i in range({count}):
+    fam = socket.AF_INET6 if ':' in '{vip}' else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout({timeout})
+    try:
+        s.connect(('{vip}', {port}))
+        s.sendall(b'GET / HTTP/1.0\\r\\nHost: fulcrum\\r\\n\\r\\n')
+        data = b''
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        names.append(data.split(b'\\r\\n\\r\\n', 1)[1].decode().strip())
+    except Exception as e:
+        names.append('ERROR ' + type(e).__name__)
+    finally:
+        s.close()
+print('\\n'.join(names))
+"""
+        path = f"{self.workdir}/client-http.py"
+        with open(path, "w") as f:
+            f.write(script)
+        out = self.run(client or self.client, f"{PYTHON} {path}", capture=True)
+        return [None if n.startswith("ERROR") else n for n in out.splitlines()]
+
+    def udp_ask_many(self, vip, count, client=None, port=53, timeout=2):
+        """`count` UDP request/response exchanges, each from its own socket (own source port)."""
+        script = f"""
+import socket
+names = []
+for i in range({count}):
+    fam = socket.AF_INET6 if ':' in '{vip}' else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.settimeout({timeout})
+    try:
+        s.sendto(b'who', ('{vip}', {port}))
+        names.append(s.recv(512).decode().strip())
+    except Exception as e:
+        names.append('ERROR ' + type(e).__name__)
+    finally:
+        s.close()
+print('\\n'.join(names))
+"""
+        path = f"{self.workdir}/client-udp.py"
+        with open(path, "w") as f:
+            f.write(script)
+        out = self.run(client or self.client, f"{PYTHON} {path}", capture=True)
+        return [None if n.startswith("ERROR") else n for n in out.splitlines()]
+
+    # -- teardown ---------------------------------------------------------------------------
+    def down(self, quiet=False):
+        self.stop_fulcrumd() if self.daemon else None
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.procs = []
+        for name in self.clients + [self.balancer] + self.backends + [self.switch]:
+            sh(f"ip netns del {name}", check=False)
+        for path in [self.pin_path, f"/sys/fs/bpf/{self.prefix}-sw"] + [f"/sys/fs/bpf/{b}" for b in self.backends]:
+            shutil.rmtree(path, ignore_errors=True)
+        lock = "/run/fulcrum/lock" + self.pin_path.replace("/", "_")
+        if os.path.exists(lock):
+            os.unlink(lock)
