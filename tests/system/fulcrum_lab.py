@@ -281,6 +281,13 @@ print('\\n'.join(names))
                 pass
         self.procs = []
         for name in self.clients + [self.balancer] + self.backends + [self.switch]:
+            # Whatever still runs in the namespace (also from an earlier run kept with --keep).
+            pids = sh(f"ip netns pids {name}", check=False, capture=True) or ""
+            for pid in pids.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
             sh(f"ip netns del {name}", check=False)
         for path in [self.pin_path, f"/sys/fs/bpf/{self.prefix}-sw"] + [f"/sys/fs/bpf/{b}" for b in self.backends]:
             shutil.rmtree(path, ignore_errors=True)
