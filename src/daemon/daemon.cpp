@@ -3,14 +3,13 @@
 // anything is attached.
 #include "daemon/daemon.h"
 
+#include <systemd/sd-daemon.h>
+
 #include <fcntl.h>
 #include <net/if.h>
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
-
-#include <boost/asio.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -29,6 +28,7 @@
 #include "metrics/collector.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
+#include "daemon/daemon_impl.h"
 #include "util/log.h"
 
 namespace fulcrum::daemon {
@@ -121,38 +121,11 @@ std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const pla
     return out;
 }
 
-class Daemon {
-public:
-    explicit Daemon(std::string path) : path_(std::move(path)) {}
-    int run();
+}  // namespace
 
-private:
-    Status bring_up();
-    Status apply(const config::Config& cfg);
-    void reload();
-    void shut_down();
-    void schedule_neighbour_refresh();
-    void wait_for_reload();
-
-    std::string path_;
-    std::optional<config::Config> config_;
-    plan::Desired desired_;
-    int lock_fd_ = -1;
-    std::unique_ptr<dataplane::BalancerProgram> program_;
-    std::unique_ptr<plan::Reconciler> reconciler_;
-    std::shared_ptr<metrics::Collector> collector_;
-    std::unique_ptr<prometheus::Exposer> exposer_;
-    std::vector<std::string> attached_;
-    boost::asio::io_context io_;
-    boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
-    boost::asio::signal_set reload_signal_{io_, SIGHUP};
-    boost::asio::steady_timer neighbour_timer_{io_};
-    std::uint64_t generation_ = 0;
-};
-
-Status Daemon::apply(const config::Config& cfg)
+Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides)
 {
-    plan::Desired desired = plan::make_desired(cfg);
+    plan::Desired desired = plan::make_desired(cfg, overrides);
     auto missing = dataplane::resolve_neighbours(neighbour_targets(desired), kNeighbourWait);
     for (const std::string& a : missing)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
@@ -204,9 +177,10 @@ Status Daemon::bring_up()
     reconciler_ = std::make_unique<plan::Reconciler>(*program_);
     if (program_->adopted_pins() > 0)
         reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg));
-    if (Status s = apply(cfg); !s.ok())
+    if (Status s = apply(cfg, overrides_); !s.ok())
         return s;
     collector_->count_reload(true);
+    reloads_ok_++;
 
     for (const config::Interface& i : cfg.interfaces) {
         warn_if_forwarding_off(i.name);
@@ -232,35 +206,56 @@ Status Daemon::bring_up()
     } catch (const std::exception& e) {
         return Status::failure("metrics: cannot listen on " + cfg.metrics_listen + ": " + e.what());
     }
+    control_ = std::make_unique<control::Server>(io_, cfg.control_socket,
+                                                 [this](const control::Request& r) { return handle(r); });
+    if (Status s = control_->start(); !s.ok())
+        return s;
     LOG_INFO("fulcrumd %s: %zu services on %zu interfaces; metrics on http://%s/metrics", kVersion,
              cfg.services.size(), attached_.size(), cfg.metrics_listen.c_str());
     return {};
 }
 
-void Daemon::reload()
+// Re-reads the file and applies the difference. A bad file (or a failed apply) changes nothing
+// the running configuration depends on; the error is logged, counted and returned.
+Status Daemon::reload()
 {
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               static_cast<unsigned long long>(
+                   std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch()).count()));
     LOG_INFO("config: reloading %s", path_.c_str());
+    Status result;
     config::ParseResult parsed = config::load_file(path_);
     if (!parsed.errors.empty()) {
-        for (const config::Error& e : parsed.errors)
+        std::string text;
+        for (const config::Error& e : parsed.errors) {
             LOG_ERROR("config: %s", e.to_string().c_str());
-        LOG_ERROR("config: reload refused; the running configuration stays in force");
-        collector_->count_reload(false);
-        return;
+            text += e.to_string() + "\n";
+        }
+        text += "reload refused: the running configuration stays in force";
+        result = Status::failure(text);
+    } else {
+        const config::Config& next = *parsed.config;
+        if (next.pin_path != config_->pin_path || next.flows.capacity != config_->flows.capacity ||
+            next.flows.udp_idle_timeout != config_->flows.udp_idle_timeout ||
+            next.control_socket != config_->control_socket || next.metrics_listen != config_->metrics_listen)
+            LOG_WARN("config: bpf.pin_path, flows.*, control.socket and metrics.listen take effect at the next restart");
+        result = apply(next, overrides_);
+        if (result.ok())
+            config_ = std::move(parsed.config);
     }
-    // Keys that need a restart are not changed by a reload; say so rather than pretend.
-    const config::Config& next = *parsed.config;
-    if (next.pin_path != config_->pin_path || next.flows.capacity != config_->flows.capacity ||
-        next.flows.udp_idle_timeout != config_->flows.udp_idle_timeout)
-        LOG_WARN("config: bpf.pin_path and flows.* take effect at the next restart");
-    if (Status s = apply(next); !s.ok()) {
-        LOG_ERROR("%s", s.message().c_str());
-        collector_->count_reload(false);
-        return;
+    collector_->count_reload(result.ok());
+    if (result.ok()) {
+        reloads_ok_++;
+        last_reload_error_.clear();
+        LOG_INFO("config: generation %llu applied", static_cast<unsigned long long>(generation_));
+    } else {
+        reloads_failed_++;
+        last_reload_error_ = result.message();
+        LOG_ERROR("config: reload failed; the running configuration stays in force");
     }
-    config_ = std::move(parsed.config);
-    collector_->count_reload(true);
-    LOG_INFO("config: generation %llu applied", static_cast<unsigned long long>(generation_));
+    sd_notify(0, "READY=1");
+    return result;
 }
 
 void Daemon::wait_for_reload()
@@ -268,7 +263,7 @@ void Daemon::wait_for_reload()
     reload_signal_.async_wait([this](const boost::system::error_code& ec, int) {
         if (ec)
             return;
-        reload();
+        (void)reload();  // logged and counted inside; SIGHUP has no one to answer
         wait_for_reload();
     });
 }
@@ -297,6 +292,49 @@ void Daemon::shut_down()
     }
 }
 
+void Daemon::schedule_rate_sample()
+{
+    rate_timer_.expires_after(std::chrono::seconds(1));
+    rate_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec)
+            return;
+        for (const auto& [name, svc] : reconciler_->services()) {
+            std::uint64_t now = program_->service_counters(svc.id).packets;
+            service_rate_[svc.id] = static_cast<double>(now - last_service_packets_[svc.id]);
+            last_service_packets_[svc.id] = now;
+            for (const auto& [address, b] : svc.backends) {
+                std::uint64_t bnow = program_->backend_counters(b.id).packets;
+                backend_rate_[b.id] = static_cast<double>(bnow - last_backend_packets_[b.id]);
+                last_backend_packets_[b.id] = bnow;
+            }
+        }
+        schedule_rate_sample();
+    });
+}
+
+// systemd's watchdog is fed from the event loop: if the loop hangs, systemd notices.
+void Daemon::schedule_watchdog(std::uint64_t interval_usec)
+{
+    watchdog_timer_.expires_after(std::chrono::microseconds(interval_usec));
+    watchdog_timer_.async_wait([this, interval_usec](const boost::system::error_code& ec) {
+        if (ec)
+            return;
+        sd_notify(0, "WATCHDOG=1");
+        schedule_watchdog(interval_usec);
+    });
+}
+
+void Daemon::wait_for_stop()
+{
+    stop_signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
+        if (ec)
+            return;
+        LOG_INFO("fulcrumd: %s received, stopping", strsignal(signo));
+        sd_notify(0, "STOPPING=1");
+        io_.stop();
+    });
+}
+
 int Daemon::run()
 {
     log::route_libbpf();
@@ -304,20 +342,18 @@ int Daemon::run()
         LOG_ERROR("%s", s.message().c_str());
         return 1;
     }
-    stop_signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
-        if (!ec) {
-            LOG_INFO("fulcrumd: %s received, stopping", strsignal(signo));
-            io_.stop();
-        }
-    });
+    wait_for_stop();
     wait_for_reload();
     schedule_neighbour_refresh();
+    schedule_rate_sample();
+    std::uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0)
+        schedule_watchdog(watchdog_usec / 2);
+    sd_notify(0, "READY=1");
     io_.run();
     shut_down();
     return 0;
 }
-
-}  // namespace
 
 int check_config(const std::string& path)
 {

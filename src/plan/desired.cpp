@@ -54,7 +54,7 @@ fulcrum_settings make_settings(const config::Config& config)
 
 }  // namespace
 
-Desired make_desired(const config::Config& config)
+Desired make_desired(const config::Config& config, const Overrides& overrides)
 {
     Desired d;
     d.settings = make_settings(config);
@@ -73,7 +73,8 @@ Desired make_desired(const config::Config& config)
             bp.family = to_fulcrum_family(b.address);
             bp.address = address_text(bp.addr, bp.family);
             bp.weight = b.weight;
-            bool drained = b.state == config::BackendState::drain || b.weight == 0;
+            bool drained = b.state == config::BackendState::drain || b.weight == 0 ||
+                           overrides.drained.contains({svc.name, bp.address});
             bp.use = drained ? BackendUse::draining : BackendUse::active;
             plan.backends.push_back(bp);
         }

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -39,7 +41,13 @@ struct Desired {
     std::vector<ServicePlan> services;  // in file order
 };
 
-Desired make_desired(const config::Config& config);
+// Runtime decisions layered over the file: operator drains (fulcrumctl drain, kept across
+// reloads until undrained) and, later, health.
+struct Overrides {
+    std::set<std::pair<std::string, std::string>> drained;  // (service, canonical backend address)
+};
+
+Desired make_desired(const config::Config& config, const Overrides& overrides = {});
 
 fulcrum_addr to_fulcrum_addr(const config::Address& address);
 // Canonical text of an address (inet_ntop): the identity of a backend within its service.

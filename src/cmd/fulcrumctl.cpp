@@ -1,0 +1,373 @@
+// fulcrumctl: talks to a running fulcrumd over its control socket (src/control/protocol.h).
+// It validates arguments itself, sends one request line, and prints the body the daemon already
+// rendered (text or JSON), exiting with the code the daemon chose. All the knowledge of services
+// and backends lives in the daemon; this program only knows the protocol and how to fail helpfully.
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "control/protocol.h"
+#include "daemon/daemon.h"
+
+namespace fulcrum::ctl {
+namespace {
+
+using control::ExitCode;
+
+// Generous: `reload` re-reads the file and reprograms the kernel before it answers.
+constexpr int kDefaultTimeoutSeconds = 30;
+
+struct Command {
+    std::string_view name;
+    std::vector<std::string_view> args;  // placeholders, for the usage line and messages
+    size_t optional_args;                // how many trailing placeholders may be left out
+};
+
+const std::vector<Command> kCommands = {
+    {"status", {}, 0},
+    {"reload", {}, 0},
+    {"drain", {"SERVICE", "BACKEND"}, 0},
+    {"undrain", {"SERVICE", "BACKEND"}, 0},
+    {"lookup", {"SERVICE", "SRC_IP", "SRC_PORT", "DST_PORT"}, 1},
+    {"stats", {}, 0},
+};
+
+const char kHelp[] =
+    "\n"
+    "Asks the running fulcrumd, over its control socket, about or to change its state.\n"
+    "\n"
+    "  status    services, backends (state, weight, health) and packet rates\n"
+    "  reload    re-read the configuration file; prints the errors and fails if it is bad\n"
+    "  drain     set a backend to drain: no new flows, existing flows stay\n"
+    "  undrain   make a drained backend active again\n"
+    "  lookup    which backend a flow from SRC_IP:SRC_PORT goes to (DST_PORT: for port-0 services)\n"
+    "  stats     counters\n"
+    "\n"
+    "  -s, --socket PATH   control socket (default $FULCRUM_SOCKET, else /run/fulcrum/fulcrumd.sock)\n"
+    "  --json              answer as JSON (may appear anywhere)\n"
+    "  --timeout SECONDS   how long to wait for the daemon's answer (default 30)\n"
+    "  --version           print the version\n"
+    "  -h, --help          this text\n"
+    "Exit status: 0 done, 1 the command failed, 2 usage error, 3 no daemon at the socket,\n"
+    "4 the daemon's answer was not understood.\n";
+
+struct Options {
+    std::string socket_path;
+    bool json = false;
+    int timeout_seconds = kDefaultTimeoutSeconds;
+    std::vector<std::string> words;  // the command and its arguments
+};
+
+std::string usage_line(const Command& command)
+{
+    std::string line = "usage: fulcrumctl [-s SOCKET] " + std::string(command.name);
+    for (size_t i = 0; i < command.args.size(); i++) {
+        bool optional = i >= command.args.size() - command.optional_args;
+        line += optional ? " [" + std::string(command.args[i]) + "]" : " " + std::string(command.args[i]);
+    }
+    return line + " [--json]\n";
+}
+
+std::string synopsis()
+{
+    std::string text;
+    for (const Command& command : kCommands) {
+        std::string line = usage_line(command);
+        text += text.empty() ? line : "       " + line.substr(7);  // align under "usage: "
+    }
+    return text;
+}
+
+// Every usage error says what was wrong and how the command is called: exit 2.
+int usage_error(const std::string& message, const Command* command = nullptr)
+{
+    std::string how = command ? usage_line(*command) : synopsis();
+    std::fprintf(stderr, "fulcrumctl: %s\n%s(fulcrumctl --help for more)\n", message.c_str(), how.c_str());
+    return control::kUsage;
+}
+
+// Connection and protocol failures carry no usage text: the arguments were fine.
+int fail(int code, const std::string& message)
+{
+    std::fprintf(stderr, "fulcrumctl: %s\n", message.c_str());
+    return code;
+}
+
+const Command* find_command(std::string_view name)
+{
+    for (const Command& command : kCommands)
+        if (command.name == name) return &command;
+    return nullptr;
+}
+
+std::optional<unsigned> parse_number(std::string_view text)
+{
+    unsigned value = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+bool is_ip_address(const std::string& text)
+{
+    unsigned char buffer[sizeof(in6_addr)];
+    return inet_pton(AF_INET, text.c_str(), buffer) == 1 || inet_pton(AF_INET6, text.c_str(), buffer) == 1;
+}
+
+// The request is one space-separated line, so an argument must be a single non-empty word.
+bool is_one_word(const std::string& text)
+{
+    if (text.empty()) return false;
+    for (unsigned char c : text)
+        if (c <= ' ' || c == 0x7f) return false;
+    return true;
+}
+
+// Checks one argument against its placeholder; returns the problem, or "" if it is fine.
+std::string check_argument(std::string_view placeholder, const std::string& value)
+{
+    std::string quoted = std::string(placeholder) + " \"" + value + "\"";
+    if (placeholder == "SRC_IP" && !is_ip_address(value)) return quoted + " is not an IPv4 or IPv6 address";
+    if (placeholder == "SRC_PORT" || placeholder == "DST_PORT") {
+        std::optional<unsigned> port = parse_number(value);
+        if (!port || *port < 1 || *port > 65535) return quoted + " is not a port (1..65535)";
+    }
+    if (!is_one_word(value)) return quoted + " must be one word (no spaces or control characters)";
+    return "";
+}
+
+// Splits argv into options and words; returns an exit code if the program should stop here.
+std::optional<int> parse_options(int argc, char** argv, Options& options)
+{
+    const char* from_env = std::getenv("FULCRUM_SOCKET");
+    options.socket_path = from_env && *from_env ? from_env : control::kDefaultSocket;
+    for (int i = 1; i < argc; i++) {
+        std::string arg = argv[i];
+        auto value = [&](const char* name) -> std::optional<std::string> {
+            if (i + 1 < argc) return argv[++i];
+            usage_error(std::string(name) + " needs a value");
+            return std::nullopt;
+        };
+        if (arg == "--json") {
+            options.json = true;
+        } else if (arg == "-s" || arg == "--socket") {
+            std::optional<std::string> path = value(argv[i]);
+            if (!path) return control::kUsage;
+            options.socket_path = *path;
+        } else if (arg.starts_with("--socket=")) {
+            options.socket_path = arg.substr(9);
+        } else if (arg == "--timeout") {
+            std::optional<std::string> text = value("--timeout");
+            if (!text) return control::kUsage;
+            std::optional<unsigned> seconds = parse_number(*text);
+            if (!seconds || *seconds < 1 || *seconds > 3600)
+                return usage_error("--timeout \"" + *text + "\" is not a number of seconds (1..3600)");
+            options.timeout_seconds = static_cast<int>(*seconds);
+        } else if (arg == "-h" || arg == "--help") {
+            std::printf("%s%s", synopsis().c_str(), kHelp);
+            return control::kOk;
+        } else if (arg == "--version") {
+            std::printf("fulcrumctl %s\n", daemon::kVersion);
+            return control::kOk;
+        } else if (arg.size() > 1 && arg[0] == '-') {
+            return usage_error("unknown option \"" + arg + "\"");
+        } else {
+            options.words.push_back(arg);
+        }
+    }
+    if (options.socket_path.empty()) return usage_error("the socket path is empty");
+    return std::nullopt;
+}
+
+// Checks the command and its arguments; returns an exit code if they are wrong.
+std::optional<int> validate_command(const std::vector<std::string>& words)
+{
+    if (words.empty()) return usage_error("no command given");
+    const Command* command = find_command(words[0]);
+    if (!command) return usage_error("unknown command \"" + words[0] + "\"");
+
+    size_t given = words.size() - 1, most = command->args.size(), least = most - command->optional_args;
+    if (given < least || given > most) {
+        std::string expected =
+            least == most ? std::to_string(most) : std::to_string(least) + " or " + std::to_string(most);
+        return usage_error(std::string(command->name) + ": expected " + expected + " argument" +
+                               (most == 1 ? "" : "s") + ", got " + std::to_string(given),
+                           command);
+    }
+    for (size_t i = 0; i < given; i++) {
+        std::string problem = check_argument(command->args[i], words[i + 1]);
+        if (!problem.empty()) return usage_error(std::string(command->name) + ": " + problem, command);
+    }
+    return std::nullopt;
+}
+
+std::string request_line(const Options& options)
+{
+    std::string line = options.json ? "json" : "text";
+    for (const std::string& word : options.words) line += " " + word;
+    return line + "\n";
+}
+
+// Why connect() failed, in the words a user needs to fix it.
+std::string connect_problem(const std::string& path, int error, int timeout_seconds)
+{
+    struct stat st {};
+    // connect() to a file that is not a socket reports ECONNREFUSED: tell the two apart.
+    if (stat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+        return "no fulcrumd at " + path + ": not a socket (wrong path? see -s SOCKET)";
+    switch (error) {
+        case ENOENT:
+        case ENOTDIR:
+            return "no fulcrumd at " + path +
+                   " (socket not found): is fulcrumd running? (systemctl status fulcrum)";
+        case ECONNREFUSED:
+            return "no fulcrumd at " + path +
+                   ": socket exists but nobody listens (stale socket: fulcrumd not running)";
+        case EACCES:
+        case EPERM:
+            return "cannot reach fulcrumd at " + path + ": permission denied (run as root)";
+        case EAGAIN:  // a unix socket's connect() times out this way when the backlog stays full
+            return "fulcrumd at " + path + " did not accept the connection in " +
+                   std::to_string(timeout_seconds) + " s (is it stuck?)";
+        default:
+            return "cannot reach fulcrumd at " + path + ": " + std::strerror(error);
+    }
+}
+
+// Connects to the daemon; returns the socket, or -1 after printing why (exit 3).
+int connect_daemon(const Options& options)
+{
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (options.socket_path.size() >= sizeof address.sun_path) {
+        fail(control::kUnreachable, "socket path too long (at most " +
+                                        std::to_string(sizeof address.sun_path - 1) +
+                                        " bytes): " + options.socket_path);
+        return -1;
+    }
+    std::memcpy(address.sun_path, options.socket_path.c_str(), options.socket_path.size());
+
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fail(control::kUnreachable, std::string("cannot create a socket: ") + std::strerror(errno));
+        return -1;
+    }
+    // One timeout for connecting, sending and each read, so a hung daemon cannot hang scripts.
+    timeval timeout{.tv_sec = options.timeout_seconds, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+        int error = errno;
+        close(fd);
+        fail(control::kUnreachable, connect_problem(options.socket_path, error, options.timeout_seconds));
+        return -1;
+    }
+    return fd;
+}
+
+bool timed_out(int error)
+{
+    return error == EAGAIN || error == EWOULDBLOCK;
+}
+
+std::string no_answer(const Options& options)
+{
+    return "fulcrumd at " + options.socket_path + " did not answer in " +
+           std::to_string(options.timeout_seconds) + " s";
+}
+
+// Sends the request and reads the whole answer (the daemon closes the connection when done).
+// Returns the answer, or an exit code after printing why.
+std::variant<std::string, int> exchange(int fd, const Options& options, const std::string& request)
+{
+    for (size_t sent = 0; sent < request.size();) {
+        // MSG_NOSIGNAL: a daemon that hangs up early is an error to report, not a SIGPIPE death.
+        ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && timed_out(errno)) return fail(control::kUnreachable, no_answer(options));
+        if (n < 0)
+            return fail(control::kProtocol,
+                        std::string("cannot send the request to fulcrumd: ") + std::strerror(errno));
+        sent += static_cast<size_t>(n);
+    }
+    std::string answer;
+    char buffer[65536];
+    for (;;) {
+        ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+        if (n == 0) return answer;
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && timed_out(errno)) return fail(control::kUnreachable, no_answer(options));
+        if (n < 0)
+            return fail(control::kProtocol,
+                        std::string("cannot read fulcrumd's answer: ") + std::strerror(errno));
+        answer.append(buffer, static_cast<size_t>(n));
+    }
+}
+
+// Prints the body (stdout on success, stderr otherwise) and returns the daemon's exit code.
+int deliver(const std::string& answer)
+{
+    if (answer.empty()) return fail(control::kProtocol, "fulcrumd closed the connection without answering");
+    size_t newline = answer.find('\n');
+    std::optional<unsigned> code = newline == std::string::npos
+                                       ? std::nullopt
+                                       : parse_number(std::string_view(answer).substr(0, newline));
+    if (!code || *code > 255) {
+        std::string first = answer.substr(0, std::min<size_t>(std::min(newline, answer.size()), 80));
+        return fail(control::kProtocol,
+                    "malformed answer from fulcrumd (expected an exit code on the first "
+                    "line, got \"" +
+                        first + "\"); is it the same version as fulcrumctl?");
+    }
+    std::string body = answer.substr(newline + 1);
+    // Bodies are printed as the daemon rendered them; only a missing final newline is added,
+    // so a JSON object does not run into the shell prompt.
+    if (!body.empty() && body.back() != '\n') body += '\n';
+    FILE* out = *code == control::kOk ? stdout : stderr;
+    std::fwrite(body.data(), 1, body.size(), out);
+    if (std::fflush(out) != 0 && *code == control::kOk)
+        return fail(control::kFailed, std::string("cannot write the answer: ") + std::strerror(errno));
+    return static_cast<int>(*code);
+}
+
+int run(int argc, char** argv)
+{
+    Options options;
+    if (std::optional<int> done = parse_options(argc, argv, options)) return *done;
+    if (std::optional<int> bad = validate_command(options.words)) return *bad;
+
+    std::string request = request_line(options);
+    if (request.size() > control::kMaxRequestBytes)
+        return usage_error("the request is longer than " + std::to_string(control::kMaxRequestBytes) +
+                           " bytes");
+
+    int fd = connect_daemon(options);
+    if (fd < 0) return control::kUnreachable;
+    std::variant<std::string, int> answer = exchange(fd, options, request);
+    close(fd);
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    return deliver(std::get<std::string>(answer));
+}
+
+}  // namespace
+}  // namespace fulcrum::ctl
+
+int main(int argc, char** argv)
+{
+    return fulcrum::ctl::run(argc, argv);
+}

@@ -1,0 +1,268 @@
+// The control socket's commands (protocol in src/control/protocol.h): each renders its answer as
+// human text or one JSON object, and returns the exit code fulcrumctl passes on.
+#include <arpa/inet.h>
+
+#include <cstdio>
+
+#include "control/protocol.h"
+#include "daemon/daemon.h"
+#include "daemon/daemon_impl.h"
+#include "dataplane/reasons.h"
+#include "flow_hash.h"
+#include "util/json.h"
+#include "util/log.h"
+
+namespace fulcrum::daemon {
+namespace {
+
+using control::Response;
+
+Response usage(const std::string& text) { return {control::kUsage, text + "\n"}; }
+Response failed(const std::string& text) { return {control::kFailed, text + "\n"}; }
+
+std::string fmt(const char* format, auto... args)
+{
+    char buf[512];
+    std::snprintf(buf, sizeof buf, format, args...);
+    return buf;
+}
+
+// Canonical text of an address written by an operator, or "" if it is not one.
+std::string canonical(const std::string& text, int* family = nullptr)
+{
+    unsigned char bytes[16];
+    char out[INET6_ADDRSTRLEN];
+    for (int af : {AF_INET, AF_INET6})
+        if (inet_pton(af, text.c_str(), bytes) == 1 && inet_ntop(af, bytes, out, sizeof out)) {
+            if (family)
+                *family = af;
+            return out;
+        }
+    return "";
+}
+
+const plan::ServicePlan* find_service(const plan::Desired& d, const std::string& name)
+{
+    for (const auto& s : d.services)
+        if (s.name == name)
+            return &s;
+    return nullptr;
+}
+
+const char* protocol_name(std::uint8_t proto) { return proto == IPPROTO_TCP ? "tcp" : "udp"; }
+
+}  // namespace
+
+Response Daemon::handle(const control::Request& r)
+{
+    if (r.command == "status" && r.args.empty())
+        return cmd_status(r.json);
+    if (r.command == "reload" && r.args.empty())
+        return cmd_reload(r.json);
+    if (r.command == "drain" || r.command == "undrain")
+        return cmd_drain(r.json, r.args, r.command == "drain");
+    if (r.command == "lookup")
+        return cmd_lookup(r.json, r.args);
+    if (r.command == "stats" && r.args.empty())
+        return cmd_stats(r.json);
+    return usage("unknown command or wrong arguments: " + r.command);
+}
+
+Response Daemon::cmd_status(bool json)
+{
+    JsonWriter j;
+    std::string text = fmt("fulcrumd %s, config %s, generation %llu, reloads %llu ok / %llu failed\n", kVersion,
+                           path_.c_str(), static_cast<unsigned long long>(generation_),
+                           static_cast<unsigned long long>(reloads_ok_),
+                           static_cast<unsigned long long>(reloads_failed_));
+    j.begin_object().field("version", kVersion).field("config", path_).field("generation", generation_);
+    j.field("reloads_ok", reloads_ok_).field("reloads_failed", reloads_failed_);
+    j.field("last_reload_error", last_reload_error_);
+    j.key("services").begin_array();
+    for (const plan::ServicePlan& s : desired_.services) {
+        const plan::AppliedService& applied = reconciler_->services().at(s.name);
+        unsigned port = ntohs(s.key.port);
+        double rate = service_rate_[applied.id];
+        text += fmt("service %-16s %s%s%s:%u/%s  table %u  %.0f pkt/s\n", s.name.c_str(),
+                    s.key.family == FULCRUM_AF_INET6 ? "[" : "", s.vip.c_str(),
+                    s.key.family == FULCRUM_AF_INET6 ? "]" : "", port, protocol_name(s.key.proto), s.table_size,
+                    rate);
+        j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port);
+        j.field("protocol", protocol_name(s.key.proto)).field("table_size", s.table_size);
+        j.field("packets_per_second", rate).key("backends").begin_array();
+        for (const plan::BackendPlan& b : s.backends) {
+            const bool by_operator = overrides_.drained.contains({s.name, b.address});
+            const char* state = b.use == plan::BackendUse::active     ? "active"
+                                : b.use == plan::BackendUse::draining ? "draining"
+                                                                      : "down";
+            const char* why = b.use != plan::BackendUse::draining ? ""
+                              : by_operator                        ? " (fulcrumctl drain)"
+                                                                   : " (config)";
+            std::uint32_t id = applied.backends.at(b.address).id;
+            double brate = backend_rate_[id];
+            text += fmt("  backend %-28s weight %-5u %-8s%-19s health n/a  %.0f pkt/s\n", b.address.c_str(),
+                        b.weight, state, why, brate);
+            j.begin_object().field("address", b.address).field("weight", b.weight).field("state", state);
+            j.field("drained_by", b.use != plan::BackendUse::draining ? "" : by_operator ? "operator" : "config");
+            j.field("health", "unknown").field("packets_per_second", brate).end_object();
+        }
+        j.end_array().end_object();
+    }
+    j.end_array().end_object();
+    return {control::kOk, json ? j.str() + "\n" : text};
+}
+
+Response Daemon::cmd_reload(bool json)
+{
+    Status s = reload();
+    JsonWriter j;
+    j.begin_object().field("ok", s.ok()).field("generation", generation_).field("error", s.message()).end_object();
+    if (json)
+        return {s.ok() ? control::kOk : control::kFailed, j.str() + "\n"};
+    if (!s.ok())
+        return failed(s.message());
+    return {control::kOk, fmt("reloaded %s: generation %llu\n", path_.c_str(),
+                              static_cast<unsigned long long>(generation_))};
+}
+
+Response Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool drain)
+{
+    const char* verb = drain ? "drain" : "undrain";
+    if (args.size() != 2)
+        return usage(std::string("usage: fulcrumctl ") + verb + " SERVICE BACKEND");
+    const plan::ServicePlan* svc = find_service(desired_, args[0]);
+    if (!svc)
+        return failed("no service \"" + args[0] + "\"");
+    std::string address = canonical(args[1]);
+    const plan::BackendPlan* backend = nullptr;
+    for (const auto& b : svc->backends)
+        if (b.address == address)
+            backend = &b;
+    if (!backend)
+        return failed("service " + svc->name + " has no backend \"" + args[1] + "\"");
+    // Copies: apply() below replaces desired_, which svc and backend point into.
+    const std::string service = svc->name;
+    const bool drained_by_config = backend->use == plan::BackendUse::draining;
+    std::pair<std::string, std::string> key{service, address};
+    if (drain) {
+        if (!overrides_.drained.insert(key).second)
+            return failed("backend " + address + " of " + service + " is already drained by fulcrumctl");
+    } else if (overrides_.drained.erase(key) == 0) {
+        return failed("backend " + address + " of " + service + " is not drained by fulcrumctl" +
+                      (drained_by_config ? " (the config file drains it)" : ""));
+    }
+    if (Status s = apply(*config_, overrides_); !s.ok()) {
+        if (drain)
+            overrides_.drained.erase(key);
+        else
+            overrides_.drained.insert(key);
+        return failed(s.message());
+    }
+    LOG_INFO("control: %s %s %s", verb, service.c_str(), address.c_str());
+    JsonWriter j;
+    j.begin_object().field("service", service).field("backend", address).field("drained", drain).end_object();
+    std::string text = drain ? "drained " + address + " of " + service +
+                                   ": existing flows stay, new flows go to the others (kept across reloads)\n"
+                             : "undrained " + address + " of " + service + ": it takes new flows again\n";
+    return {control::kOk, json ? j.str() + "\n" : text};
+}
+
+Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
+{
+    if (args.size() != 3 && args.size() != 4)
+        return usage("usage: fulcrumctl lookup SERVICE SRC_IP SRC_PORT [DST_PORT]");
+    const plan::ServicePlan* svc = find_service(desired_, args[0]);
+    if (!svc)
+        return failed("no service \"" + args[0] + "\"");
+    int family = 0;
+    std::string src = canonical(args[1], &family);
+    if (src.empty())
+        return usage("not an address: " + args[1]);
+    if ((family == AF_INET) != (svc->key.family == FULCRUM_AF_INET))
+        return failed("the client address family does not match the VIP " + svc->vip);
+    unsigned long sport = std::strtoul(args[2].c_str(), nullptr, 10);
+    unsigned long dport = args.size() == 4 ? std::strtoul(args[3].c_str(), nullptr, 10) : ntohs(svc->key.port);
+    if (sport == 0 || sport > 65535 || dport == 0 || dport > 65535)
+        return usage(svc->key.port == 0 && args.size() == 3 ? "service " + svc->name +
+                                                                  " serves every port: give DST_PORT"
+                                                            : "ports are 1..65535");
+
+    fulcrum_flow_key key{};
+    inet_pton(family, src.c_str(), key.src.w);
+    key.dst = svc->key.vip;
+    key.sport = htons(static_cast<std::uint16_t>(sport));
+    key.dport = htons(static_cast<std::uint16_t>(dport));
+    key.proto = svc->key.proto;
+    key.family = svc->key.family;
+
+    // Same decision as the data plane: a usable flow-table entry first, else the Maglev slot.
+    const plan::AppliedService& applied = reconciler_->services().at(svc->name);
+    std::map<std::uint32_t, const plan::AppliedBackend*> by_id;
+    for (const auto& [address, b] : applied.backends)
+        by_id[b.id] = &b;
+    auto address_of = [&](std::uint32_t id) {
+        return plan::address_text(by_id.at(id)->value.addr, by_id.at(id)->value.family);
+    };
+    std::string backend, source;
+    std::uint32_t slot = 0;
+    for (const fulcrum_flow_value& v : program_->flow_entries(key)) {
+        auto it = by_id.find(v.backend_id);
+        if (it == by_id.end())
+            continue;
+        std::uint8_t state = it->second->value.state;
+        bool usable = state == FULCRUM_BACKEND_ACTIVE || state == FULCRUM_BACKEND_DRAINING;
+        if (usable) {  // (a UDP entry past its idle timeout is re-hashed by the data plane; rare)
+            backend = address_of(v.backend_id);
+            source = "flow_table";
+            break;
+        }
+    }
+    if (backend.empty()) {
+        slot = fulcrum_flow_hash(&key, desired_.settings.hash_seed) % applied.table_size;
+        std::uint32_t id = applied.table.at(slot);
+        backend = id ? address_of(id) : "";
+        source = "maglev";
+    }
+    JsonWriter j;
+    j.begin_object().field("service", svc->name).field("client", src).field("client_port", sport);
+    j.field("vip", svc->vip).field("port", dport).field("backend", backend).field("source", source);
+    if (source == "maglev")
+        j.field("slot", slot).field("table_size", applied.table_size);
+    j.end_object();
+    if (backend.empty())
+        return {control::kFailed, json ? j.str() + "\n" : "no usable backend for this flow\n"};
+    std::string text = fmt("%s: %s port %lu -> %s port %lu/%s goes to %s (%s)\n", svc->name.c_str(), src.c_str(),
+                           sport, svc->vip.c_str(), dport, protocol_name(key.proto), backend.c_str(),
+                           source == "maglev" ? fmt("new flow: Maglev slot %u of %u", slot, applied.table_size).c_str()
+                                              : "existing flow: flow-table entry");
+    return {control::kOk, json ? j.str() + "\n" : text};
+}
+
+Response Daemon::cmd_stats(bool json)
+{
+    JsonWriter j;
+    std::string text;
+    j.begin_object().field("generation", generation_).field("reloads_ok", reloads_ok_);
+    j.field("reloads_failed", reloads_failed_).key("services").begin_array();
+    for (const plan::ServicePlan& s : desired_.services) {
+        auto c = program_->service_counters(reconciler_->services().at(s.name).id);
+        text += fmt("service %-16s packets %-12llu bytes %-14llu new flows %llu\n", s.name.c_str(),
+                    static_cast<unsigned long long>(c.packets), static_cast<unsigned long long>(c.bytes),
+                    static_cast<unsigned long long>(c.new_flows));
+        j.begin_object().field("name", s.name).field("packets", c.packets).field("bytes", c.bytes);
+        j.field("new_flows", c.new_flows).end_object();
+    }
+    j.end_array().key("reasons").begin_object();
+    for (int r = 0; r < FULCRUM_REASON_COUNT; r++) {
+        auto reason = static_cast<fulcrum_reason>(r);
+        auto c = program_->reason_counters(reason);
+        std::string name(dataplane::reason_name(reason));
+        text += fmt("%-22s packets %-12llu bytes %llu\n", name.c_str(), static_cast<unsigned long long>(c.packets),
+                    static_cast<unsigned long long>(c.bytes));
+        j.field(name, c.packets);
+    }
+    j.end_object().end_object();
+    return {control::kOk, json ? j.str() + "\n" : text};
+}
+
+}  // namespace fulcrum::daemon

@@ -1,0 +1,74 @@
+// The Daemon object (internal to src/daemon): lifecycle in daemon.cpp, control-socket commands
+// in commands.cpp.
+#pragma once
+
+#include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
+
+#include <boost/asio.hpp>
+#include <map>
+#include <memory>
+#include <optional>
+#include <prometheus/exposer.h>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "control/server.h"
+#include "dataplane/balancer_program.h"
+#include "metrics/collector.h"
+#include "plan/desired.h"
+#include "plan/reconciler.h"
+
+namespace fulcrum::daemon {
+
+class Daemon {
+public:
+    explicit Daemon(std::string path) : path_(std::move(path)) {}
+    int run();
+
+private:
+    // lifecycle (daemon.cpp)
+    Status bring_up();
+    Status apply(const config::Config& cfg, const plan::Overrides& overrides);
+    Status reload();
+    void shut_down();
+    void wait_for_stop();
+    void wait_for_reload();
+    void schedule_neighbour_refresh();
+    void schedule_rate_sample();
+    void schedule_watchdog(std::uint64_t interval_usec);
+
+    // control commands (commands.cpp)
+    control::Response handle(const control::Request& request);
+    control::Response cmd_status(bool json);
+    control::Response cmd_reload(bool json);
+    control::Response cmd_drain(bool json, const std::vector<std::string>& args, bool drain);
+    control::Response cmd_lookup(bool json, const std::vector<std::string>& args);
+    control::Response cmd_stats(bool json);
+
+    std::string path_;
+    std::optional<config::Config> config_;
+    plan::Overrides overrides_;
+    plan::Desired desired_;
+    int lock_fd_ = -1;
+    std::unique_ptr<dataplane::BalancerProgram> program_;
+    std::unique_ptr<plan::Reconciler> reconciler_;
+    std::shared_ptr<metrics::Collector> collector_;
+    std::unique_ptr<prometheus::Exposer> exposer_;
+    std::unique_ptr<control::Server> control_;
+    std::vector<std::string> attached_;
+    boost::asio::io_context io_;
+    boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
+    boost::asio::signal_set reload_signal_{io_, SIGHUP};
+    boost::asio::steady_timer neighbour_timer_{io_};
+    boost::asio::steady_timer rate_timer_{io_};
+    boost::asio::steady_timer watchdog_timer_{io_};
+    std::uint64_t generation_ = 0;
+    std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
+    std::string last_reload_error_;
+    // packets/s per service and backend id, sampled every second for `status`
+    std::map<std::uint32_t, std::uint64_t> last_service_packets_, last_backend_packets_;
+    std::map<std::uint32_t, double> service_rate_, backend_rate_;
+};
+
+}  // namespace fulcrum::daemon
