@@ -18,6 +18,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <set>
 #include <prometheus/exposer.h>
 
 #include "config/config.h"
@@ -94,12 +95,21 @@ int take_lock(const std::string& pin_path, Status* error)
     return fd;
 }
 
-std::vector<dataplane::NeighbourTarget> neighbour_targets(const plan::Desired& d)
+// Backend addresses of d, each once; with `known`, only those no applied service has yet (a
+// reload resolves new backends; the periodic refresh keeps the others fresh).
+std::vector<dataplane::NeighbourTarget> neighbour_targets(const plan::Desired& d,
+                                                          const plan::Reconciler* known = nullptr)
 {
+    std::set<std::string> have, seen;
+    if (known)
+        for (const auto& [name, svc] : known->services())
+            for (const auto& [address, b] : svc.backends)
+                have.insert(address);
     std::vector<dataplane::NeighbourTarget> out;
     for (const plan::ServicePlan& s : d.services)
         for (const plan::BackendPlan& b : s.backends)
-            out.push_back({b.addr, b.family});
+            if (!have.contains(b.address) && seen.insert(b.address).second)
+                out.push_back({b.addr, b.family});
     return out;
 }
 
@@ -126,7 +136,7 @@ std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const pla
 Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides)
 {
     plan::Desired desired = plan::make_desired(cfg, overrides);
-    auto missing = dataplane::resolve_neighbours(neighbour_targets(desired), kNeighbourWait);
+    auto missing = dataplane::resolve_neighbours(neighbour_targets(desired, reconciler_.get()), kNeighbourWait);
     for (const std::string& a : missing)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
                  a.c_str());

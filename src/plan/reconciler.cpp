@@ -221,9 +221,17 @@ Status Reconciler::upsert_service(const ServicePlan& plan, std::uint32_t seed)
         if (b.use == BackendUse::active)
             ring.push_back({b.address, ab.id, b.weight});
     }
-    maglev::TableResult table = maglev::build_table(ring, plan.table_size, seed);
-    if (!table.ok())
-        return Status::failure("plan: service " + plan.name + ": " + table.error);
+    std::string table_input = std::to_string(plan.table_size) + "/" + std::to_string(seed);
+    for (const maglev::Backend& b : ring)
+        table_input += " " + b.key + "=" + std::to_string(b.id) + "x" + std::to_string(b.weight);
+    maglev::TableResult table;
+    if (fresh || table_input != svc.table_input) {
+        table = maglev::build_table(ring, plan.table_size, seed);
+        if (!table.ok())
+            return Status::failure("plan: service " + plan.name + ": " + table.error);
+    } else {
+        table.table = svc.table;  // same input, same table
+    }
 
     auto write_backend = [&](const std::string& address, const AppliedBackend& ab) -> Status {
         auto have = svc.backends.find(address);
@@ -255,6 +263,7 @@ Status Reconciler::upsert_service(const ServicePlan& plan, std::uint32_t seed)
             return s;
         svc.table = std::move(table.table);
     }
+    svc.table_input = std::move(table_input);
     if (!shrinking && (fresh || plan.table_size != svc.table_size))
         if (Status s = maps_.put_service(plan.key, value); !s.ok())
             return s;

@@ -43,6 +43,10 @@ struct AppliedService {
     std::uint32_t table_size = 0;
     std::vector<std::uint32_t> table;
     std::map<std::string, AppliedBackend> backends;  // by address text
+    // What the table was built from ("address weight" of each active backend, size, seed): an
+    // unchanged input skips the rebuild, so a reload touching one service of a thousand costs
+    // one table build, not a thousand.
+    std::string table_input;
 };
 
 class Reconciler {
