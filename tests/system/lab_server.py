@@ -1,5 +1,8 @@
-"""The lab's backend servers: HTTP on TCP_PORT and a UDP responder on UDP_PORT, both answering
-with NAME, on every address (IPv4 and IPv6), until killed. Usage: lab_server.py NAME TCP UDP"""
+"""The lab's backend servers, on every address (IPv4 and IPv6), until killed:
+  - HTTP on TCP_PORT, answering every GET with NAME;
+  - a UDP responder on UDP_PORT, answering every datagram with NAME (from the VIP it was sent to);
+  - a line echo on TCP port 7 for long-lived connections: each line comes back as "NAME line".
+Usage: lab_server.py NAME TCP_PORT UDP_PORT"""
 import socket
 import socketserver
 import sys
@@ -45,5 +48,17 @@ def serve_udp():
                                              if a[1] in (socket.IPV6_PKTINFO, 8)], 0, peer)
 
 
+class Echo(socketserver.StreamRequestHandler):
+    def handle(self):
+        for line in self.rfile:
+            self.wfile.write(NAME.encode() + b" " + line)
+            self.wfile.flush()
+
+
+class DualStackEcho(DualStackHTTP):
+    pass
+
+
 threading.Thread(target=serve_udp, daemon=True).start()
+threading.Thread(target=DualStackEcho(("::", 7), Echo).serve_forever, daemon=True).start()
 DualStackHTTP(("::", TCP_PORT), Handler).serve_forever()
