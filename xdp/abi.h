@@ -70,6 +70,30 @@ struct fulcrum_backend {
 	                   * without stale flows following it there */
 };
 
+/* nexthops: backend id -> resolved L2 next hop, filled by fulcrumd from netlink (route + neighbour
+ * of the backend address, egress MTU). When valid, the hot path uses it instead of bpf_fib_lookup
+ * (about a third of a flow-table hit's program time); when not, it falls back to bpf_fib_lookup.
+ * fulcrumd invalidates an entry (valid = 0) before it changes the backend, and on any route,
+ * neighbour or link change that may affect it. */
+struct fulcrum_nexthop {
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u32 ifindex;   /* egress interface: XDP_TX when it is the receiving one, else tx_ports */
+	__u32 mtu;       /* egress MTU: larger outer packets get the same too-big answer as the fib */
+	__u32 valid;     /* 0: not resolved, use bpf_fib_lookup */
+};
+
+/* vip_filter: one bit per folded VIP address (FULCRUM_VIP_FILTER_WORDS x 64 bits). A clear bit
+ * means "no VIP has this address"; a set bit sends the packet on to the exact vips lookup. The
+ * daemon sets a bit before inserting a VIP and clears it only after the last VIP on it is gone. */
+#define FULCRUM_VIP_FILTER_WORDS 1024
+static inline __u32 fulcrum_vip_filter_fold(const struct fulcrum_addr *a)
+{
+	__u32 h = a->w[0] ^ a->w[1] ^ a->w[2] ^ a->w[3];
+
+	return (h ^ (h >> 16)) & 0xffff; /* bit index: word = >> 6, bit = & 63 */
+}
+
 /* flows: per-CPU LRU, 5-tuple -> backend. For ICMP errors the key is the quoted flow's. */
 struct fulcrum_flow_key {
 	struct fulcrum_addr src;

@@ -135,6 +135,35 @@ static __always_inline enum fulcrum_reason fib_failure_reason(int rc)
 	return FULCRUM_DROP_NO_ROUTE;
 }
 
+/* The next hop of a backend: the daemon's cache when it has a valid entry, else bpf_fib_lookup.
+ * A cached entry gives the answers the fib lookup would: success with MACs and egress, or
+ * FRAG_NEEDED with the egress MTU when the encapsulated packet (fib->tot_len) does not fit. */
+static __always_inline int next_hop(struct xdp_md *ctx, struct bpf_fib_lookup *fib, __u32 backend_id)
+{
+	const struct fulcrum_nexthop *nh = bpf_map_lookup_elem(&nexthops, &backend_id);
+
+	if (!nh || !nh->valid)
+		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
+	if (fib->tot_len > nh->mtu) {
+		fib->mtu_result = nh->mtu;
+		return BPF_FIB_LKUP_RET_FRAG_NEEDED;
+	}
+	__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
+	fib->ifindex = nh->ifindex;
+	return BPF_FIB_LKUP_RET_SUCCESS;
+}
+
+/* Not a VIP for sure when the address's bit in vip_filter is clear (inlined array lookup, no
+ * hashing); a set bit only means "maybe", the vips lookup decides. */
+static __always_inline int surely_not_vip(const struct fulcrum_addr *addr)
+{
+	__u32 bit = fulcrum_vip_filter_fold(addr), word = bit >> 6;
+	const __u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && !(*w & (1ULL << (bit & 63)));
+}
+
 /* Answers a packet that will not fit the tunnel: frag-needed / packet-too-big with the inner MTU
  * the client must use, or (IPv4 without DF) a counted drop. */
 static __always_inline int reply_too_big(struct xdp_md *ctx, struct packet *pkt, __u32 path_mtu,
@@ -207,7 +236,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	}
 	fib.tot_len = pkt->ip_len + overhead; /* makes the lookup check the egress MTU too */
 
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	rc = next_hop(ctx, &fib, id);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return reply_too_big(ctx, pkt, fib.mtu_result, overhead, bytes);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
@@ -367,7 +396,7 @@ static __always_inline int handle_ipv4(struct xdp_md *ctx, struct packet *pkt)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
 	vk.addr.w[0] = ip->daddr;
 	vk.family = FULCRUM_AF_INET;
-	vipv = bpf_map_lookup_elem(&vips, &vk);
+	vipv = surely_not_vip(&vk.addr) ? NULL : bpf_map_lookup_elem(&vips, &vk);
 	if (!vipv) {
 		count_reason(FULCRUM_PASS_NOT_VIP, bytes);
 		return XDP_PASS;
@@ -395,7 +424,7 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
 	__builtin_memcpy(&vk.addr, &ip6->daddr, sizeof(vk.addr));
 	vk.family = FULCRUM_AF_INET6;
-	vipv = bpf_map_lookup_elem(&vips, &vk);
+	vipv = surely_not_vip(&vk.addr) ? NULL : bpf_map_lookup_elem(&vips, &vk);
 	if (!vipv) {
 		count_reason(FULCRUM_PASS_NOT_VIP, bytes);
 		return XDP_PASS;

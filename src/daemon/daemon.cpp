@@ -192,34 +192,48 @@ Status Daemon::bring_up()
     collector_->count_reload(true);
     reloads_ok_++;
 
-    for (const config::Interface& i : cfg.interfaces) {
-        warn_if_forwarding_off(i.name);
-        std::string current = dataplane::attached_program_name(i.name);
-        if (current == "balancer") {
-            if (Status s = dataplane::replace_attached(i.name, program_->program_fd()); !s.ok())
-                return s;
-        } else if (!current.empty()) {
-            return Status::failure("xdp: " + i.name + " already runs XDP program \"" + current +
-                                   "\", not Fulcrum's; refusing to replace it");
-        } else {
-            dataplane::XdpAttachment a =
-                dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode), &error);
-            if (!a.attached())
-                return error;
-        }
-        attached_.push_back(i.name);
-    }
-
+    // Listeners before attaching: a start that fails must not leave a program behind.
+    std::vector<std::string> fresh_attachments;
+    // Undoes what this start attached; programs it replaced stay (they were already running).
+    auto undo = [&fresh_attachments] {
+        for (const std::string& done : fresh_attachments)
+            (void)dataplane::detach_any(done);
+    };
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
         exposer_->RegisterCollectable(collector_);
     } catch (const std::exception& e) {
-        return Status::failure("metrics: cannot listen on " + cfg.metrics_listen + ": " + e.what());
+        return Status::failure("metrics: cannot listen on " + cfg.metrics_listen +
+                               " (address in use, or not an address of this host): " + e.what());
     }
     control_ = std::make_unique<control::Server>(io_, cfg.control_socket,
                                                  [this](const control::Request& r) { return handle(r); });
     if (Status s = control_->start(); !s.ok())
         return s;
+    for (const config::Interface& i : cfg.interfaces) {
+        warn_if_forwarding_off(i.name);
+        std::string current = dataplane::attached_program_name(i.name);
+        if (current == "balancer") {
+            if (Status s = dataplane::replace_attached(i.name, program_->program_fd()); !s.ok()) {
+                undo();
+                return s;
+            }
+        } else if (!current.empty()) {
+            undo();
+            return Status::failure("xdp: " + i.name + " already runs XDP program \"" + current +
+                                   "\", not Fulcrum's; refusing to replace it");
+        } else {
+            dataplane::XdpAttachment a =
+                dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode), &error);
+            if (!a.attached()) {
+                undo();
+                return error;
+            }
+            fresh_attachments.push_back(i.name);
+        }
+        attached_.push_back(i.name);
+    }
+
     LOG_INFO("fulcrumd %s: %zu services on %zu interfaces; metrics on http://%s/metrics", kVersion,
              cfg.services.size(), attached_.size(), cfg.metrics_listen.c_str());
     return {};

@@ -21,3 +21,5 @@ static_assert(sizeof(fulcrum_service_stats) == 32);
 static_assert(sizeof(fulcrum_backend_stats) == 16);
 static_assert(sizeof(fulcrum_reason_stats) == 16);
 static_assert(sizeof(fulcrum_decap_key) == 20);
+static_assert(sizeof(fulcrum_nexthop) == 24 && offsetof(fulcrum_nexthop, ifindex) == 12 &&
+              offsetof(fulcrum_nexthop, mtu) == 16 && offsetof(fulcrum_nexthop, valid) == 20);

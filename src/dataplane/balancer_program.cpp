@@ -78,6 +78,11 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
         *error = errno_status("cannot load the balancer program", err);
         return nullptr;
     }
+    // VIPs adopted from pins need their filter bits (a filter map new to this version is empty).
+    if (Status s = program->rebuild_vip_filter(); !s.ok()) {
+        *error = s;
+        return nullptr;
+    }
     if (!options.pin_path.empty())
         if (Status s = pin_program(skel->progs.balancer, options.pin_path, "balancer"); !s.ok()) {
             *error = s;
@@ -141,14 +146,67 @@ Status BalancerProgram::set_settings(const fulcrum_settings& settings)
     return update(skel_->maps.settings, &zero, &settings, "settings");
 }
 
+Status BalancerProgram::set_vip_filter_bit(const fulcrum_vip_key& key)
+{
+    std::uint32_t bit = fulcrum_vip_filter_fold(&key.addr), word = bit >> 6;
+    std::uint64_t value = 0;
+    int fd = bpf_map__fd(skel_->maps.vip_filter);
+    if (bpf_map_lookup_elem(fd, &word, &value) != 0)
+        return errno_status("cannot read vip_filter", errno);
+    if (value & (1ULL << (bit & 63)))
+        return {};
+    value |= 1ULL << (bit & 63);
+    return update(skel_->maps.vip_filter, &word, &value, "vip filter bit");
+}
+
+Status BalancerProgram::clear_vip_filter_bit_if_unused(const fulcrum_vip_key& key)
+{
+    const std::uint32_t bit = fulcrum_vip_filter_fold(&key.addr), word = bit >> 6;
+    int fd = bpf_map__fd(skel_->maps.vips);
+    fulcrum_vip_key prev_key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (fulcrum_vip_filter_fold(&next.addr) == bit)
+            return {};  // another VIP still needs the bit
+        prev_key = next;
+        prev = &prev_key;
+    }
+    std::uint64_t value = 0;
+    int filter = bpf_map__fd(skel_->maps.vip_filter);
+    if (bpf_map_lookup_elem(filter, &word, &value) != 0)
+        return errno_status("cannot read vip_filter", errno);
+    value &= ~(1ULL << (bit & 63));
+    return update(skel_->maps.vip_filter, &word, &value, "vip filter bit");
+}
+
+Status BalancerProgram::rebuild_vip_filter()
+{
+    // Only sets bits: with adopted maps an older program may still be running on them.
+    int fd = bpf_map__fd(skel_->maps.vips);
+    fulcrum_vip_key prev_key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (Status s = set_vip_filter_bit(next); !s.ok())
+            return s;
+        prev_key = next;
+        prev = &prev_key;
+    }
+    return {};
+}
+
 Status BalancerProgram::put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value)
 {
+    // The bit first: a packet must never find the VIP filtered out once the VIP exists.
+    if (Status s = set_vip_filter_bit(key); !s.ok())
+        return s;
     return update(skel_->maps.vips, &key, &value, "vip");
 }
 
 Status BalancerProgram::delete_vip(const fulcrum_vip_key& key)
 {
-    return erase(skel_->maps.vips, &key, "vip");
+    if (Status s = erase(skel_->maps.vips, &key, "vip"); !s.ok())
+        return s;
+    return clear_vip_filter_bit_if_unused(key);
 }
 
 Status BalancerProgram::put_service(const fulcrum_service_key& key, const fulcrum_service_value& value)
@@ -163,7 +221,22 @@ Status BalancerProgram::delete_service(const fulcrum_service_key& key)
 
 Status BalancerProgram::put_backend(std::uint32_t id, const fulcrum_backend& backend)
 {
+    // A cached next hop belongs to the backend's old address: drop it first (the data path then
+    // uses bpf_fib_lookup until the daemon resolves the new one).
+    if (Status s = invalidate_nexthop(id); !s.ok())
+        return s;
     return update(skel_->maps.backends, &id, &backend, "backend");
+}
+
+Status BalancerProgram::put_nexthop(std::uint32_t backend_id, const fulcrum_nexthop& nexthop)
+{
+    return update(skel_->maps.nexthops, &backend_id, &nexthop, "next hop");
+}
+
+Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
+{
+    fulcrum_nexthop none{};
+    return update(skel_->maps.nexthops, &backend_id, &none, "next hop");
 }
 
 Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)

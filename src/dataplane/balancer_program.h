@@ -52,6 +52,10 @@ public:
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
     Status delete_table(std::uint32_t service_id) override;
     Status put_tx_port(std::uint32_t ifindex);
+    // Next-hop cache of a backend (xdp/abi.h fulcrum_nexthop): the resolved route + neighbour,
+    // used instead of bpf_fib_lookup while valid. put_backend invalidates the backend's entry.
+    Status put_nexthop(std::uint32_t backend_id, const fulcrum_nexthop& nexthop);
+    Status invalidate_nexthop(std::uint32_t backend_id);
     Status clear_flows();
 
     // CounterReader
@@ -63,6 +67,10 @@ public:
 
 private:
     explicit BalancerProgram(balancer_bpf* skel);
+    // vip_filter upkeep: a VIP's bit is set before it is inserted and cleared once no VIP has it.
+    Status set_vip_filter_bit(const fulcrum_vip_key& key);
+    Status clear_vip_filter_bit_if_unused(const fulcrum_vip_key& key);
+    Status rebuild_vip_filter();
     balancer_bpf* skel_;
     std::string pin_path_;
     int adopted_pins_ = 0;

@@ -39,8 +39,7 @@ void vwrite(Level l, const char* format, va_list args)
 int libbpf_printer(enum libbpf_print_level level, const char* format, va_list args)
 {
     Level l = level == LIBBPF_WARN ? Level::info : Level::debug;
-    std::string prefixed = std::string("libbpf: ") + format;
-    vwrite(l, prefixed.c_str(), args);
+    vwrite(l, format, args);  // libbpf's messages start with "libbpf: " already
     return 0;
 }
 

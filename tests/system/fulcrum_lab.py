@@ -37,8 +37,8 @@ def backend_v6(i):
     return f"2001:db8::{10 + i}"
 
 
-def sh(cmd, check=True, capture=False):
-    r = subprocess.run(cmd, shell=True, text=True, capture_output=True)
+def sh(cmd, check=True, capture=False, timeout=120):
+    r = subprocess.run(cmd, shell=True, text=True, capture_output=True, timeout=timeout)
     if check and r.returncode != 0:
         raise RuntimeError(f"command failed ({r.returncode}): {cmd}\n{r.stdout}{r.stderr}")
     return r.stdout if capture else r
@@ -97,10 +97,16 @@ class Lab:
                     "net.ipv6.conf.all.forwarding"):
             self.run(self.balancer, f"sysctl -qw {key}=1")
         # XDP_TX into a veth is delivered only if the peer runs an XDP program (LAB.md).
-        self.run(self.switch, f"xdp-loader load -m native -p /sys/fs/bpf/{self.prefix}-sw "
-                              f"-n floor_pass {self.prefix}lb {FLOORS}"[0:], check=False)
-        if not self.xdp_attached(self.switch, f"{self.prefix}lb"):
-            raise RuntimeError("could not attach the XDP_PASS program to the balancer's switch port")
+        # xdp-loader refuses to run while another one holds its lock (labs built in parallel).
+        for attempt in range(20):
+            r = self.run(self.switch, f"xdp-loader load -m native -p /sys/fs/bpf/{self.prefix}-sw "
+                                      f"-n floor_pass {self.prefix}lb {FLOORS}", check=False)
+            if self.xdp_attached(self.switch, f"{self.prefix}lb"):
+                break
+            time.sleep(0.25)
+        else:
+            raise RuntimeError("could not attach the XDP_PASS program to the balancer's switch port:\n"
+                               + r.stdout + r.stderr)
         for i, b in enumerate(self.backends, start=1):
             self._host(b, f"{self.prefix}b{i}"[-15:], backend_v4(i), backend_v6(i))
             for key, value in (("net.ipv4.conf.all.rp_filter", 0), ("net.ipv4.conf.eth0.rp_filter", 0),
@@ -130,7 +136,8 @@ class Lab:
             self.procs.append(p)
         deadline = time.time() + 10
         for b in self.backends:
-            while not self.run(b, f"ss -ltn sport = :{tcp_port}", capture=True).count("LISTEN"):
+            while not (self.run(b, f"ss -ltn sport = :{tcp_port}", capture=True).count("LISTEN") and
+                       self.run(b, f"ss -lun sport = :{udp_port}", capture=True).count(f":{udp_port}")):
                 if time.time() > deadline:
                     raise RuntimeError(f"server in {b} did not start")
                 time.sleep(0.05)
@@ -247,8 +254,11 @@ print('\\n'.join(names))
         out = self.run(client or self.client, f"{PYTHON} {path}", capture=True)
         return [None if n.startswith("ERROR") else n for n in out.splitlines()]
 
-    def udp_ask_many(self, vip, count, client=None, port=53, timeout=2):
-        """`count` UDP request/response exchanges, each from its own socket (own source port)."""
+    def udp_ask_many(self, vip, count, client=None, port=53, timeout=2, first_port=None):
+        """`count` UDP request/response exchanges, each from its own socket connected to the VIP
+        (so the answer must come from the VIP), from distinct source ports first_port.. (default:
+        chosen per run, so each exchange is a new flow)."""
+        first_port = first_port or 20000 + (os.getpid() * 7 + int(time.time())) % 20000
         script = f"""
 import socket
 names = []
@@ -257,7 +267,9 @@ for i in range({count}):
     s = socket.socket(fam, socket.SOCK_DGRAM)
     s.settimeout({timeout})
     try:
-        s.sendto(b'who', ('{vip}', {port}))
+        s.bind(('::' if fam == socket.AF_INET6 else '0.0.0.0', {first_port} + i))
+        s.connect(('{vip}', {port}))
+        s.send(b'who')
         names.append(s.recv(512).decode().strip())
     except Exception as e:
         names.append('ERROR ' + type(e).__name__)
@@ -294,3 +306,5 @@ print('\\n'.join(names))
         lock = "/run/fulcrum/lock" + self.pin_path.replace("/", "_")
         if os.path.exists(lock):
             os.unlink(lock)
+        if not os.environ.get("FULCRUM_KEEP_LOGS"):
+            shutil.rmtree(self.workdir, ignore_errors=True)

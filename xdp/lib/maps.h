@@ -45,6 +45,20 @@ struct {
 	__array(values, struct maglev_inner);
 } maglev_tables SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FULCRUM_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct fulcrum_nexthop);
+} nexthops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FULCRUM_VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_filter SEC(".maps");
+
 /* Per-CPU flow table: with RSS a flow stays on one CPU, so no cross-CPU contention. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
