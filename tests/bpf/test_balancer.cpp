@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -458,4 +459,52 @@ TEST_CASE("outer source varies per flow when asked, within the configured bits",
               hex(lab.expected_encap(5, ip_of(in6), 0, std::nullopt, hash6, source6)));
     }
     CHECK(sources.size() > 16);  // 32 flows over 256 sources: spread, not one address
+}
+
+TEST_CASE("next-hop cache: a valid entry replaces the fib lookup, an invalid one falls back", "[bpf][balancer]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    const Mac cached{{0x02, 0xca, 0xc4, 0xed, 0, 0x01}};  // not the neighbour table's MAC
+    auto entry = [&](std::uint32_t mtu, const std::string& ifname) {
+        fulcrum_nexthop nh{};
+        std::memcpy(nh.dmac, cached.b, 6);
+        std::memcpy(nh.smac, (ifname == "fl-main" ? kBalancerMac : kOtherMac).b, 6);
+        nh.ifindex = static_cast<std::uint32_t>(ifindex(ifname));
+        nh.mtu = mtu;
+        nh.valid = 1;
+        return nh;
+    };
+    Bytes in = frame4(to_vip4(kVip4), tcp(41000, 80, 10));
+    Bytes via_fib = lab.expected_encap(1, ip_of(in), 0);
+    Bytes via_cache = via_fib;
+    std::memcpy(via_cache.data(), cached.b, 6);
+
+    REQUIRE(lab.program().put_nexthop(1, entry(1500, "fl-main")).ok());
+    Verdict v = lab.run(in);
+    CHECK(v.action == XDP_TX);
+    CHECK(hex(v.out) == hex(via_cache));
+
+    // Too big for the cached MTU: the same answer the fib lookup gives, with the cached MTU.
+    REQUIRE(lab.program().put_nexthop(1, entry(1000, "fl-main")).ok());
+    Bytes big = ipv4(to_vip4(kVip4), tcp(41001, 80, 1000 - 40));
+    V4 reply{.src = kVip4, .dst = kClientV4, .proto = kIcmp, .tos = 0, .ttl = 64, .id = 0, .flags_frag = 0};
+    v = lab.run(ethernet(kBalancerMac, kRouterMac, kEthIPv4, big));
+    CHECK(v.action == XDP_TX);
+    CHECK(hex(v.out) ==
+          hex(ethernet(kRouterMac, kBalancerMac, kEthIPv4, ipv4(reply, icmp4(3, 4, 980, slice(big, 0, 28))))));
+
+    // Another egress interface: redirect through the devmap.
+    REQUIRE(lab.program().put_nexthop(1, entry(1500, "fl-other")).ok());
+    CHECK(lab.run(in).action == XDP_REDIRECT);
+
+    // Invalidated (as put_backend does before changing a backend): back to the fib lookup.
+    REQUIRE(lab.program().invalidate_nexthop(1).ok());
+    v = lab.run(in);
+    CHECK(v.action == XDP_TX);
+    CHECK(hex(v.out) == hex(via_fib));
+
+    REQUIRE(lab.program().put_nexthop(1, entry(1500, "fl-main")).ok());
+    lab.set_backend_state(1, FULCRUM_BACKEND_ACTIVE);  // put_backend drops the cached entry
+    CHECK(hex(lab.run(in).out) == hex(via_fib));
 }
