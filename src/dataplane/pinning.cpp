@@ -18,6 +18,10 @@ namespace {
 
 // Maps whose loss costs only counters or flow stickiness, never correctness.
 const std::set<std::string> kReplaceableAlone = {"flows", "service_stats", "backend_stats", "reason_stats"};
+// Maps never adopted: the daemon refills them at every start. (The kernel adds
+// BPF_F_RDONLY_PROG to a devmap's flags, so a pinned tx_ports never matches the object's
+// definition; libbpf 1.1 would refuse to reuse it.)
+const std::set<std::string> kAlwaysFresh = {"tx_ports"};
 
 bool is_internal(const bpf_map* map)
 {
@@ -41,13 +45,20 @@ bool compatible(const bpf_map* map, const std::string& path, std::string* why)
         *why = "cannot read its info";
         return false;
     }
-    if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
-        info.value_size != bpf_map__value_size(map) || info.max_entries != bpf_map__max_entries(map) ||
-        info.map_flags != bpf_map__map_flags(map)) {
-        *why = "layout or size changed (max_entries " + std::to_string(info.max_entries) + " -> " +
-               std::to_string(bpf_map__max_entries(map)) + ")";
+    auto differs = [why](const char* what, unsigned pinned, unsigned wanted) {
+        *why = std::string(what) + " " + std::to_string(pinned) + " -> " + std::to_string(wanted);
         return false;
-    }
+    };
+    if (info.type != bpf_map__type(map))
+        return differs("type", info.type, bpf_map__type(map));
+    if (info.key_size != bpf_map__key_size(map))
+        return differs("key size", info.key_size, bpf_map__key_size(map));
+    if (info.value_size != bpf_map__value_size(map))
+        return differs("value size", info.value_size, bpf_map__value_size(map));
+    if (info.max_entries != bpf_map__max_entries(map))
+        return differs("max_entries", info.max_entries, bpf_map__max_entries(map));
+    if (info.map_flags != bpf_map__map_flags(map))
+        return differs("flags", info.map_flags, bpf_map__map_flags(map));
     return true;
 }
 
@@ -65,6 +76,10 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
     std::set<std::string> unlink_names;
     for (bpf_map* m : maps) {
         std::string name = bpf_map__name(m), path = dir + "/" + name, why;
+        if (kAlwaysFresh.contains(name)) {
+            unlink_names.insert(name);
+            continue;
+        }
         if (access(path.c_str(), F_OK) != 0 || compatible(m, path, &why))
             continue;
         if (kReplaceableAlone.contains(name)) {

@@ -143,7 +143,7 @@ class Lab:
                 time.sleep(0.05)
 
     # -- fulcrumd ---------------------------------------------------------------------------
-    def config_text(self, services, extra=""):
+    def config_text(self, services, extra="", on_exit="detach"):
         return f"""interfaces:
   - name: eth0
     mode: native
@@ -156,7 +156,7 @@ control:
   socket: {self.workdir}/fulcrumd.sock
 metrics:
   listen: 127.0.0.1:{self.metrics_port()}
-on_exit: detach
+on_exit: {on_exit}
 {extra}services:
 {services}"""
 
