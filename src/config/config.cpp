@@ -128,7 +128,12 @@ HealthCheck read_healthcheck(Errors& errors, const Value& value, HealthCheck che
     if (auto v = m.get("fall")) assign(check.fall, parse_uint(errors, *v, 1u, 100u));
     if (auto v = m.get("port")) assign(check.port, parse_uint<std::uint16_t>(errors, *v, 1, 65535));
     if (auto v = m.get("path")) assign(check.path, parse_http_path(errors, *v));
-    if (auto v = m.get("expect_status")) assign(check.expect_status, parse_status_list(errors, *v));
+    if (auto v = m.get("expect_status"))
+        if (auto codes = parse_status_list(errors, *v)) {
+            check.expect_status.clear();
+            for (unsigned code : *codes)
+                check.expect_status.push_back({code, code});
+        }
     return check;
 }
 

@@ -49,21 +49,49 @@ struct Flows {
 // Health check options; fields a type does not use are left at their defaults. Keys parsed now:
 // type, interval, timeout, rise, fall, port, path, expect_status (the health issue adds the rest).
 // defaults.healthcheck starts from these values; a service's healthcheck overrides it key by key.
+// A range of HTTP status codes, both ends included (a single code is lo == hi).
+struct StatusRange {
+    unsigned lo = 200, hi = 200;
+    bool operator==(const StatusRange&) const = default;
+};
+
+// Health check options (README: "Health checks", with keepalived equivalents). Fields a type does
+// not use keep their defaults. defaults.healthcheck < service healthcheck < backend healthcheck,
+// key by key.
 struct HealthCheck {
     CheckType type = CheckType::tcp;
     std::chrono::milliseconds interval{2000};
     std::chrono::milliseconds timeout{1000};
-    unsigned rise = 2;
-    unsigned fall = 3;
-    std::optional<std::uint16_t> port;
+    unsigned rise = 2;                    // consecutive passes to go up
+    unsigned fall = 3;                    // consecutive failures to go down
+    double jitter = 0.1;                  // 0..0.5: each interval is randomized by +- this fraction
+    bool start_up = false;                // a new backend starts up (true) or down until `rise` passes
+    std::optional<std::uint16_t> port;    // default: the service port
+    std::optional<Address> address;       // default: the backend address
+    std::optional<Address> source;        // source address of the checks (default: the kernel's)
+    // http / https
+    std::string method = "GET";
     std::string path = "/";
-    std::vector<unsigned> expect_status{200};
+    std::string host;                     // Host header; default: the backend address
+    std::vector<StatusRange> expect_status{{200, 299}};
+    std::string expect_body;              // substring the body must contain ("" = any)
+    bool tls_verify = false;              // https: verify the certificate chain and host name
+    // udp
+    std::string payload;                  // datagram sent ("" = empty datagram)
+    std::string expect;                   // substring the reply must contain ("" = any reply)
+    bool require_reply = true;            // false: no reply within timeout passes; only an ICMP error fails
+    // dns
+    std::string query_name = ".";         // name asked (e.g. "example.org")
+    std::string query_type = "A";         // A | AAAA | NS | SOA | TXT | ... (mnemonic)
+    // exec
+    std::string command;                  // run with /bin/sh -c; exit 0 = up; env FULCRUM_* describe the target
 };
 
 struct Backend {
     Address address;
     std::uint32_t weight = 100;   // 0..65535; 0 = drain
     BackendState state = BackendState::active;
+    std::optional<HealthCheck> healthcheck;  // per-backend overrides on top of the service's
     int line = 0;                 // where it was written (1-based), for messages
 };
 

@@ -160,7 +160,7 @@ TEST_CASE("the example file parses into the values it says", "[config]")
     CHECK(web.healthcheck.type == fulcrum::config::CheckType::http);
     CHECK(web.healthcheck.port == std::optional<std::uint16_t>(8080));
     CHECK(web.healthcheck.path == "/healthz");
-    CHECK(web.healthcheck.expect_status == std::vector<unsigned>{200});
+    CHECK(web.healthcheck.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 200}});
     CHECK(web.healthcheck.interval == 2s);  // from defaults.healthcheck
     REQUIRE(web.backends.size() == 2);
     CHECK(ipv4(web.backends[0].address) == "198.51.100.11");
@@ -184,7 +184,7 @@ TEST_CASE("the example file parses into the values it says", "[config]")
     CHECK(dns.healthcheck.timeout == 1min);
     CHECK(dns.healthcheck.rise == 1);
     CHECK(dns.healthcheck.fall == 5);
-    CHECK(dns.healthcheck.expect_status == std::vector<unsigned>{200, 204});
+    CHECK(dns.healthcheck.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 200}, {204, 204}});
     REQUIRE(dns.backends.size() == 1);
     CHECK(ipv6(dns.backends[0].address) == "2001:db8:1::11");
     CHECK(dns.backends[0].weight == 0);
@@ -230,7 +230,7 @@ services:
     CHECK(s.healthcheck.fall == 3);
     CHECK(s.healthcheck.port == std::optional<std::uint16_t>(53));
     CHECK(s.healthcheck.path == "/");
-    CHECK(s.healthcheck.expect_status == std::vector<unsigned>{200});
+    CHECK(s.healthcheck.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 299}});
     CHECK(s.backends.at(0).weight == 100);
     CHECK(s.backends.at(0).state == fulcrum::config::BackendState::active);
 }
