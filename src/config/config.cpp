@@ -9,6 +9,8 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <set>
+#include <utility>
 
 #include "config/checks.h"
 #include "config/fields.h"
@@ -115,31 +117,88 @@ void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
                parse_choice<OnExit>(errors, *v, {{"keep", OnExit::keep}, {"detach", OnExit::detach}}));
 }
 
-// Starts from `check` (the defaults) and overrides only the keys given, so a service that sets
-// `path` keeps the default interval.
-HealthCheck read_healthcheck(Errors& errors, const Value& value, HealthCheck check)
+// A health check as it applies at one level (defaults, a service, a backend), with where its
+// `source` and `address` were written: the nearest layer that set them. The family check between a
+// source and the address it checks needs the backends, so it runs after them, pointing back here.
+struct CheckLayer {
+    HealthCheck check;
+    std::optional<Spot> source, address;
+};
+
+// Sources already reported as of the wrong family: one written in defaults may be inherited by
+// many backends, but one error at the key is enough.
+using ReportedSpots = std::set<std::pair<int, int>>;
+
+void report_source_family(Errors& errors, ReportedSpots& reported, const CheckLayer& layer,
+                          const Address& checked, const std::string& checked_path)
+{
+    const HealthCheck& c = layer.check;
+    if (!c.source || !layer.source || c.source->family == checked.family) return;
+    if (!reported.insert({layer.source->line, layer.source->column}).second) return;
+    std::string family = checked.family == AF_INET ? "an IPv4 address" : "an IPv6 address";
+    errors.add(*layer.source, "expected " + family + " like the checked address " + checked.text + " (" +
+                                  checked_path + "), got \"" + c.source->text + "\"");
+}
+
+// Reads one healthcheck mapping on top of `parent` (defaults < service < backend): only the keys
+// given are overridden, so a service that sets `path` keeps the default interval. A layer whose
+// keys all read well is then checked as a whole; a problem already present in `parent` was
+// reported there and is not repeated.
+CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer& parent, ReportedSpots& reported)
 {
     Mapping m(errors, value,
-              {"type", "interval", "timeout", "rise", "fall", "port", "path", "expect_status"});
+              {"type", "interval", "timeout", "rise", "fall", "jitter", "start_up", "port", "address",
+               "source", "method", "path", "host", "expect_status", "expect_body", "tls_verify", "payload",
+               "expect", "require_reply", "query_name", "query_type", "command"});
+    CheckLayer layer = parent;
+    HealthCheck& check = layer.check;
+    std::size_t errors_before = errors.count();
     if (auto v = m.get("type")) assign(check.type, parse_check_type(errors, *v));
     if (auto v = m.get("interval")) assign(check.interval, parse_duration(errors, *v));
     if (auto v = m.get("timeout")) assign(check.timeout, parse_duration(errors, *v));
     if (auto v = m.get("rise")) assign(check.rise, parse_uint(errors, *v, 1u, 100u));
     if (auto v = m.get("fall")) assign(check.fall, parse_uint(errors, *v, 1u, 100u));
+    if (auto v = m.get("jitter")) assign(check.jitter, parse_jitter(errors, *v));
+    if (auto v = m.get("start_up")) assign(check.start_up, parse_bool(errors, *v));
     if (auto v = m.get("port")) assign(check.port, parse_uint<std::uint16_t>(errors, *v, 1, 65535));
+    if (auto v = m.get("address"); v && assign(check.address, parse_address(errors, *v))) layer.address = v->spot;
+    if (auto v = m.get("source"); v && assign(check.source, parse_address(errors, *v))) layer.source = v->spot;
+    if (auto v = m.get("method")) assign(check.method, parse_http_method(errors, *v));
     if (auto v = m.get("path")) assign(check.path, parse_http_path(errors, *v));
-    if (auto v = m.get("expect_status"))
-        if (auto codes = parse_status_list(errors, *v)) {
-            check.expect_status.clear();
-            for (unsigned code : *codes)
-                check.expect_status.push_back({code, code});
-        }
-    return check;
+    if (auto v = m.get("host")) assign(check.host, parse_host(errors, *v));
+    if (auto v = m.get("expect_status")) assign(check.expect_status, parse_status_ranges(errors, *v));
+    if (auto v = m.get("expect_body")) assign(check.expect_body, parse_string(errors, *v));
+    if (auto v = m.get("tls_verify")) assign(check.tls_verify, parse_bool(errors, *v));
+    if (auto v = m.get("payload")) assign(check.payload, parse_string(errors, *v));
+    if (auto v = m.get("expect")) assign(check.expect, parse_string(errors, *v));
+    if (auto v = m.get("require_reply")) assign(check.require_reply, parse_bool(errors, *v));
+    if (auto v = m.get("query_name")) assign(check.query_name, parse_dns_name(errors, *v));
+    if (auto v = m.get("query_type")) assign(check.query_type, parse_query_type(errors, *v));
+    if (auto v = m.get("command")) assign(check.command, parse_nonempty_string(errors, *v, "a command line"));
+    // A key that did not read left the parent's value: checks built on it would only add noise.
+    if (!m.is_mapping() || errors.count() != errors_before) return layer;
+
+    const HealthCheck& up = parent.check;
+    // A check still running when the next one is due would overlap it.
+    if (check.timeout > check.interval && !(up.timeout > up.interval)) {
+        if (auto v = m.get("timeout"))
+            errors.expected(*v, "a timeout at most the interval (" + duration_text(check.interval) + ")");
+        else if (auto w = m.get("interval"))
+            errors.expected(*w, "an interval at least the timeout (" + duration_text(check.timeout) + ")");
+    }
+    if (check.type == CheckType::exec && check.command.empty() &&
+        !(up.type == CheckType::exec && up.command.empty()))
+        errors.add(Spot{m.spot().line, m.spot().column, child_path(m.spot().path, "command")},
+                   "missing required key \"command\" (needed by type exec)");
+    if (check.address && layer.address)
+        report_source_family(errors, reported, layer, *check.address, layer.address->path);
+    return layer;
 }
 
-Backend read_backend(Errors& errors, const Value& value, std::optional<Spot>& address_spot)
+Backend read_backend(Errors& errors, const Value& value, const CheckLayer& service_check, bool port_zero,
+                     ReportedSpots& reported, std::optional<Spot>& address_spot, CheckLayer& check)
 {
-    Mapping m(errors, value, {"address", "weight", "state"});
+    Mapping m(errors, value, {"address", "weight", "state", "healthcheck"});
     Backend backend;
     backend.line = value.spot.line;
     if (auto v = m.require("address"); v && assign(backend.address, parse_address(errors, *v)))
@@ -149,15 +208,30 @@ Backend read_backend(Errors& errors, const Value& value, std::optional<Spot>& ad
         assign(backend.state,
                parse_choice<BackendState>(
                    errors, *v, {{"active", BackendState::active}, {"drain", BackendState::drain}}));
+    check = service_check;
+    if (auto v = m.get("healthcheck")) {
+        std::size_t errors_before = errors.count();
+        check = read_healthcheck(errors, *v, service_check, reported);
+        backend.healthcheck = check.check;
+        // The service's own check was held to this already; only a type changed here is new.
+        const HealthCheck& c = check.check;
+        const HealthCheck& up = service_check.check;
+        bool needs_port = c.type != CheckType::exec && !c.port;
+        bool up_needs_port = up.type != CheckType::exec && !up.port;
+        if (port_zero && needs_port && !up_needs_port && errors.count() == errors_before)
+            errors.add(Spot{v->spot.line, v->spot.column, child_path(v->spot.path, "port")},
+                       "missing required key \"port\" (needed when the service port is 0)");
+    }
     return backend;
 }
 
-Service read_service(Errors& errors, const Value& value, const HealthCheck& defaults, ServiceSpots& spots)
+Service read_service(Errors& errors, const Value& value, const CheckLayer& defaults, ReportedSpots& reported,
+                     ServiceSpots& spots)
 {
     Mapping m(errors, value,
               {"name", "vip", "port", "protocol", "table_size", "min_healthy", "healthcheck", "backends"});
     Service service;
-    service.healthcheck = defaults;
+    CheckLayer check = defaults;
     // Each spot is kept only for a valid value: the checks across services use these.
     auto keep = [](std::optional<Spot>& spot, const Value& v, bool valid) {
         if (valid) spot = v.spot;
@@ -175,17 +249,26 @@ Service read_service(Errors& errors, const Value& value, const HealthCheck& defa
     if (auto v = m.get("min_healthy")) assign(service.min_healthy, parse_min_healthy(errors, *v));
 
     std::size_t errors_before_check = errors.count();
-    if (auto v = m.get("healthcheck")) service.healthcheck = read_healthcheck(errors, *v, defaults);
+    if (auto v = m.get("healthcheck")) check = read_healthcheck(errors, *v, defaults, reported);
+    service.healthcheck = check.check;
     // A check that connects somewhere defaults to the service port; port 0 leaves it nowhere to go.
-    if (spots.port && service.port == 0 && !service.healthcheck.port &&
-        service.healthcheck.type != CheckType::exec && errors.count() == errors_before_check)
+    bool port_zero = spots.port && service.port == 0;
+    if (port_zero && !service.healthcheck.port && service.healthcheck.type != CheckType::exec &&
+        errors.count() == errors_before_check)
         errors.add(*spots.port, "port 0 (every port) needs healthcheck.port for the health check");
 
     if (auto v = m.require("backends"))
         if (auto items = list_items(errors, *v, "a list of backends"))
             for (const Value& item : *items) {
                 spots.backend_addresses.emplace_back();
-                service.backends.push_back(read_backend(errors, item, spots.backend_addresses.back()));
+                CheckLayer backend_check;
+                service.backends.push_back(read_backend(errors, item, check, port_zero, reported,
+                                                        spots.backend_addresses.back(), backend_check));
+                // Without healthcheck.address the check goes to the backend: its source must match.
+                const auto& address_spot = spots.backend_addresses.back();
+                if (address_spot && !backend_check.check.address)
+                    report_source_family(errors, reported, backend_check, service.backends.back().address,
+                                         address_spot->path);
             }
     return service;
 }
@@ -200,19 +283,20 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
     if (auto v = top.get("tunnel")) read_tunnel(errors, *v, config.tunnel, spots);
     read_daemon_sections(errors, top, config);
     // Defaults before services wherever they are written: services start from them.
+    CheckLayer defaults;
+    ReportedSpots reported;
     if (auto v = top.get("defaults")) {
         Mapping m(errors, *v, {"healthcheck"});
-        if (auto h = m.get("healthcheck"))
-            config.default_healthcheck = read_healthcheck(errors, *h, HealthCheck{});
+        if (auto h = m.get("healthcheck")) defaults = read_healthcheck(errors, *h, CheckLayer{}, reported);
     }
+    config.default_healthcheck = defaults.check;
     // `services` is required so a file that lost its services by mistake is not read as "none";
     // an explicit empty list is fine (a balancer being set up).
     if (auto v = top.require("services"))
         if (auto items = list_items(errors, *v, "a list of services"))
             for (const Value& item : *items) {
                 spots.services.emplace_back();
-                config.services.push_back(
-                    read_service(errors, item, config.default_healthcheck, spots.services.back()));
+                config.services.push_back(read_service(errors, item, defaults, reported, spots.services.back()));
             }
     return config;
 }

@@ -46,9 +46,6 @@ struct Flows {
     std::chrono::milliseconds udp_idle_timeout{30'000};
 };
 
-// Health check options; fields a type does not use are left at their defaults. Keys parsed now:
-// type, interval, timeout, rise, fall, port, path, expect_status (the health issue adds the rest).
-// defaults.healthcheck starts from these values; a service's healthcheck overrides it key by key.
 // A range of HTTP status codes, both ends included (a single code is lo == hi).
 struct StatusRange {
     unsigned lo = 200, hi = 200;
@@ -57,7 +54,9 @@ struct StatusRange {
 
 // Health check options (README: "Health checks", with keepalived equivalents). Fields a type does
 // not use keep their defaults. defaults.healthcheck < service healthcheck < backend healthcheck,
-// key by key.
+// key by key. Validated: timeout <= interval; type exec has a command; source has the family of
+// the checked address (address, else each backend's); a check other than exec has a port (the
+// service port, or `port` when the service port is 0).
 struct HealthCheck {
     CheckType type = CheckType::tcp;
     std::chrono::milliseconds interval{2000};
@@ -72,7 +71,7 @@ struct HealthCheck {
     // http / https
     std::string method = "GET";
     std::string path = "/";
-    std::string host;                     // Host header; default: the backend address
+    std::string host;                     // Host header (may carry :PORT); "" = the checked address
     std::vector<StatusRange> expect_status{{200, 299}};
     std::string expect_body;              // substring the body must contain ("" = any)
     bool tls_verify = false;              // https: verify the certificate chain and host name
@@ -91,7 +90,9 @@ struct Backend {
     Address address;
     std::uint32_t weight = 100;   // 0..65535; 0 = drain
     BackendState state = BackendState::active;
-    std::optional<HealthCheck> healthcheck;  // per-backend overrides on top of the service's
+    // Set when the backend has a healthcheck mapping: the service's check with the backend's keys
+    // on top (the whole effective check). Unset: the service's check applies as is.
+    std::optional<HealthCheck> healthcheck;
     int line = 0;                 // where it was written (1-based), for messages
 };
 

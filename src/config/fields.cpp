@@ -224,32 +224,221 @@ std::optional<MinHealthy> parse_min_healthy(Errors& errors, const Value& value)
     return MinHealthy{false, static_cast<double>(*n)};
 }
 
-std::optional<std::vector<unsigned>> parse_status_list(Errors& errors, const Value& value)
+namespace {
+
+constexpr std::string_view kStatusOrRange = "an HTTP status 100..599 or a range like \"200-299\"";
+
+// One item of expect_status: "200" or "200-299".
+std::optional<StatusRange> parse_status_item(Errors& errors, const Value& value)
 {
-    if (!value.node.IsSequence()) {
-        if (!value.node.IsScalar()) {
-            errors.expected(value, "an HTTP status 100..599 or a list of them");
-            return std::nullopt;
-        }
+    auto text = parse_text_value(errors, value, kStatusOrRange);
+    if (!text) return std::nullopt;
+    std::string_view s = *text;
+    // A number alone keeps the plain integer message ("expected an integer 100..599, got \"700\"").
+    if (all_digits(s)) {
         auto status = parse_uint<unsigned>(errors, value, 100, 599);
         if (!status) return std::nullopt;
-        return std::vector<unsigned>{*status};
+        return StatusRange{*status, *status};
+    }
+    std::size_t dash = s.find('-');
+    auto lo = dash == std::string_view::npos ? std::nullopt : to_integer(s.substr(0, dash));
+    auto hi = dash == std::string_view::npos ? std::nullopt : to_integer(s.substr(dash + 1));
+    if (!lo || !hi) {
+        errors.expected(value, kStatusOrRange);
+        return std::nullopt;
+    }
+    if (*lo < 100 || *hi > 599 || *lo > 599 || *hi < 100) {
+        errors.expected(value, "a range of HTTP statuses within 100..599");
+        return std::nullopt;
+    }
+    if (*lo > *hi) {
+        errors.expected(value, "a range LO-HI with LO <= HI");
+        return std::nullopt;
+    }
+    return StatusRange{static_cast<unsigned>(*lo), static_cast<unsigned>(*hi)};
+}
+
+bool is_label_char(unsigned char c)
+{
+    return std::isalnum(c) || c == '-' || c == '_';
+}
+
+// Labels of 1..63 label characters, at most 253 characters without the final dot.
+bool is_dns_name(std::string_view s, bool allow_root)
+{
+    if (s == ".") return allow_root;
+    if (!s.empty() && s.back() == '.') s.remove_suffix(1);
+    if (s.empty() || s.size() > 253) return false;
+    std::size_t start = 0;
+    while (true) {
+        std::size_t dot = s.find('.', start);
+        std::string_view label = s.substr(start, dot == std::string_view::npos ? s.npos : dot - start);
+        if (label.empty() || label.size() > 63 ||
+            !std::all_of(label.begin(), label.end(), [](unsigned char c) { return is_label_char(c); }))
+            return false;
+        if (dot == std::string_view::npos) return true;
+        start = dot + 1;
+    }
+}
+
+// A decimal number with an optional fraction ("0", "0.25", "10.5"): no sign, no exponent.
+std::optional<double> to_decimal(std::string_view s)
+{
+    std::size_t dot = s.find('.');
+    std::string_view whole = s.substr(0, dot);
+    std::string_view fraction = dot == std::string_view::npos ? std::string_view{} : s.substr(dot + 1);
+    if (!all_digits(whole) || (dot != std::string_view::npos && !all_digits(fraction))) return std::nullopt;
+    double d = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
+    if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+    return d;
+}
+
+}  // namespace
+
+std::optional<std::vector<StatusRange>> parse_status_ranges(Errors& errors, const Value& value)
+{
+    if (value.node.IsScalar()) {
+        auto range = parse_status_item(errors, value);
+        if (!range) return std::nullopt;
+        return std::vector<StatusRange>{*range};
+    }
+    if (!value.node.IsSequence()) {
+        errors.expected(value, "an HTTP status 100..599, a range like \"200-299\" or a list of them");
+        return std::nullopt;
     }
     auto items = list_items(errors, value, "a list of HTTP statuses");
     if (!items) return std::nullopt;
     if (items->empty()) {
-        errors.expected(value, "at least one HTTP status 100..599");
+        errors.expected(value, "at least one HTTP status or range");
         return std::nullopt;
     }
-    std::vector<unsigned> statuses;
+    std::vector<StatusRange> ranges;
     bool ok = true;
     for (const Value& item : *items) {
-        auto status = parse_uint<unsigned>(errors, item, 100, 599);
-        if (status) statuses.push_back(*status);
-        ok = ok && status;
+        auto range = parse_status_item(errors, item);
+        if (range) ranges.push_back(*range);
+        ok = ok && range;
     }
     if (!ok) return std::nullopt;
-    return statuses;
+    return ranges;
+}
+
+std::optional<bool> parse_bool(Errors& errors, const Value& value)
+{
+    auto text = parse_text_value(errors, value, "true or false");
+    if (!text) return std::nullopt;
+    if (*text == "true" || *text == "True" || *text == "TRUE") return true;
+    if (*text == "false" || *text == "False" || *text == "FALSE") return false;
+    errors.expected(value, "true or false");
+    return std::nullopt;
+}
+
+std::optional<std::string> parse_string(Errors& errors, const Value& value)
+{
+    return parse_text_value(errors, value, "a string");
+}
+
+std::optional<std::string> parse_nonempty_string(Errors& errors, const Value& value, std::string_view what)
+{
+    auto text = parse_text_value(errors, value, what);
+    if (text && text->empty()) {
+        errors.expected(value, what);
+        return std::nullopt;
+    }
+    return text;
+}
+
+std::optional<double> parse_jitter(Errors& errors, const Value& value)
+{
+    constexpr std::string_view kWhat = "a fraction 0..0.5 or a percentage 0%..50%";
+    auto text = parse_text_value(errors, value, kWhat);
+    if (!text) return std::nullopt;
+    std::string_view s = *text;
+    bool percent = !s.empty() && s.back() == '%';
+    auto n = to_decimal(percent ? s.substr(0, s.size() - 1) : s);
+    if (n && percent) *n /= 100;
+    if (!n || *n > 0.5) {
+        errors.expected(value, kWhat);
+        return std::nullopt;
+    }
+    return n;
+}
+
+std::optional<std::string> parse_http_method(Errors& errors, const Value& value)
+{
+    return parse_choice<std::string>(
+        errors, value, {{"GET", "GET"}, {"HEAD", "HEAD"}, {"POST", "POST"}, {"OPTIONS", "OPTIONS"}});
+}
+
+std::optional<std::string> parse_host(Errors& errors, const Value& value)
+{
+    constexpr std::string_view kWhat = "a host name or an IP address, optionally with :PORT ([ADDRESS]:PORT for IPv6)";
+    auto text = parse_text_value(errors, value, kWhat);
+    if (!text) return std::nullopt;
+    std::string_view s = *text;
+    auto port_ok = [](std::string_view p) {
+        auto n = to_integer(p);
+        return n && *n >= 1 && *n <= 65535;
+    };
+    bool ok = false;
+    if (s.empty()) {
+        ok = true;  // the default (the checked address), so a layer can undo an inherited host
+    } else if (to_address(std::string(s), 0)) {
+        ok = true;  // an address alone, IPv6 unbracketed included
+    } else if (!s.empty() && s.front() == '[') {
+        std::size_t close = s.find(']');
+        ok = close != std::string_view::npos &&
+             to_address(std::string(s.substr(1, close - 1)), AF_INET6).has_value() &&
+             (close + 1 == s.size() || (s[close + 1] == ':' && port_ok(s.substr(close + 2))));
+    } else {
+        std::size_t colon = s.find(':');
+        std::string_view name = s.substr(0, colon);
+        // An IPv4 address is also a valid DNS name by these rules, so NAME covers both.
+        ok = is_dns_name(name, false) && (colon == std::string_view::npos || port_ok(s.substr(colon + 1)));
+    }
+    if (!ok) {
+        errors.expected(value, kWhat);
+        return std::nullopt;
+    }
+    return text;
+}
+
+std::optional<std::string> parse_dns_name(Errors& errors, const Value& value)
+{
+    constexpr std::string_view kWhat =
+        "a DNS name of at most 253 characters in labels of 1 to 63 letters, digits, - or _ (\".\" for the root)";
+    auto text = parse_text_value(errors, value, kWhat);
+    if (!text) return std::nullopt;
+    if (!is_dns_name(*text, true)) {
+        errors.expected(value, kWhat);
+        return std::nullopt;
+    }
+    return text;
+}
+
+std::optional<std::string> parse_query_type(Errors& errors, const Value& value)
+{
+    static constexpr std::string_view kTypes[] = {"A", "AAAA", "CNAME", "MX", "NS", "PTR", "SOA", "SRV", "TXT"};
+    constexpr std::string_view kWhat = "A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT";
+    auto text = parse_text_value(errors, value, kWhat);
+    if (!text) return std::nullopt;
+    std::string upper = *text;
+    for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (std::find(std::begin(kTypes), std::end(kTypes), upper) == std::end(kTypes)) {
+        errors.expected(value, kWhat);
+        return std::nullopt;
+    }
+    return upper;
+}
+
+std::string duration_text(std::chrono::milliseconds d)
+{
+    auto ms = static_cast<std::uint64_t>(d.count());
+    if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+    if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+    if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+    return std::to_string(ms) + "ms";
 }
 
 }  // namespace fulcrum::config::detail

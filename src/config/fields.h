@@ -77,7 +77,39 @@ std::optional<std::uint32_t> parse_table_size(Errors& errors, const Value& value
 // A backend count (0..65535) or a percentage "1%".."100%".
 std::optional<MinHealthy> parse_min_healthy(Errors& errors, const Value& value);
 
-// One HTTP status 100..599 or a non-empty list of them.
-std::optional<std::vector<unsigned>> parse_status_list(Errors& errors, const Value& value);
+// HTTP statuses: one status 100..599 ("200"), a range "LO-HI" with LO <= HI ("200-299"), or a
+// non-empty list mixing both. A single status becomes the range {s, s}.
+std::optional<std::vector<StatusRange>> parse_status_ranges(Errors& errors, const Value& value);
+
+// "true" or "false" (also True/TRUE/False/FALSE, YAML 1.2's core schema); not yes/no/on/off, which
+// YAML 1.1 read as booleans and 1.2 reads as strings.
+std::optional<bool> parse_bool(Errors& errors, const Value& value);
+
+// Any scalar, as written ("" allowed): "expected a string" for a list, a mapping or nothing.
+std::optional<std::string> parse_string(Errors& errors, const Value& value);
+
+// A non-empty string (a command line).
+std::optional<std::string> parse_nonempty_string(Errors& errors, const Value& value, std::string_view what);
+
+// A fraction 0..0.5 ("0.1") or a percentage 0%..50% ("10%"), as a fraction.
+std::optional<double> parse_jitter(Errors& errors, const Value& value);
+
+// An HTTP method of a health check: GET, HEAD, POST or OPTIONS (upper case, as sent).
+std::optional<std::string> parse_http_method(Errors& errors, const Value& value);
+
+// A Host header: a host name or an IP address, optionally with :PORT ([v6]:PORT); no spaces. ""
+// is accepted: the default (the checked address), so a service can undo a host set in defaults.
+std::optional<std::string> parse_host(Errors& errors, const Value& value);
+
+// A DNS name: labels of 1..63 characters (letters, digits, - or _), at most 253 characters in
+// all, an optional final "."; "." alone is the root.
+std::optional<std::string> parse_dns_name(Errors& errors, const Value& value);
+
+// A DNS query type mnemonic, any case, returned in upper case: A, AAAA, CNAME, MX, NS, PTR, SOA,
+// SRV or TXT.
+std::optional<std::string> parse_query_type(Errors& errors, const Value& value);
+
+// A duration as a config would write it: 1h, 2m, 3s or 500ms (the largest exact unit).
+std::string duration_text(std::chrono::milliseconds d);
 
 }  // namespace fulcrum::config::detail

@@ -2,12 +2,15 @@
 // human text or one JSON object, and returns the exit code fulcrumctl passes on.
 #include <arpa/inet.h>
 
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 
 #include "control/protocol.h"
 #include "daemon/daemon.h"
 #include "daemon/daemon_impl.h"
 #include "dataplane/reasons.h"
+#include "health/check.h"
 #include "flow_hash.h"
 #include "util/json.h"
 #include "util/log.h"
@@ -79,16 +82,19 @@ Response Daemon::cmd_status(bool json)
     j.field("reloads_ok", reloads_ok_).field("reloads_failed", reloads_failed_);
     j.field("last_reload_error", last_reload_error_);
     j.key("services").begin_array();
+    const auto health = health_->snapshot();
+    const auto now = std::chrono::system_clock::now();
     for (const plan::ServicePlan& s : desired_.services) {
         const plan::AppliedService& applied = reconciler_->services().at(s.name);
         unsigned port = ntohs(s.key.port);
         double rate = service_rate_[applied.id];
-        text += fmt("service %-16s %s%s%s:%u/%s  table %u  %.0f pkt/s\n", s.name.c_str(),
+        text += fmt("service %-16s %s%s%s:%u/%s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
                     s.key.family == FULCRUM_AF_INET6 ? "[" : "", s.vip.c_str(),
                     s.key.family == FULCRUM_AF_INET6 ? "]" : "", port, protocol_name(s.key.proto), s.table_size,
-                    rate);
+                    rate, s.healthy, s.needed, s.panic ? "  PANIC: using all non-drained backends" : "");
         j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port);
         j.field("protocol", protocol_name(s.key.proto)).field("table_size", s.table_size);
+        j.field("healthy", s.healthy).field("min_healthy", s.needed).field("panic", s.panic);
         j.field("packets_per_second", rate).key("backends").begin_array();
         for (const plan::BackendPlan& b : s.backends) {
             const bool by_operator = overrides_.drained.contains({s.name, b.address});
@@ -100,11 +106,22 @@ Response Daemon::cmd_status(bool json)
                                                                    : " (config)";
             std::uint32_t id = applied.backends.at(b.address).id;
             double brate = backend_rate_[id];
-            text += fmt("  backend %-28s weight %-5u %-8s%-19s health n/a  %.0f pkt/s\n", b.address.c_str(),
-                        b.weight, state, why, brate);
+            std::string health_state = "unknown", last = "-";
+            double since = 0;
+            if (auto h = health.find({s.name, b.address}); h != health.end()) {
+                health_state = h->second.up ? "up" : "down";
+                if (h->second.checked)
+                    last = h->second.last.ok() ? "passed"
+                                               : std::string(health::failure_name(h->second.last.failure)) +
+                                                     (h->second.last.detail.empty() ? "" : ": " + h->second.last.detail);
+                since = std::chrono::duration<double>(now - h->second.last_change).count();
+            }
+            text += fmt("  backend %-28s weight %-5u %-8s%-19s health %-4s %5.0fs  last %-28s %.0f pkt/s\n",
+                        b.address.c_str(), b.weight, state, why, health_state.c_str(), since, last.c_str(), brate);
             j.begin_object().field("address", b.address).field("weight", b.weight).field("state", state);
             j.field("drained_by", b.use != plan::BackendUse::draining ? "" : by_operator ? "operator" : "config");
-            j.field("health", "unknown").field("packets_per_second", brate).end_object();
+            j.field("health", health_state).field("last_check", last).field("seconds_since_change", since);
+            j.field("packets_per_second", brate).end_object();
         }
         j.end_array().end_object();
     }
@@ -211,7 +228,16 @@ Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
             continue;
         std::uint8_t state = it->second->value.state;
         bool usable = state == FULCRUM_BACKEND_ACTIVE || state == FULCRUM_BACKEND_DRAINING;
-        if (usable) {  // (a UDP entry past its idle timeout is re-hashed by the data plane; rare)
+        // A UDP entry idle past the timeout the program was loaded with is re-hashed by the data
+        // plane; its clock is bpf_ktime_get_coarse_ns, i.e. CLOCK_MONOTONIC_COARSE.
+        if (usable && key.proto == IPPROTO_UDP) {
+            timespec now{};
+            clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+            std::uint64_t now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ULL +
+                                   static_cast<std::uint64_t>(now.tv_nsec);
+            usable = now_ns - v.last_seen_ns <= loaded_udp_idle_timeout_ns_;
+        }
+        if (usable) {
             backend = address_of(v.backend_id);
             source = "flow_table";
             break;

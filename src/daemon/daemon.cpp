@@ -26,6 +26,7 @@
 #include "dataplane/bpffs.h"
 #include "dataplane/neighbours.h"
 #include "dataplane/xdp_attach.h"
+#include "health/check.h"
 #include "metrics/collector.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
@@ -113,18 +114,29 @@ std::vector<dataplane::NeighbourTarget> neighbour_targets(const plan::Desired& d
     return out;
 }
 
-std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const plan::Desired& d)
+// Every backend of the applied state, for the next-hop cache.
+std::vector<dataplane::NexthopTarget> nexthop_targets(const plan::Reconciler& r)
+{
+    std::vector<dataplane::NexthopTarget> out;
+    for (const auto& [name, svc] : r.services())
+        for (const auto& [address, b] : svc.backends)
+            out.push_back({b.id, b.value.addr, b.value.family});
+    return out;
+}
+
+std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const plan::Desired& d,
+                                            const std::set<health::BackendKey>& down)
 {
     std::vector<metrics::ServiceLabel> out;
     for (const plan::ServicePlan& plan : d.services) {
         auto it = r.services().find(plan.name);
         if (it == r.services().end())
             continue;
-        metrics::ServiceLabel s{it->second.id, plan.name, plan.vip, {}};
+        metrics::ServiceLabel s{it->second.id, plan.name, plan.vip, {}, plan.panic};
         for (const plan::BackendPlan& b : plan.backends) {
             auto be = it->second.backends.find(b.address);
             if (be != it->second.backends.end())
-                s.backends.push_back({be->second.id, b.address, b.weight, b.use != plan::BackendUse::down});
+                s.backends.push_back({be->second.id, b.address, b.weight, !down.contains({plan.name, b.address})});
         }
         out.push_back(std::move(s));
     }
@@ -140,12 +152,59 @@ Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides
     for (const std::string& a : missing)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
                  a.c_str());
-    if (Status s = reconciler_->apply(desired); !s.ok())
-        return s;
+    Status applied = reconciler_->apply(desired);
+    if (nexthops_)  // also after a partial apply: the applied state is what the maps hold
+        nexthops_->set_backends(nexthop_targets(*reconciler_),
+                                cfg.tunnel.source_v6 ? std::optional(plan::to_fulcrum_addr(*cfg.tunnel.source_v6))
+                                                     : std::nullopt);
+    if (!applied.ok())
+        return applied;
     desired_ = std::move(desired);
-    collector_->set_topology(topology(*reconciler_, desired_));
     collector_->set_generation(++generation_);
+    publish_topology();
+    // Maps are applied; a route problem is logged and must not fail the change.
+    if (routes_)
+        if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
+            LOG_WARN("%s", s.message().c_str());
+    if (health_ && !health_->settled()) {
+        LOG_INFO("health: first checks pending: every non-drained backend is in use until each has been checked");
+        return {};
+    }
+    std::set<std::string> panicking;
+    for (const plan::ServicePlan& s : desired_.services)
+        if (s.panic) {
+            panicking.insert(s.name);
+            if (!panicking_.contains(s.name))
+                LOG_WARN("health: service %s in PANIC: %u of %u needed backends healthy (min_healthy); "
+                         "using all its non-drained backends rather than none",
+                         s.name.c_str(), s.healthy, s.needed);
+        }
+    for (const std::string& name : panicking_)
+        if (!panicking.contains(name))
+            LOG_INFO("health: service %s out of panic", name.c_str());
+    panicking_ = std::move(panicking);
     return {};
+}
+
+Daemon::~Daemon()
+{
+    // Scrapes run on the exposer's threads and call back into health_: stop them first.
+    exposer_.reset();
+}
+
+void Daemon::publish_topology()
+{
+    collector_->set_topology(topology(*reconciler_, desired_, overrides_.down));
+}
+
+// Health changed (batched by the manager): the down set feeds the planner; one apply per batch.
+void Daemon::on_health_change()
+{
+    if (!health_->settled())
+        return;  // first results still coming in: keep the start-up table (see Manager::settled)
+    overrides_.down = health_->down();
+    if (Status s = apply(*config_, overrides_); !s.ok())
+        LOG_ERROR("health: cannot apply the new backend states: %s", s.message().c_str());
 }
 
 Status Daemon::bring_up()
@@ -169,6 +228,7 @@ Status Daemon::bring_up()
     options.udp_idle_timeout_ns = static_cast<std::uint64_t>(cfg.flows.udp_idle_timeout.count()) * 1'000'000;
     options.flow_capacity = cfg.flows.capacity;
     options.pin_path = cfg.pin_path;
+    loaded_udp_idle_timeout_ns_ = options.udp_idle_timeout_ns;
     program_ = dataplane::BalancerProgram::load(options, &error);
     if (!program_)
         return error;
@@ -185,8 +245,32 @@ Status Daemon::bring_up()
 
     collector_ = std::make_shared<metrics::Collector>(*program_, kVersion, "balancer");
     reconciler_ = std::make_unique<plan::Reconciler>(*program_);
-    if (program_->adopted_pins() > 0)
+    std::set<health::BackendKey> was_active;  // adopted from a running data plane: assumed up
+    if (program_->adopted_pins() > 0) {
         reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg));
+        for (const auto& [name, svc] : reconciler_->services())
+            for (const auto& [address, b] : svc.backends)
+                if (b.value.state == FULCRUM_BACKEND_ACTIVE)
+                    was_active.insert({name, address});
+    }
+    health_ = std::make_unique<health::Manager>(
+        io_,
+        [this](const config::HealthCheck& c, const health::Target& t, health::Done d) {
+            health::run_check(io_, c, t, std::move(d));
+        },
+        [this] { on_health_change(); });
+    health_->sync(cfg, was_active);
+    overrides_.down = health_->down();
+    collector_->set_health_source([this] {
+        std::map<std::pair<std::string, std::string>, metrics::HealthStats> out;
+        for (const auto& [key, r] : health_->snapshot())
+            out[key] = {r.failures, health::kDurationBuckets, r.duration_buckets, r.duration_sum, r.duration_count};
+        return out;
+    });
+    std::vector<std::string> interface_names;
+    for (const config::Interface& i : cfg.interfaces)
+        interface_names.push_back(i.name);
+    nexthops_ = std::make_unique<dataplane::NexthopUpkeep>(io_, *program_, std::move(interface_names));
     if (Status s = apply(cfg, overrides_); !s.ok())
         return s;
     collector_->count_reload(true);
@@ -234,6 +318,10 @@ Status Daemon::bring_up()
         attached_.push_back(i.name);
     }
 
+    // Announce VIPs only once the program is attached and serving them.
+    routes_ = std::make_unique<routes::VipRoutes>(cfg.routes_table, cfg.routes_need);
+    if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
+        LOG_WARN("%s", s.message().c_str());
     LOG_INFO("fulcrumd %s: %zu services on %zu interfaces; metrics on http://%s/metrics", kVersion,
              cfg.services.size(), attached_.size(), cfg.metrics_listen.c_str());
     return {};
@@ -264,9 +352,17 @@ Status Daemon::reload()
             next.flows.udp_idle_timeout != config_->flows.udp_idle_timeout ||
             next.control_socket != config_->control_socket || next.metrics_listen != config_->metrics_listen)
             LOG_WARN("config: bpf.pin_path, flows.*, control.socket and metrics.listen take effect at the next restart");
+        if (Status s = routes_->reconfigure(next.routes_table, next.routes_need); !s.ok())
+            LOG_WARN("%s", s.message().c_str());
+        health_->sync(next);  // new backends start down (unless start_up), removed ones stop
+        overrides_.down = health_->down();
         result = apply(next, overrides_);
-        if (result.ok())
+        if (result.ok()) {
             config_ = std::move(parsed.config);
+        } else {
+            health_->sync(*config_);
+            overrides_.down = health_->down();
+        }
     }
     collector_->count_reload(result.ok());
     if (result.ok()) {
@@ -310,7 +406,10 @@ void Daemon::shut_down()
             if (Status s = dataplane::detach_any(iface); !s.ok())
                 LOG_ERROR("%s", s.message().c_str());
         program_->unpin();
-        LOG_INFO("fulcrumd: detached and unpinned (on_exit: detach)");
+        if (routes_)
+            if (Status s = routes_->withdraw_all(); !s.ok())
+                LOG_ERROR("%s", s.message().c_str());
+        LOG_INFO("fulcrumd: detached, unpinned and VIP routes withdrawn (on_exit: detach)");
     } else {
         LOG_INFO("fulcrumd: exiting; the balancer stays attached and pinned (on_exit: keep)");
     }

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <prometheus/exposer.h>
 #include <string>
 #include <vector>
@@ -15,6 +16,9 @@
 #include "config/config.h"
 #include "control/server.h"
 #include "dataplane/balancer_program.h"
+#include "dataplane/nexthop_cache.h"
+#include "health/manager.h"
+#include "routes/vip_routes.h"
 #include "metrics/collector.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
@@ -24,6 +28,7 @@ namespace fulcrum::daemon {
 class Daemon {
 public:
     explicit Daemon(std::string path) : path_(std::move(path)) {}
+    ~Daemon();
     int run();
 
 private:
@@ -37,6 +42,8 @@ private:
     void schedule_neighbour_refresh();
     void schedule_rate_sample();
     void schedule_watchdog(std::uint64_t interval_usec);
+    void on_health_change();
+    void publish_topology();
 
     // control commands (commands.cpp)
     control::Response handle(const control::Request& request);
@@ -46,6 +53,8 @@ private:
     control::Response cmd_lookup(bool json, const std::vector<std::string>& args);
     control::Response cmd_stats(bool json);
 
+    // First member, so destroyed last: timers, sockets and the control server below hold it.
+    boost::asio::io_context io_;
     std::string path_;
     std::optional<config::Config> config_;
     plan::Overrides overrides_;
@@ -56,14 +65,18 @@ private:
     std::shared_ptr<metrics::Collector> collector_;
     std::unique_ptr<prometheus::Exposer> exposer_;
     std::unique_ptr<control::Server> control_;
+    std::unique_ptr<health::Manager> health_;
+    std::unique_ptr<routes::VipRoutes> routes_;  // host routes of VIPs for a BGP speaker
+    std::set<std::string> panicking_;  // services in panic at the last apply (logged on change)
     std::vector<std::string> attached_;
-    boost::asio::io_context io_;
     boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
     boost::asio::signal_set reload_signal_{io_, SIGHUP};
     boost::asio::steady_timer neighbour_timer_{io_};
     boost::asio::steady_timer rate_timer_{io_};
     boost::asio::steady_timer watchdog_timer_{io_};
+    std::unique_ptr<dataplane::NexthopUpkeep> nexthops_;  // next-hop cache upkeep (after program_)
     std::uint64_t generation_ = 0;
+    std::uint64_t loaded_udp_idle_timeout_ns_ = 0;  // what the running program was loaded with
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
     std::string last_reload_error_;
     // packets/s per service and backend id, sampled every second for `status`

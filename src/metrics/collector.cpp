@@ -3,6 +3,8 @@
 
 #include "dataplane/reasons.h"
 
+#include <limits>
+
 namespace fulcrum::metrics {
 namespace {
 
@@ -85,6 +87,37 @@ std::vector<MetricFamily> Collector::Collect() const
             }
         }
     }
+    auto panic = family("fulcrum_service_panic",
+                        "1 while fewer backends are healthy than min_healthy: all non-drained backends are used.",
+                        MetricType::Gauge);
+    auto check_seconds = family("fulcrum_healthcheck_duration_seconds", "Duration of health checks.",
+                                MetricType::Histogram);
+    auto check_failures = family("fulcrum_healthcheck_failures_total", "Failed health checks, by reason.",
+                                 MetricType::Counter);
+    {
+        std::lock_guard lock(mutex_);
+        for (const ServiceLabel& s : services_)
+            add(panic, {{"service", s.name}}, s.panic ? 1 : 0);
+        if (health_) {
+            for (const auto& [key, stats] : health_()) {
+                ClientMetric m;
+                m.label = {{"service", key.first}, {"backend", key.second}};
+                m.histogram.sample_count = stats.count;
+                m.histogram.sample_sum = stats.sum;
+                std::uint64_t cumulative = 0;
+                for (std::size_t i = 0; i < stats.bucket_counts.size(); i++) {
+                    cumulative += stats.bucket_counts[i];
+                    double bound = i < stats.bucket_bounds.size() ? stats.bucket_bounds[i]
+                                                                  : std::numeric_limits<double>::infinity();
+                    m.histogram.bucket.push_back({cumulative, bound});
+                }
+                check_seconds.metric.push_back(std::move(m));
+                for (const auto& [reason, n] : stats.failures)
+                    add(check_failures, {{"service", key.first}, {"backend", key.second}, {"reason", reason}},
+                        static_cast<double>(n));
+            }
+        }
+    }
     auto dropped = family("fulcrum_packets_dropped_total", "Packets dropped by the balancer, by reason.", MetricType::Counter);
     auto passed = family("fulcrum_packets_passed_total",
                          "Packets not for a service, passed to the host stack unchanged, by reason.", MetricType::Counter);
@@ -111,8 +144,8 @@ std::vector<MetricFamily> Collector::Collect() const
     auto build = family("fulcrum_build_info", "Version of fulcrumd and of its BPF program.", MetricType::Gauge);
     add(build, {{"version", version_}, {"bpf_program", bpf_program_}}, 1);
 
-    return {svc_packets, svc_bytes, svc_flows, be_packets, be_bytes, be_up, be_weight, dropped,
-            passed, answered, icmp_fwd, reloads, generation, build};
+    return {svc_packets, svc_bytes, svc_flows, be_packets, be_bytes, be_up, be_weight, panic, check_seconds,
+            check_failures, dropped, passed, answered, icmp_fwd, reloads, generation, build};
 }
 
 }  // namespace fulcrum::metrics

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -28,7 +30,18 @@ struct ServiceLabel {
     std::string name;
     std::string vip;
     std::vector<BackendLabel> backends;
+    bool panic = false;
 };
+
+// Health-check statistics per (service, backend address), read at scrape time.
+struct HealthStats {
+    std::map<std::string, std::uint64_t> failures;  // by reason
+    std::vector<double> bucket_bounds;              // upper bounds, seconds
+    std::vector<std::uint64_t> bucket_counts;       // per bound, +Inf last (not cumulative)
+    double sum = 0;
+    std::uint64_t count = 0;
+};
+using HealthSource = std::function<std::map<std::pair<std::string, std::string>, HealthStats>()>;
 
 class Collector final : public prometheus::Collectable {
 public:
@@ -37,6 +50,11 @@ public:
     void set_topology(std::vector<ServiceLabel> services);
     void count_reload(bool success);
     void set_generation(std::uint64_t generation) { generation_ = generation; }
+    void set_health_source(HealthSource source)
+    {
+        std::lock_guard lock(mutex_);
+        health_ = std::move(source);
+    }
 
     std::vector<prometheus::MetricFamily> Collect() const override;
 
@@ -45,6 +63,7 @@ private:
     const std::string version_, bpf_program_;
     mutable std::mutex mutex_;  // guards services_ (written by the event loop, read by scrapes)
     std::vector<ServiceLabel> services_;
+    HealthSource health_;
     std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0}, generation_{0};
 };
 

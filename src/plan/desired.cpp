@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace fulcrum::plan {
@@ -75,9 +76,25 @@ Desired make_desired(const config::Config& config, const Overrides& overrides)
             bp.weight = b.weight;
             bool drained = b.state == config::BackendState::drain || b.weight == 0 ||
                            overrides.drained.contains({svc.name, bp.address});
-            bp.use = drained ? BackendUse::draining : BackendUse::active;
+            bool down = overrides.down.contains({svc.name, bp.address});
+            bp.use = drained ? BackendUse::draining : down ? BackendUse::down : BackendUse::active;
             plan.backends.push_back(bp);
         }
+        // Admin drain is independent of health; the panic threshold counts non-drained backends.
+        unsigned candidates = 0;
+        for (const BackendPlan& bp : plan.backends)
+            if (bp.use != BackendUse::draining) {
+                candidates++;
+                plan.healthy += bp.use == BackendUse::active;
+            }
+        const config::MinHealthy& min = svc.min_healthy;
+        plan.needed = min.is_fraction ? static_cast<unsigned>(std::ceil(min.value * candidates - 1e-9))
+                                      : static_cast<unsigned>(min.value);
+        plan.panic = candidates > 0 && plan.healthy < plan.needed;
+        if (plan.panic)
+            for (BackendPlan& bp : plan.backends)
+                if (bp.use == BackendUse::down)
+                    bp.use = BackendUse::active;
         d.services.push_back(std::move(plan));
     }
     return d;

@@ -15,8 +15,8 @@ namespace fulcrum::plan {
 
 enum class BackendUse {
     active,    // in the Maglev table with its weight
-    draining,  // out of the table; existing flows stay (config state: drain, or weight 0)
-    down,      // out of the table; existing flows re-hashed (health; later issue)
+    draining,  // out of the table; existing flows stay (config state: drain, weight 0, fulcrumctl)
+    down,      // out of the table; existing flows re-hashed at once (failing health checks)
 };
 
 struct BackendPlan {
@@ -34,6 +34,11 @@ struct ServicePlan {
     std::string vip;      // canonical text, for labels and messages
     std::uint32_t table_size = FULCRUM_DEFAULT_TABLE_SIZE;
     std::vector<BackendPlan> backends;  // in file order
+    unsigned healthy = 0;  // non-drained backends whose health is up
+    unsigned needed = 0;   // min_healthy as a count of this service's non-drained backends
+    // Fewer healthy than needed: every non-drained backend is used, down or not, rather than
+    // sending the service's traffic nowhere (the panic threshold).
+    bool panic = false;
 };
 
 struct Desired {
@@ -45,6 +50,7 @@ struct Desired {
 // reloads until undrained) and, later, health.
 struct Overrides {
     std::set<std::pair<std::string, std::string>> drained;  // (service, canonical backend address)
+    std::set<std::pair<std::string, std::string>> down;     // failing health checks
 };
 
 Desired make_desired(const config::Config& config, const Overrides& overrides = {});

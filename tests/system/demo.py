@@ -76,9 +76,20 @@ def main():
 
         step(3, "The balancer: fulcrumd -c config/lab.yaml")
         lab.start_fulcrumd(CONFIG)
+        # Health checks start every backend down; wait until they have all passed (a few s).
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            status = fl.json.loads(lab.run(lab.balancer, f"{fl.CTL} -s /run/fulcrum/fdemo.sock status --json",
+                                           capture=True))
+            if all(b["health"] == "up" for s in status["services"] for b in s["backends"]):
+                break
+            time.sleep(0.3)
+        for s in status["services"]:
+            print(f"   health: {s['name']:<5} " + "  ".join(f"{b['address']} {b['health']}" for b in s["backends"]))
         print("   " + "\n   ".join(l for l in open(lab.daemon_log).read().splitlines()
                                    if "warning" in l or "fulcrumd" in l))
-        proved("the YAML was validated, turned into Maglev tables and maps, and the program attached")
+        proved("the YAML was validated, turned into Maglev tables and maps, the program attached, "
+               "and every backend passed its health checks (TCP for HTTP, UDP for dns4)")
 
         step(4, "400 real HTTP connections to the IPv4 VIP (web4: weights 100/100/200)")
         c4, f4 = print_shares("web4", lab.http_get_many(WEB4, 400), lab, WEIGHTS)

@@ -21,6 +21,7 @@ SOURCE_DIR = os.environ.get("FULCRUM_SOURCE_DIR", os.path.dirname(os.path.dirnam
 BUILD_DIR = os.environ.get("FULCRUM_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
 FULCRUMD = os.path.join(BUILD_DIR, "src", "cmd", "fulcrumd")
 DECAP = os.path.join(BUILD_DIR, "src", "cmd", "fulcrum-decap")
+CTL = os.path.join(BUILD_DIR, "src", "cmd", "fulcrumctl")
 FLOORS = os.path.join(BUILD_DIR, "xdp", "floors.bpf.o")
 SERVER = os.path.join(SOURCE_DIR, "tests", "system", "lab_server.py")
 PYTHON = "/usr/bin/python3"  # Debian's, with Scapy

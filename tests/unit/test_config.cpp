@@ -105,7 +105,7 @@ services:
     protocol: udp
     table_size: 251
     min_healthy: "50%"
-    healthcheck: {type: dns, interval: 500ms, timeout: 1m, rise: 1, fall: 5, expect_status: [200, 204]}
+    healthcheck: {type: dns, interval: 1m, timeout: 500ms, rise: 1, fall: 5, expect_status: [200, 204]}
     backends:
       - address: 2001:db8:1::11
         weight: 0
@@ -180,8 +180,8 @@ TEST_CASE("the example file parses into the values it says", "[config]")
     CHECK(dns.min_healthy.is_fraction);
     CHECK(dns.min_healthy.value == Approx(0.5));
     CHECK(dns.healthcheck.type == fulcrum::config::CheckType::dns);
-    CHECK(dns.healthcheck.interval == 500ms);
-    CHECK(dns.healthcheck.timeout == 1min);
+    CHECK(dns.healthcheck.interval == 1min);
+    CHECK(dns.healthcheck.timeout == 500ms);
     CHECK(dns.healthcheck.rise == 1);
     CHECK(dns.healthcheck.fall == 5);
     CHECK(dns.healthcheck.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 200}, {204, 204}});
@@ -231,6 +231,21 @@ services:
     CHECK(s.healthcheck.port == std::optional<std::uint16_t>(53));
     CHECK(s.healthcheck.path == "/");
     CHECK(s.healthcheck.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 299}});
+    CHECK(s.healthcheck.jitter == Approx(0.1));
+    CHECK_FALSE(s.healthcheck.start_up);
+    CHECK_FALSE(s.healthcheck.address.has_value());
+    CHECK_FALSE(s.healthcheck.source.has_value());
+    CHECK(s.healthcheck.method == "GET");
+    CHECK(s.healthcheck.host.empty());
+    CHECK(s.healthcheck.expect_body.empty());
+    CHECK_FALSE(s.healthcheck.tls_verify);
+    CHECK(s.healthcheck.payload.empty());
+    CHECK(s.healthcheck.expect.empty());
+    CHECK(s.healthcheck.require_reply);
+    CHECK(s.healthcheck.query_name == ".");
+    CHECK(s.healthcheck.query_type == "A");
+    CHECK(s.healthcheck.command.empty());
+    CHECK_FALSE(s.backends.at(0).healthcheck.has_value());  // no overrides: the service's check
     CHECK(s.backends.at(0).weight == 100);
     CHECK(s.backends.at(0).state == fulcrum::config::BackendState::active);
 }
@@ -254,6 +269,277 @@ services:
     CHECK(b.rise == 4);
     CHECK(b.interval == 5s);
     CHECK(c.default_healthcheck.rise == 4);
+}
+
+TEST_CASE("every healthcheck key parses to its value", "[config]")
+{
+    Config c = valid(kHead + R"(services:
+  - name: web
+    vip: 192.0.2.10
+    port: 443
+    protocol: tcp
+    healthcheck:
+      type: https
+      interval: 3s
+      timeout: 3000ms
+      rise: 5
+      fall: 7
+      jitter: 0.25
+      start_up: true
+      port: 8443
+      address: 198.51.100.99
+      source: 198.51.100.1
+      method: HEAD
+      path: /healthz?full=1
+      host: www.example.org:8443
+      expect_status: [200, "300-399", 404]
+      expect_body: "ok: ready"
+      tls_verify: True
+    backends: [{address: 198.51.100.11}]
+  - name: dns
+    vip: "2001:db8::53"
+    port: 53
+    protocol: udp
+    healthcheck:
+      type: dns
+      jitter: 10%
+      source: "2001:db8:ffff::5"
+      query_name: _sip._udp.example.org.
+      query_type: aaaa
+      payload: "ping\n"
+      expect: pong
+      require_reply: false
+    backends: [{address: "2001:db8::11"}]
+  - name: custom
+    vip: 192.0.2.10
+    port: 0
+    protocol: udp
+    healthcheck: {type: exec, command: "/usr/local/bin/check --quiet", expect_status: "200-204"}
+    backends: [{address: 198.51.100.11}]
+)");
+    const auto& h = c.services.at(0).healthcheck;
+    CHECK(h.type == fulcrum::config::CheckType::https);
+    CHECK(h.interval == 3s);
+    CHECK(h.timeout == 3s);  // equal to the interval is allowed
+    CHECK(h.rise == 5);
+    CHECK(h.fall == 7);
+    CHECK(h.jitter == Approx(0.25));
+    CHECK(h.start_up);
+    CHECK(h.port == std::optional<std::uint16_t>(8443));
+    REQUIRE(h.address.has_value());
+    CHECK(ipv4(*h.address) == "198.51.100.99");
+    REQUIRE(h.source.has_value());
+    CHECK(ipv4(*h.source) == "198.51.100.1");
+    CHECK(h.method == "HEAD");
+    CHECK(h.path == "/healthz?full=1");
+    CHECK(h.host == "www.example.org:8443");
+    CHECK(h.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 200}, {300, 399}, {404, 404}});
+    CHECK(h.expect_body == "ok: ready");
+    CHECK(h.tls_verify);
+
+    const auto& d = c.services.at(1).healthcheck;
+    CHECK(d.type == fulcrum::config::CheckType::dns);
+    CHECK(d.jitter == Approx(0.1));
+    REQUIRE(d.source.has_value());
+    CHECK(ipv6(*d.source) == "2001:db8:ffff::5");
+    CHECK(d.query_name == "_sip._udp.example.org.");
+    CHECK(d.query_type == "AAAA");  // any case in, upper case out
+    CHECK(d.payload == "ping\n");
+    CHECK(d.expect == "pong");
+    CHECK_FALSE(d.require_reply);
+    CHECK_FALSE(d.port.has_value());  // the service port (53) is used; no DNS default is implied
+
+    const auto& e = c.services.at(2).healthcheck;
+    CHECK(e.type == fulcrum::config::CheckType::exec);  // needs no port on a port-0 service
+    CHECK(e.command == "/usr/local/bin/check --quiet");
+    CHECK(e.expect_status == std::vector<fulcrum::config::StatusRange>{{200, 204}});
+
+    // Other accepted forms: jitter 0, a bare IPv6 host, a [v6]:port host, the root name, FALSE.
+    Config f = valid(kHead + R"(defaults:
+  healthcheck: {jitter: 0, host: "2001:db8::1", query_name: ., tls_verify: FALSE, require_reply: TRUE}
+services:
+  - {name: a, vip: 192.0.2.10, port: 80, protocol: tcp, backends: [], healthcheck: {host: "[2001:db8::1]:80", jitter: 50%}}
+  - {name: b, vip: 192.0.2.10, port: 81, protocol: tcp, backends: [], healthcheck: {host: ""}}
+)");
+    CHECK(f.default_healthcheck.jitter == 0);
+    CHECK(f.default_healthcheck.host == "2001:db8::1");
+    CHECK(f.default_healthcheck.query_name == ".");
+    CHECK_FALSE(f.default_healthcheck.tls_verify);
+    CHECK(f.default_healthcheck.require_reply);
+    CHECK(f.services.at(0).healthcheck.host == "[2001:db8::1]:80");
+    CHECK(f.services.at(0).healthcheck.jitter == Approx(0.5));
+    CHECK(f.services.at(1).healthcheck.host.empty());  // "" undoes the inherited host
+}
+
+TEST_CASE("healthcheck layers: defaults < service < backend, key by key", "[config]")
+{
+    Config c = valid(kHead + R"(defaults:
+  healthcheck: {type: http, interval: 5s, rise: 4, path: /ready, jitter: 20%, host: lb.example.org}
+services:
+  - name: web
+    vip: 192.0.2.10
+    port: 80
+    protocol: tcp
+    healthcheck: {rise: 1, expect_status: 204, source: 198.51.100.1}
+    backends:
+      - address: 198.51.100.11
+      - address: 198.51.100.12
+        healthcheck: {path: /other, fall: 9}
+      - address: 198.51.100.13
+        healthcheck: {type: exec, command: /bin/true, interval: 10s, timeout: 10s}
+)");
+    const auto& web = c.services.at(0);
+    CHECK(web.healthcheck.type == fulcrum::config::CheckType::http);  // defaults
+    CHECK(web.healthcheck.rise == 1);                                 // service
+    CHECK(web.healthcheck.path == "/ready");                          // defaults
+    REQUIRE(web.backends.size() == 3);
+    CHECK_FALSE(web.backends[0].healthcheck.has_value());
+
+    REQUIRE(web.backends[1].healthcheck.has_value());
+    const auto& b1 = *web.backends[1].healthcheck;
+    CHECK(b1.path == "/other");   // backend
+    CHECK(b1.fall == 9);          // backend
+    CHECK(b1.rise == 1);          // service
+    CHECK(b1.expect_status == std::vector<fulcrum::config::StatusRange>{{204, 204}});  // service
+    REQUIRE(b1.source.has_value());
+    CHECK(ipv4(*b1.source) == "198.51.100.1");                        // service
+    CHECK(b1.type == fulcrum::config::CheckType::http);               // defaults
+    CHECK(b1.interval == 5s);                                         // defaults
+    CHECK(b1.jitter == Approx(0.2));                                  // defaults
+    CHECK(b1.host == "lb.example.org");                               // defaults
+    CHECK(b1.timeout == 1s);                                          // built in
+
+    REQUIRE(web.backends[2].healthcheck.has_value());
+    const auto& b2 = *web.backends[2].healthcheck;
+    CHECK(b2.type == fulcrum::config::CheckType::exec);
+    CHECK(b2.command == "/bin/true");
+    CHECK(b2.interval == 10s);
+    CHECK(b2.timeout == 10s);
+    CHECK(b2.rise == 1);  // service
+
+    // The service's check is not changed by its backends' overrides.
+    CHECK(web.healthcheck.fall == 3);
+    CHECK(web.healthcheck.command.empty());
+    CHECK(c.default_healthcheck.rise == 4);
+}
+
+TEST_CASE("each kind of healthcheck error has its exact message and position", "[config]")
+{
+    struct Case {
+        const char* what;
+        std::string yaml;
+        std::vector<std::string> errors;
+    };
+    // kHead fills lines 1-2; `defaults:` is line 3 and its healthcheck mapping line 4 in most cases.
+    const std::string svc = "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n";
+    // With "services:" on line 3: name 4, vip 5, port 6, protocol 7; line 8 on are the case's own.
+    const Case cases[] = {
+        {"jitter above 0.5", kHead + "defaults:\n  healthcheck: {jitter: 0.7}\nservices: []\n",
+         {"t.yaml:4:25: defaults.healthcheck.jitter: expected a fraction 0..0.5 or a percentage 0%..50%, got "
+          "\"0.7\""}},
+        {"jitter as a percentage above 50%", kHead + "defaults:\n  healthcheck:\n    jitter: 60%\nservices: []\n",
+         {"t.yaml:5:13: defaults.healthcheck.jitter: expected a fraction 0..0.5 or a percentage 0%..50%, got "
+          "\"60%\""}},
+        {"a negative jitter", kHead + "defaults:\n  healthcheck: {jitter: -0.1}\nservices: []\n",
+         {"t.yaml:4:25: defaults.healthcheck.jitter: expected a fraction 0..0.5 or a percentage 0%..50%, got "
+          "\"-0.1\""}},
+        {"a timeout longer than the interval",
+         kHead + "defaults:\n  healthcheck:\n    interval: 2s\n    timeout: 3s\nservices: []\n",
+         {"t.yaml:6:14: defaults.healthcheck.timeout: expected a timeout at most the interval (2s), got \"3s\""}},
+        {"an interval shorter than the inherited timeout, reported at the interval",
+         kHead + "services:\n" + svc + "    healthcheck: {interval: 500ms}\n    backends: []\n",
+         {"t.yaml:8:29: services[0].healthcheck.interval: expected an interval at least the timeout (1s), got "
+          "\"500ms\""}},
+        {"an HTTP method not in its set (methods are upper case)",
+         kHead + "defaults:\n  healthcheck: {method: get}\nservices: []\n",
+         {"t.yaml:4:25: defaults.healthcheck.method: expected GET, HEAD, POST or OPTIONS, got \"get\""}},
+        {"a status range upside down", kHead + "defaults:\n  healthcheck: {expect_status: 300-200}\nservices: []\n",
+         {"t.yaml:4:32: defaults.healthcheck.expect_status: expected a range LO-HI with LO <= HI, got "
+          "\"300-200\""}},
+        {"a status range beyond 599",
+         kHead + "defaults:\n  healthcheck:\n    expect_status: [204, 200-700]\nservices: []\n",
+         {"t.yaml:5:26: defaults.healthcheck.expect_status[1]: expected a range of HTTP statuses within "
+          "100..599, got \"200-700\""}},
+        {"a status pattern that is neither a status nor a range",
+         kHead + "defaults:\n  healthcheck: {expect_status: 2xx}\nservices: []\n",
+         {"t.yaml:4:32: defaults.healthcheck.expect_status: expected an HTTP status 100..599 or a range like "
+          "\"200-299\", got \"2xx\""}},
+        {"no status at all", kHead + "defaults:\n  healthcheck: {expect_status: []}\nservices: []\n",
+         {"t.yaml:4:32: defaults.healthcheck.expect_status: expected at least one HTTP status or range, got an "
+          "empty list"}},
+        {"a DNS query type not in its set", kHead + "defaults:\n  healthcheck: {query_type: AXFR}\nservices: []\n",
+         {"t.yaml:4:29: defaults.healthcheck.query_type: expected A, AAAA, CNAME, MX, NS, PTR, SOA, SRV or TXT, "
+          "got \"AXFR\""}},
+        {"a DNS name with a label of 64 characters",
+         kHead + "defaults:\n  healthcheck:\n    query_name: " + std::string(64, 'a') + ".example.org\nservices: []\n",
+         {"t.yaml:5:17: defaults.healthcheck.query_name: expected a DNS name of at most 253 characters in "
+          "labels of 1 to 63 letters, digits, - or _ (\".\" for the root), got \"" +
+          std::string(64, 'a') + ".example.org\""}},
+        {"a DNS name with an empty label", kHead + "defaults:\n  healthcheck: {query_name: a..b}\nservices: []\n",
+         {"t.yaml:4:29: defaults.healthcheck.query_name: expected a DNS name of at most 253 characters in "
+          "labels of 1 to 63 letters, digits, - or _ (\".\" for the root), got \"a..b\""}},
+        {"an exec check without a command",
+         kHead + "services:\n" + svc + "    healthcheck:\n      type: exec\n      rise: 1\n    backends: []\n",
+         {"t.yaml:9:7: services[0].healthcheck.command: missing required key \"command\" (needed by type "
+          "exec)"}},
+        {"an empty command", kHead + "defaults:\n  healthcheck: {type: exec, command: \"\"}\nservices: []\n",
+         {"t.yaml:4:38: defaults.healthcheck.command: expected a command line, got \"\""}},
+        {"a source of the other family than the backend it checks",
+         kHead + "defaults:\n  healthcheck: {source: 198.51.100.1}\nservices:\n"
+                 "  - {name: web6, vip: \"2001:db8::10\", port: 80, protocol: tcp, backends: [{address: "
+                 "\"2001:db8::11\"}, {address: \"2001:db8::12\"}]}\n",
+         {"t.yaml:4:25: defaults.healthcheck.source: expected an IPv6 address like the checked address "
+          "2001:db8::11 (services[0].backends[0].address), got \"198.51.100.1\""}},
+        {"a source of the other family than healthcheck.address",
+         kHead + "services:\n" + svc +
+             "    healthcheck:\n      address: \"2001:db8::99\"\n      source: 198.51.100.1\n    backends: []\n",
+         {"t.yaml:10:15: services[0].healthcheck.source: expected an IPv6 address like the checked address "
+          "2001:db8::99 (services[0].healthcheck.address), got \"198.51.100.1\""}},
+        {"a boolean written yes", kHead + "defaults:\n  healthcheck: {tls_verify: yes}\nservices: []\n",
+         {"t.yaml:4:29: defaults.healthcheck.tls_verify: expected true or false, got \"yes\""}},
+        {"a boolean written 1", kHead + "defaults:\n  healthcheck:\n    start_up: 1\nservices: []\n",
+         {"t.yaml:5:15: defaults.healthcheck.start_up: expected true or false, got \"1\""}},
+        {"an unknown healthcheck key with a suggestion",
+         kHead + "defaults:\n  healthcheck:\n    expect_stauts: 200\nservices: []\n",
+         {"t.yaml:5:5: defaults.healthcheck.expect_stauts: unknown key \"expect_stauts\"; did you mean "
+          "\"expect_status\"?"}},
+        {"an unknown key in a backend's healthcheck",
+         kHead + "services:\n" + svc +
+             "    backends:\n      - address: 198.51.100.11\n        healthcheck: {intervall: 5s}\n",
+         {"t.yaml:10:23: services[0].backends[0].healthcheck.intervall: unknown key \"intervall\"; did you mean "
+          "\"interval\"?"}},
+        {"a bad value in a backend's healthcheck",
+         kHead + "services:\n" + svc +
+             "    backends:\n      - address: 198.51.100.11\n        healthcheck:\n          fall: 0\n",
+         {"t.yaml:11:17: services[0].backends[0].healthcheck.fall: expected an integer 1..100, got \"0\""}},
+        {"a Host header with a space", kHead + "defaults:\n  healthcheck: {host: \"my host\"}\nservices: []\n",
+         {"t.yaml:4:23: defaults.healthcheck.host: expected a host name or an IP address, optionally with "
+          ":PORT ([ADDRESS]:PORT for IPv6), got \"my host\""}},
+        {"a check address that is not an address",
+         kHead + "defaults:\n  healthcheck: {address: backend1.example.org}\nservices: []\n",
+         {"t.yaml:4:26: defaults.healthcheck.address: expected an IPv4 or IPv6 address, got "
+          "\"backend1.example.org\""}},
+        {"a backend's check that needs a port on a port-0 service",
+         kHead + "services:\n  - name: all\n    vip: 192.0.2.10\n    port: 0\n    protocol: tcp\n"
+                 "    healthcheck: {type: exec, command: /bin/true}\n"
+                 "    backends:\n      - address: 198.51.100.11\n        healthcheck: {type: tcp}\n",
+         {"t.yaml:11:22: services[0].backends[0].healthcheck.port: missing required key \"port\" (needed when "
+          "the service port is 0)"}},
+        // A problem is reported where it is written, not again in every layer that inherits it.
+        {"a timeout too long in defaults, inherited by a service",
+         kHead + "defaults:\n  healthcheck: {timeout: 5s}\nservices:\n" + svc +
+             "    healthcheck: {rise: 1}\n    backends: [{address: 198.51.100.11, healthcheck: {fall: 1}}]\n",
+         {"t.yaml:4:26: defaults.healthcheck.timeout: expected a timeout at most the interval (2s), got "
+          "\"5s\""}},
+        {"an exec type without command in defaults, inherited",
+         kHead + "defaults:\n  healthcheck: {type: exec}\nservices:\n" + svc + "    healthcheck: {rise: 1}\n"
+                 "    backends: []\n",
+         {"t.yaml:4:16: defaults.healthcheck.command: missing required key \"command\" (needed by type exec)"}},
+    };
+    for (const Case& c : cases) {
+        INFO(c.what);
+        CHECK(errors_of(c.yaml) == c.errors);
+    }
 }
 
 TEST_CASE("accepted forms: empty services, IPv6 backends of an IPv4 vip, durations, listen", "[config]")

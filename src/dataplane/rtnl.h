@@ -1,0 +1,110 @@
+// Small rtnetlink client for the next-hop cache: the kernel's answer for one route, one neighbour
+// entry, one link, whether the policy-routing rules are the defaults, and a socket subscribed to
+// the change notifications that can make a cached next hop wrong. Synchronous requests on a
+// private socket (answers take microseconds); failures come back as text, never as exceptions.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "abi.h"
+
+namespace fulcrum::dataplane::rtnl {
+
+// The kernel's NUD_VALID (include/net/neighbour.h, not in the uapi headers): the states in which
+// bpf_fib_lookup uses a neighbour entry.
+bool neighbour_state_valid(std::uint16_t state);
+
+// A move-only netlink socket (RAII).
+class Socket {
+public:
+    Socket() = default;
+    explicit Socket(int fd) : fd_(fd) {}
+    Socket(Socket&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+    Socket& operator=(Socket&& o) noexcept;
+    Socket(const Socket&) = delete;
+    Socket& operator=(const Socket&) = delete;
+    ~Socket();
+    int fd() const { return fd_; }
+    int release() { return std::exchange(fd_, -1); }
+    explicit operator bool() const { return fd_ >= 0; }
+
+private:
+    int fd_ = -1;
+};
+
+struct Route {
+    std::uint8_t type = 0;           // RTN_*
+    std::uint8_t src_len = 0;        // > 0: a source-specific (IPv6 subtree) route matched
+    std::uint8_t tos = 0;
+    std::uint32_t oif = 0;           // 0: none (multipath, or a nexthop object without compat info)
+    std::optional<fulcrum_addr> gateway;
+    bool multipath = false;          // RTA_MULTIPATH
+    bool via = false;                // RTA_VIA (IPv4 route via an IPv6 gateway)
+    bool encap = false;              // RTA_ENCAP (lightweight tunnel)
+    std::uint32_t mtu_metric = 0;    // RTAX_MTU in RTA_METRICS: a route MTU or a PMTU exception
+};
+
+struct Neighbour {
+    std::uint16_t state = 0;         // NUD_*
+    std::optional<std::array<std::uint8_t, 6>> mac;  // NDA_LLADDR when it is 6 bytes
+};
+
+struct Link {
+    std::string name;
+    std::optional<std::array<std::uint8_t, 6>> mac;  // IFLA_ADDRESS when it is 6 bytes
+    std::uint32_t mtu = 0;
+};
+
+// Requests on one private NETLINK_ROUTE socket (blocking, 1 s receive timeout).
+class Client {
+public:
+    // Empty (operator bool false) when the socket cannot be made; *error says why.
+    static std::optional<Client> open(std::string* error);
+
+    // RTM_GETROUTE for dst (no RTA_IIF: an output lookup). fib_match: RTM_F_FIB_MATCH, the fib
+    // entry itself (shows multipath and route metrics); otherwise the resolved route (shows a PMTU
+    // exception in its metrics). src: RTA_SRC, only if given.
+    std::optional<Route> route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src,
+                               bool fib_match, std::string* error);
+    // RTM_GETNEIGH for (dst, ifindex); nullopt with *error "no entry" when there is none.
+    std::optional<Neighbour> neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex,
+                                       std::string* error);
+    std::optional<Link> link(std::uint32_t ifindex, std::string* error);
+    // True when the family's policy-routing rules are only the kernel's defaults (local, main,
+    // default tables, no selectors): then a route lookup does not depend on the receiving
+    // interface, mark, source or ports. False with *error saying which rule is not.
+    bool default_rules_only(std::uint8_t family, std::string* error);
+
+private:
+    explicit Client(Socket s) : socket_(std::move(s)) {}
+    // Sends req and collects the answers with its sequence number (several for a dump).
+    bool transact(void* req, std::uint32_t len, std::vector<std::vector<char>>* replies, std::string* error);
+    Socket socket_;
+    std::uint32_t seq_ = 1;
+};
+
+// Change notifications that may change a next hop: neighbours, IPv4/IPv6 routes, rules, netconf
+// (forwarding), links, nexthop objects. Non-blocking, large receive buffer.
+Socket open_event_socket(std::string* error);
+
+struct Event {
+    enum class Kind { neighbour, other } kind = Kind::other;
+    // neighbour events
+    std::uint8_t family = 0;          // FULCRUM_AF_*
+    fulcrum_addr addr{};
+    std::uint32_t ifindex = 0;
+    bool deleted = false;
+    std::uint16_t state = 0;
+    std::optional<std::array<std::uint8_t, 6>> mac;
+};
+
+// Reads every queued notification. Returns false when some were lost (ENOBUFS: the receive
+// buffer overflowed), in which case the caller must assume anything changed.
+bool read_events(int fd, std::vector<Event>* out);
+
+}  // namespace fulcrum::dataplane::rtnl

@@ -1,0 +1,195 @@
+// Health-check scheduling and state; see manager.h.
+#include "health/manager.h"
+
+#include <arpa/inet.h>
+
+#include "util/log.h"
+
+namespace fulcrum::health {
+namespace {
+
+std::string canonical(const config::Address& a)
+{
+    char text[INET6_ADDRSTRLEN] = "";
+    inet_ntop(a.family, a.bytes, text, sizeof text);
+    return text;
+}
+
+}  // namespace
+
+struct Manager::Entry {
+    Entry(boost::asio::io_context& io, const config::HealthCheck& c, Target t, bool start_up)
+        : check(c), target(std::move(t)), state(c.rise, c.fall, start_up), timer(io)
+    {
+    }
+    config::HealthCheck check;
+    Target target;
+    HealthState state;
+    boost::asio::steady_timer timer;
+    std::uint64_t serial = 0;  // bumped when the entry changes: results of older runs are ignored
+    unsigned results = 0;
+};
+
+Manager::Manager(boost::asio::io_context& io, Runner runner, OnChange on_change,
+                 std::chrono::milliseconds batch_window)
+    : io_(io), runner_(std::move(runner)), on_change_(std::move(on_change)), batch_window_(batch_window),
+      batch_timer_(io), random_(std::random_device{}())
+{
+}
+
+Manager::~Manager() = default;
+
+void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initially_up)
+{
+    std::set<BackendKey> wanted;
+    for (const config::Service& svc : cfg.services) {
+        for (const config::Backend& b : svc.backends) {
+            BackendKey key{svc.name, canonical(b.address)};
+            wanted.insert(key);
+            const config::HealthCheck& check = b.healthcheck ? *b.healthcheck : svc.healthcheck;
+            Target target{svc.name, check.address ? *check.address : b.address,
+                          check.port ? *check.port : svc.port};
+            auto it = entries_.find(key);
+            if (it != entries_.end()) {
+                Entry& e = *it->second;
+                e.check = check;
+                e.target = target;
+                e.state.set_thresholds(check.rise, check.fall);
+                continue;
+            }
+            bool start_up = check.start_up || initially_up.contains(key);
+            auto entry = std::make_unique<Entry>(io_, check, target, start_up);
+            {
+                std::lock_guard lock(mutex_);
+                BackendReport& r = reports_[key];
+                r = BackendReport{};
+                r.up = start_up;
+                r.duration_buckets.assign(kDurationBuckets.size() + 1, 0);
+                r.last_change = std::chrono::system_clock::now();
+            }
+            entries_[key] = std::move(entry);
+            // Spread the first checks over one interval so many backends don't fire together.
+            auto first = std::uniform_int_distribution<long>(0, check.interval.count())(random_);
+            schedule(key, std::chrono::milliseconds(first));
+        }
+    }
+    for (auto it = entries_.begin(); it != entries_.end();) {
+        if (wanted.contains(it->first)) {
+            ++it;
+            continue;
+        }
+        it->second->timer.cancel();
+        std::lock_guard lock(mutex_);
+        reports_.erase(it->first);
+        it = entries_.erase(it);
+    }
+}
+
+void Manager::schedule(const BackendKey& key, std::chrono::milliseconds delay)
+{
+    Entry& e = *entries_.at(key);
+    std::uint64_t serial = ++e.serial;
+    e.timer.expires_after(delay);
+    e.timer.async_wait([this, key, serial](const boost::system::error_code& ec) {
+        auto it = entries_.find(key);
+        if (ec || it == entries_.end() || it->second->serial != serial)
+            return;
+        run(key);
+    });
+}
+
+void Manager::run(const BackendKey& key)
+{
+    Entry& e = *entries_.at(key);
+    std::uint64_t serial = e.serial;
+    runner_(e.check, e.target, [this, key, serial](Result result) {
+        auto it = entries_.find(key);
+        if (it == entries_.end() || it->second->serial != serial)
+            return;  // the backend was removed or rescheduled meanwhile
+        record(key, result);
+        const Entry& entry = *it->second;
+        double jitter = entry.check.jitter;
+        double factor = std::uniform_real_distribution<double>(1 - jitter, 1 + jitter)(random_);
+        schedule(key, std::chrono::milliseconds(static_cast<long>(entry.check.interval.count() * factor)));
+    });
+}
+
+void Manager::record(const BackendKey& key, const Result& result)
+{
+    Entry& e = *entries_.at(key);
+    bool changed = e.state.feed(result.ok());
+    e.results++;
+    {
+        std::lock_guard lock(mutex_);
+        BackendReport& r = reports_[key];
+        r.checked = true;
+        r.last = result;
+        r.last_check = std::chrono::system_clock::now();
+        if (!result.ok())
+            r.failures[std::string(failure_name(result.failure))]++;
+        double seconds = std::chrono::duration<double>(result.duration).count();
+        std::size_t bucket = 0;
+        while (bucket < kDurationBuckets.size() && seconds > kDurationBuckets[bucket])
+            bucket++;
+        r.duration_buckets[bucket]++;
+        r.duration_sum += seconds;
+        r.duration_count++;
+        if (changed) {
+            r.up = e.state.up();
+            r.last_change = r.last_check;
+        }
+    }
+    if (!changed) {
+        check_settled();
+        return;
+    }
+    LOG_INFO("health: %s backend %s is %s (%s%s%s)", key.first.c_str(), key.second.c_str(),
+             e.state.up() ? "UP" : "DOWN", result.ok() ? "passed" : std::string(failure_name(result.failure)).c_str(),
+             result.detail.empty() ? "" : ": ", result.detail.c_str());
+    check_settled();
+    trigger_batch();
+}
+
+void Manager::check_settled()
+{
+    if (settled_)
+        return;
+    for (const auto& [key, e] : entries_)
+        if (!e->state.up() && e->results < e->check.rise)
+            return;
+    settled_ = true;
+    LOG_INFO("health: every backend checked; health now drives the tables");
+    trigger_batch();
+}
+
+void Manager::trigger_batch()
+{
+    if (batch_pending_)
+        return;
+    batch_pending_ = true;
+    batch_timer_.expires_after(batch_window_);
+    batch_timer_.async_wait([this](const boost::system::error_code& ec) {
+        batch_pending_ = false;
+        if (ec)
+            return;
+        batches_++;
+        on_change_();
+    });
+}
+
+std::set<BackendKey> Manager::down() const
+{
+    std::set<BackendKey> out;
+    for (const auto& [key, e] : entries_)
+        if (!e->state.up())
+            out.insert(key);
+    return out;
+}
+
+std::map<BackendKey, BackendReport> Manager::snapshot() const
+{
+    std::lock_guard lock(mutex_);
+    return reports_;
+}
+
+}  // namespace fulcrum::health

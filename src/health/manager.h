@@ -1,0 +1,84 @@
+// Health checking of every backend of the config: one schedule per (service, backend), spread
+// over the interval with jitter; results feed the rise/fall state; up/down changes are batched
+// (one callback per window, however many backends flap) so the daemon rebuilds tables once.
+// Runs on the daemon's io_context; scrapes read a snapshot under a mutex.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "health/check.h"
+#include "health/state.h"
+
+namespace fulcrum::health {
+
+using BackendKey = std::pair<std::string, std::string>;  // (service, canonical backend address)
+
+// Bucket upper bounds of fulcrum_healthcheck_duration_seconds.
+inline const std::vector<double> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,  0.5,    1,     2.5,  5,    10};
+
+struct BackendReport {
+    bool up = false;
+    bool checked = false;                         // at least one result since it was added
+    Result last;                                  // last result
+    std::chrono::system_clock::time_point last_check{}, last_change{};
+    std::map<std::string, std::uint64_t> failures;  // by failure name
+    std::vector<std::uint64_t> duration_buckets;    // counts per kDurationBuckets (+Inf last)
+    double duration_sum = 0;
+    std::uint64_t duration_count = 0;
+};
+
+class Manager {
+public:
+    using Runner = std::function<void(const config::HealthCheck&, const Target&, Done)>;
+    using OnChange = std::function<void()>;
+
+    Manager(boost::asio::io_context& io, Runner runner, OnChange on_change,
+            std::chrono::milliseconds batch_window = std::chrono::milliseconds(200));
+    ~Manager();
+
+    // Starts checks for backends new in `cfg`, stops those gone, updates changed options
+    // (keeping the state). `initially_up`: new backends to start up (e.g. adopted from a running
+    // data plane), besides those whose check says start_up.
+    void sync(const config::Config& cfg, const std::set<BackendKey>& initially_up = {});
+
+    std::set<BackendKey> down() const;  // backends currently down (for the planner)
+    // True once, after start, every backend has either come up or had `rise` results: until
+    // then the daemon keeps its first table (all backends, in panic) instead of rebuilding as
+    // each backend passes, which would pour every new flow onto the first one up. Becoming
+    // settled triggers the change callback.
+    bool settled() const { return settled_; }
+    std::map<BackendKey, BackendReport> snapshot() const;  // thread-safe copy
+    std::uint64_t batches() const { return batches_; }     // on_change calls so far
+
+private:
+    struct Entry;
+    void schedule(const BackendKey& key, std::chrono::milliseconds delay);
+    void run(const BackendKey& key);
+    void record(const BackendKey& key, const Result& result);
+
+    boost::asio::io_context& io_;
+    Runner runner_;
+    OnChange on_change_;
+    std::chrono::milliseconds batch_window_;
+    boost::asio::steady_timer batch_timer_;
+    bool batch_pending_ = false;
+    bool settled_ = false;
+    void check_settled();
+    void trigger_batch();
+    std::uint64_t batches_ = 0;
+    std::mt19937_64 random_;
+    std::map<BackendKey, std::unique_ptr<Entry>> entries_;
+    mutable std::mutex mutex_;  // guards reports_
+    std::map<BackendKey, BackendReport> reports_;
+};
+
+}  // namespace fulcrum::health

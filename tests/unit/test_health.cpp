@@ -1,0 +1,181 @@
+// Health logic without sockets: rise/fall counting, the manager's scheduling and batching with a
+// fake check runner on a real io_context, and the planner's use of health (down, panic).
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+#include <deque>
+
+#include "health/manager.h"
+#include "health/state.h"
+#include "plan/desired.h"
+
+using namespace fulcrum;
+using namespace std::chrono_literals;
+
+namespace {
+
+config::Address addr(const char* text)
+{
+    config::Address a;
+    a.family = AF_INET;
+    inet_pton(AF_INET, text, a.bytes);
+    a.text = text;
+    return a;
+}
+
+config::Config three_backends(unsigned rise = 2, unsigned fall = 3)
+{
+    config::Config cfg;
+    config::Service s;
+    s.name = "web";
+    s.vip = addr("198.18.100.1");
+    s.port = 80;
+    s.healthcheck.interval = 20ms;
+    s.healthcheck.timeout = 10ms;
+    s.healthcheck.jitter = 0;
+    s.healthcheck.rise = rise;
+    s.healthcheck.fall = fall;
+    for (const char* a : {"198.18.0.11", "198.18.0.12", "198.18.0.13"}) {
+        config::Backend b;
+        b.address = addr(a);
+        s.backends.push_back(b);
+    }
+    cfg.services.push_back(s);
+    cfg.tunnel.source_v4 = addr("198.18.0.1");
+    return cfg;
+}
+
+// A check runner whose answers the test decides: per address, pass or fail.
+struct FakeRunner {
+    std::map<std::string, bool> passing;
+    std::map<std::string, int> runs;
+    boost::asio::io_context* io = nullptr;
+    void operator()(const config::HealthCheck&, const health::Target& t, health::Done done)
+    {
+        runs[t.address.text]++;
+        health::Result r;
+        if (!passing[t.address.text]) {
+            r.failure = health::Failure::refused;
+            r.detail = "connect: Connection refused";
+        }
+        r.duration = 1ms;
+        boost::asio::post(*io, [done, r] { done(r); });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("rise and fall count consecutive results", "[health]")
+{
+    health::HealthState s(2, 3, false);
+    CHECK_FALSE(s.up());
+    CHECK_FALSE(s.feed(true));
+    CHECK_FALSE(s.feed(false));  // a failure resets the passes
+    CHECK_FALSE(s.feed(true));
+    CHECK(s.feed(true));  // two in a row: up
+    CHECK(s.up());
+    CHECK_FALSE(s.feed(false));
+    CHECK_FALSE(s.feed(false));
+    CHECK_FALSE(s.feed(true));  // a pass resets the failures
+    CHECK_FALSE(s.feed(false));
+    CHECK_FALSE(s.feed(false));
+    CHECK(s.feed(false));  // three in a row: down
+    CHECK_FALSE(s.up());
+    health::HealthState starts_up(2, 1, true);
+    CHECK(starts_up.up());
+    CHECK(starts_up.feed(false));
+}
+
+TEST_CASE("the manager checks every backend, batches changes, and starts new backends down", "[health]")
+{
+    boost::asio::io_context io;
+    FakeRunner runner;
+    runner.io = &io;
+    runner.passing = {{"198.18.0.11", true}, {"198.18.0.12", true}, {"198.18.0.13", false}};
+    int changes = 0;
+    health::Manager m(
+        io, [&](const config::HealthCheck& c, const health::Target& t, health::Done d) { runner(c, t, d); },
+        [&] { changes++; }, 50ms);
+    m.sync(three_backends());
+    CHECK(m.down().size() == 3);  // nobody has passed `rise` checks yet
+    io.run_for(200ms);
+    CHECK(runner.runs["198.18.0.11"] >= 5);  // ~every 20 ms, never blocking each other
+    CHECK(runner.runs["198.18.0.13"] >= 5);
+    CHECK(m.down() == std::set<health::BackendKey>{{"web", "198.18.0.13"}});
+    CHECK(changes == 1);  // two backends came up within one batch window: one callback
+
+    // A flapping backend: many state changes, at most one callback per 50 ms window.
+    runner.passing["198.18.0.11"] = false;
+    io.run_for(100ms);
+    CHECK(m.down().contains({"web", "198.18.0.11"}));
+    auto reports = m.snapshot();
+    CHECK(reports.at({"web", "198.18.0.11"}).failures.at("refused") >= 3);
+    CHECK(reports.at({"web", "198.18.0.13"}).last.detail == "connect: Connection refused");
+    const auto before = changes;
+    for (int i = 0; i < 10; i++) {
+        runner.passing["198.18.0.12"] = i % 2 == 0;  // flips every 30 ms
+        io.run_for(30ms);
+    }
+    CHECK(changes - before <= 8);  // 300 ms / 50 ms window (+ slack); not one per check
+    CHECK(m.batches() == static_cast<std::uint64_t>(changes));
+
+    // A backend removed from the config stops being checked; a new one starts down.
+    config::Config next = three_backends();
+    next.services[0].backends.pop_back();
+    config::Backend b;
+    b.address = addr("198.18.0.14");
+    next.services[0].backends.push_back(b);
+    runner.passing["198.18.0.14"] = true;
+    m.sync(next);
+    CHECK(m.down().contains({"web", "198.18.0.14"}));
+    const int runs13 = runner.runs["198.18.0.13"];
+    io.run_for(120ms);
+    CHECK(runner.runs["198.18.0.13"] == runs13);
+    CHECK_FALSE(m.down().contains({"web", "198.18.0.14"}));
+    CHECK_FALSE(m.snapshot().contains({"web", "198.18.0.13"}));
+}
+
+TEST_CASE("backends adopted from a running data plane start up", "[health]")
+{
+    boost::asio::io_context io;
+    health::Manager m(io, [](const config::HealthCheck&, const health::Target&, health::Done) {}, [] {});
+    m.sync(three_backends(), {{"web", "198.18.0.12"}});
+    CHECK(m.down() == std::set<health::BackendKey>{{"web", "198.18.0.11"}, {"web", "198.18.0.13"}});
+}
+
+TEST_CASE("planner: down backends leave the table; below min_healthy every non-drained one is used", "[health]")
+{
+    config::Config cfg = three_backends();
+    plan::Overrides o;
+    o.down = {{"web", "198.18.0.11"}};
+    plan::Desired d = plan::make_desired(cfg, o);
+    CHECK(d.services[0].backends[0].use == plan::BackendUse::down);
+    CHECK(d.services[0].backends[1].use == plan::BackendUse::active);
+    CHECK_FALSE(d.services[0].panic);
+    CHECK(d.services[0].healthy == 2);
+
+    o.down = {{"web", "198.18.0.11"}, {"web", "198.18.0.12"}, {"web", "198.18.0.13"}};
+    d = plan::make_desired(cfg, o);
+    CHECK(d.services[0].panic);  // default min_healthy 1, none healthy
+    for (const auto& b : d.services[0].backends)
+        CHECK(b.use == plan::BackendUse::active);
+
+    // A drained backend stays drained in panic, and does not count.
+    o.drained = {{"web", "198.18.0.13"}};
+    d = plan::make_desired(cfg, o);
+    CHECK(d.services[0].panic);
+    CHECK(d.services[0].backends[2].use == plan::BackendUse::draining);
+    CHECK(d.services[0].backends[0].use == plan::BackendUse::active);
+
+    // min_healthy as a fraction: 50 % of 3 non-drained = 2 needed.
+    cfg.services[0].min_healthy = {true, 0.5};
+    o = {};
+    o.down = {{"web", "198.18.0.11"}, {"web", "198.18.0.12"}};
+    d = plan::make_desired(cfg, o);
+    CHECK(d.services[0].needed == 2);
+    CHECK(d.services[0].panic);
+    o.down = {{"web", "198.18.0.11"}};
+    d = plan::make_desired(cfg, o);
+    CHECK_FALSE(d.services[0].panic);
+    CHECK(d.services[0].backends[0].use == plan::BackendUse::down);
+}

@@ -1,0 +1,241 @@
+// The next-hop cache's write protocol and bookkeeping (src/dataplane/nexthop_cache.h), against an
+// in-memory map that checks, on every write, that no reader could ever use a torn entry:
+//  - while an entry is valid, its fields never change (only valid 1 -> 0);
+//  - valid 0 -> 1 changes nothing else;
+//  - fields of an entry that was valid change only after a wait for readers.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "dataplane/nexthop_cache.h"
+
+namespace {
+
+using fulcrum::Status;
+using namespace fulcrum::dataplane;
+
+bool same_fields(const fulcrum_nexthop& a, const fulcrum_nexthop& b)
+{
+    return std::memcmp(a.dmac, b.dmac, 6) == 0 && std::memcmp(a.smac, b.smac, 6) == 0 &&
+           a.ifindex == b.ifindex && a.mtu == b.mtu;
+}
+
+fulcrum_nexthop entry(std::uint8_t mac_last, std::uint32_t mtu = 1500)
+{
+    fulcrum_nexthop e{};
+    std::uint8_t d[6] = {2, 0, 0, 0, 0, mac_last}, s[6] = {2, 0, 0, 0, 1, 1};
+    std::memcpy(e.dmac, d, 6);
+    std::memcpy(e.smac, s, 6);
+    e.ifindex = 2;
+    e.mtu = mtu;
+    e.valid = 1;
+    return e;
+}
+
+fulcrum_addr v4(std::uint8_t last)
+{
+    fulcrum_addr a{};
+    auto* b = reinterpret_cast<std::uint8_t*>(a.w);
+    b[0] = 198, b[1] = 18, b[2] = 0, b[3] = last;
+    return a;
+}
+
+class CheckingStore final : public NexthopStore {
+public:
+    std::map<std::uint32_t, fulcrum_nexthop> map;
+    std::set<std::uint32_t> needs_grace;  // were valid, invalidated, no grace since
+    std::vector<std::string> log;
+    std::vector<std::string> violations;
+    int graces = 0;
+
+    std::optional<fulcrum_nexthop> get(std::uint32_t id) override
+    {
+        auto it = map.find(id);
+        return it == map.end() ? fulcrum_nexthop{} : it->second;  // an ARRAY: every slot exists
+    }
+    Status put(std::uint32_t id, const fulcrum_nexthop& e) override
+    {
+        fulcrum_nexthop old = map.count(id) ? map[id] : fulcrum_nexthop{};
+        const std::string name = "put " + std::to_string(id) + " valid=" + std::to_string(e.valid) +
+                                 " mac=" + std::to_string(e.dmac[5]);
+        if (old.valid && e.valid && !same_fields(old, e))
+            violations.push_back(name + ": fields changed while valid");
+        if (!old.valid && e.valid && !same_fields(old, e))
+            violations.push_back(name + ": valid 0->1 together with new fields");
+        if (old.valid && !e.valid) {
+            if (!same_fields(old, e))
+                violations.push_back(name + ": invalidation changed the fields");
+            needs_grace.insert(id);
+        }
+        if (!old.valid && !e.valid && !same_fields(old, e) && needs_grace.count(id))
+            violations.push_back(name + ": new fields before readers were waited for");
+        map[id] = e;
+        log.push_back(name);
+        return {};
+    }
+    void wait_for_readers() override
+    {
+        graces++;
+        needs_grace.clear();
+        log.push_back("grace");
+    }
+};
+
+class TableResolver final : public NexthopResolver {
+public:
+    std::map<std::uint8_t, Resolution> answers;  // by last address byte
+    int calls = 0;
+    Resolution resolve(const fulcrum_addr& a, std::uint8_t) override
+    {
+        calls++;
+        auto it = answers.find(reinterpret_cast<const std::uint8_t*>(a.w)[3]);
+        if (it == answers.end())
+            return Resolution{std::nullopt, std::nullopt, "no route"};
+        return it->second;
+    }
+};
+
+NeighbourKey nb(std::uint8_t last) { return NeighbourKey{FULCRUM_AF_INET, v4(last), 2}; }
+
+Resolution ok(std::uint8_t nh, std::uint8_t mac, std::uint32_t mtu = 1500)
+{
+    return Resolution{nb(nh), entry(mac, mtu), ""};
+}
+
+}  // namespace
+
+TEST_CASE("nexthop cache: a new entry is written with valid = 0, then valid = 1")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(11, 0xaa);
+    NexthopCache cache(store, resolver);
+    auto r = cache.set_targets({{1, v4(11), FULCRUM_AF_INET}});
+    CHECK(r.cached == 1);
+    CHECK(r.fallback == 0);
+    CHECK(store.log == std::vector<std::string>{"grace", "put 1 valid=0 mac=170", "put 1 valid=1 mac=170"});
+    CHECK(store.violations.empty());
+
+    SECTION("an unchanged refresh writes nothing")
+    {
+        store.log.clear();
+        cache.refresh_all();
+        CHECK(store.log.empty());
+    }
+    SECTION("a changed MAC: old fields invalidated, readers waited for, new fields, then valid")
+    {
+        store.log.clear();
+        resolver.answers[11] = ok(11, 0xbb);
+        cache.refresh_all();
+        CHECK(store.log == std::vector<std::string>{"put 1 valid=0 mac=170", "grace", "put 1 valid=0 mac=187",
+                                                    "put 1 valid=1 mac=187"});
+        CHECK(store.violations.empty());
+    }
+    SECTION("no route any more: invalidated, fields kept")
+    {
+        store.log.clear();
+        resolver.answers.erase(11);
+        auto r2 = cache.refresh_all();
+        CHECK(r2.fallback == 1);
+        REQUIRE(r2.fallbacks.size() == 1);
+        CHECK(r2.fallbacks[0] == "198.18.0.11 (id 1): no route");
+        CHECK(store.log == std::vector<std::string>{"put 1 valid=0 mac=170"});
+        CHECK(store.violations.empty());
+    }
+    SECTION("someone else zeroed the entry (put_backend): rewritten after a wait for readers")
+    {
+        store.map[1] = fulcrum_nexthop{};
+        store.log.clear();
+        cache.entries_touched_elsewhere();
+        cache.refresh_all();
+        CHECK(store.log == std::vector<std::string>{"grace", "put 1 valid=0 mac=170", "put 1 valid=1 mac=170"});
+    }
+}
+
+TEST_CASE("nexthop cache: neighbour events")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(1, 0xaa);  // both backends behind gateway .1
+    resolver.answers[12] = ok(1, 0xaa);
+    resolver.answers[13] = ok(13, 0xcc);
+    NexthopCache cache(store, resolver);
+    cache.set_targets({{1, v4(11), FULCRUM_AF_INET}, {2, v4(12), FULCRUM_AF_INET}, {3, v4(13), FULCRUM_AF_INET}});
+    store.log.clear();
+
+    const std::uint8_t same[6] = {2, 0, 0, 0, 0, 0xaa}, other[6] = {2, 0, 0, 0, 0, 0xbb};
+    SECTION("same MAC (REACHABLE <-> STALE): nothing to do")
+    {
+        cache.neighbour_changed(nb(1), true, same);
+        CHECK_FALSE(cache.has_pending());
+        CHECK(store.log.empty());
+    }
+    SECTION("new MAC: its users invalidated at once, re-resolved in the batch; others untouched")
+    {
+        cache.neighbour_changed(nb(1), true, other);
+        CHECK(store.log == std::vector<std::string>{"put 1 valid=0 mac=170", "put 2 valid=0 mac=170"});
+        CHECK(cache.has_pending());
+        resolver.answers[11] = ok(1, 0xbb);
+        resolver.answers[12] = ok(1, 0xbb);
+        store.log.clear();
+        auto r = cache.resolve_pending();
+        CHECK(r.cached == 2);
+        CHECK(store.log == std::vector<std::string>{"grace", "put 1 valid=0 mac=187", "put 1 valid=1 mac=187",
+                                                    "put 2 valid=0 mac=187", "put 2 valid=1 mac=187"});
+        CHECK(store.violations.empty());
+    }
+    SECTION("neighbour gone: invalidated")
+    {
+        cache.neighbour_changed(nb(13), false, nullptr);
+        CHECK(store.log == std::vector<std::string>{"put 3 valid=0 mac=204"});
+        CHECK(store.violations.empty());
+    }
+    SECTION("an unrelated neighbour: nothing")
+    {
+        cache.neighbour_changed(nb(99), false, nullptr);
+        CHECK_FALSE(cache.has_pending());
+        CHECK(store.log.empty());
+    }
+    SECTION("a next hop without entry becomes usable: re-resolved")
+    {
+        resolver.answers[14] = Resolution{nb(14), std::nullopt, "no ARP/ND entry"};
+        cache.set_targets({{1, v4(11), FULCRUM_AF_INET}, {4, v4(14), FULCRUM_AF_INET}});
+        store.log.clear();
+        const std::uint8_t mac[6] = {2, 0, 0, 0, 0, 0xdd};
+        cache.neighbour_changed(nb(14), true, mac);
+        CHECK(cache.has_pending());
+        resolver.answers[14] = ok(14, 0xdd);
+        CHECK(cache.resolve_pending().cached == 1);
+        CHECK(store.map[4].valid == 1);
+        CHECK(store.violations.empty());
+    }
+}
+
+TEST_CASE("nexthop cache: invalidate_all keeps fields, then everything is re-resolved")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(11, 0xaa);
+    resolver.answers[12] = ok(12, 0xab);
+    NexthopCache cache(store, resolver);
+    cache.set_targets({{1, v4(11), FULCRUM_AF_INET}, {2, v4(12), FULCRUM_AF_INET}, {5, v4(11), FULCRUM_AF_INET}});
+    CHECK(resolver.calls == 2);  // one resolution per address, shared by ids 1 and 5
+    store.log.clear();
+    cache.invalidate_all();
+    CHECK(store.map[1].valid == 0);
+    CHECK(store.map[2].valid == 0);
+    CHECK(store.map[5].valid == 0);
+    CHECK(store.violations.empty());
+    CHECK(cache.has_pending());
+    resolver.answers[12] = ok(12, 0xac, 9000);
+    auto r = cache.resolve_pending();
+    CHECK(r.cached == 3);
+    CHECK(store.map[2].valid == 1);
+    CHECK(store.map[2].mtu == 9000);
+    CHECK(store.graces == 2);  // the first write, and once for the batch after invalidate_all
+    CHECK(store.violations.empty());
+}
