@@ -168,7 +168,7 @@ Response Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool
         return failed("backend " + address + " of " + service + " is not drained by fulcrumctl" +
                       (drained_by_config ? " (the config file drains it)" : ""));
     }
-    if (Status s = apply(*config_, overrides_); !s.ok()) {
+    if (Status s = apply(*config_, overrides_, "operator"); !s.ok()) {
         if (drain)
             overrides_.drained.erase(key);
         else

@@ -145,8 +145,9 @@ std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const pla
 
 }  // namespace
 
-Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides)
+Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause)
 {
+    collector_->count_apply(cause);
     plan::Desired desired = plan::make_desired(cfg, overrides);
     auto missing = dataplane::resolve_neighbours(neighbour_targets(desired, reconciler_.get()), kNeighbourWait);
     for (const std::string& a : missing)
@@ -160,7 +161,6 @@ Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides
     if (!applied.ok())
         return applied;
     desired_ = std::move(desired);
-    collector_->set_generation(++generation_);
     publish_topology();
     // Maps are applied; a route problem is logged and must not fail the change.
     if (routes_)
@@ -203,7 +203,7 @@ void Daemon::on_health_change()
     if (!health_->settled())
         return;  // first results still coming in: keep the start-up table (see Manager::settled)
     overrides_.down = health_->down();
-    if (Status s = apply(*config_, overrides_); !s.ok())
+    if (Status s = apply(*config_, overrides_, "health"); !s.ok())
         LOG_ERROR("health: cannot apply the new backend states: %s", s.message().c_str());
 }
 
@@ -271,8 +271,9 @@ Status Daemon::bring_up()
     for (const config::Interface& i : cfg.interfaces)
         interface_names.push_back(i.name);
     nexthops_ = std::make_unique<dataplane::NexthopUpkeep>(io_, *program_, std::move(interface_names));
-    if (Status s = apply(cfg, overrides_); !s.ok())
+    if (Status s = apply(cfg, overrides_, "config"); !s.ok())
         return s;
+    collector_->set_generation(++generation_);
     collector_->count_reload(true);
     reloads_ok_++;
 
@@ -356,7 +357,9 @@ Status Daemon::reload()
             LOG_WARN("%s", s.message().c_str());
         health_->sync(next);  // new backends start down (unless start_up), removed ones stop
         overrides_.down = health_->down();
-        result = apply(next, overrides_);
+        result = apply(next, overrides_, "config");
+        if (result.ok())
+            collector_->set_generation(++generation_);
         if (result.ok()) {
             config_ = std::move(parsed.config);
         } else {

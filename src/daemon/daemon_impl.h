@@ -34,7 +34,8 @@ public:
 private:
     // lifecycle (daemon.cpp)
     Status bring_up();
-    Status apply(const config::Config& cfg, const plan::Overrides& overrides);
+    // Plans and writes the maps; `cause` (config, health, operator) labels fulcrum_applies_total.
+    Status apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause);
     Status reload();
     void shut_down();
     void wait_for_stop();

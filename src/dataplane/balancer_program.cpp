@@ -235,8 +235,15 @@ Status BalancerProgram::put_nexthop(std::uint32_t backend_id, const fulcrum_next
 
 Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
 {
-    fulcrum_nexthop none{};
-    return update(skel_->maps.nexthops, &backend_id, &none, "next hop");
+    // Only `valid` changes: a packet that read valid=1 just before keeps reading the old, whole
+    // entry (an all-zero write could hand it MTU 0 or ifindex 0 mid-read).
+    fulcrum_nexthop entry{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nexthops), &backend_id, &entry) != 0)
+        return errno_status("cannot read nexthops", errno);
+    if (!entry.valid)
+        return {};
+    entry.valid = 0;
+    return update(skel_->maps.nexthops, &backend_id, &entry, "next hop");
 }
 
 Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)

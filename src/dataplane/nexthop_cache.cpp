@@ -472,7 +472,7 @@ void NexthopUpkeep::report(const char* what, const NexthopCache::Result& r, bool
     else
         LOG_DEBUG("nexthops: %s: %zu cached, %zu fall back", what, r.cached, r.fallback);
     for (const std::string& f : r.fallbacks)
-        LOG_INFO("nexthops: no cache for %s", f.c_str());
+        LOG_DEBUG("nexthops: no cache for %s", f.c_str());
     for (const std::string& e : r.errors)
         LOG_WARN("nexthops: %s", e.c_str());
 }

@@ -278,6 +278,8 @@ bool Client::default_rules_only(std::uint8_t family, std::string* error)
                 std::memcpy(&table, data, 4);
             else if (type == FRA_PRIORITY && len >= 4)
                 std::memcpy(&priority, data, 4);
+            else if (type == FRA_SUPPRESS_PREFIXLEN || type == FRA_SUPPRESS_IFGROUP)
+                other |= len < 4 || std::memcmp(data, "\xff\xff\xff\xff", 4) != 0;  // -1: unset (dumped anyway)
             else if (type != FRA_PROTOCOL)
                 other = true;  // any selector or option (iif, fwmark, suppress_prefixlength, ...)
         });

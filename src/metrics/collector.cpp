@@ -139,13 +139,23 @@ std::vector<MetricFamily> Collector::Collect() const
     auto reloads = family("fulcrum_config_reloads_total", "Configuration loads, by result.", MetricType::Counter);
     add(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.load()));
     add(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.load()));
-    auto generation = family("fulcrum_config_generation", "Number of configurations applied since start.", MetricType::Gauge);
+    auto applies = family("fulcrum_applies_total",
+                          "Applies of the desired state to the maps (each rebuilds only what changed), by cause.",
+                          MetricType::Counter);
+    {
+        std::lock_guard lock(mutex_);
+        for (const char* cause : {"config", "health", "operator"}) {
+            auto it = applies_.find(cause);
+            add(applies, {{"cause", cause}}, it == applies_.end() ? 0.0 : static_cast<double>(it->second));
+        }
+    }
+    auto generation = family("fulcrum_config_generation", "Configurations loaded since start (start-up load and reloads).", MetricType::Gauge);
     add(generation, {}, static_cast<double>(generation_.load()));
     auto build = family("fulcrum_build_info", "Version of fulcrumd and of its BPF program.", MetricType::Gauge);
     add(build, {{"version", version_}, {"bpf_program", bpf_program_}}, 1);
 
     return {svc_packets, svc_bytes, svc_flows, be_packets, be_bytes, be_up, be_weight, panic, check_seconds,
-            check_failures, dropped, passed, answered, icmp_fwd, reloads, generation, build};
+            check_failures, dropped, passed, answered, icmp_fwd, reloads, applies, generation, build};
 }
 
 }  // namespace fulcrum::metrics

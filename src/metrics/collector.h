@@ -49,6 +49,12 @@ public:
 
     void set_topology(std::vector<ServiceLabel> services);
     void count_reload(bool success);
+    // One apply of the desired state to the maps, by cause: config, health, operator.
+    void count_apply(const std::string& cause)
+    {
+        std::lock_guard lock(mutex_);
+        applies_[cause]++;
+    }
     void set_generation(std::uint64_t generation) { generation_ = generation; }
     void set_health_source(HealthSource source)
     {
@@ -64,6 +70,7 @@ private:
     mutable std::mutex mutex_;  // guards services_ (written by the event loop, read by scrapes)
     std::vector<ServiceLabel> services_;
     HealthSource health_;
+    std::map<std::string, std::uint64_t> applies_;
     std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0}, generation_{0};
 };
 

@@ -30,6 +30,12 @@ CLIENT_V4, CLIENT_V6 = "198.18.0.100", "2001:db8::100"
 BALANCER_V4, BALANCER_V6 = "198.18.0.1", "2001:db8::1"
 
 
+# Lab health checks: quick, so a lab settles (every backend checked) within a second.
+FAST_HEALTH = """defaults:
+  healthcheck: {type: tcp, interval: 500ms, timeout: 300ms, rise: 1, fall: 2}
+"""
+
+
 def backend_v4(i):
     return f"198.18.0.{10 + i}"
 
@@ -158,7 +164,7 @@ control:
 metrics:
   listen: 127.0.0.1:{self.metrics_port()}
 on_exit: {on_exit}
-{extra}services:
+{extra if "defaults:" in extra else extra + FAST_HEALTH}services:
 {services}"""
 
     def metrics_port(self):
@@ -173,6 +179,7 @@ on_exit: {on_exit}
     def start_fulcrumd(self, config_path, wait=True):
         self.daemon_log = f"{self.workdir}/fulcrumd.log"
         log = open(self.daemon_log, "a")
+        log_start = log.tell()
         self.daemon = subprocess.Popen(self.ns(self.balancer, f"{FULCRUMD} -c {config_path}").split(),
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         if wait:
@@ -180,7 +187,9 @@ on_exit: {on_exit}
             while time.time() < deadline:
                 if self.daemon.poll() is not None:
                     raise RuntimeError("fulcrumd exited early:\n" + open(self.daemon_log).read())
-                if self.xdp_attached(self.balancer, "eth0") and self.metrics_up():
+                # Up, and health settled (every backend checked once), so tests see stable state.
+                if (self.xdp_attached(self.balancer, "eth0") and self.metrics_up() and
+                        "health now drives the tables" in open(self.daemon_log).read()[log_start:]):
                     return self.daemon
                 time.sleep(0.1)
             raise RuntimeError("fulcrumd did not come up:\n" + open(self.daemon_log).read())
