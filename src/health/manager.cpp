@@ -83,6 +83,7 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
         reports_.erase(it->first);
         it = entries_.erase(it);
     }
+    check_settled();  // nothing left to wait for (e.g. no backends) settles at once
 }
 
 void Manager::schedule(const BackendKey& key, std::chrono::milliseconds delay)

@@ -187,9 +187,11 @@ on_exit: {on_exit}
             while time.time() < deadline:
                 if self.daemon.poll() is not None:
                     raise RuntimeError("fulcrumd exited early:\n" + open(self.daemon_log).read())
-                # Up, and health settled (every backend checked once), so tests see stable state.
+                # Up, and health settled (every backend checked once, and the tables rebuilt from
+                # it), so tests see stable state.
                 if (self.xdp_attached(self.balancer, "eth0") and self.metrics_up() and
-                        "health now drives the tables" in open(self.daemon_log).read()[log_start:]):
+                        "health now drives the tables" in open(self.daemon_log).read()[log_start:] and
+                        self.scrape().get(("fulcrum_applies_total", (("cause", "health"),)), 0) >= 1):
                     return self.daemon
                 time.sleep(0.1)
             raise RuntimeError("fulcrumd did not come up:\n" + open(self.daemon_log).read())

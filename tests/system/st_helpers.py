@@ -82,6 +82,8 @@ def service_yaml(name, vip, port, protocol, backends, table_size=None):
     lines = [f"  - name: {name}", f"    vip: {vip}", f"    port: {port}", f"    protocol: {protocol}"]
     if table_size:
         lines.append(f"    table_size: {table_size}")
+    if protocol == "udp":  # the lab's UDP responder answers any datagram; a TCP check would fail
+        lines.append("    healthcheck: {type: udp}")
     lines.append("    backends:")
     for address, weight in backends:
         lines.append(f"      - address: {address}")

@@ -216,7 +216,8 @@ def status_json(lab):
 
 
 def without_rates(status):
-    """status with the fields a refused reload may change removed: rates and failure counters."""
+    """status without the fields that move by themselves or with a refused reload: rates, the
+    age of the last health change, failure counters."""
     s = json.loads(json.dumps(status))
     for key in ("reloads_failed", "last_reload_error"):
         s.pop(key, None)
@@ -224,6 +225,7 @@ def without_rates(status):
         svc.pop("packets_per_second", None)
         for b in svc.get("backends", []):
             b.pop("packets_per_second", None)
+            b.pop("seconds_since_change", None)
     return s
 
 

@@ -42,7 +42,10 @@ FULCRUMCTL = os.path.join(fl.BUILD_DIR, "src", "cmd", "fulcrumctl")
 
 
 def backend_lines(backends):
-    return "".join(f"      - address: {fl.backend_v4(i)}\n        weight: {w}\n" for i, w in backends)
+    # Backend 4 comes and goes with each A/B switch; a backend new to the config starts down until
+    # it passes `rise` checks, so B lets it take flows at once (start_up) for this test.
+    return "".join(f"      - address: {fl.backend_v4(i)}\n        weight: {w}\n" +
+                   ("        healthcheck: {start_up: true}\n" if i == 4 else "") for i, w in backends)
 
 
 def services(b_side):
