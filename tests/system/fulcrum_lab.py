@@ -164,8 +164,8 @@ control:
 metrics:
   listen: 127.0.0.1:{self.metrics_port()}
 on_exit: {on_exit}
-{extra if "defaults:" in extra else extra + FAST_HEALTH}services:
-{services}"""
+{extra}services:
+{services}{"" if "defaults:" in extra else FAST_HEALTH}"""
 
     def metrics_port(self):
         return self._metrics_port
@@ -189,6 +189,8 @@ on_exit: {on_exit}
                     raise RuntimeError("fulcrumd exited early:\n" + open(self.daemon_log).read())
                 # Up, and health settled (every backend checked once, and the tables rebuilt from
                 # it), so tests see stable state.
+                if self.xdp_attached(self.balancer, "eth0"):
+                    self.pin_balancer_rx()
                 if (self.xdp_attached(self.balancer, "eth0") and self.metrics_up() and
                         "health now drives the tables" in open(self.daemon_log).read()[log_start:] and
                         self.scrape().get(("fulcrum_applies_total", (("cause", "health"),)), 0) >= 1):
@@ -196,6 +198,23 @@ on_exit: {on_exit}
                 time.sleep(0.1)
             raise RuntimeError("fulcrumd did not come up:\n" + open(self.daemon_log).read())
         return self.daemon
+
+    def pin_balancer_rx(self, cpu=0):
+        """Every frame the balancer receives goes through XDP on one CPU, as RSS keeps a flow on
+        one CPU on a real NIC: the flow table is per CPU, and a veth has no RSS (a frame runs on
+        whichever CPU has the veth's NAPI scheduled; tests/system/load_gen.py pin_rx_to_cpu has
+        the story). Threaded NAPI on the balancer's eth0 (it exists once XDP is attached), its
+        kthread pinned to `cpu`. Idempotent."""
+        if getattr(self, "_rx_pinned", False):
+            return
+        import load_gen  # noqa: E402 (same directory)
+        # `ip netns exec` remounts /sys for the namespace (nsenter --net would show the host's).
+        if sh(f"ip netns exec {self.balancer} cat /sys/class/net/eth0/threaded", check=False,
+              capture=True).strip() == "1":
+            self._rx_pinned = True
+            return
+        load_gen.pin_rx_to_cpu(self, self.balancer, cpu=cpu)
+        self._rx_pinned = True
 
     def stop_fulcrumd(self, sig=signal.SIGTERM, timeout=10):
         if self.daemon and self.daemon.poll() is None:
