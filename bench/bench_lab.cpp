@@ -257,4 +257,25 @@ Bytes BenchLab::non_service_frame()
     return tcp_frame({kBenchMac, kRouterMac, "198.18.50.7", kNonVip, 40000, kServicePort});
 }
 
+Status BenchLab::use_nexthop_cache(bool on)
+{
+    for (const auto& [id, address] : kBackends) {
+        if (!on) {
+            if (Status s = balancer_->invalidate_nexthop(id); !s.ok())
+                return s;
+            continue;
+        }
+        fulcrum_nexthop nh{};
+        Mac dmac = backend_mac(id), smac = kBenchMac;
+        std::memcpy(nh.dmac, dmac.data(), 6);
+        std::memcpy(nh.smac, smac.data(), 6);
+        nh.ifindex = static_cast<std::uint32_t>(ifindex_);
+        nh.mtu = 1500;
+        nh.valid = 1;
+        if (Status s = balancer_->put_nexthop(id, nh); !s.ok())
+            return s;
+    }
+    return {};
+}
+
 }  // namespace fulcrum::bench

@@ -48,6 +48,9 @@ public:
     int floor_pass_fd() const;
     int floor_tx_fd() const;
     dataplane::BalancerProgram& balancer() { return *balancer_; }
+    // Fills (on) or invalidates (off) the backends' next-hop cache entries, as fulcrumd does
+    // from netlink: on = the hot path skips bpf_fib_lookup; off = it does the fib lookup.
+    Status use_nexthop_cache(bool on);
 
     // A client packet to the service, from `client` port `sport`.
     static Bytes service_frame(const std::string& client, std::uint16_t sport);

@@ -305,6 +305,8 @@ int run(const Options& o)
     Case pass{"floor_pass", "2 floor: empty XDP_PASS (floor_pass), into the stack", {}, {}, 0, ""};
     Case tx{"floor_tx", "3 floor: MAC+address swap, XDP_TX (floor_tx)", {}, {}, 0, ""};
     Case hit{"service_hit", "4 balancer: service packet, flow-table hit -> IPv4-in-IPv4, XDP_TX", {}, {}, 0, ""};
+    Case hit_cached{"service_hit_nexthop_cache",
+                    "4b the same, next hop from fulcrumd's cache instead of bpf_fib_lookup", {}, {}, 0, ""};
     Case fresh{"new_flow", "5 balancer: new flow (Maglev + flow insert) -> XDP_TX [estimate, below]", {}, {}, 0, ""};
     Case other{"non_service", "6 balancer: non-service packet (not a VIP) -> XDP_PASS", {}, {}, 0, ""};
 
@@ -330,12 +332,21 @@ int run(const Options& o)
             return std::to_string(passed) + " of " + std::to_string(sent) + " packets passed as not-a-VIP";
         };
     };
+    // Cases 4 and 4b differ only in the next-hop cache, switched as the case is armed; the
+    // other cases run with it off (as when fulcrumd could not resolve a backend).
+    auto with_cache = [&](bool on, std::function<PathCheck()> then) {
+        return [&lab, on, then]() -> PathCheck {
+            check(lab->use_nexthop_cache(on));
+            return then ? then() : nullptr;
+        };
+    };
     std::vector<LiveCase> live = {
-        {&drop, lab->floor_drop_fd(), non_service, nullptr},
+        {&drop, lab->floor_drop_fd(), non_service, with_cache(false, nullptr)},
         {&pass, lab->floor_pass_fd(), non_service, nullptr},
         {&tx, lab->floor_tx_fd(), service, nullptr},
-        {&hit, balancer_fd, service, service_hits},
-        {&other, balancer_fd, non_service, not_vip},
+        {&hit, balancer_fd, service, with_cache(false, service_hits)},
+        {&hit_cached, balancer_fd, service, with_cache(true, service_hits)},
+        {&other, balancer_fd, non_service, with_cache(false, not_vip)},
     };
 
     std::vector<std::string> wrong_path;
@@ -400,9 +411,10 @@ int run(const Options& o)
     report.fixed_ms = median(fixed_ms);
     report.fixed_min_ms = *std::min_element(fixed_ms.begin(), fixed_ms.end());
     report.fixed_max_ms = *std::max_element(fixed_ms.begin(), fixed_ms.end());
-    report.cases = {&drop, &pass, &tx, &hit, &fresh, &other};
+    report.cases = {&drop, &pass, &tx, &hit, &hit_cached, &fresh, &other};
     report.ratios = {
-        {"service hit / XDP_TX floor", hit.ns / tx.ns, 1.5},
+        {"service hit / XDP_TX floor (bpf_fib_lookup)", hit.ns / tx.ns, 1.5},
+        {"service hit / XDP_TX floor (next-hop cache)", hit_cached.ns / tx.ns, 1.5},
         {"non-service / empty XDP_PASS floor", other.ns / pass.ns, 1.05},
         {"new flow / XDP_TX floor", fresh.ns / tx.ns, 0},
     };
