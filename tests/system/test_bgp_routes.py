@@ -19,11 +19,12 @@ Proves, on the router's kernel routing table (what really steers traffic):
   backend for the same 3,000 flows (`fulcrumctl lookup ... --json`), so ECMP may send a flow's
   packets to either balancer.
 
-Health is simulated: set_healthy(balancer, n) tells the route injector that each service has n
-healthy backends. Today the injector is fulcrum-vip-routes-tool (routes::VipRoutes, as fulcrumd
-will call it); once fulcrumd calls VipRoutes after each apply / health change, set_healthy() becomes
-"make n backends pass their checks" and RouteInjector becomes fulcrumd with `routes: {table: 100,
-need: 2}`."""
+Route injection is done by fulcrumd itself (`routes: {table: 100, need: 2}`), driven by its health
+checks: each balancer's services (web on VIP4 with 4 IPv4 backends, web6 on VIP6 with 4 IPv6
+backends) check every backend with an exec check `test -e FILE` (one file per balancer and backend,
+interval 200ms, rise 1, fall 1); set_healthy(balancer, n) creates the files of the first n backends
+and removes the others, then waits until `fulcrumctl status` shows n healthy in both services
+(routes are synced in the same apply). withdraw_all is fulcrumd stopping with on_exit: detach."""
 import json
 import os
 import signal
@@ -36,7 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fulcrum_lab as fl  # noqa: E402
 from st_helpers import TestFailure, check, main, step  # noqa: E402
 
-TOOL = os.path.join(fl.BUILD_DIR, "tests", "fulcrum-vip-routes-tool")
 FULCRUMCTL = os.path.join(fl.BUILD_DIR, "src", "cmd", "fulcrumctl")
 BIRD_DIR = os.path.join(fl.SOURCE_DIR, "tests", "system", "bird")
 PROTO = 201          # routes::kRouteProtocol
@@ -47,6 +47,7 @@ STALE = "198.18.100.99"     # left by "a crashed fulcrumd" (protocol 201)
 FOREIGN = "198.18.100.98"   # someone else's route in the same table (protocol static)
 ROUTE_WAIT = 10.0
 FLOWS = 3000
+BACKENDS = 4
 
 
 class Balancer:
@@ -56,7 +57,6 @@ class Balancer:
         self.v4, self.v6 = f"198.18.{i}.1", f"2001:db8:{i}::1"
         self.router_v4, self.router_v6 = f"198.18.{i}.254", f"2001:db8:{i}::fe"
         self.bird = None
-        self.injector = None
         self.fulcrumd = None
 
 
@@ -165,8 +165,6 @@ class BgpLab:
 
     def down(self):
         for b in self.balancers:
-            if b.injector:
-                b.injector.stop()
             if b.fulcrumd and b.fulcrumd.poll() is None:
                 b.fulcrumd.send_signal(signal.SIGTERM)
                 try:
@@ -191,39 +189,61 @@ class BgpLab:
             fl.sh(f"rm -rf {self.workdir}", check=False)
 
 
-class RouteInjector:
-    """routes::VipRoutes running in a balancer, as fulcrumd will run it: one long-lived object,
-    told each service's healthy-backend count after every change. (To switch to fulcrumd: start
-    fulcrumd with `routes: {table: TABLE, need: NEED}` here, and make set_healthy() change how
-    many backends pass their health checks.)"""
-
-    def __init__(self, lab, b):
-        self.proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{b.ns}", TOOL, str(TABLE), str(NEED)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=open(f"{lab.workdir}/{b.ns}-routes.log", "a"),
-                                     text=True, start_new_session=True)
-
-    def command(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline().strip()
-        if answer != "ok":
-            raise TestFailure(f"route injector: {line!r} -> {answer!r}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+def health_file(lab, b, k):
+    return f"{lab.workdir}/{b.ns}-healthy-{k}"
 
 
-def set_healthy(b, n):
-    """Every service of balancer b (one on VIP4, one on VIP6) now has n healthy backends."""
-    b.injector.command(f"sync {VIP4}={n} {VIP6}={n}")
+def start_fulcrumd(lab, b):
+    """fulcrumd in balancer b with routes: {table: TABLE, need: NEED}; waits until its first checks
+    are done (health drives the tables and the routes)."""
+    path = f"{lab.workdir}/{b.ns}.yaml"
+    with open(path, "w") as f:
+        f.write(fulcrumd_config(lab, b))
+    log = f"{lab.workdir}/{b.ns}-fulcrumd.log"
+    start = os.path.getsize(log) if os.path.exists(log) else 0
+    b.fulcrumd = subprocess.Popen(["nsenter", f"--net=/run/netns/{b.ns}", fl.FULCRUMD, "-c", path],
+                                  stdout=open(log, "a"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def settled():
+        if b.fulcrumd.poll() is not None:
+            raise TestFailure(f"fulcrumd in {b.ns} exited:\n" + open(log).read()[-3000:])
+        with open(log) as f:
+            f.seek(start)
+            return "health now drives the tables" in f.read()
+    return wait_for(f"fulcrumd in {b.ns} up with its first checks done", settled, timeout=20)
+
+
+def status(lab, b):
+    r = subprocess.run([FULCRUMCTL, "-s", f"{lab.workdir}/{b.ns}.sock", "status", "--json"],
+                       capture_output=True, text=True)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def set_healthy(lab, b, n):
+    """The first n backends of each service of balancer b (web on VIP4, web6 on VIP6) pass their
+    checks, the others fail; returns once fulcrumd's status shows n healthy in both."""
+    for k in range(1, BACKENDS + 1):
+        path = health_file(lab, b, k)
+        if k <= n:
+            open(path, "w").close()
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def applied():
+        st = status(lab, b)
+        return st is not None and all(s["healthy"] == n for s in st["services"])
+    return wait_for(f"fulcrumd in {b.ns} shows {n} healthy backends per service", applied, timeout=5)
 
 
 def withdraw_all(b):
-    """What fulcrumd does when it stops with on_exit: detach."""
-    b.injector.command("withdraw")
+    """fulcrumd stops with on_exit: detach: it withdraws its routes."""
+    b.fulcrumd.send_signal(signal.SIGTERM)
+    try:
+        code = b.fulcrumd.wait(10)
+    except subprocess.TimeoutExpired:
+        raise TestFailure(f"fulcrumd in {b.ns} did not stop on SIGTERM")
+    if code != 0:
+        raise TestFailure(f"fulcrumd in {b.ns} exited {code}")
 
 
 def wait_for(what, predicate, timeout=ROUTE_WAIT):
@@ -238,11 +258,20 @@ def wait_for(what, predicate, timeout=ROUTE_WAIT):
 
 
 def fulcrumd_config(lab, b):
+    def backends(fmt):
+        out = ""
+        for k in range(1, BACKENDS + 1):
+            out += f"      - address: {fmt(k)}\n"
+            if k == 2:
+                out += "        weight: 200\n"
+            out += f'        healthcheck: {{command: "test -e {health_file(lab, b, k)}"}}\n'
+        return out
     return f"""interfaces:
   - name: eth0
     mode: native
 tunnel:
   source_v4: {b.v4}
+  source_v6: {b.v6}
 bpf:
   pin_path: /sys/fs/bpf/{b.ns}
   hash_seed: 4242
@@ -250,22 +279,25 @@ control:
   socket: {lab.workdir}/{b.ns}.sock
 metrics:
   listen: 127.0.0.1:{19600 + os.getpid() % 300 + b.i}
+routes: {{table: {TABLE}, need: {NEED}}}
 on_exit: detach
 defaults:
-  healthcheck: {{type: exec, command: "true", start_up: true, interval: 1s}}
+  healthcheck: {{type: exec, command: "false", interval: 200ms, timeout: 200ms, rise: 1, fall: 1}}
 services:
   - name: web
     vip: {VIP4}
     port: 80
     protocol: tcp
     table_size: 65537
+    min_healthy: 0
     backends:
-      - address: 198.18.10.11
-      - address: 198.18.10.12
-        weight: 200
-      - address: 198.18.10.13
-      - address: 198.18.10.14
-"""
+{backends(lambda k: f"198.18.10.{10 + k}")}  - name: web6
+    vip: {VIP6}
+    port: 80
+    protocol: tcp
+    min_healthy: 0
+    backends:
+{backends(lambda k: f"2001:db8:10::{10 + k}")}"""
 
 
 def lookups(lab, b):
@@ -302,9 +334,11 @@ def test():
         check(lab.router_nexthops(FOREIGN) is None,
               f"router has no route to {FOREIGN}: BIRD exports only protocol {PROTO} (krt_source filter)")
 
-        step(f"route injection starts in lb1, services have 0 healthy backends (need {NEED})")
-        lb1.injector = RouteInjector(lab, lb1)
-        set_healthy(lb1, 0)
+        step(f"fulcrumd starts in lb1 (routes: table {TABLE}, need {NEED}); every check fails: 0 healthy")
+        t = start_fulcrumd(lab, lb1)
+        check(True, f"fulcrumd in lb1 up, first checks done ({t:.1f} s)")
+        t = set_healthy(lab, lb1, 0)
+        check(True, "fulcrumctl status: web and web6 have 0 healthy backends")
         check(lab.our_routes(lb1) == set(), f"lb1's table {TABLE} has no Fulcrum route left",
               str(lab.our_routes(lb1)))
         foreign = lab.run(lb1.ns, f"ip route show table {TABLE} {FOREIGN}", capture=True)
@@ -314,40 +348,41 @@ def test():
         check(lab.router_nexthops(VIP4) is None and lab.router_nexthops(VIP6) is None,
               "router has no route to the VIPs (no healthy backends)")
 
-        step(f"healthy = {NEED} >= need")
-        set_healthy(lb1, NEED)
+        step(f"healthy = {NEED} >= need: the checks of {NEED} backends per service pass")
+        t = set_healthy(lab, lb1, NEED)
+        check(True, f"fulcrumctl status: {NEED} healthy in web and web6 after {t:.1f} s")
         check(lab.our_routes(lb1) == {VIP4, VIP6}, f"lb1's table {TABLE} has {VIP4} and {VIP6} (protocol {PROTO})",
               str(lab.our_routes(lb1)))
         t4 = wait_for(f"router routes {VIP4} via lb1", lambda: lab.router_nexthops(VIP4) == {lb1.v4})
         t6 = wait_for(f"router routes {VIP6} via lb1", lambda: lab.router_nexthops(VIP6) == {lb1.v6})
         check(True, f"router routes {VIP4} via {lb1.v4} ({t4:.1f} s) and {VIP6} via {lb1.v6} ({t6:.1f} s)")
 
-        step(f"healthy = {NEED - 1} < need")
-        set_healthy(lb1, NEED - 1)
+        step(f"healthy = {NEED - 1} < need: one more backend fails its check")
+        set_healthy(lab, lb1, NEED - 1)
         t4 = wait_for(f"router drops {VIP4}", lambda: lab.router_nexthops(VIP4) is None)
         t6 = wait_for(f"router drops {VIP6}", lambda: lab.router_nexthops(VIP6) is None)
         check(lab.our_routes(lb1) == set(), f"lb1's table {TABLE} is empty of Fulcrum routes")
         check(True, f"router has no route to {VIP4} ({t4:.1f} s) nor to {VIP6} ({t6:.1f} s)")
 
-        step("ECMP: lb2 with BIRD and route injection too; both balancers healthy")
+        step("ECMP: lb2 with BIRD and fulcrumd too; both balancers healthy")
         lab.start_balancer_bird(lb2)
         lab.wait_established(lb2)
-        lb2.injector = RouteInjector(lab, lb2)
-        set_healthy(lb1, NEED)
-        set_healthy(lb2, NEED + 1)
+        start_fulcrumd(lab, lb2)
+        set_healthy(lab, lb1, NEED)
+        set_healthy(lab, lb2, NEED + 1)
         t4 = wait_for(f"router has a 2-path route to {VIP4}", lambda: lab.router_nexthops(VIP4) == {lb1.v4, lb2.v4})
         t6 = wait_for(f"router has a 2-path route to {VIP6}", lambda: lab.router_nexthops(VIP6) == {lb1.v6, lb2.v6})
         check(True, f"router: {VIP4} multipath via {lb1.v4} and {lb2.v4} ({t4:.1f} s); "
                     f"{VIP6} via {lb1.v6} and {lb2.v6} ({t6:.1f} s)")
         print("    " + lab.run(lab.router, f"ip route show {VIP4}", capture=True).strip().replace("\n", "\n    "))
 
-        step("lb2 loses its backends")
-        set_healthy(lb2, 0)
+        step("lb2 loses its backends (every check fails)")
+        set_healthy(lab, lb2, 0)
         t4 = wait_for(f"router routes {VIP4} via lb1 only", lambda: lab.router_nexthops(VIP4) == {lb1.v4})
         t6 = wait_for(f"router routes {VIP6} via lb1 only", lambda: lab.router_nexthops(VIP6) == {lb1.v6})
         check(True, f"router: single path via lb1 ({t4:.1f} s, {t6:.1f} s)")
 
-        step("lb1 stops with on_exit: detach (withdraw_all)")
+        step("fulcrumd in lb1 stops (SIGTERM) with on_exit: detach: it withdraws its routes")
         withdraw_all(lb1)
         check(lab.our_routes(lb1) == set(), f"lb1's table {TABLE} is empty of Fulcrum routes")
         t4 = wait_for(f"router drops {VIP4}", lambda: lab.router_nexthops(VIP4) is None)
@@ -358,26 +393,13 @@ def test():
         with open(f"{lab.workdir}/flows.txt", "w") as f:
             for i in range(FLOWS):
                 f.write(f"198.18.{50 + i // 250}.{1 + i % 250} {1024 + (i * 7919) % 64000}\n")
+        start_fulcrumd(lab, lb1)
         for b in lab.balancers:
-            path = f"{lab.workdir}/{b.ns}.yaml"
-            with open(path, "w") as f:
-                f.write(fulcrumd_config(lab, b))
-            b.fulcrumd = subprocess.Popen(["nsenter", f"--net=/run/netns/{b.ns}", fl.FULCRUMD, "-c", path],
-                                          stdout=open(f"{lab.workdir}/{b.ns}-fulcrumd.log", "w"),
-                                          stderr=subprocess.STDOUT, start_new_session=True)
-        for b in lab.balancers:
-            sock = f"{lab.workdir}/{b.ns}.sock"
-
-            def ready():
-                if b.fulcrumd.poll() is not None:
-                    raise TestFailure(f"fulcrumd in {b.ns} exited:\n" + open(f"{lab.workdir}/{b.ns}-fulcrumd.log").read())
-                r = subprocess.run([FULCRUMCTL, "-s", sock, "status", "--json"], capture_output=True, text=True)
-                if r.returncode != 0:
-                    return False
-                backends = json.loads(r.stdout)["services"][0]["backends"]
-                return all(x["state"] == "active" for x in backends)
-            t = wait_for(f"fulcrumd in {b.ns} up with 4 active backends", ready, timeout=20)
-            check(True, f"fulcrumd in {b.ns} up, 4 active backends ({t:.1f} s)")
+            set_healthy(lab, b, BACKENDS)
+            st = status(lab, b)
+            backends = st["services"][0]["backends"]
+            check(all(x["state"] == "active" and x["health"] == "up" for x in backends),
+                  f"fulcrumd in {b.ns}: 4 backends of web up and active")
         t0 = time.time()
         procs = [lookups(lab, b) for b in lab.balancers]
         outs = [p.communicate(timeout=90)[0] for p in procs]

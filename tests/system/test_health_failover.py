@@ -69,8 +69,14 @@ def body():
         lab.start_servers(tcp_port=80, udp_port=53)
         cfg = lab.write_config(lab.config_text(services(), extra=HEALTH))
         lab.start_fulcrumd(cfg)
-        threads = load_gen.pin_rx_to_cpu(lab, lab.balancer, 0)
-        print(f"    balancer's eth0: threaded NAPI kthread {threads} pinned to CPU 0 (per-CPU flow table)")
+        if hasattr(lab, "pin_balancer_rx"):
+            lab.pin_balancer_rx(0)   # idempotent (start_fulcrumd does it too)
+        else:
+            load_gen.pin_rx_to_cpu(lab, lab.balancer, 0)
+        threads = {pid: c for pid, c in load_gen.napi_threads().items()
+                   if os.sched_getaffinity(pid) == {0}}
+        print(f"    balancer's eth0: threaded NAPI pinned to CPU 0 (per-CPU flow table); pinned napi "
+              f"kthreads on this host: {sorted(threads.values())}")
         poller = hh.StatusPoller(lab, 0.05)
         dead_ns, dead = lab.backends[1], fl.backend_v4(2)
         others = {lab.backends[0], lab.backends[2]}
