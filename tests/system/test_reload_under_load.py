@@ -116,7 +116,8 @@ def body():
         text = {side: lab.config_text(services(side)) for side in (False, True)}
         write_atomically(cfg_path, text[False])
         lab.start_fulcrumd(cfg_path)
-        threads = load_gen.pin_rx_to_cpu(lab, lab.balancer, 0)
+        lab.pin_balancer_rx()  # (start_fulcrumd did it already; idempotent)
+        threads = "napi/eth0"
         print(f"    balancer's eth0: threaded NAPI, kthread {threads} pinned to CPU 0 (the flow "
               f"table is per CPU; this is RSS's one-CPU-per-flow on a veth: see load_gen.py)")
         sock = f"{lab.workdir}/fulcrumd.sock"

@@ -161,7 +161,8 @@ def body():
             f.write(config(lab, changed=False))
         lab.start_fulcrumd(cfg_path)
         check(wait_started(lab, 1), "fulcrumd started with config K (on_exit: keep, backends 1-3)")
-        threads = load_gen.pin_rx_to_cpu(lab, lab.balancer, 0)
+        lab.pin_balancer_rx()  # (start_fulcrumd did it already; idempotent)
+        threads = "napi/eth0"
         print(f"    balancer's eth0: threaded NAPI, kthread {threads} pinned to CPU 0 (the flow "
               f"table is per CPU; this is RSS's one-CPU-per-flow on a veth: see load_gen.py)")
         check(adopted_counts(lab) == [0], f"fresh pins: log says {adopted_counts(lab)} pinned maps adopted")
