@@ -41,33 +41,8 @@ FULCRUMCTL = os.path.join(fl.BUILD_DIR, "src", "cmd", "fulcrumctl")
 VIP = "198.18.100.10"
 FLOWS = 1000
 
-_T0 = time.time()
-
-
-class TestFailure(Exception):
-    pass
-
-
-def step(msg):
-    print(f"[{time.time() - _T0:6.1f}s] {msg}", flush=True)
-
-
-def check(cond, msg, detail=""):
-    if not cond:
-        raise TestFailure(msg + (f"\n    {detail}" if detail else ""))
-    print(f"    ok: {msg}", flush=True)
-
-
-def lab_up(lab, tries=6):
-    """lab.up(), retried while another lab's xdp-loader holds its lock (concurrent runs)."""
-    for attempt in range(1, tries + 1):
-        try:
-            return lab.up()
-        except RuntimeError as e:
-            if "XDP_PASS" not in str(e) or attempt == tries:
-                raise
-            print(f"    (lab.up attempt {attempt} failed: xdp-loader busy? retrying)", flush=True)
-            time.sleep(0.2 + random.random())
+# Shared with the other system tests: timing, step/check reporting, lab.up() with retries.
+from st_helpers import _T0, TestFailure, check, lab_up, step  # noqa: E402
 
 
 def config_text(lab, web_backends, dns_backends, udp_idle_timeout="10m"):
