@@ -66,10 +66,12 @@ static __always_inline __be32 vary_bits(__be32 base, __be32 vary, __u32 hash)
 
 /* Picks the backend of a flow: the flow table if its entry is still usable, else the service's
  * Maglev table. Sets *miss when the choice came from the table (the caller records the flow once
- * the packet is on its way). Returns the backend id, 0 if there is none. */
+ * the packet is on its way). Returns the backend id, 0 if there is none, and the backend's entry
+ * in *chosen (so the caller need not look it up again). */
 static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 					    const struct fulcrum_service_value *svc,
-					    const struct fulcrum_settings *cfg, __u32 *hash, int *miss)
+					    const struct fulcrum_settings *cfg, __u32 *hash, int *miss,
+					    struct fulcrum_backend **chosen)
 {
 	struct fulcrum_flow_value *flow = bpf_map_lookup_elem(&flows, key);
 	struct fulcrum_backend *be;
@@ -83,6 +85,7 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 		    (be->state == FULCRUM_BACKEND_ACTIVE || be->state == FULCRUM_BACKEND_DRAINING)) {
 			if (key->proto != IPPROTO_UDP) {
 				*hash = flow->hash;
+				*chosen = be;
 				return flow->backend_id;
 			}
 			__u64 now = bpf_ktime_get_coarse_ns();
@@ -90,6 +93,7 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 			if (now - flow->last_seen_ns <= udp_idle_timeout_ns) {
 				flow->last_seen_ns = now;
 				*hash = flow->hash;
+				*chosen = be;
 				return flow->backend_id;
 			}
 		}
@@ -108,6 +112,7 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 	if (!be || be->state != FULCRUM_BACKEND_ACTIVE)
 		return 0;
 	*miss = 1;
+	*chosen = be;
 	return id;
 }
 
@@ -195,7 +200,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	__u64 bytes = pkt->data_end - pkt->data;
 	struct bpf_fib_lookup fib = {};
 	const struct fulcrum_settings *cfg;
-	struct fulcrum_backend *be;
+	struct fulcrum_backend *be = NULL;
 	struct fulcrum_addr src6;
 	__u32 zero = 0, hash = 0, id, overhead;
 	int miss = 0, rc;
@@ -204,11 +209,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	cfg = bpf_map_lookup_elem(&settings, &zero);
 	if (!cfg)
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
-	id = choose_backend(key, svc, cfg, &hash, &miss);
-	if (!id)
-		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
-	be = bpf_map_lookup_elem(&backends, &id);
-	if (!be)
+	id = choose_backend(key, svc, cfg, &hash, &miss, &be);
+	if (!id || !be)
 		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
 
 	fib.ifindex = ctx->ingress_ifindex;
