@@ -37,6 +37,8 @@ struct fulcrum_vip_key {
 };
 #define FULCRUM_VIP_PORT0_TCP (1u << 0) /* a port-0 (all ports) TCP service exists on this VIP */
 #define FULCRUM_VIP_PORT0_UDP (1u << 1) /* a port-0 (all ports) UDP service exists on this VIP */
+#define FULCRUM_VIP_SERVING (1u << 2)   /* some service of this VIP has a backend in its table:
+                                         * echo requests are answered only then */
 struct fulcrum_vip_value {
 	__u32 flags;     /* FULCRUM_VIP_* */
 };
@@ -94,7 +96,12 @@ static inline __u32 fulcrum_vip_filter_fold(const struct fulcrum_addr *a)
 	return (h ^ (h >> 16)) & 0xffff; /* bit index: word = >> 6, bit = & 63 */
 }
 
-/* flows: per-CPU LRU, 5-tuple -> backend. For ICMP errors the key is the quoted flow's. */
+/* Flow state, two LRU tables with the same key and value (README "Flow table"):
+ *   new_flows: first packets (TCP SYN, a UDP flow's first datagram) -> the backend chosen for them;
+ *   flows:     confirmed flows, promoted from new_flows by the flow's next packet (TCP without SYN
+ *              or RST, UDP). A flood of one-packet tuples churns new_flows only, so it cannot
+ *              evict an idle established flow from flows.
+ * For ICMP errors the key is the quoted flow's, turned around (client -> VIP). */
 struct fulcrum_flow_key {
 	struct fulcrum_addr src;
 	struct fulcrum_addr dst;
@@ -105,7 +112,7 @@ struct fulcrum_flow_key {
 	__u16 pad;
 };
 struct fulcrum_flow_value {
-	__u32 backend_id; /* 0 on CPUs that never saw the flow (per-CPU map): treated as a miss */
+	__u32 backend_id; /* 0: no backend (treated as a miss) */
 	__u32 hash;       /* flow hash, kept so a hit need not recompute it (outer source, flow label) */
 	__u64 last_seen_ns; /* coarse monotonic clock; UDP entries older than the idle timeout expire */
 };
@@ -119,7 +126,31 @@ struct fulcrum_settings {
 	__be32 source_v6_vary;   /* bits of the last word of source_v6 replaced likewise */
 	__u32 hash_seed;         /* seed of the flow hash: same config, same choice, on every instance */
 	__u32 flags;             /* FULCRUM_SETTING_* */
+	__u32 new_flows_per_second;    /* per CPU: flow-table inserts beyond it are not made (the
+	                                * packet is balanced by Maglev alone); 0 = no limit */
+	__u32 icmp_replies_per_second; /* per CPU: echo and too-big replies beyond it are dropped
+	                                * (FULCRUM_DROP_ICMP_RATE_LIMITED); 0 = no limit */
 	__u32 pad;
+};
+
+/* budgets: per-CPU state of the rate limits above, one slot per FULCRUM_BUDGET_*. Time is cut
+ * into windows of FULCRUM_BUDGET_WINDOW_NS; each window allows rate / windows-per-second. */
+#define FULCRUM_BUDGET_NEW_FLOWS 0
+#define FULCRUM_BUDGET_ICMP_REPLIES 1
+#define FULCRUM_BUDGET_COUNT 2
+#define FULCRUM_BUDGET_WINDOW_NS 125000000ULL /* 1/8 s: smooth, and cheap to compute */
+#define FULCRUM_BUDGET_WINDOWS_PER_SECOND 8
+struct fulcrum_budget {
+	__u64 window_start_ns;
+	__u64 used;
+};
+
+/* flow_events: per-CPU counters of flow-table decisions other than "recorded" (packets). */
+enum fulcrum_flow_event {
+	FULCRUM_FLOW_NOT_RECORDED_BUDGET = 0,  /* over flows.new_per_second on this CPU */
+	FULCRUM_FLOW_NOT_RECORDED_MID_STREAM,  /* TCP without SYN (or with RST) of a flow we do not
+	                                        * know: balanced by Maglev, never recorded */
+	FULCRUM_FLOW_EVENT_COUNT
 };
 
 /* Per-CPU counters. */
@@ -164,6 +195,12 @@ enum fulcrum_reason {
 	FULCRUM_DROP_TOO_BIG_NO_DF,     /* IPv4 without DF too big after encapsulation (policy) */
 	FULCRUM_DROP_NO_EGRESS,         /* egress interface not in the redirect map */
 	FULCRUM_DROP_INTERNAL,          /* a helper failed (adjust_head, missing table) */
+	FULCRUM_DROP_ICMP_RATE_LIMITED, /* echo or too-big reply over icmp.replies_per_second */
+	FULCRUM_DROP_ECHO_NO_BACKEND,   /* echo request to a VIP none of whose services can serve */
+	FULCRUM_DROP_ICMP_ERROR_TOO_BIG,/* ICMP error that does not fit the tunnel: no error about an
+	                                 * error (RFC 1122 3.2.2, RFC 4443 2.4) */
+	FULCRUM_DROP_VLAN,              /* 802.1Q-tagged frame to a service (policy: README) */
+	FULCRUM_DROP_LENGTH,            /* IP length too large to encapsulate (outer length field) */
 	FULCRUM_REASON_COUNT
 };
 

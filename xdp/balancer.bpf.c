@@ -64,39 +64,87 @@ static __always_inline __be32 vary_bits(__be32 base, __be32 vary, __u32 hash)
 	return (base & ~vary) | (bpf_htonl(hash) & vary);
 }
 
-/* Picks the backend of a flow: the flow table if its entry is still usable, else the service's
- * Maglev table. Sets *miss when the choice came from the table (the caller records the flow once
- * the packet is on its way). Returns the backend id, 0 if there is none, and the backend's entry
- * in *chosen (so the caller need not look it up again). */
+/* What a packet may do to flow state (README "Flow table"). */
+enum flow_role {
+	FLOW_OPENS,    /* TCP SYN: may open a flow (a new_flows entry) */
+	FLOW_CONFIRMS, /* TCP without SYN or RST: confirms a flow in new_flows (promotes it) */
+	FLOW_DATAGRAM, /* UDP: opens a flow when unknown, confirms it when in new_flows */
+	FLOW_FOLLOWS,  /* TCP RST: follows an entry, never creates or promotes one */
+	FLOW_ERROR,    /* ICMP error quoting a flow: follows an entry, never creates or refreshes */
+};
+
+/* What forward() writes once the packet is on its way. */
+enum flow_record {
+	RECORD_NOTHING,    /* a hit, or an ICMP error */
+	RECORD_NEW,        /* first packet: new_flows entry */
+	RECORD_CONFIRMED,  /* second packet: flows entry */
+	RECORD_MID_STREAM, /* TCP packet of a flow we never saw open: counted, not recorded */
+};
+
+static __always_inline enum flow_role flow_role_of(__u8 proto, __u8 tcp_flags)
+{
+	if (proto == IPPROTO_UDP)
+		return FLOW_DATAGRAM;
+	if (tcp_flags & FULCRUM_TCP_RST)
+		return FLOW_FOLLOWS;
+	if ((tcp_flags & (FULCRUM_TCP_SYN | FULCRUM_TCP_ACK)) == FULCRUM_TCP_SYN)
+		return FLOW_OPENS;
+	return FLOW_CONFIRMS;
+}
+
+/* The backend of a flow-table entry if it may still carry the flow: it serves this service, is
+ * active or draining, and (UDP) the entry was used within the idle timeout. A UDP entry's clock
+ * is refreshed unless the packet is an ICMP error (errors are not traffic of the flow). */
+static __always_inline struct fulcrum_backend *
+usable_entry(struct fulcrum_flow_value *flow, __u8 proto, __u32 service_id, enum flow_role role)
+{
+	struct fulcrum_backend *be;
+	__u64 now;
+
+	if (!flow || !flow->backend_id)
+		return NULL;
+	be = bpf_map_lookup_elem(&backends, &flow->backend_id);
+	if (!be || be->service_id != service_id ||
+	    (be->state != FULCRUM_BACKEND_ACTIVE && be->state != FULCRUM_BACKEND_DRAINING))
+		return NULL;
+	if (proto != IPPROTO_UDP)
+		return be;
+	now = bpf_ktime_get_coarse_ns();
+	if (now - flow->last_seen_ns > udp_idle_timeout_ns)
+		return NULL;
+	if (role != FLOW_ERROR)
+		flow->last_seen_ns = now;
+	return be;
+}
+
+/* Picks the backend of a flow: a confirmed flow's entry, else a first packet's entry, else the
+ * service's Maglev table. Both tables share one key space across CPUs, so a packet (or an ICMP
+ * error) that lands on another CPU than its flow still finds it. Sets *record to what the caller
+ * writes once the packet is on its way. Returns the backend id, 0 if there is none, and the
+ * backend's entry in *chosen (so the caller need not look it up again). */
 static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 					    const struct fulcrum_service_value *svc,
-					    const struct fulcrum_settings *cfg, __u32 *hash, int *miss,
+					    const struct fulcrum_settings *cfg, enum flow_role role,
+					    __u32 *hash, enum flow_record *record,
 					    struct fulcrum_backend **chosen)
 {
 	struct fulcrum_flow_value *flow = bpf_map_lookup_elem(&flows, key);
-	struct fulcrum_backend *be;
+	struct fulcrum_backend *be = usable_entry(flow, key->proto, svc->id, role);
 	__u32 *slot;
 	void *table;
 	__u32 id;
 
-	if (flow && flow->backend_id) {
-		be = bpf_map_lookup_elem(&backends, &flow->backend_id);
-		if (be && be->service_id == svc->id &&
-		    (be->state == FULCRUM_BACKEND_ACTIVE || be->state == FULCRUM_BACKEND_DRAINING)) {
-			if (key->proto != IPPROTO_UDP) {
-				*hash = flow->hash;
-				*chosen = be;
-				return flow->backend_id;
-			}
-			__u64 now = bpf_ktime_get_coarse_ns();
-
-			if (now - flow->last_seen_ns <= udp_idle_timeout_ns) {
-				flow->last_seen_ns = now;
-				*hash = flow->hash;
-				*chosen = be;
-				return flow->backend_id;
-			}
-		}
+	*record = RECORD_NOTHING;
+	if (!be) {
+		flow = bpf_map_lookup_elem(&new_flows, key);
+		be = usable_entry(flow, key->proto, svc->id, role);
+		if (be && (role == FLOW_CONFIRMS || role == FLOW_DATAGRAM))
+			*record = RECORD_CONFIRMED;
+	}
+	if (be && flow) {
+		*hash = flow->hash;
+		*chosen = be;
+		return flow->backend_id;
 	}
 
 	*hash = fulcrum_flow_hash(key, cfg->hash_seed);
@@ -111,21 +159,71 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 	be = bpf_map_lookup_elem(&backends, &id);
 	if (!be || be->state != FULCRUM_BACKEND_ACTIVE)
 		return 0;
-	*miss = 1;
+	if (role == FLOW_OPENS || role == FLOW_DATAGRAM)
+		*record = RECORD_NEW;
+	else if (role != FLOW_ERROR)
+		*record = RECORD_MID_STREAM;
 	*chosen = be;
 	return id;
 }
 
-static __always_inline void record_flow(const struct fulcrum_flow_key *key, __u32 backend_id,
-					__u32 hash)
+static __always_inline void count_flow_event(enum fulcrum_flow_event event)
+{
+	__u32 key = event;
+	__u64 *n = bpf_map_lookup_elem(&flow_events, &key);
+
+	if (n)
+		(*n)++;
+}
+
+/* Takes one unit of a per-CPU rate limit (abi.h fulcrum_budget); 0 when it is used up. */
+static __always_inline int take_budget(__u32 which, __u32 per_second)
+{
+	__u32 allowance = per_second / FULCRUM_BUDGET_WINDOWS_PER_SECOND;
+	struct fulcrum_budget *b;
+	__u64 now;
+
+	if (!per_second)
+		return 1;
+	b = bpf_map_lookup_elem(&budgets, &which);
+	if (!b)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();
+	if (now - b->window_start_ns >= FULCRUM_BUDGET_WINDOW_NS) {
+		b->window_start_ns = now;
+		b->used = 0;
+	}
+	if (b->used >= (allowance ? allowance : 1))
+		return 0;
+	b->used++;
+	return 1;
+}
+
+/* Writes what choose_backend asked for, within the new-entry budget of this CPU. */
+static __always_inline void record_flow(const struct fulcrum_flow_key *key, enum flow_record record,
+					__u32 backend_id, __u32 hash,
+					const struct fulcrum_settings *cfg)
 {
 	struct fulcrum_flow_value fresh = {
 		.backend_id = backend_id,
 		.hash = hash,
-		.last_seen_ns = bpf_ktime_get_coarse_ns(),
 	};
 
-	bpf_map_update_elem(&flows, key, &fresh, BPF_ANY);
+	if (record == RECORD_NOTHING)
+		return;
+	if (record == RECORD_MID_STREAM) {
+		count_flow_event(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM);
+		return;
+	}
+	if (!take_budget(FULCRUM_BUDGET_NEW_FLOWS, cfg->new_flows_per_second)) {
+		count_flow_event(FULCRUM_FLOW_NOT_RECORDED_BUDGET);
+		return;
+	}
+	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
+	if (record == RECORD_NEW)
+		bpf_map_update_elem(&new_flows, key, &fresh, BPF_ANY);
+	else
+		bpf_map_update_elem(&flows, key, &fresh, BPF_ANY);
 }
 
 /* Maps a failed bpf_fib_lookup onto our reasons. */
@@ -169,16 +267,31 @@ static __always_inline int surely_not_vip(const struct fulcrum_addr *addr)
 	return w && !(*w & (1ULL << (bit & 63)));
 }
 
+/* Sends a generated ICMP reply (echo, too big) back out, within this CPU's reply budget. */
+static __always_inline int send_reply(enum fulcrum_reason reason, __u64 bytes)
+{
+	count_reason(reason, bytes);
+	return XDP_TX;
+}
+
+static __always_inline int may_reply(const struct fulcrum_settings *cfg)
+{
+	return take_budget(FULCRUM_BUDGET_ICMP_REPLIES, cfg->icmp_replies_per_second);
+}
+
 /* Answers a packet that will not fit the tunnel: frag-needed / packet-too-big with the inner MTU
  * the client must use, or (IPv4 without DF) a counted drop. */
-static __always_inline int reply_too_big(struct xdp_md *ctx, struct packet *pkt, __u32 path_mtu,
+static __always_inline int reply_too_big(struct xdp_md *ctx, struct packet *pkt,
+					 const struct fulcrum_settings *cfg, __u32 path_mtu,
 					 __u32 overhead, __u64 bytes)
 {
 	__u32 mtu = path_mtu > overhead ? path_mtu - overhead : 0;
 
+	if (pkt->family == FULCRUM_AF_INET && !pkt->dont_fragment)
+		return drop(FULCRUM_DROP_TOO_BIG_NO_DF, bytes);
+	if (!may_reply(cfg))
+		return drop(FULCRUM_DROP_ICMP_RATE_LIMITED, bytes);
 	if (pkt->family == FULCRUM_AF_INET) {
-		if (!pkt->dont_fragment)
-			return drop(FULCRUM_DROP_TOO_BIG_NO_DF, bytes);
 		if (icmp4_send_frag_needed(ctx, pkt, mtu))
 			return drop(FULCRUM_DROP_INTERNAL, bytes);
 	} else {
@@ -188,28 +301,36 @@ static __always_inline int reply_too_big(struct xdp_md *ctx, struct packet *pkt,
 		if (icmp6_send_packet_too_big(ctx, pkt, mtu))
 			return drop(FULCRUM_DROP_INTERNAL, bytes);
 	}
-	count_reason(FULCRUM_TX_TOO_BIG, bytes);
-	return XDP_TX;
+	return send_reply(FULCRUM_TX_TOO_BIG, bytes);
+}
+
+/* Cuts link-layer padding after the IP packet, so the tunnel carries the IP packet exactly and
+ * the receiver's length checks see no trailing bytes. Returns 0 or -1. */
+static __always_inline int trim_padding(struct xdp_md *ctx, const struct packet *pkt)
+{
+	__u64 frame = pkt->data_end - pkt->data, wanted = pkt->l2_len + pkt->ip_len;
+
+	if (frame <= wanted)
+		return 0;
+	return bpf_xdp_adjust_tail(ctx, -(int)(frame - wanted)) ? -1 : 0;
 }
 
 /* Sends the packet to the flow's backend: choose, route, encapsulate, transmit. */
 static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 				   const struct fulcrum_flow_key *key,
-				   const struct fulcrum_service_value *svc, int is_icmp_error)
+				   const struct fulcrum_service_value *svc,
+				   const struct fulcrum_settings *cfg, enum flow_role role)
 {
 	__u64 bytes = pkt->data_end - pkt->data;
 	struct bpf_fib_lookup fib = {};
-	const struct fulcrum_settings *cfg;
 	struct fulcrum_backend *be = NULL;
 	struct fulcrum_addr src6;
-	__u32 zero = 0, hash = 0, id, overhead;
-	int miss = 0, rc;
+	enum flow_record record;
+	__u32 hash = 0, id, overhead;
+	int rc;
 	__be32 src4 = 0;
 
-	cfg = bpf_map_lookup_elem(&settings, &zero);
-	if (!cfg)
-		return drop(FULCRUM_DROP_INTERNAL, bytes);
-	id = choose_backend(key, svc, cfg, &hash, &miss, &be);
+	id = choose_backend(key, svc, cfg, role, &hash, &record, &be);
 	if (!id || !be)
 		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
 
@@ -236,14 +357,23 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 		__builtin_memcpy(fib.ipv6_src, &src6, sizeof(src6));
 		__builtin_memcpy(fib.ipv6_dst, &be->addr, sizeof(be->addr));
 	}
+	/* The outer length fields are 16 bits (IPv4 total length, IPv6 payload length = the inner
+	 * packet), and so is fib.tot_len: refuse what cannot be written rather than wrap. */
+	if (pkt->ip_len + overhead > 0xffff)
+		return drop(FULCRUM_DROP_LENGTH, bytes);
 	fib.tot_len = pkt->ip_len + overhead; /* makes the lookup check the egress MTU too */
 
 	rc = next_hop(ctx, &fib, id);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
-		return reply_too_big(ctx, pkt, fib.mtu_result, overhead, bytes);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		if (role == FLOW_ERROR) /* no ICMP error about an ICMP error */
+			return drop(FULCRUM_DROP_ICMP_ERROR_TOO_BIG, bytes);
+		return reply_too_big(ctx, pkt, cfg, fib.mtu_result, overhead, bytes);
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return drop(fib_failure_reason(rc), bytes);
 
+	if (trim_padding(ctx, pkt))
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
 	if (be->family == FULCRUM_AF_INET)
 		rc = encap_ipv4(ctx, pkt, &fib, src4, be->addr.w[0]);
 	else
@@ -251,12 +381,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	if (rc)
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
 
-	/* ICMP errors follow flows but never create them: spoofed errors cannot fill the table. */
-	if (is_icmp_error)
+	if (role == FLOW_ERROR)
 		count_reason(FULCRUM_FWD_ICMP_ERROR, bytes);
-	else if (miss)
-		record_flow(key, id, hash);
-	count_forward(svc->id, id, bytes, miss && !is_icmp_error);
+	record_flow(key, record, id, hash, cfg);
+	count_forward(svc->id, id, bytes, record == RECORD_NEW);
 	if (fib.ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	rc = bpf_redirect_map(&tx_ports, fib.ifindex, 0);
@@ -285,21 +413,37 @@ find_service(const struct fulcrum_addr *vip, __u8 family, __be16 port, __u8 prot
 	return bpf_map_lookup_elem(&services, &sk);
 }
 
+static __always_inline const struct fulcrum_settings *settings_of(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&settings, &zero);
+}
+
 /* A TCP or UDP packet to a VIP. */
 static __always_inline int handle_transport(struct xdp_md *ctx, struct packet *pkt,
 					    struct fulcrum_flow_key *key,
 					    const struct fulcrum_vip_value *vipv)
 {
 	__u64 bytes = pkt->data_end - pkt->data;
+	const struct fulcrum_settings *cfg;
 	struct fulcrum_service_value *svc;
+	__u8 tcp_flags;
 
-	if (parse_ports(pkt, &key->sport, &key->dport))
+	if (parse_ports(pkt, &key->sport, &key->dport, &tcp_flags))
 		return drop(FULCRUM_DROP_PARSE_L4, bytes);
 	key->proto = pkt->proto;
 	svc = find_service(&key->dst, key->family, key->dport, key->proto, vipv);
 	if (!svc)
 		return drop(FULCRUM_DROP_PORT_UNSERVED, bytes);
-	return forward(ctx, pkt, key, svc, 0);
+	/* Policy (README): the tunnel is built untagged; a tag from the ingress would be wrong on any
+	 * other segment, so tagged traffic to a service is refused, by name, not mis-sent. */
+	if (pkt->has_vlan)
+		return drop(FULCRUM_DROP_VLAN, bytes);
+	cfg = settings_of();
+	if (!cfg)
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
+	return forward(ctx, pkt, key, svc, cfg, flow_role_of(key->proto, tcp_flags));
 }
 
 /* An ICMP error that quotes a flow of ours: forward it, whole, to that flow's backend. */
@@ -309,6 +453,7 @@ static __always_inline int forward_icmp_error(struct xdp_md *ctx, struct packet 
 	struct fulcrum_vip_key vk = {};
 	struct fulcrum_vip_value *vipv;
 	struct fulcrum_service_value *svc;
+	const struct fulcrum_settings *cfg;
 
 	vk.addr = quoted->dst;
 	vk.family = quoted->family;
@@ -318,21 +463,45 @@ static __always_inline int forward_icmp_error(struct xdp_md *ctx, struct packet 
 	svc = find_service(&quoted->dst, quoted->family, quoted->dport, quoted->proto, vipv);
 	if (!svc)
 		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
-	return forward(ctx, pkt, quoted, svc, 1);
+	if (pkt->has_vlan)
+		return drop(FULCRUM_DROP_VLAN, bytes);
+	cfg = settings_of();
+	if (!cfg)
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
+	return forward(ctx, pkt, quoted, svc, cfg, FLOW_ERROR);
 }
 
-static __always_inline int handle_icmp4(struct xdp_md *ctx, struct packet *pkt)
+/* An echo request to a VIP: answered from XDP when the VIP can serve and the budget allows. */
+static __always_inline int may_answer_echo(const struct fulcrum_vip_value *vipv, __u64 bytes)
+{
+	const struct fulcrum_settings *cfg;
+
+	if (!(vipv->flags & FULCRUM_VIP_SERVING))
+		return drop(FULCRUM_DROP_ECHO_NO_BACKEND, bytes);
+	cfg = settings_of();
+	if (!cfg)
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
+	if (!may_reply(cfg))
+		return drop(FULCRUM_DROP_ICMP_RATE_LIMITED, bytes);
+	return XDP_TX;
+}
+
+static __always_inline int handle_icmp4(struct xdp_md *ctx, struct packet *pkt,
+					const struct fulcrum_vip_value *vipv)
 {
 	__u64 bytes = pkt->data_end - pkt->data;
 	struct icmphdr *icmp = pkt->l4;
 	struct fulcrum_flow_key quoted = {};
+	int verdict;
 
-	if ((void *)(icmp + 1) > pkt->data_end)
+	if (beyond_ip(pkt, icmp, sizeof(*icmp)) || (void *)(icmp + 1) > pkt->data_end)
 		return drop(FULCRUM_DROP_PARSE_L4, bytes);
 	if (icmp->type == ICMP_ECHO) {
+		verdict = may_answer_echo(vipv, bytes);
+		if (verdict != XDP_TX)
+			return verdict;
 		icmp4_echo_reply(pkt);
-		count_reason(FULCRUM_TX_ECHO_REPLY, bytes);
-		return XDP_TX;
+		return send_reply(FULCRUM_TX_ECHO_REPLY, bytes);
 	}
 	if (icmp->type != ICMP_DEST_UNREACH)
 		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
@@ -341,18 +510,22 @@ static __always_inline int handle_icmp4(struct xdp_md *ctx, struct packet *pkt)
 	return forward_icmp_error(ctx, pkt, &quoted, bytes);
 }
 
-static __always_inline int handle_icmp6(struct xdp_md *ctx, struct packet *pkt)
+static __always_inline int handle_icmp6(struct xdp_md *ctx, struct packet *pkt,
+					const struct fulcrum_vip_value *vipv)
 {
 	__u64 bytes = pkt->data_end - pkt->data;
 	struct icmp6hdr *icmp6 = pkt->l4;
 	struct fulcrum_flow_key quoted = {};
+	int verdict;
 
-	if ((void *)(icmp6 + 1) > pkt->data_end)
+	if (beyond_ip(pkt, icmp6, sizeof(*icmp6)) || (void *)(icmp6 + 1) > pkt->data_end)
 		return drop(FULCRUM_DROP_PARSE_L4, bytes);
 	if (icmp6->icmp6_type == ICMPV6_ECHO_REQUEST) {
+		verdict = may_answer_echo(vipv, bytes);
+		if (verdict != XDP_TX)
+			return verdict;
 		icmp6_echo_reply(pkt);
-		count_reason(FULCRUM_TX_ECHO_REPLY, bytes);
-		return XDP_TX;
+		return send_reply(FULCRUM_TX_ECHO_REPLY, bytes);
 	}
 	if (icmp6->icmp6_type != ICMPV6_DEST_UNREACH && icmp6->icmp6_type != ICMPV6_PKT_TOOBIG)
 		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
@@ -374,11 +547,11 @@ static __always_inline int handle_vip(struct xdp_md *ctx, struct packet *pkt,
 		return handle_transport(ctx, pkt, key, vipv);
 	case IPPROTO_ICMP:
 		if (pkt->family == FULCRUM_AF_INET)
-			return handle_icmp4(ctx, pkt);
+			return handle_icmp4(ctx, pkt, vipv);
 		break;
 	case IPPROTO_ICMPV6:
 		if (pkt->family == FULCRUM_AF_INET6)
-			return handle_icmp6(ctx, pkt);
+			return handle_icmp6(ctx, pkt, vipv);
 		break;
 	case IPPROTO_FRAGMENT:
 		return drop(FULCRUM_DROP_FRAGMENT, bytes);

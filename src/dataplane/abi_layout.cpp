@@ -15,8 +15,11 @@ static_assert(sizeof(fulcrum_backend) == 20 && offsetof(fulcrum_backend, state) 
 static_assert(sizeof(fulcrum_flow_key) == 40 && offsetof(fulcrum_flow_key, sport) == 32 &&
               offsetof(fulcrum_flow_key, proto) == 36 && offsetof(fulcrum_flow_key, family) == 37);
 static_assert(sizeof(fulcrum_flow_value) == 16 && offsetof(fulcrum_flow_value, last_seen_ns) == 8);
-static_assert(sizeof(fulcrum_settings) == 40 && offsetof(fulcrum_settings, source_v6) == 8 &&
-              offsetof(fulcrum_settings, hash_seed) == 28);
+static_assert(sizeof(fulcrum_settings) == 48 && offsetof(fulcrum_settings, source_v6) == 8 &&
+              offsetof(fulcrum_settings, hash_seed) == 28 &&
+              offsetof(fulcrum_settings, new_flows_per_second) == 36 &&
+              offsetof(fulcrum_settings, icmp_replies_per_second) == 40);
+static_assert(sizeof(fulcrum_budget) == 16);
 static_assert(sizeof(fulcrum_service_stats) == 32);
 static_assert(sizeof(fulcrum_backend_stats) == 16);
 static_assert(sizeof(fulcrum_reason_stats) == 16);

@@ -67,6 +67,10 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
         *error = errno_status("cannot size the flow table", err);
         return nullptr;
     }
+    if (int err = bpf_map__set_max_entries(skel->maps.new_flows, new_flows_capacity(options.flow_capacity))) {
+        *error = errno_status("cannot size the new-flow table", err);
+        return nullptr;
+    }
     if (!options.pin_path.empty()) {
         program->pin_path_ = options.pin_path;
         if (Status s = prepare_map_pins(skel->obj, options.pin_path, &program->adopted_pins_); !s.ok()) {
@@ -328,16 +332,19 @@ PacketCounters BalancerProgram::reason_counters(fulcrum_reason reason) const
 std::vector<fulcrum_flow_value> BalancerProgram::flow_entries(const fulcrum_flow_key& key) const
 {
     std::vector<fulcrum_flow_value> found;
-    int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0)
-        return found;
-    std::vector<fulcrum_flow_value> values(static_cast<std::size_t>(cpus));
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.flows), &key, values.data()) != 0)
-        return found;
-    for (const auto& v : values)
-        if (v.backend_id != 0)
-            found.push_back(v);
+    for (const bpf_map* table : {skel_->maps.flows, skel_->maps.new_flows}) {
+        fulcrum_flow_value value{};
+        if (bpf_map_lookup_elem(bpf_map__fd(table), &key, &value) == 0 && value.backend_id != 0)
+            found.push_back(value);
+    }
     return found;
+}
+
+std::uint64_t BalancerProgram::flow_event_count(fulcrum_flow_event event) const
+{
+    std::uint64_t sum = 0;
+    for_each_cpu<std::uint64_t>(skel_->maps.flow_events, event, [&](std::uint64_t v) { sum += v; });
+    return sum;
 }
 
 }  // namespace fulcrum::dataplane

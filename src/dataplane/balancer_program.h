@@ -18,6 +18,13 @@ struct balancer_bpf;  // generated skeleton (build/xdp/balancer.skel.h)
 
 namespace fulcrum::dataplane {
 
+// The new-flow table holds first packets until their flow's next packet (about one round trip
+// for TCP): a quarter of the flow table, at least 4096 entries.
+constexpr std::uint32_t new_flows_capacity(std::uint32_t flow_capacity)
+{
+    return flow_capacity / 4 > 4096 ? flow_capacity / 4 : 4096;
+}
+
 struct LoadOptions {
     std::uint64_t udp_idle_timeout_ns = 30'000'000'000ULL;
     std::uint32_t flow_capacity = FULCRUM_DEFAULT_FLOWS;
@@ -62,8 +69,10 @@ public:
     ServiceCounters service_counters(std::uint32_t service_id) const override;
     PacketCounters backend_counters(std::uint32_t backend_id) const override;
     PacketCounters reason_counters(fulcrum_reason reason) const override;
-    // The flow-table entries for a key on every CPU that has one (backend id != 0).
+    // The entries for a key in the flow table, then in the new-flow table (backend id != 0).
     std::vector<fulcrum_flow_value> flow_entries(const fulcrum_flow_key& key) const;
+    // fulcrum_flows_not_recorded_total{reason}, summed over CPUs.
+    std::uint64_t flow_event_count(fulcrum_flow_event event) const override;
 
 private:
     explicit BalancerProgram(balancer_bpf* skel);

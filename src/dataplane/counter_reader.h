@@ -17,6 +17,7 @@ public:
     virtual ServiceCounters service_counters(std::uint32_t service_id) const = 0;
     virtual PacketCounters backend_counters(std::uint32_t backend_id) const = 0;
     virtual PacketCounters reason_counters(fulcrum_reason reason) const = 0;
+    virtual std::uint64_t flow_event_count(fulcrum_flow_event event) const = 0;
 };
 
 }  // namespace fulcrum::dataplane

@@ -26,6 +26,16 @@ constexpr std::array<std::string_view, FULCRUM_REASON_COUNT> kReasonNames = {
     "too_big_no_df",    // FULCRUM_DROP_TOO_BIG_NO_DF
     "no_egress",        // FULCRUM_DROP_NO_EGRESS
     "internal",         // FULCRUM_DROP_INTERNAL
+    "icmp_rate_limited",  // FULCRUM_DROP_ICMP_RATE_LIMITED
+    "echo_no_backend",  // FULCRUM_DROP_ECHO_NO_BACKEND
+    "icmp_error_too_big",  // FULCRUM_DROP_ICMP_ERROR_TOO_BIG
+    "vlan_tagged",      // FULCRUM_DROP_VLAN
+    "length",           // FULCRUM_DROP_LENGTH
+};
+
+constexpr std::array<std::string_view, FULCRUM_FLOW_EVENT_COUNT> kFlowEventNames = {
+    "budget",           // FULCRUM_FLOW_NOT_RECORDED_BUDGET
+    "mid_stream",       // FULCRUM_FLOW_NOT_RECORDED_MID_STREAM
 };
 
 constexpr std::array<std::string_view, FULCRUM_DECAP_REASON_COUNT> kDecapReasonNames = {
@@ -45,12 +55,18 @@ constexpr bool all_named(auto const& names)
 }
 static_assert(all_named(kReasonNames), "every fulcrum_reason needs a name");
 static_assert(all_named(kDecapReasonNames), "every fulcrum_decap_reason needs a name");
+static_assert(all_named(kFlowEventNames), "every fulcrum_flow_event needs a name");
 
 }  // namespace
 
 std::string_view reason_name(fulcrum_reason reason)
 {
     return reason < kReasonNames.size() ? kReasonNames[reason] : "unknown";
+}
+
+std::string_view flow_event_name(fulcrum_flow_event event)
+{
+    return event < kFlowEventNames.size() ? kFlowEventNames[event] : "unknown";
 }
 
 std::string_view decap_reason_name(fulcrum_decap_reason reason)

@@ -10,5 +10,7 @@ namespace fulcrum::dataplane {
 
 std::string_view reason_name(fulcrum_reason reason);
 std::string_view decap_reason_name(fulcrum_decap_reason reason);
+// The reason label of fulcrum_flows_not_recorded_total.
+std::string_view flow_event_name(fulcrum_flow_event event);
 
 }  // namespace fulcrum::dataplane

@@ -136,6 +136,14 @@ std::vector<MetricFamily> Collector::Collect() const
         case ReasonKind::dropped: add(dropped, labels, value); break;
         }
     }
+    auto not_recorded = family("fulcrum_flows_not_recorded_total",
+                               "Packets balanced by Maglev alone, without a flow-table entry, by reason.",
+                               MetricType::Counter);
+    for (int e = 0; e < FULCRUM_FLOW_EVENT_COUNT; e++) {
+        auto event = static_cast<fulcrum_flow_event>(e);
+        add(not_recorded, {{"reason", std::string(dataplane::flow_event_name(event))}},
+            static_cast<double>(counters_.flow_event_count(event)));
+    }
     auto reloads = family("fulcrum_config_reloads_total", "Configuration loads, by result.", MetricType::Counter);
     add(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.load()));
     add(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.load()));
@@ -155,7 +163,7 @@ std::vector<MetricFamily> Collector::Collect() const
     add(build, {{"version", version_}, {"bpf_program", bpf_program_}}, 1);
 
     return {svc_packets, svc_bytes, svc_flows, be_packets, be_bytes, be_up, be_weight, panic, check_seconds,
-            check_failures, dropped, passed, answered, icmp_fwd, reloads, applies, generation, build};
+            check_failures, dropped, passed, answered, icmp_fwd, not_recorded, reloads, applies, generation, build};
 }
 
 }  // namespace fulcrum::metrics

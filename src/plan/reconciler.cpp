@@ -137,6 +137,10 @@ Status Reconciler::sync_vips(const Desired& desired, bool removals)
         fulcrum_vip_value& v = want[bytes_of(vip_key_of(plan.key))];
         if (plan.key.port == 0)
             v.flags |= plan.key.proto == IPPROTO_TCP ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
+        // Echo requests to the VIP are answered only while one of its services can serve.
+        for (const BackendPlan& b : plan.backends)
+            if (b.use == BackendUse::active && b.weight > 0)
+                v.flags |= FULCRUM_VIP_SERVING;
     }
     if (!removals) {
         for (const auto& [key_bytes, value] : want) {

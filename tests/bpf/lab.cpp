@@ -115,12 +115,18 @@ BalancerLab::BalancerLab(std::uint64_t udp_idle_timeout_ns)
     program_ = dataplane::BalancerProgram::load(options, &error);
     if (!program_)
         throw std::runtime_error(error.message());
-    fulcrum_settings s{};
-    s.source_v4 = to_addr(kTunnelV4).w[0];
-    s.source_v6 = to_addr(kTunnelV6);
-    s.hash_seed = kHashSeed;
-    REQUIRE(program_->set_settings(s).ok());
+    settings_.source_v4 = to_addr(kTunnelV4).w[0];
+    settings_.source_v6 = to_addr(kTunnelV6);
+    settings_.hash_seed = kHashSeed;
+    REQUIRE(program_->set_settings(settings_).ok());
     REQUIRE(program_->put_tx_port(static_cast<std::uint32_t>(ifindex("fl-other"))).ok());
+}
+
+void BalancerLab::set_rates(std::uint32_t new_flows_per_second, std::uint32_t icmp_replies_per_second)
+{
+    settings_.new_flows_per_second = new_flows_per_second;
+    settings_.icmp_replies_per_second = icmp_replies_per_second;
+    REQUIRE(program_->set_settings(settings_).ok());
 }
 
 Verdict BalancerLab::run(const Bytes& frame, const std::string& ingress)
@@ -176,6 +182,9 @@ void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uin
     std::uint32_t& flags = vip_flags_[vip];
     if (port == 0)
         flags |= proto == kTcp ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
+    for (std::uint32_t backend : table)
+        if (backend != 0)
+            flags |= FULCRUM_VIP_SERVING;  // echo is answered for this VIP
     vv.flags = flags;
     REQUIRE(program_->put_vip(vk, vv).ok());
 

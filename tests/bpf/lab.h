@@ -50,6 +50,8 @@ public:
     explicit BalancerLab(std::uint64_t udp_idle_timeout_ns = 30'000'000'000ULL);
 
     Verdict run(const Bytes& frame, const std::string& ingress = "fl-main");
+    // Per-CPU rate limits of the settings map (0 = no limit, the default here).
+    void set_rates(std::uint32_t new_flows_per_second, std::uint32_t icmp_replies_per_second);
 
     // Configuration helpers (each checks the map write succeeded).
     void add_backend(std::uint32_t id, const std::string& address, std::uint32_t service_id,
@@ -73,6 +75,7 @@ public:
 
 private:
     std::unique_ptr<dataplane::BalancerProgram> program_;
+    fulcrum_settings settings_{};
     std::map<std::uint32_t, std::string> backend_address_;     // by id
     std::map<std::uint32_t, fulcrum_backend> backends_;        // by id
     std::vector<std::vector<std::uint32_t>> tables_;           // by service id

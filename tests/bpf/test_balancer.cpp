@@ -133,8 +133,8 @@ TEST_CASE("balancer forwards TCP and UDP of IPv4 and IPv6 services, encapsulated
                     lab.expected_encap(2, ip_of(in), 0), {}, 4, 2, true});
 
     in = frame4(to_vip4(kVip4), tcp(40002, 80), 0x0064);
-    rows.push_back({"802.1Q tagged frame: tag kept on the tunnelled frame", in, XDP_TX,
-                    lab.expected_encap(1, ip_of(in, true), 0, 0x0064), {}, 1, 1, true});
+    rows.push_back({"802.1Q tagged frame to a service: refused by name, not sent with a wrong tag", in,
+                    XDP_DROP, {}, FULCRUM_DROP_VLAN});
 
     V4 options = to_vip4(kVip4);
     options.options = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL

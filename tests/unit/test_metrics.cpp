@@ -15,6 +15,7 @@ public:
     std::map<std::uint32_t, dataplane::ServiceCounters> services;
     std::map<std::uint32_t, dataplane::PacketCounters> backends;
     std::map<int, dataplane::PacketCounters> reasons;
+    std::map<int, std::uint64_t> flow_events;
     dataplane::ServiceCounters service_counters(std::uint32_t id) const override
     {
         auto it = services.find(id);
@@ -29,6 +30,11 @@ public:
     {
         auto it = reasons.find(r);
         return it == reasons.end() ? dataplane::PacketCounters{} : it->second;
+    }
+    std::uint64_t flow_event_count(fulcrum_flow_event e) const override
+    {
+        auto it = flow_events.find(e);
+        return it == flow_events.end() ? 0 : it->second;
     }
 };
 
@@ -61,6 +67,8 @@ TEST_CASE("metrics carry the contract's names and labels, read at collect time",
     counters.reasons[FULCRUM_PASS_NOT_VIP] = {5, 300};
     counters.reasons[FULCRUM_TX_ECHO_REPLY] = {1, 98};
     counters.reasons[FULCRUM_FWD_ICMP_ERROR] = {3, 210};
+    counters.flow_events[FULCRUM_FLOW_NOT_RECORDED_BUDGET] = 9;
+    counters.flow_events[FULCRUM_FLOW_NOT_RECORDED_MID_STREAM] = 8;
     collector.count_reload(true);
     collector.count_reload(false);
     collector.set_generation(2);
@@ -79,6 +87,8 @@ TEST_CASE("metrics carry the contract's names and labels, read at collect time",
     CHECK(m.at("fulcrum_packets_passed_total{reason=not_vip}") == 5);
     CHECK(m.at("fulcrum_packets_answered_total{reason=echo_reply}") == 1);
     CHECK(m.at("fulcrum_icmp_errors_forwarded_total{}") == 3);
+    CHECK(m.at("fulcrum_flows_not_recorded_total{reason=budget}") == 9);
+    CHECK(m.at("fulcrum_flows_not_recorded_total{reason=mid_stream}") == 8);
     CHECK(m.at("fulcrum_config_reloads_total{result=success}") == 1);
     CHECK(m.at("fulcrum_config_reloads_total{result=failure}") == 1);
     CHECK(m.at("fulcrum_config_generation{}") == 2);

@@ -163,10 +163,30 @@ TEST_CASE("a VIP stays while another service still uses it; port 0 sets its flag
     d.services.push_back(service("all", "198.18.100.1", 0, {backend("198.18.1.2")}));
     REQUIRE(r.apply(d).ok());
     REQUIRE(maps.vips.size() == 1);
-    CHECK(maps.vips.begin()->second.flags == FULCRUM_VIP_PORT0_TCP);
+    CHECK(maps.vips.begin()->second.flags == (FULCRUM_VIP_PORT0_TCP | FULCRUM_VIP_SERVING));
     d.services.pop_back();
     REQUIRE(r.apply(d).ok());
     REQUIRE(maps.vips.size() == 1);
+    CHECK(maps.vips.begin()->second.flags == FULCRUM_VIP_SERVING);
+}
+
+TEST_CASE("a VIP is marked serving (echo answered) only while a service has a backend in its table",
+          "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d;
+    d.services.push_back(service("web", "198.18.100.1", 80,
+                                 {backend("198.18.1.1", 100, BackendUse::down),
+                                  backend("198.18.1.2", 0), backend("198.18.1.3", 100, BackendUse::draining)}));
+    REQUIRE(r.apply(d).ok());
+    REQUIRE(maps.vips.size() == 1);
+    CHECK(maps.vips.begin()->second.flags == 0);
+    d.services[0].backends[0].use = BackendUse::active;
+    REQUIRE(r.apply(d).ok());
+    CHECK(maps.vips.begin()->second.flags == FULCRUM_VIP_SERVING);
+    d.services[0].backends[0].use = BackendUse::down;
+    REQUIRE(r.apply(d).ok());
     CHECK(maps.vips.begin()->second.flags == 0);
 }
 

@@ -209,14 +209,14 @@ static __always_inline int icmp4_quoted_flow(struct packet *pkt, struct fulcrum_
 	struct iphdr *quoted = pkt->l4 + sizeof(struct icmphdr);
 	__be16 *ports;
 
-	if ((void *)(quoted + 1) > pkt->data_end)
+	if (beyond_ip(pkt, quoted, sizeof(*quoted)))
 		return -1;
 	if (quoted->version != 4 || quoted->ihl < 5 || quoted->saddr != outer->daddr)
 		return -1;
 	if (quoted->protocol != IPPROTO_TCP && quoted->protocol != IPPROTO_UDP)
 		return -1;
 	ports = (void *)quoted + quoted->ihl * 4;
-	if ((void *)(ports + 2) > pkt->data_end)
+	if (beyond_ip(pkt, ports, 4) || (void *)(ports + 2) > pkt->data_end)
 		return -1;
 	key->src.w[0] = quoted->daddr;
 	key->dst.w[0] = quoted->saddr;
@@ -233,7 +233,7 @@ static __always_inline int icmp6_quoted_flow(struct packet *pkt, struct fulcrum_
 	struct ipv6hdr *quoted = pkt->l4 + sizeof(struct icmp6hdr);
 	__be16 *ports;
 
-	if ((void *)(quoted + 1) > pkt->data_end)
+	if (beyond_ip(pkt, quoted, sizeof(*quoted)))
 		return -1;
 	if (quoted->version != 6 ||
 	    !same_in6(&quoted->saddr, &outer->daddr))
@@ -242,7 +242,7 @@ static __always_inline int icmp6_quoted_flow(struct packet *pkt, struct fulcrum_
 	if (quoted->nexthdr != IPPROTO_TCP && quoted->nexthdr != IPPROTO_UDP)
 		return -1;
 	ports = (void *)(quoted + 1);
-	if ((void *)(ports + 2) > pkt->data_end)
+	if (beyond_ip(pkt, ports, 4) || (void *)(ports + 2) > pkt->data_end)
 		return -1;
 	__builtin_memcpy(&key->src, &quoted->daddr, sizeof(key->src));
 	__builtin_memcpy(&key->dst, &quoted->saddr, sizeof(key->dst));

@@ -59,13 +59,40 @@ struct {
 	__type(value, __u64);
 } vip_filter SEC(".maps");
 
-/* Per-CPU flow table: with RSS a flow stays on one CPU, so no cross-CPU contention. */
+/* Flow tables (abi.h: first packets in new_flows, confirmed flows in flows). One key space shared
+ * by all CPUs, so an ICMP error that RSS puts on another CPU than its flow still finds it; with
+ * BPF_F_NO_COMMON_LRU each CPU evicts only from its own LRU list, so a flood on one receive queue
+ * cannot push out the flows of another (the kernel gives each possible CPU max_entries / CPUs). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, FULCRUM_DEFAULT_FLOWS);
 	__type(key, struct fulcrum_flow_key);
 	__type(value, struct fulcrum_flow_value);
 } flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__uint(max_entries, FULCRUM_DEFAULT_FLOWS);
+	__type(key, struct fulcrum_flow_key);
+	__type(value, struct fulcrum_flow_value);
+} new_flows SEC(".maps");
+
+/* Per-CPU rate-limit state (abi.h fulcrum_budget), one slot per FULCRUM_BUDGET_*. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FULCRUM_BUDGET_COUNT);
+	__type(key, __u32);
+	__type(value, struct fulcrum_budget);
+} budgets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FULCRUM_FLOW_EVENT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -32,6 +32,7 @@ struct packet {
 	void *data_end;
 	void *l3;           /* IPv4 or IPv6 header */
 	void *l4;           /* transport header (after IPv4 options / IPv6 extension headers) */
+	void *ip_end;       /* end of the IP packet by its own length: bytes beyond are link padding */
 	__u32 l2_len;       /* 14, or 18 with an 802.1Q tag */
 	__u32 ip_len;       /* length of the IP packet from its header (frame may carry padding) */
 	__be16 vlan_tci;    /* kept for the encapsulated frame */
@@ -79,6 +80,7 @@ static __always_inline int parse_ipv4_rest(struct packet *pkt, struct iphdr *ip)
 	if ((void *)ip + tot_len > pkt->data_end)
 		return -1;
 	pkt->l4 = (void *)ip + hdr_len;
+	pkt->ip_end = (void *)ip + tot_len;
 	pkt->proto = ip->protocol;
 	pkt->ip_len = tot_len;
 	pkt->tos = ip->tos;
@@ -106,6 +108,7 @@ static __always_inline int parse_ipv6_rest(struct packet *pkt, struct ipv6hdr *i
 	if (cursor + payload_len > pkt->data_end)
 		return -1;
 	pkt->ip_len = sizeof(*ip6) + payload_len;
+	pkt->ip_end = cursor + payload_len;
 	pkt->tos = (ip6->priority << 4) | (ip6->flow_lbl[0] >> 4);
 	pkt->dont_fragment = 1;
 
@@ -129,20 +132,39 @@ static __always_inline int parse_ipv6_rest(struct packet *pkt, struct ipv6hdr *i
 	return 0;
 }
 
-/* Source and destination ports of TCP or UDP (the first four bytes of both headers), after
- * checking that the whole fixed header is there. */
-static __always_inline int parse_ports(struct packet *pkt, __be16 *sport, __be16 *dport)
+/* Whether [p, p + len) lies outside the IP packet: beyond its own length (link padding is not
+ * part of it) or beyond the frame. Both ends are checked; the verifier trusts only data_end. */
+static __always_inline int beyond_ip(const struct packet *pkt, const void *p, __u32 len)
+{
+	return p + len > pkt->ip_end || p + len > pkt->data_end;
+}
+
+#define FULCRUM_TCP_FLAGS_OFFSET 13
+#define FULCRUM_TCP_FIN 0x01
+#define FULCRUM_TCP_SYN 0x02
+#define FULCRUM_TCP_RST 0x04
+#define FULCRUM_TCP_ACK 0x10
+
+/* Source and destination ports of TCP or UDP (the first four bytes of both headers) and, for
+ * TCP, the flags byte, after checking that the whole fixed header lies within the IP packet. */
+static __always_inline int parse_ports(struct packet *pkt, __be16 *sport, __be16 *dport,
+				       __u8 *tcp_flags)
 {
 	__u32 need = pkt->proto == IPPROTO_TCP ? 20 : 8;
-	__be16 *ports = pkt->l4;
+	__u8 *l4 = pkt->l4;
 
-	if (pkt->l4 + need > pkt->data_end)
+	if (beyond_ip(pkt, l4, need))
 		return -1;
 	/* the verifier wants the constant-size access proven on its own */
-	if ((void *)(ports + 2) > pkt->data_end)
-		return -1;
-	*sport = ports[0];
-	*dport = ports[1];
+	if ((void *)(l4 + 20) > pkt->data_end) {
+		if ((void *)(l4 + 8) > pkt->data_end)
+			return -1;
+		*tcp_flags = 0;
+	} else {
+		*tcp_flags = pkt->proto == IPPROTO_TCP ? l4[FULCRUM_TCP_FLAGS_OFFSET] : 0;
+	}
+	*sport = *(__be16 *)l4;
+	*dport = *(__be16 *)(l4 + 2);
 	return 0;
 }
 
