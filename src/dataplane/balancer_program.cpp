@@ -329,14 +329,21 @@ PacketCounters BalancerProgram::reason_counters(fulcrum_reason reason) const
     return sum;
 }
 
+std::optional<fulcrum_flow_value> BalancerProgram::flow_entry(const fulcrum_flow_key& key, FlowTable table) const
+{
+    const bpf_map* map = table == FlowTable::confirmed ? skel_->maps.flows : skel_->maps.new_flows;
+    fulcrum_flow_value value{};
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &value) != 0 || value.backend_id == 0)
+        return std::nullopt;
+    return value;
+}
+
 std::vector<fulcrum_flow_value> BalancerProgram::flow_entries(const fulcrum_flow_key& key) const
 {
     std::vector<fulcrum_flow_value> found;
-    for (const bpf_map* table : {skel_->maps.flows, skel_->maps.new_flows}) {
-        fulcrum_flow_value value{};
-        if (bpf_map_lookup_elem(bpf_map__fd(table), &key, &value) == 0 && value.backend_id != 0)
-            found.push_back(value);
-    }
+    for (FlowTable table : {FlowTable::confirmed, FlowTable::first_packets})
+        if (auto value = flow_entry(key, table))
+            found.push_back(*value);
     return found;
 }
 

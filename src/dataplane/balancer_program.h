@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -71,6 +72,9 @@ public:
     PacketCounters reason_counters(fulcrum_reason reason) const override;
     // The entries for a key in the flow table, then in the new-flow table (backend id != 0).
     std::vector<fulcrum_flow_value> flow_entries(const fulcrum_flow_key& key) const;
+    // The key's entry in one of the two tables: `flows` (confirmed) or `new_flows` (first packets).
+    enum class FlowTable { confirmed, first_packets };
+    std::optional<fulcrum_flow_value> flow_entry(const fulcrum_flow_key& key, FlowTable table) const;
     // fulcrum_flows_not_recorded_total{reason}, summed over CPUs.
     std::uint64_t flow_event_count(fulcrum_flow_event event) const override;
 

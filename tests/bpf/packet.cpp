@@ -149,14 +149,14 @@ Bytes fragment_header(std::uint8_t next, std::uint16_t offset, bool more, std::u
     return f;
 }
 
-Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len)
+Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len, std::uint8_t flags)
 {
     Bytes t;
     push16(t, sport);
     push16(t, dport);
     push32(t, 1000);        // sequence
     push32(t, 0);           // ack
-    push16(t, 5 << 12 | 0x02);  // data offset 5, SYN
+    push16(t, static_cast<std::uint16_t>(5 << 12 | flags));  // data offset 5, flags
     push16(t, 65535);       // window
     push16(t, 0);           // checksum: the balancer never reads or writes it
     push16(t, 0);           // urgent

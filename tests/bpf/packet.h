@@ -46,7 +46,9 @@ Bytes ipv6(const V6& h, const Bytes& payload);
 Bytes ext_header(std::uint8_t next, std::uint8_t type_specific = 0);
 Bytes fragment_header(std::uint8_t next, std::uint16_t offset, bool more, std::uint32_t id);
 
-Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len = 0);
+inline constexpr std::uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
+Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len = 0,
+          std::uint8_t flags = kTcpSyn);
 Bytes udp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len = 0);
 Bytes icmp4(std::uint8_t type, std::uint8_t code, std::uint32_t rest, const Bytes& body);
 Bytes icmp6(const std::string& src, const std::string& dst, std::uint8_t type, std::uint8_t code,

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <sched.h>
+
 #include <cstring>
 #include <set>
 #include <thread>
@@ -507,4 +509,308 @@ TEST_CASE("next-hop cache: a valid entry replaces the fib lookup, an invalid one
     REQUIRE(lab.program().put_nexthop(1, entry(1500, "fl-main")).ok());
     lab.set_backend_state(1, FULCRUM_BACKEND_ACTIVE);  // put_backend drops the cached entry
     CHECK(hex(lab.run(in).out) == hex(via_fib));
+}
+
+namespace {
+
+using FlowTable = fulcrum::dataplane::BalancerProgram::FlowTable;
+
+// The backend (11..13, service 9 on kVip4Multi) a forwarded frame went to, or 0 if none matches.
+std::uint32_t backend_of(BalancerLab& lab, const Bytes& in, const Verdict& v)
+{
+    for (std::uint32_t id = 11; id <= 13; id++)
+        if (v.action == XDP_TX && hex(v.out) == hex(lab.expected_encap(id, ip_of(in), 0)))
+            return id;
+    return 0;
+}
+
+std::uint32_t send_multi(BalancerLab& lab, std::uint16_t sport, std::uint8_t flags,
+                         const std::string& src = kClientV4)
+{
+    Bytes in = frame4(V4{.src = src, .dst = kVip4Multi}, tcp(sport, 80, 0, flags));
+    return backend_of(lab, in, lab.run(in));
+}
+
+bool recorded(BalancerLab& lab, std::uint16_t sport, FlowTable table, std::uint8_t proto = kTcp,
+              const std::string& src = kClientV4)
+{
+    auto port = proto == kTcp ? 80 : 53;
+    return lab.program().flow_entry(lab.flow_key(src, sport, kVip4Multi, port, proto), table).has_value();
+}
+
+// A table of service 9 that sends every new flow elsewhere than `backend`.
+std::vector<std::uint32_t> table_without(std::uint32_t backend)
+{
+    return fill(backend == 11 ? 12 : 11, 13);
+}
+
+}  // namespace
+
+TEST_CASE("flow state: a SYN opens, the next packet confirms, mid-stream TCP is never recorded",
+          "[bpf][balancer][flows]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    const std::uint32_t first = lab.maglev_pick(9, lab.flow_key(kClientV4, 21000, kVip4Multi, 80, kTcp));
+
+    REQUIRE(send_multi(lab, 21000, kTcpSyn) == first);
+    CHECK(recorded(lab, 21000, FlowTable::first_packets));
+    CHECK_FALSE(recorded(lab, 21000, FlowTable::confirmed));
+    REQUIRE(send_multi(lab, 21000, kTcpAck) == first);
+    CHECK(recorded(lab, 21000, FlowTable::confirmed));
+
+    // An ACK of a flow never seen opening: balanced by the table, recorded nowhere, counted.
+    const std::uint32_t mid = lab.maglev_pick(9, lab.flow_key(kClientV4, 21001, kVip4Multi, 80, kTcp));
+    REQUIRE(send_multi(lab, 21001, kTcpAck) == mid);
+    CHECK_FALSE(recorded(lab, 21001, FlowTable::first_packets));
+    CHECK_FALSE(recorded(lab, 21001, FlowTable::confirmed));
+    CHECK(lab.program().flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM) == 1);
+    // An RST neither opens nor confirms.
+    REQUIRE(send_multi(lab, 21002, kTcpRst | kTcpAck) != 0);
+    CHECK(lab.program().flow_entries(lab.flow_key(kClientV4, 21002, kVip4Multi, 80, kTcp)).empty());
+    REQUIRE(send_multi(lab, 21003, kTcpSyn) != 0);
+    REQUIRE(send_multi(lab, 21003, kTcpRst) != 0);
+    CHECK_FALSE(recorded(lab, 21003, FlowTable::confirmed));
+    CHECK(lab.program().flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM) == 2);
+
+    // After a table change the confirmed flow and a SYN-only flow keep their backend; the
+    // unrecorded mid-stream flow follows the new table.
+    const std::uint32_t syn_only = lab.maglev_pick(9, lab.flow_key(kClientV4, 21004, kVip4Multi, 80, kTcp));
+    REQUIRE(send_multi(lab, 21004, kTcpSyn) == syn_only);
+    lab.set_table(9, fill(first == 13 ? 12 : 13, 13));
+    const std::uint32_t now_table = first == 13 ? 12 : 13;
+    CHECK(send_multi(lab, 21000, kTcpAck) == first);
+    CHECK(send_multi(lab, 21004, kTcpSyn) == syn_only);  // a retransmitted SYN
+    CHECK(send_multi(lab, 21004, kTcpAck) == syn_only);  // and the handshake's ACK
+    CHECK(send_multi(lab, 21001, kTcpAck) == now_table);
+
+    // Service counters count first packets as new flows, not the mid-stream ones.
+    CHECK(lab.program().service_counters(9).new_flows == 3);  // 21000, 21003, 21004 opened
+}
+
+TEST_CASE("flow state: a UDP flow's first datagram opens it, the second confirms it", "[bpf][balancer][flows]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    lab.add_backend(15, "198.18.0.21", 11);
+    lab.add_backend(16, "198.18.0.22", 11);
+    lab.add_service(11, kVip4Multi, 53, kUdp, fill(15));
+    Bytes in = frame4(to_vip4(kVip4Multi, kUdp), udp(6100, 53));
+    REQUIRE(hex(lab.run(in).out) == hex(lab.expected_encap(15, ip_of(in), 0)));
+    CHECK(recorded(lab, 6100, FlowTable::first_packets, kUdp));
+    CHECK_FALSE(recorded(lab, 6100, FlowTable::confirmed, kUdp));
+    lab.set_table(11, fill(16));
+    REQUIRE(hex(lab.run(in).out) == hex(lab.expected_encap(15, ip_of(in), 0)));
+    CHECK(recorded(lab, 6100, FlowTable::confirmed, kUdp));
+}
+
+TEST_CASE("flow state: beyond the per-CPU budget of new entries, flows are balanced but not recorded",
+          "[bpf][balancer][flows]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    lab.set_rates(8, 0);  // 8/s: one entry per 1/8-s window
+    auto start = std::chrono::steady_clock::now();
+    int made = 0;
+    for (std::uint16_t sport = 22000; sport < 22020; sport++) {
+        REQUIRE(send_multi(lab, sport, kTcpSyn) ==
+                lab.maglev_pick(9, lab.flow_key(kClientV4, sport, kVip4Multi, 80, kTcp)));
+        made += recorded(lab, sport, FlowTable::first_packets);
+    }
+    auto windows = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+                       .count() / 125 + 1;
+    CHECK(made >= 1);
+    CHECK(made <= windows);  // at most one per window elapsed
+    CHECK(lab.program().flow_event_count(FULCRUM_FLOW_NOT_RECORDED_BUDGET) == static_cast<std::uint64_t>(20 - made));
+    lab.set_rates(0, 0);  // no limit: recorded again
+    REQUIRE(send_multi(lab, 22100, kTcpSyn) != 0);
+    CHECK(recorded(lab, 22100, FlowTable::first_packets));
+}
+
+TEST_CASE("flow state: idle established flows survive floods of 10 x capacity tuples and keep their "
+          "backend across a table change", "[bpf][balancer][flows]")
+{
+    BalancerLab lab;  // flows.capacity 4096 (new_flows 4096)
+    standard_services(lab);
+    lab.add_backend(15, "198.18.0.21", 11);
+    lab.add_service(11, kVip4Multi, 53, kUdp, fill(15));
+    std::map<std::uint16_t, std::uint32_t> established;
+    for (std::uint16_t sport = 30000; sport < 30300; sport++) {
+        REQUIRE(send_multi(lab, sport, kTcpSyn) != 0);
+        established[sport] = send_multi(lab, sport, kTcpAck);
+        REQUIRE(established[sport] != 0);
+    }
+    // Flood sources inside 198.18.0.0/15: 40960 distinct SYN tuples and 40960 other ACK tuples,
+    // each sent 3 times (no budget: the table layout alone must protect the idle flows).
+    auto source = [](int i) { return "198.19." + std::to_string(i / 4096) + "." + std::to_string(i % 250 + 1); };
+    const int tuples = 10 * 4096;
+    auto flood = [&](int first_tuple, std::uint8_t flags) {
+        for (int i = first_tuple; i < first_tuple + tuples; i++) {
+            Bytes frame = frame4(V4{.src = source(i % 60000), .dst = kVip4Multi},
+                                 tcp(static_cast<std::uint16_t>(1024 + i / 60000), 80, 0, flags));
+            REQUIRE(lab.run(frame).action == XDP_TX);
+        }
+    };
+    for (int round = 0; round < 3; round++) {
+        flood(0, kTcpSyn);
+        flood(tuples, kTcpAck);
+    }
+    // ... one-packet UDP tuples ...
+    for (int i = 0; i < tuples; i++) {
+        Bytes dgram = frame4(V4{.src = source(i), .dst = kVip4Multi, .proto = kUdp},
+                             udp(static_cast<std::uint16_t>(1024 + i % 60000), 53));
+        REQUIRE(lab.run(dgram).action == XDP_TX);
+    }
+    CHECK(lab.program().flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM) == 3u * tuples);
+    // ... and SYN-then-ACK pairs, which a spoofer can send too and which look like real
+    // handshakes: only the budget of new entries (here 80/s per CPU) keeps them from churning
+    // the table of confirmed flows.
+    lab.set_rates(80, 0);
+    for (int i = 2 * tuples; i < 3 * tuples; i++) {
+        auto sport = static_cast<std::uint16_t>(1024 + i / 60000);
+        Bytes syn = frame4(V4{.src = source(i % 60000), .dst = kVip4Multi}, tcp(sport, 80, 0, kTcpSyn));
+        Bytes ack = frame4(V4{.src = source(i % 60000), .dst = kVip4Multi}, tcp(sport, 80, 0, kTcpAck));
+        REQUIRE(lab.run(syn).action == XDP_TX);
+        REQUIRE(lab.run(ack).action == XDP_TX);
+    }
+    // (a SYN not recorded makes its ACK a mid-stream packet, so each pair counts once here)
+    CHECK(lab.program().flow_event_count(FULCRUM_FLOW_NOT_RECORDED_BUDGET) > tuples - 1000u);
+    // Table changes that would move each established flow: all slots to 11 (moves the flows of
+    // 12 and 13), then all to 12 (moves those of 11).
+    int kept = 0;
+    for (std::uint32_t target : {11u, 12u}) {
+        lab.set_table(9, fill(target, 13));
+        for (const auto& [sport, backend] : established)
+            if (target == 11 ? backend != 11 : backend == 11)
+                kept += send_multi(lab, sport, kTcpAck) == backend;
+    }
+    CHECK(kept == 300);
+}
+
+TEST_CASE("ICMP: errors follow flows from any CPU, never create or refresh entries, never cause ICMP",
+          "[bpf][balancer][icmp]")
+{
+    BalancerLab lab(200'000'000);  // 200 ms UDP idle timeout
+    standard_services(lab);
+    const std::uint32_t first = lab.maglev_pick(9, lab.flow_key(kClientV4, 23000, kVip4Multi, 80, kTcp));
+    REQUIRE(send_multi(lab, 23000, kTcpSyn) == first);
+    REQUIRE(send_multi(lab, 23000, kTcpAck) == first);
+    lab.set_table(9, table_without(first));
+
+    // A router's frag-needed about the backend's reply (VIP -> client), arriving on the other CPU.
+    Bytes quoted = slice(ipv4(V4{.src = kVip4Multi, .dst = kClientV4}, tcp(80, 23000)), 0, 28);
+    Bytes error = frame4(V4{.src = "198.18.0.254", .dst = kVip4Multi, .proto = kIcmp}, icmp4(3, 4, 1400, quoted));
+    Verdict other_cpu;
+    int on_cpu = -1;
+    std::thread([&] {  // Catch2 assertions stay on the main thread
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        CPU_SET(1, &cpus);
+        if (sched_setaffinity(0, sizeof cpus, &cpus) == 0)
+            on_cpu = sched_getcpu();
+        other_cpu = lab.run(error);
+    }).join();
+    REQUIRE(on_cpu == 1);
+    CHECK(other_cpu.action == XDP_TX);
+    CHECK(hex(other_cpu.out) == hex(lab.expected_encap(first, ip_of(error), 0)));
+
+    // An error quoting a flow we never saw is balanced by the table and creates nothing.
+    Bytes unknown_quote = slice(ipv4(V4{.src = kVip4Multi, .dst = kClientV4}, tcp(80, 23001)), 0, 28);
+    Bytes unknown = frame4(V4{.src = "198.18.0.254", .dst = kVip4Multi, .proto = kIcmp},
+                           icmp4(3, 4, 1400, unknown_quote));
+    CHECK(lab.run(unknown).action == XDP_TX);
+    CHECK(lab.program().flow_entries(lab.flow_key(kClientV4, 23001, kVip4Multi, 80, kTcp)).empty());
+
+    // Errors do not keep a UDP flow alive: it expires on its own clock.
+    lab.add_backend(15, "198.18.0.21", 11);
+    lab.add_backend(16, "198.18.0.22", 11);
+    lab.add_service(11, kVip4Multi, 53, kUdp, fill(15));
+    Bytes dgram = frame4(to_vip4(kVip4Multi, kUdp), udp(6200, 53));
+    REQUIRE(hex(lab.run(dgram).out) == hex(lab.expected_encap(15, ip_of(dgram), 0)));
+    REQUIRE(hex(lab.run(dgram).out) == hex(lab.expected_encap(15, ip_of(dgram), 0)));
+    lab.set_table(11, fill(16));
+    Bytes udp_quote = slice(ipv4(V4{.src = kVip4Multi, .dst = kClientV4, .proto = kUdp}, udp(53, 6200)), 0, 28);
+    Bytes udp_error = frame4(V4{.src = "198.18.0.254", .dst = kVip4Multi, .proto = kIcmp},
+                             icmp4(3, 4, 1400, udp_quote));
+    for (int i = 0; i < 8; i++) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        lab.run(udp_error);
+    }
+    CHECK(hex(lab.run(dgram).out) == hex(lab.expected_encap(16, ip_of(dgram), 0)));  // expired
+
+    // An error too big for the tunnel is dropped, not answered with another error.
+    Bytes long_quote = ipv4(V4{.src = kVip4Multi, .dst = kClientV4}, tcp(80, 23000, 1420));
+    Bytes too_big = frame4(V4{.src = "198.18.0.254", .dst = kVip4Multi, .proto = kIcmp},
+                           icmp4(3, 4, 1400, long_quote));
+    CHECK(lab.run(too_big).action == XDP_DROP);
+    CHECK(lab.program().reason_counters(FULCRUM_DROP_ICMP_ERROR_TOO_BIG).packets == 1);
+    CHECK(lab.program().reason_counters(FULCRUM_TX_TOO_BIG).packets == 0);
+}
+
+TEST_CASE("ICMP: echo only for a VIP that can serve; generated ICMP is rate-limited per CPU",
+          "[bpf][balancer][icmp]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    Bytes body(24, 0x5a);
+    auto ping = [&](const std::string& vip) {
+        return frame4(V4{.src = kClientV4, .dst = vip, .proto = kIcmp}, icmp4(8, 0, 0x00070001, body));
+    };
+    CHECK(lab.run(ping(kVip4)).action == XDP_TX);
+    CHECK(lab.run(ping(kVip4Empty)).action == XDP_DROP);  // its only service has no backend
+    CHECK(lab.program().reason_counters(FULCRUM_DROP_ECHO_NO_BACKEND).packets == 1);
+
+    lab.set_rates(0, 8);  // one reply per 1/8-s window
+    Bytes big = ipv4(to_vip4(kVip4), tcp(40000, 80, 1500 - 40));
+    int replied = 0, limited = 0;
+    auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; i++) {
+        Verdict v = lab.run(i % 2 ? ping(kVip4) : ethernet(kBalancerMac, kRouterMac, kEthIPv4, big));
+        replied += v.action == XDP_TX;
+        limited += v.action == XDP_DROP;
+    }
+    auto windows = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+                       .count() / 125 + 1;
+    CHECK(replied >= 1);
+    CHECK(replied <= windows);
+    CHECK(replied + limited == 10);
+    CHECK(lab.program().reason_counters(FULCRUM_DROP_ICMP_RATE_LIMITED).packets == static_cast<std::uint64_t>(limited));
+}
+
+TEST_CASE("lengths come from the IP header: padding is not parsed and not tunnelled", "[bpf][balancer][lengths]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    std::vector<Row> rows;
+
+    Bytes ip = ipv4(to_vip4(kVip4), tcp(40100, 80, 6));
+    Bytes padded = ethernet(kBalancerMac, kRouterMac, kEthIPv4, concat(ip, Bytes(18, 0xee)));
+    rows.push_back({"Ethernet padding after the IP packet is trimmed before encapsulation", padded, XDP_TX,
+                    lab.expected_encap(1, ip, 0), {}, 1, 1, true});
+    Bytes ip6 = ipv6(to_vip6(), tcp(40100, 443));
+    rows.push_back({"IPv6: padding after the payload length is trimmed",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv6, concat(ip6, Bytes(7, 0xee))), XDP_TX,
+                    lab.expected_encap(5, ip6, 0, std::nullopt, hash_of(lab, kClientV6, 40100, kVip6, 443, kTcp)),
+                    {}, 3, 5, true});
+    // An IP packet whose total length ends inside the TCP header, the rest of the frame padding:
+    // the ports and flags must not be read from the padding.
+    Bytes whole = ipv4(to_vip4(kVip4), tcp(40101, 80));
+    Bytes short_ip = whole;
+    short_ip[3] = 20 + 12;  // total length: header + 12 bytes of TCP
+    short_ip[10] = short_ip[11] = 0;
+    std::uint16_t sum = inet_checksum(short_ip.data(), 20);
+    short_ip[10] = static_cast<std::uint8_t>(sum >> 8);
+    short_ip[11] = static_cast<std::uint8_t>(sum);
+    rows.push_back({"TCP header cut by the IP total length, completed by padding", ethernet(kBalancerMac, kRouterMac, kEthIPv4, short_ip),
+                    XDP_DROP, {}, FULCRUM_DROP_PARSE_L4});
+    Bytes udp_whole = ipv4(to_vip4(kVip4, kUdp), udp(40101, 53));
+    udp_whole[3] = 20 + 4;
+    udp_whole[10] = udp_whole[11] = 0;
+    sum = inet_checksum(udp_whole.data(), 20);
+    udp_whole[10] = static_cast<std::uint8_t>(sum >> 8);
+    udp_whole[11] = static_cast<std::uint8_t>(sum);
+    rows.push_back({"UDP header cut by the IP total length, completed by padding",
+                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, udp_whole), XDP_DROP, {},
+                    FULCRUM_DROP_PARSE_L4});
+    run_table(lab, rows);
 }
