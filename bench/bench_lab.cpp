@@ -247,9 +247,10 @@ Status BenchLab::load_balancer()
     return balancer_->put_service(sk, sv);
 }
 
-Bytes BenchLab::service_frame(const std::string& client, std::uint16_t sport)
+Bytes BenchLab::service_frame(const std::string& client, std::uint16_t sport, bool syn)
 {
-    return tcp_frame({kBenchMac, kRouterMac, client, kVip, sport, kServicePort});
+    return tcp_frame({kBenchMac, kRouterMac, client, kVip, sport, kServicePort,
+                      static_cast<std::uint8_t>(syn ? 0x02 : 0x10)});
 }
 
 Bytes BenchLab::non_service_frame()

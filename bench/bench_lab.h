@@ -53,7 +53,10 @@ public:
     Status use_nexthop_cache(bool on);
 
     // A client packet to the service, from `client` port `sport`.
-    static Bytes service_frame(const std::string& client, std::uint16_t sport);
+    // A TCP packet of the client's flow to the bench service: an ACK (an established flow's
+    // packet), or with syn = true the SYN that opens the flow (the balancer records flows that
+    // open: a SYN, confirmed by the next packet).
+    static Bytes service_frame(const std::string& client, std::uint16_t sport, bool syn = false);
     // A TCP packet to an address that is not a VIP.
     static Bytes non_service_frame();
 

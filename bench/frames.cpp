@@ -58,7 +58,7 @@ Bytes tcp_frame(const TcpFrame& f)
     std::memcpy(tcp, &sport, 2);
     std::memcpy(tcp + 2, &dport, 2);
     tcp[12] = 5 << 4;  // data offset: 20 bytes
-    tcp[13] = 0x10;    // ACK: an established flow's packet
+    tcp[13] = f.tcp_flags;
     tcp[14] = 0xff;    // window
     return b;
 }

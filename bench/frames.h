@@ -15,6 +15,7 @@ struct TcpFrame {
     Mac dst_mac{}, src_mac{};
     std::string src, dst;          // IPv4 addresses as text
     std::uint16_t sport = 0, dport = 0;
+    std::uint8_t tcp_flags = 0x10;  // ACK: an established flow's packet; 0x02 (SYN) opens one
 };
 
 // A 60-byte frame (the Ethernet minimum without FCS): 14 + 20 (IPv4, checksum set) + 20 (TCP ACK)

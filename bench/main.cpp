@@ -162,7 +162,7 @@ NewFlowSample sample_new_flows(dataplane::BalancerProgram& balancer, int ifindex
     dataplane::ServiceCounters before = balancer.service_counters(kServiceId);
     for (std::uint32_t i = 0; i < kNewFlowSamples; ++i) {
         Bytes frame = BenchLab::service_frame("198.18.51." + std::to_string(run + 1),
-                                              static_cast<std::uint16_t>(1024 + i));
+                                              static_cast<std::uint16_t>(1024 + i), true);
         PlainRun r;
         check(run_plain(balancer.program_fd(), frame, ifindex, &r));
         if (r.verdict != XDP_TX)
@@ -291,14 +291,16 @@ int run(const Options& o)
     const Bytes service = BenchLab::service_frame(kClient, kClientPort);
     const Bytes non_service = BenchLab::non_service_frame();
 
-    // Verdicts first. The service packet's plain run also creates its flow on CPU 0, so every
-    // timed packet of case 4 is a flow-table hit.
+    // Verdicts first. The SYN opens the service packet's flow and the service packet's plain run
+    // (an ACK) confirms it, so every timed packet of case 4 is a hit in the table of confirmed flows.
+    expect_verdict("balancer, opening SYN", balancer_fd, BenchLab::service_frame(kClient, kClientPort, true),
+                   ifindex, XDP_TX);
     expect_verdict("floor_drop", lab->floor_drop_fd(), non_service, ifindex, XDP_DROP);
     expect_verdict("floor_pass", lab->floor_pass_fd(), non_service, ifindex, XDP_PASS);
     expect_verdict("floor_tx", lab->floor_tx_fd(), service, ifindex, XDP_TX);
     expect_verdict("balancer, service packet", balancer_fd, service, ifindex, XDP_TX);
-    expect_verdict("balancer, new flow", balancer_fd, BenchLab::service_frame("198.18.51.250", 1), ifindex,
-                   XDP_TX);
+    expect_verdict("balancer, new flow", balancer_fd, BenchLab::service_frame("198.18.51.250", 1, true),
+                   ifindex, XDP_TX);
     expect_verdict("balancer, non-service packet", balancer_fd, non_service, ifindex, XDP_PASS);
 
     Case drop{"floor_drop", "1 floor: XDP_DROP (floor_drop)", {}, {}, 0, ""};
@@ -314,13 +316,18 @@ int run(const Options& o)
     // as valid if all of them took the named one (see README: live frames reuse pages).
     auto service_hits = [&]() -> PathCheck {
         dataplane::ServiceCounters before = balancer.service_counters(kServiceId);
-        return [&balancer, before](std::uint64_t sent) -> std::string {
+        std::uint64_t unrecorded_before = balancer.flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM);
+        return [&balancer, before, unrecorded_before](std::uint64_t sent) -> std::string {
             dataplane::ServiceCounters now = balancer.service_counters(kServiceId);
             std::uint64_t fwd = now.packets - before.packets, created = now.new_flows - before.new_flows;
-            if (fwd == sent && created == 0)
+            // A packet balanced without an entry (mid-stream) would also create nothing.
+            std::uint64_t unrecorded =
+                balancer.flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM) - unrecorded_before;
+            if (fwd == sent && created == 0 && unrecorded == 0)
                 return "";
             return std::to_string(fwd) + " of " + std::to_string(sent) + " packets forwarded, " +
-                   std::to_string(created) + " created a flow";
+                   std::to_string(created) + " created a flow, " + std::to_string(unrecorded) +
+                   " found no flow-table entry";
         };
     };
     auto not_vip = [&]() -> PathCheck {
