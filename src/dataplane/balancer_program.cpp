@@ -11,6 +11,7 @@
 
 #include "balancer.skel.h"
 #include "dataplane/pinning.h"
+#include "util/log.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -70,6 +71,19 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
     if (int err = bpf_map__set_max_entries(skel->maps.new_flows, new_flows_capacity(options.flow_capacity))) {
         *error = errno_status("cannot size the new-flow table", err);
         return nullptr;
+    }
+    // Each CPU's LRU list holds its share of the entries (BPF_F_NO_COMMON_LRU), counted over the
+    // possible CPUs: on a machine that reports more possible than online CPUs, a share is smaller
+    // than capacity / online CPUs. Say so once, with the numbers.
+    if (int cpus = libbpf_num_possible_cpus(); cpus > 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        LOG_INFO("flows: %u entries, %u per CPU's LRU list (%d possible CPUs, %ld online); first packets: %u",
+                 options.flow_capacity, options.flow_capacity / static_cast<unsigned>(cpus), cpus, online,
+                 new_flows_capacity(options.flow_capacity));
+        if (online > 0 && cpus > online)
+            LOG_WARN("flows: this machine reports %d possible CPUs but %ld online; each CPU's flow "
+                     "table share is capacity / %d: raise flows.capacity accordingly",
+                     cpus, online, cpus);
     }
     if (!options.pin_path.empty()) {
         program->pin_path_ = options.pin_path;
