@@ -185,16 +185,31 @@ FULCRUM_SOCKET="$NOSOCK" ctl status
 expect_rc "missing socket from \$FULCRUM_SOCKET" 3
 expect_has "\$FULCRUM_SOCKET is used" "$WORK/err" "no fulcrumd at $NOSOCK (socket not found)"
 
-if [ ! -e /run/fulcrum/fulcrumd.sock ]; then
-    step "no daemon at the default socket"
-    env -u FULCRUM_SOCKET "$CTL" status >"$WORK/out" 2>"$WORK/err"
+# The default socket, whatever this host has at /run/fulcrum (a running fulcrumd must not turn
+# the check into a skip): fulcrumctl runs in a private mount namespace with an empty tmpfs on /run.
+step "no daemon at the default socket (private mount namespace, empty /run)"
+unshare --mount --propagation private -- bash -c \
+    'mount -t tmpfs fctl-run /run && exec env -u FULCRUM_SOCKET "$0" status' "$CTL" >"$WORK/out" 2>"$WORK/err"
+rc=$?
+expect_rc "default socket" 3
+expect_exact "default socket: message" "$WORK/err" \
+    "fulcrumctl: no fulcrumd at /run/fulcrum/fulcrumd.sock (socket not found): is fulcrumd running? (systemctl status fulcrum)\n"
+
+step "the default socket is the one used (fake fulcrumd at /run/fulcrum/fulcrumd.sock, private /run)"
+printf -- '0\nok\n' >"$WORK/answer"
+rm -f "$WORK/request"
+unshare --mount --propagation private -- bash -c '
+    mount -t tmpfs fctl-run /run && mkdir /run/fulcrum || exit 90
+    "$1" "$2" /run/fulcrum/fulcrumd.sock "$3/answer" "$3/request" "$3/ready-default" once &
+    for _ in $(seq 100); do [ -e "$3/ready-default" ] && break; sleep 0.05; done
+    env -u FULCRUM_SOCKET "$0" status
     rc=$?
-    expect_rc "default socket" 3
-    expect_has "default socket: message" "$WORK/err" \
-        "fulcrumctl: no fulcrumd at /run/fulcrum/fulcrumd.sock (socket not found): is fulcrumd running?"
-else
-    echo "skip: /run/fulcrum/fulcrumd.sock exists (a fulcrumd may be running); not testing the default"
-fi
+    wait
+    exit $rc' "$CTL" "$PY" "$WORK/fake_fulcrumd.py" "$WORK" >"$WORK/out" 2>"$WORK/err"
+rc=$?
+expect_rc "default socket, fake daemon" 0
+expect_exact "default socket: request" "$WORK/request" 'text status\n'
+expect_exact "default socket: body on stdout" "$WORK/out" 'ok\n'
 
 step "a regular file as the socket"
 echo "not a socket" >"$WORK/regular"
@@ -223,20 +238,25 @@ ctl -s "$LONG" status
 expect_rc "long path" 3
 expect_has "long path: message" "$WORK/err" "socket path too long"
 
-# Permission denied needs an unprivileged user who can still run the binary and reach the socket.
-if command -v setpriv >/dev/null && setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$CTL" 2>/dev/null; then
-    step "permission denied (as nobody, on a root-only socket)"
-    chmod 0755 "$WORK"
-    chmod 0600 "$STALE"
-    setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" -s "$STALE" status >"$WORK/out" 2>"$WORK/err"
+# Permission denied needs an unprivileged user who can still run the binary and reach the socket:
+# a copy of fulcrumctl in $WORK (0755), so it does not matter whether nobody can reach the build
+# directory (a clone under /root cannot be).
+step "permission denied (as nobody, on a root-only socket)"
+chmod 0755 "$WORK"
+install -m 0755 "$CTL" "$WORK/fulcrumctl"
+chmod 0600 "$STALE"
+if ! command -v setpriv >/dev/null; then
+    bad "permission denied: setpriv (util-linux) is missing"
+elif ! setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$WORK/fulcrumctl"; then
+    bad "permission denied: nobody cannot run $WORK/fulcrumctl"
+else
+    setpriv --reuid=65534 --regid=65534 --clear-groups "$WORK/fulcrumctl" -s "$STALE" status >"$WORK/out" 2>"$WORK/err"
     rc=$?
     expect_rc "permission denied" 3
     expect_exact "permission denied: message" "$WORK/err" \
         "fulcrumctl: cannot reach fulcrumd at $STALE: permission denied (run as root)\n"
-    chmod 0700 "$WORK"
-else
-    echo "skip: permission denied (no setpriv, or nobody cannot run $CTL)"
 fi
+chmod 0700 "$WORK"
 
 # ---------------------------------------------------------------- the protocol, against a fake fulcrumd
 # exchange WHAT ANSWER REQUEST -- ARGS...: one request/answer; checks the exact request bytes.
