@@ -130,13 +130,19 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 {
 	struct fulcrum_flow_value *flow = bpf_map_lookup_elem(&flows, key);
 	struct fulcrum_backend *be = usable_entry(flow, key->proto, svc->id, role);
+	int known = flow != NULL; /* seen before, even if its backend can no longer take it */
 	__u32 *slot;
 	void *table;
 	__u32 id;
 
 	*record = RECORD_NOTHING;
 	if (!be) {
+		/* the verifier refuses arithmetic on map pointers: keep "known" a plain number */
+		barrier_var(known);
 		flow = bpf_map_lookup_elem(&new_flows, key);
+		if (flow)
+			known = 1;
+		barrier_var(known);
 		be = usable_entry(flow, key->proto, svc->id, role);
 		if (be && (role == FLOW_CONFIRMS || role == FLOW_DATAGRAM))
 			*record = RECORD_CONFIRMED;
@@ -159,10 +165,14 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 	be = bpf_map_lookup_elem(&backends, &id);
 	if (!be || be->state != FULCRUM_BACKEND_ACTIVE)
 		return 0;
+	/* A flow re-hashed because its backend went down (or its entry expired) is known: its new
+	 * backend replaces the old entry, so the flow does not jump back when the old one returns. */
 	if (role == FLOW_OPENS || role == FLOW_DATAGRAM)
 		*record = RECORD_NEW;
-	else if (role != FLOW_ERROR)
-		*record = RECORD_MID_STREAM;
+	else if (role == FLOW_CONFIRMS)
+		*record = known ? RECORD_CONFIRMED : RECORD_MID_STREAM;
+	else if (role == FLOW_FOLLOWS && !known)
+		*record = RECORD_MID_STREAM; /* an RST of a flow we never saw: counted, not recorded */
 	*chosen = be;
 	return id;
 }
