@@ -21,9 +21,14 @@ flow table is per CPU, and the balancer's XDP runs on the CPU that sent the fram
     file and reloaded: for the 1,000 existing flows lookup names a remaining backend (flow table
     for the kept ones, the same backend as before; Maglev for the removed backend's flows) and
     the datagrams really go there; 1,000 new flows agree too (maglev before, flow_table after).
-(c) idle UDP flows: with udp_idle_timeout 2s (fulcrumd restarted), 300 flows on 2 backends; a
-    third backend is added and reloaded, the flows idle 3 s; the data plane re-hashes them (Maglev
-    over 3 backends) and lookup must name that backend, not the expired entry's.
+(c) idle UDP flows: with udp_idle_timeout 2s (fulcrumd restarted), the Maglev choice of 600
+    candidate flows is looked up over 3 backends, then dns is reloaded on 2 backends; the flows
+    (of 450) whose choice over 2 differs from that over 3 ("movers") and 100 whose is the same are
+    sent (they land on their 2-backend choice). The third backend is added back and reloaded
+    (the same 3-backend table: 150 never-sent flows look up as before), the flows idle 3.5 s
+    past their last packet: lookup must say source maglev and the 3-backend choice for every
+    flow, and the next datagram of every mover really goes there, away from its old backend
+    (an entry that never expired would keep it there and fail both).
 """
 import json
 import os
@@ -306,26 +311,82 @@ def part_b(lab, backends, config):
     agree("new flows once they exist", lookups(lab, "dns", new_ports), real_new, ("flow_table",))
 
 
+def wait_dns_healthy(lab, addresses, timeout=15):
+    """Waits until every backend of dns in `addresses` is health up (new backends start down)."""
+    deadline = time.time() + timeout
+    while True:
+        st = json.loads(ctl(lab, "status", "--json").stdout)
+        health = {b["address"]: b["health"] for s in st["services"] if s["name"] == "dns" for b in s["backends"]}
+        if set(health) == set(addresses) and all(h == "up" for h in health.values()):
+            return
+        if time.time() > deadline:
+            raise TestFailure(f"dns backends not all up after {timeout} s: {health}")
+        time.sleep(0.2)
+
+
 def part_c(lab, backends, config):
-    step("(c) idle UDP flows: restart fulcrumd with udp_idle_timeout 2s, dns on 2 backends")
+    step("(c) idle UDP flows: restart fulcrumd with udp_idle_timeout 2s, dns on 3 backends")
     lab.stop_fulcrumd()
     with open(config, "w") as f:
-        f.write(config_text(lab, backends, backends[:2], udp_idle_timeout="2s"))
+        f.write(config_text(lab, backends, backends, udp_idle_timeout="2s"))
     lab.start_fulcrumd(config)
-    ports = random.Random(7).sample(range(40000, 50000), 300)
+    wait_dns_healthy(lab, backends)
+    candidates = random.Random(7).sample(range(40000, 50000), 600)
+    unused = candidates[450:]          # never sent: they show the 3-backend table is the same later
+    table3 = {p: v["backend"] for p, v in lookups(lab, "dns", candidates).items()}
+
+    step("reload with dns on 2 backends; pick flows whose 2-backend choice differs from the 3-backend one")
+    with open(config, "w") as f:
+        f.write(config_text(lab, backends, backends[:2], udp_idle_timeout="2s"))
+    r = ctl(lab, "reload")
+    check(r.returncode == 0, f"reload exits 0: {r.stdout.strip()}", r.stdout + r.stderr)
+    table2 = {p: v["backend"] for p, v in lookups(lab, "dns", candidates[:450]).items()}
+    movers = [p for p in candidates[:450] if table3[p] != table2[p]]
+    stayers = [p for p in candidates[:450] if table3[p] == table2[p]][:100]
+    check(len(movers) >= 100 and len(stayers) == 100,
+          f"{len(movers)} flows whose backend over 3 backends differs from the one over 2 (the table's "
+          f"choice after the change), {len(stayers)} whose choice stays",
+          f"of 450 candidates: {len(movers)} differ")
+    ports = stayers + movers           # movers last: the freshest entries are checked below
     real = send_flows(lab, ports)
-    agree("300 flows on 2 backends", lookups(lab, "dns", ports), real, ("flow_table",))
-    step(f"add {backends[2]} back to dns, reload, let the flows idle 3 s (past the 2 s timeout)")
+    t_last = time.time()
+    check(all(real[p] == table2[p] for p in ports), f"{len(ports)} flows sent: each went to its 2-backend choice")
+    # Lookups take tens of ms each, so only the last few flows are surely younger than 2 s here.
+    fresh = lookups(lab, "dns", ports[-8:])
+    check(all(v["source"] == "flow_table" and v["backend"] == real[p] for p, v in fresh.items()),
+          "the 8 flows sent last have live flow-table entries (their old backend)", str(fresh))
+
+    step(f"add {backends[2]} back to dns, reload, let the flows idle past the 2 s timeout")
     with open(config, "w") as f:
         f.write(config_text(lab, backends, backends, udp_idle_timeout="2s"))
     r = ctl(lab, "reload")
     check(r.returncode == 0, f"reload exits 0: {r.stdout.strip()}", r.stdout + r.stderr)
-    time.sleep(3)
+    wait_dns_healthy(lab, backends)
+    # Health changes reach the table in 200 ms batches: give the rebuild a moment to land.
+    deadline = time.time() + 5
+    while True:
+        looked_unused = lookups(lab, "dns", unused)
+        if all(looked_unused[p]["backend"] == table3[p] for p in unused) or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    check(all(looked_unused[p]["source"] == "maglev" and looked_unused[p]["backend"] == table3[p] for p in unused),
+          f"the 3-backend table is the one seen before ({len(unused)} never-sent flows look up as before)",
+          str([(p, looked_unused[p], table3[p]) for p in unused if looked_unused[p]["backend"] != table3[p]][:5]))
+    time.sleep(max(0.0, t_last + 3.5 - time.time()))
     # The data plane re-hashes a UDP flow idle longer than the timeout (Maglev, now over 3
-    # backends); lookup must say where its next packet goes, not where the stale entry points.
+    # backends); lookup must say where its next packet goes: the table's choice, never the
+    # expired entry's backend (for the movers the two differ).
     looked = lookups(lab, "dns", ports)
+    stale = [(p, looked[p]) for p in ports if looked[p]["source"] != "maglev" or looked[p]["backend"] != table3[p]]
+    check(not stale, f"lookup after {time.time() - t_last:.1f} s idle: all {len(ports)} flows re-hashed "
+                     f"(source maglev, the 3-backend choice), none from the expired entries",
+          f"{len(stale)} not, e.g. (port, lookup): {stale[:5]}")
     real2 = send_flows(lab, ports)
-    agree("idle-expired UDP flows after a change", looked, real2, ("maglev", "flow_table"))
+    moved = [p for p in movers if real2[p] == table3[p] and real2[p] != real[p]]
+    check(len(moved) == len(movers), f"data plane: all {len(movers)} movers went to the table's choice, "
+                                     f"not their old backend ({len(moved)} moved)",
+          str([(p, real[p], real2[p], table3[p]) for p in movers if p not in moved][:5]))
+    check(all(real2[p] == real[p] for p in stayers), f"data plane: the {len(stayers)} stayers stayed")
 
 
 def main():
