@@ -1,0 +1,1274 @@
+// "A million hostile packets" (issue 12 point 9): the data-plane fuzzer. Frames from
+// tests/bpf/fuzz_frames.h (service frames, mutations of them, random frames) go through
+// BPF_PROG_TEST_RUN of the balancer and of decap; every output and every counter movement is
+// checked against invariants and against an independent model of README's packet table.
+//
+//   FULCRUM_FUZZ_PACKETS  packets per program (default 1,000,000)
+//   FULCRUM_FUZZ_SEED     seed (default below; printed), decimal or 0x-hex
+//   FULCRUM_FUZZ_FIRST    index of the first packet (packet i depends only on seed and i, so
+//                         FULCRUM_FUZZ_FIRST=i FULCRUM_FUZZ_PACKETS=1 replays one packet)
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "dataplane/decap_program.h"
+#include "dataplane/reasons.h"
+#include "flow_hash.h"
+#include "fuzz_frames.h"
+#include "services.h"
+#include "table.h"
+
+using namespace fulcrum;
+using namespace fulcrum::test;
+using fuzz::Frame;
+using fuzz::Rng;
+
+namespace {
+
+constexpr std::uint64_t kDefaultSeed = 0xf0c12a9d2026ULL;
+constexpr std::uint32_t kMtu = 1500;  // of fl-main and fl-other (veth default)
+
+// The lead's change "lengths from the IP header: trailing padding trimmed before encapsulation".
+// false: the balancer encapsulates the whole frame after L2 (Ethernet padding included) and the
+// outer length counts only the IP packet; the inner bytes are checked as sent today and the
+// outer-length-vs-frame invariant is reported as known, not asserted, for padded frames.
+constexpr bool kPaddingTrimmed = false;
+
+std::uint64_t env_u64(const char* name, std::uint64_t fallback)
+{
+    const char* v = std::getenv(name);
+    if (!v || !*v)
+        return fallback;
+    char* end = nullptr;
+    std::uint64_t x = std::strtoull(v, &end, 0);
+    if (*end)
+        throw std::invalid_argument(std::string(name) + ": not a number: " + v);
+    return x;
+}
+
+std::uint16_t rd16(const Bytes& b, std::size_t at) { return static_cast<std::uint16_t>(b[at] << 8 | b[at + 1]); }
+
+bool same(const Bytes& a, std::size_t a_at, const Bytes& b, std::size_t b_at, std::size_t len)
+{
+    return a_at + len <= a.size() && b_at + len <= b.size() && std::memcmp(a.data() + a_at, b.data() + b_at, len) == 0;
+}
+
+bool same(const Bytes& a, std::size_t a_at, const Bytes& b)
+{
+    return same(a, a_at, b, 0, b.size());
+}
+
+bool mac_is(const Bytes& f, std::size_t at, Mac m)
+{
+    return at + 6 <= f.size() && std::memcmp(f.data() + at, m.b, 6) == 0;
+}
+
+// One's-complement sum check of [from, from+len) plus a seed (pseudo-header): 0 when valid.
+bool checksum_ok(const Bytes& f, std::size_t from, std::size_t len, std::uint32_t seed = 0)
+{
+    return from + len <= f.size() && inet_checksum(f.data() + from, len, seed) == 0;
+}
+
+std::uint32_t pseudo6(const Bytes& f, std::size_t ip, std::size_t upper_len, std::uint8_t next)
+{
+    std::uint32_t sum = 0;
+    for (std::size_t i = 0; i < 32; i += 2)
+        sum += rd16(f, ip + 8 + i);
+    sum += static_cast<std::uint32_t>(upper_len >> 16) + static_cast<std::uint32_t>(upper_len & 0xffff) + next;
+    return sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-CPU counters, read in one batch syscall (keys 0..count-1, summed over CPUs).
+
+struct Count {
+    std::uint64_t packets = 0, bytes = 0, new_flows = 0;
+};
+
+int map_fd_by_name(int prog_fd, const std::string& name)
+{
+    std::uint32_t ids[64] = {};
+    bpf_prog_info info{};
+    info.nr_map_ids = 64;
+    info.map_ids = reinterpret_cast<std::uint64_t>(ids);
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+        throw std::runtime_error("bpf_obj_get_info_by_fd(program) failed");
+    for (std::uint32_t i = 0; i < info.nr_map_ids && i < 64; i++) {
+        int fd = bpf_map_get_fd_by_id(ids[i]);
+        if (fd < 0)
+            continue;
+        bpf_map_info mi{};
+        std::uint32_t mlen = sizeof mi;
+        if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0 && name == mi.name)
+            return fd;
+        close(fd);
+    }
+    throw std::runtime_error("program has no map " + name);
+}
+
+class PerCpuCounters {
+public:
+    // count 0: every key of the map.
+    PerCpuCounters(int fd, std::uint32_t count, std::uint32_t value_size, int fields)
+        : fd_(fd), count_(count ? count : max_entries(fd)), stride_((value_size + 7) / 8 * 8), fields_(fields),
+          cpus_(libbpf_num_possible_cpus()), keys_(count_), values_(static_cast<std::size_t>(count_) * stride_ * cpus_),
+          sums_(count_)
+    {
+    }
+    static std::uint32_t max_entries(int fd)
+    {
+        bpf_map_info mi{};
+        std::uint32_t len = sizeof mi;
+        if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0)
+            throw std::runtime_error("bpf_obj_get_info_by_fd(map) failed");
+        return mi.max_entries;
+    }
+    ~PerCpuCounters() { close(fd_); }
+    PerCpuCounters(const PerCpuCounters&) = delete;
+    PerCpuCounters& operator=(const PerCpuCounters&) = delete;
+
+    const std::vector<Count>& read()
+    {
+        std::uint32_t n = count_, out_batch = 0;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        int err = bpf_map_lookup_batch(fd_, nullptr, &out_batch, keys_.data(), values_.data(), &n, &opts);
+        if ((err && errno != ENOENT) || n != count_)
+            throw std::runtime_error("bpf_map_lookup_batch: " + std::string(std::strerror(errno)));
+        for (std::uint32_t k = 0; k < count_; k++) {
+            Count c;
+            const std::uint8_t* base = values_.data() + static_cast<std::size_t>(k) * stride_ * cpus_;
+            for (int cpu = 0; cpu < cpus_; cpu++) {
+                std::uint64_t v[3] = {};
+                std::memcpy(v, base + static_cast<std::size_t>(cpu) * stride_, 8 * fields_);
+                c.packets += v[0];
+                c.bytes += v[1];
+                c.new_flows += v[2];
+            }
+            sums_[keys_[k]] = c;
+        }
+        return sums_;
+    }
+
+private:
+    int fd_;
+    std::uint32_t count_, stride_;
+    int fields_, cpus_;
+    std::vector<std::uint32_t> keys_;
+    std::vector<std::uint8_t> values_;
+    std::vector<Count> sums_;
+};
+
+// What moved between two reads of a counter array: (key, packets, bytes, new_flows) per key.
+struct Moved {
+    std::uint32_t key;
+    Count by;
+};
+void diff(const std::vector<Count>& before, const std::vector<Count>& after, std::vector<Moved>& out)
+{
+    out.clear();
+    for (std::uint32_t k = 0; k < after.size(); k++)
+        if (after[k].packets != before[k].packets || after[k].bytes != before[k].bytes ||
+            after[k].new_flows != before[k].new_flows)
+            out.push_back({k, {after[k].packets - before[k].packets, after[k].bytes - before[k].bytes,
+                               after[k].new_flows - before[k].new_flows}});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Findings: failures (asserted) and known bugs (counted, printed, not asserted).
+
+struct Findings {
+    std::map<std::string, std::uint64_t> failures;    // invariant -> packets violating it
+    std::vector<std::string> examples;               // the first few, with frame hex
+    std::map<std::string, std::uint64_t> known;      // known bug -> packets showing it
+    std::map<std::string, std::string> known_first;  // known bug -> its first packet
+    std::uint64_t seed = 0;
+
+    void note_known(const std::string& bug, const char* program, std::uint64_t index, const Frame& in)
+    {
+        if (known[bug]++ == 0)
+            known_first[bug] = std::string("[") + program + "] packet " + std::to_string(index) + " (" + in.kind +
+                               "): " + hex(in.bytes.size() > 128 ? slice(in.bytes, 0, 128) : in.bytes) +
+                               (in.bytes.size() > 128 ? " ... (" + std::to_string(in.bytes.size()) + " bytes)" : "");
+    }
+
+    void fail(const std::string& invariant, const char* program, std::uint64_t index, const Frame& in, int action,
+              const Bytes& out, const std::string& detail = "")
+    {
+        if (failures[invariant]++ < 2 && examples.size() < 24) {
+            char head[200];
+            std::snprintf(head, sizeof head, "[%s] packet %llu (seed 0x%llx, %s): %s -> %s", program,
+                          static_cast<unsigned long long>(index), static_cast<unsigned long long>(seed),
+                          in.kind.c_str(), invariant.c_str(), action_name(action));
+            auto cut = [](const Bytes& b) {
+                return b.size() <= 256 ? hex(b) : hex(slice(b, 0, 256)) + " ... (" + std::to_string(b.size()) + " bytes)";
+            };
+            examples.push_back(std::string(head) + (detail.empty() ? "" : " (" + detail + ")") + "\n    in:  " +
+                               cut(in.bytes) + "\n    out: " + cut(out));
+        }
+    }
+};
+
+// ---------------------------------------------------------------------------------------------
+// The balancer's model: README's packet table over the standard services, written from the
+// README and RFCs (not from balancer.bpf.c). Lab facts it relies on (tests/bpf/lab.cpp): fl-main
+// has 198.18.0.0/24 and 2001:db8:0:1::/64 with neighbours for .11-.13 and .21-.23 (and ::11-::13),
+// fl-other has 198.18.2.0/24 with a neighbour for .11; there is no other route; MTU 1500.
+
+enum class Kind { Pass, Drop, Forward, Echo, TooBig };
+const char* kind_name(Kind k)
+{
+    switch (k) {
+    case Kind::Pass: return "pass";
+    case Kind::Drop: return "drop";
+    case Kind::Forward: return "forward";
+    case Kind::Echo: return "echo reply";
+    case Kind::TooBig: return "too-big reply";
+    }
+    return "?";
+}
+
+struct Expect {
+    Kind kind = Kind::Drop;
+    int reason = -1;  // the one reason counter (Forward: FULCRUM_FWD_ICMP_ERROR for errors, else -1)
+    std::uint32_t service = 0, backend = 0;
+    bool redirect = false;
+    std::uint32_t mtu = 0;  // TooBig: the MTU announced
+    // What the frame is, as far as it was parsed.
+    std::size_t l2 = 14, ip = 14, l4 = 0, ip_len = 0;
+    bool vlan = false, v6 = false, icmp_error = false;
+    std::uint16_t tci = 0;
+    std::uint8_t tos = 0, proto = 0;
+    fulcrum_flow_key key{};
+    std::uint32_t hash = 0;
+
+    std::string describe() const
+    {
+        std::string s = kind_name(kind);
+        if (reason >= 0)
+            s += std::string(" ") + std::string(dataplane::reason_name(static_cast<fulcrum_reason>(reason)));
+        if (kind == Kind::Forward)
+            s += " service " + std::to_string(service) + " backend " + std::to_string(backend) +
+                 (redirect ? " (redirect)" : "");
+        return s;
+    }
+};
+
+class BalancerModel {
+public:
+    BalancerModel(BalancerLab& lab) : lab_(lab)
+    {
+        auto snap = lab.program().snapshot();
+        vips_ = snap.vips;
+        services_ = snap.services;
+        for (const auto& [id, b] : snap.backends)
+            backends_[id] = b;
+    }
+
+    // lenient_l4: bounds L4 reads by the frame end instead of the IP packet's end (the
+    // behaviour of the known bug "L4 header read from Ethernet padding").
+    Expect predict(const Bytes& f, bool lenient_l4) const
+    {
+        Expect e;
+        std::uint16_t et = rd16(f, 12);
+        if (et == kEthVlan) {
+            if (f.size() < 18)
+                return drop(e, FULCRUM_DROP_PARSE_L2);
+            e.vlan = true;
+            e.tci = rd16(f, 14);
+            et = rd16(f, 16);
+            e.l2 = 18;
+        }
+        e.ip = e.l2;
+        if (et == kEthIPv4)
+            return ipv4(f, e, lenient_l4);
+        if (et == kEthIPv6)
+            return ipv6(f, e, lenient_l4);
+        e.kind = Kind::Pass;
+        e.reason = FULCRUM_PASS_NOT_IP;
+        return e;
+    }
+
+    const fulcrum_backend* backend(std::uint32_t id) const
+    {
+        auto it = backends_.find(id);
+        return it == backends_.end() ? nullptr : &it->second;
+    }
+
+private:
+    static Expect drop(Expect e, fulcrum_reason r)
+    {
+        e.kind = Kind::Drop;
+        e.reason = r;
+        return e;
+    }
+
+    const fulcrum_vip_value* vip(const std::uint8_t* addr, bool v6) const
+    {
+        fulcrum_vip_key k{};
+        std::memcpy(k.addr.w, addr, v6 ? 16 : 4);
+        k.family = v6 ? FULCRUM_AF_INET6 : FULCRUM_AF_INET;
+        for (const auto& [key, value] : vips_)
+            if (std::memcmp(&key, &k, sizeof k) == 0)
+                return &value;
+        return nullptr;
+    }
+
+    const fulcrum_service_value* service(const fulcrum_addr& vip_addr, std::uint8_t family, std::uint16_t port,
+                                         std::uint8_t proto, std::uint32_t vip_flags) const
+    {
+        auto find = [&](std::uint16_t p) -> const fulcrum_service_value* {
+            for (const auto& [key, value] : services_)
+                if (std::memcmp(&key.vip, &vip_addr, sizeof vip_addr) == 0 && key.family == family &&
+                    key.proto == proto && ntohs(key.port) == p)
+                    return &value;
+            return nullptr;
+        };
+        if (const auto* s = find(port))
+            return s;
+        std::uint32_t wildcard = proto == kTcp ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
+        return (vip_flags & wildcard) ? find(0) : nullptr;
+    }
+
+    Expect ipv4(const Bytes& f, Expect e, bool lenient) const
+    {
+        std::size_t ip = e.ip, n = f.size();
+        if (n < ip + 20)
+            return drop(e, FULCRUM_DROP_PARSE_L3);
+        const fulcrum_vip_value* vv = vip(&f[ip + 16], false);
+        if (!vv) {
+            e.kind = Kind::Pass;
+            e.reason = FULCRUM_PASS_NOT_VIP;
+            return e;
+        }
+        std::size_t ihl = (f[ip] & 0xf) * 4u, tot = rd16(f, ip + 2);
+        if ((f[ip] >> 4) != 4 || ihl < 20 || tot < ihl || ip + tot > n)
+            return drop(e, FULCRUM_DROP_PARSE_L3);
+        if (rd16(f, ip + 6) & 0x3fff)
+            return drop(e, FULCRUM_DROP_FRAGMENT);
+        e.ip_len = tot;
+        e.tos = f[ip + 1];
+        e.l4 = ip + ihl;
+        e.key.family = FULCRUM_AF_INET;
+        std::memcpy(e.key.src.w, &f[ip + 12], 4);
+        std::memcpy(e.key.dst.w, &f[ip + 16], 4);
+        bool df = rd16(f, ip + 6) & 0x4000;
+        return upper(f, e, f[ip + 9], lenient ? n : ip + tot, *vv, df);
+    }
+
+    Expect ipv6(const Bytes& f, Expect e, bool lenient) const
+    {
+        std::size_t ip = e.ip, n = f.size();
+        if (n < ip + 40)
+            return drop(e, FULCRUM_DROP_PARSE_L3);
+        const fulcrum_vip_value* vv = vip(&f[ip + 24], true);
+        if (!vv) {
+            e.kind = Kind::Pass;
+            e.reason = FULCRUM_PASS_NOT_VIP;
+            return e;
+        }
+        std::size_t end = ip + 40 + rd16(f, ip + 4);
+        if ((f[ip] >> 4) != 6 || end > n)
+            return drop(e, FULCRUM_DROP_PARSE_L3);
+        e.v6 = true;
+        e.ip_len = end - ip;
+        e.tos = static_cast<std::uint8_t>(rd16(f, ip) >> 4);
+        std::size_t cur = ip + 40;
+        std::uint8_t next = f[ip + 6];
+        auto is_ext = [](std::uint8_t h) { return h == kHopByHop || h == kRouting || h == kDstOpts; };
+        for (int i = 0; i < 4 && is_ext(next); i++) {  // README: at most 4 extension headers
+            if (cur + 8 > end)
+                return drop(e, FULCRUM_DROP_PARSE_L3);
+            std::size_t len = (f[cur + 1] + 1u) * 8;
+            next = f[cur];
+            cur += len;
+            if (cur > end)
+                return drop(e, FULCRUM_DROP_PARSE_L3);
+        }
+        if (is_ext(next))
+            return drop(e, FULCRUM_DROP_PARSE_L3);
+        if (next == kFragment)
+            return drop(e, FULCRUM_DROP_FRAGMENT);
+        e.l4 = cur;
+        e.key.family = FULCRUM_AF_INET6;
+        std::memcpy(e.key.src.w, &f[ip + 8], 16);
+        std::memcpy(e.key.dst.w, &f[ip + 24], 16);
+        return upper(f, e, next, lenient ? n : end, *vv, true);
+    }
+
+    Expect upper(const Bytes& f, Expect e, std::uint8_t proto, std::size_t bound, const fulcrum_vip_value& vv,
+                 bool df) const
+    {
+        std::size_t l4 = e.l4;
+        e.proto = proto;
+        if (proto == kTcp || proto == kUdp) {
+            if (l4 + (proto == kTcp ? 20 : 8) > bound)
+                return drop(e, FULCRUM_DROP_PARSE_L4);
+            e.key.sport = htons(rd16(f, l4));
+            e.key.dport = htons(rd16(f, l4 + 2));
+            e.key.proto = proto;
+            const auto* svc = service(e.key.dst, e.key.family, rd16(f, l4 + 2), proto, vv.flags);
+            if (!svc)
+                return drop(e, FULCRUM_DROP_PORT_UNSERVED);
+            return forward(e, *svc, df);
+        }
+        bool icmp = (!e.v6 && proto == kIcmp) || (e.v6 && proto == kIcmp6);
+        if (!icmp)
+            return drop(e, proto == kFragment && e.v6 ? FULCRUM_DROP_FRAGMENT : FULCRUM_DROP_PROTO_UNSERVED);
+        if (l4 + 8 > bound)
+            return drop(e, FULCRUM_DROP_PARSE_L4);
+        std::uint8_t type = f[l4];
+        if (type == (e.v6 ? 128 : 8)) {
+            e.kind = Kind::Echo;
+            e.reason = FULCRUM_TX_ECHO_REPLY;
+            return e;
+        }
+        bool error = e.v6 ? (type == 1 || type == 2) : type == 3;
+        if (!error)
+            return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+        // The quoted packet: a backend's reply VIP -> client of a flow client -> VIP.
+        std::size_t q = l4 + 8;
+        std::size_t qhdr = e.v6 ? 40 : 20;
+        if (q + qhdr > bound)
+            return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+        std::size_t ports;
+        std::uint8_t qproto;
+        if (!e.v6) {
+            if ((f[q] >> 4) != 4 || (f[q] & 0xf) < 5 || !same(f, q + 12, f, e.ip + 16, 4))
+                return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+            qproto = f[q + 9];
+            ports = q + (f[q] & 0xf) * 4u;
+        } else {
+            if ((f[q] >> 4) != 6 || !same(f, q + 8, f, e.ip + 24, 16))
+                return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+            qproto = f[q + 6];
+            ports = q + 40;
+        }
+        if ((qproto != kTcp && qproto != kUdp) || ports + 4 > bound)
+            return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+        fulcrum_flow_key k{};
+        k.family = e.key.family;
+        std::memcpy(k.src.w, &f[q + (e.v6 ? 24 : 16)], e.v6 ? 16 : 4);  // quoted destination: the client
+        std::memcpy(k.dst.w, &f[q + (e.v6 ? 8 : 12)], e.v6 ? 16 : 4);   // quoted source: the VIP
+        k.sport = htons(rd16(f, ports + 2));
+        k.dport = htons(rd16(f, ports));
+        k.proto = qproto;
+        e.key = k;
+        e.icmp_error = true;
+        const auto* svc = service(k.dst, k.family, rd16(f, ports), qproto, vv.flags);
+        if (!svc)
+            return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+        return forward(e, *svc, df);
+    }
+
+    // Where the lab can reach a backend (see the comment above the class).
+    enum class Hop { Main, Other, NoRoute, NoNeighbour };
+    static Hop hop(const fulcrum_backend& b)
+    {
+        const auto* a = reinterpret_cast<const std::uint8_t*>(b.addr.w);
+        if (b.family == FULCRUM_AF_INET) {
+            if (a[0] == 198 && a[1] == 18 && a[2] == 0)
+                return (a[3] >= 11 && a[3] <= 13) || (a[3] >= 21 && a[3] <= 23) ? Hop::Main : Hop::NoNeighbour;
+            if (a[0] == 198 && a[1] == 18 && a[2] == 2)
+                return a[3] == 11 ? Hop::Other : Hop::NoNeighbour;
+            return Hop::NoRoute;
+        }
+        static const Bytes prefix = slice(addr_bytes("2001:db8:0:1::"), 0, 8);
+        if (std::memcmp(a, prefix.data(), 8) != 0)
+            return Hop::NoRoute;
+        static const Bytes n11 = addr_bytes("2001:db8:0:1::11");
+        bool known = std::memcmp(a, n11.data(), 15) == 0 && a[15] >= 0x11 && a[15] <= 0x13;
+        return known ? Hop::Main : Hop::NoNeighbour;
+    }
+
+    Expect forward(Expect e, const fulcrum_service_value& svc, bool df) const
+    {
+        e.service = svc.id;
+        e.hash = fulcrum_flow_hash(&e.key, kHashSeed);
+        std::uint32_t id = lab_.maglev_pick(svc.id, e.key);
+        const fulcrum_backend* be = backend(id);
+        if (!id || !be || be->state != FULCRUM_BACKEND_ACTIVE)
+            return drop(e, FULCRUM_DROP_NO_BACKEND);
+        e.backend = id;
+        std::uint32_t overhead = be->family == FULCRUM_AF_INET ? 20 : 40;
+        Hop h = hop(*be);
+        if (h == Hop::NoRoute)
+            return drop(e, FULCRUM_DROP_NO_ROUTE);
+        if (e.ip_len + overhead > kMtu) {  // the fib checks the MTU before the neighbour
+            if (!e.v6 && !df)
+                return drop(e, FULCRUM_DROP_TOO_BIG_NO_DF);
+            e.kind = Kind::TooBig;
+            e.reason = FULCRUM_TX_TOO_BIG;
+            e.mtu = kMtu - overhead;
+            if (e.v6 && e.mtu < 1280)
+                e.mtu = 1280;
+            return e;
+        }
+        if (h == Hop::NoNeighbour)
+            return drop(e, FULCRUM_DROP_NO_NEIGHBOUR);
+        e.kind = Kind::Forward;
+        e.reason = e.icmp_error ? FULCRUM_FWD_ICMP_ERROR : -1;
+        e.redirect = h == Hop::Other;
+        return e;
+    }
+
+    BalancerLab& lab_;
+    std::vector<std::pair<fulcrum_vip_key, fulcrum_vip_value>> vips_;
+    std::vector<std::pair<fulcrum_service_key, fulcrum_service_value>> services_;
+    std::map<std::uint32_t, fulcrum_backend> backends_;
+};
+
+// What the balancer did, from its verdict and the counters that moved.
+struct Observed {
+    Kind kind = Kind::Drop;
+    int reason = -1;
+    std::uint32_t service = 0, backend = 0;
+    bool redirect = false;
+};
+
+bool matches(const Observed& o, const Expect& e)
+{
+    return o.kind == e.kind && o.reason == e.reason && o.service == (e.kind == Kind::Forward ? e.service : 0) &&
+           o.backend == (e.kind == Kind::Forward ? e.backend : 0) && o.redirect == e.redirect;
+}
+
+std::string describe(const Observed& o)
+{
+    Expect e;
+    e.kind = o.kind;
+    e.reason = o.reason;
+    e.service = o.service;
+    e.backend = o.backend;
+    e.redirect = o.redirect;
+    return e.describe();
+}
+
+bool is_drop_reason(int r)
+{
+    return r >= FULCRUM_DROP_PARSE_L2 && r < FULCRUM_REASON_COUNT;
+}
+
+Bytes addr_of(const fulcrum_backend& b)
+{
+    const auto* a = reinterpret_cast<const std::uint8_t*>(b.addr.w);
+    return Bytes(a, a + (b.family == FULCRUM_AF_INET ? 4 : 16));
+}
+
+Mac backend_mac_of(const fulcrum_backend& b)
+{
+    Bytes a = addr_of(b);
+    std::size_t n = a.size();
+    return Mac{{0x02, 0xbe, a[n - 4], a[n - 3], a[n - 2], a[n - 1]}};  // as lab.cpp's backend_mac
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Stats {
+    std::map<std::string, std::uint64_t> balancer, decap;
+    std::uint64_t balancer_packets = 0, decap_packets = 0, balancer_bytes = 0;
+    std::map<int, Count> reasons;                     // model totals
+    std::map<std::uint32_t, Count> services, backends;  // model totals
+    std::map<int, Count> decap_reasons;
+};
+
+class Fuzzer {
+public:
+    Fuzzer(std::uint64_t seed) : model_(init_lab())
+    {
+        findings_.seed = seed;
+        int prog = lab_->program().program_fd();
+        reasons_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "reason_stats"), FULCRUM_REASON_COUNT,
+                                                    sizeof(fulcrum_reason_stats), 2);
+        services_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "service_stats"), 16,
+                                                     sizeof(fulcrum_service_stats), 3);
+        backends_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "backend_stats"), 16,
+                                                     sizeof(fulcrum_backend_stats), 2);
+        Status error;
+        decap_ = dataplane::DecapProgram::load(&error);
+        if (!decap_)
+            throw std::runtime_error(error.message());
+        for (std::size_t i = 0; i < fuzz::kDecapAddressCount; i++) {
+            fulcrum_decap_key key{};
+            key.addr = to_addr(fuzz::kDecapAddresses[i]);
+            key.family = family_of(fuzz::kDecapAddresses[i]);
+            REQUIRE(decap_->add_address(key).ok());
+            decap_addrs_.insert(std::string(reinterpret_cast<const char*>(key.addr.w), 16) +
+                                static_cast<char>(key.family));
+        }
+        decap_counters_ = std::make_unique<PerCpuCounters>(decap_stats_fd(), FULCRUM_DECAP_REASON_COUNT,
+                                                           sizeof(fulcrum_reason_stats), 2);
+        main_ifindex_ = ifindex("fl-main");
+        r_before_ = reasons_->read();
+        s_before_ = services_->read();
+        b_before_ = backends_->read();
+        d_before_ = decap_counters_->read();
+        out_.resize(8192);
+    }
+
+    void run(std::uint64_t index)
+    {
+        Rng rng(fuzz_seed_of(index));
+        Frame in = fuzz::balancer_frame(rng);
+        int action = test_run(lab_->program().program_fd(), in.bytes);
+        Bytes out = out_bytes_;
+        check_balancer(index, in, action, out);
+
+        // Decap: the balancer's own tunnel frame (as is, or mutated), else a tunnel-ish frame.
+        Frame d;
+        bool end_to_end = false;
+        if ((action == XDP_TX || action == XDP_REDIRECT) && last_forwarded_ && rng.percent(60)) {
+            d = Frame{out, "balancer-output"};
+            if (rng.percent(40))
+                fuzz::mutate(rng, d);
+            else
+                end_to_end = true;
+        } else {
+            d = rng.percent(75) ? fuzz::decap_frame(rng) : in;
+        }
+        int daction = test_run(decap_->program_fd(), d.bytes);
+        check_decap(index, d, daction, out_bytes_, end_to_end ? &in : nullptr);
+    }
+
+    void finish();
+    Findings& findings() { return findings_; }
+    Stats& stats() { return stats_; }
+
+private:
+    BalancerLab& init_lab()
+    {
+        lab_ = std::make_unique<BalancerLab>();
+        standard_services(*lab_);
+        return *lab_;
+    }
+    std::uint64_t fuzz_seed_of(std::uint64_t index) const
+    {
+        Rng mix(findings_.seed ^ (index * 0xd1342543de82ef95ULL));
+        return mix.next();
+    }
+    int decap_stats_fd() const { return dup(decap_->stats_map_fd()); }
+
+    int test_run(int prog_fd, const Bytes& frame)
+    {
+        xdp_md ctx{};
+        ctx.data_end = static_cast<std::uint32_t>(frame.size());
+        ctx.ingress_ifindex = static_cast<std::uint32_t>(main_ifindex_);
+        LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame.data(), .data_out = out_.data(),
+                    .data_size_in = static_cast<std::uint32_t>(frame.size()),
+                    .data_size_out = static_cast<std::uint32_t>(out_.size()), .ctx_in = &ctx,
+                    .ctx_size_in = sizeof ctx, .repeat = 1);
+        if (bpf_prog_test_run_opts(prog_fd, &opts) != 0)
+            throw std::runtime_error("BPF_PROG_TEST_RUN (" + std::to_string(frame.size()) + " bytes): " +
+                                     std::strerror(errno) + "\n  frame: " + hex(frame));
+        out_bytes_.assign(out_.begin(), out_.begin() + opts.data_size_out);
+        return static_cast<int>(opts.retval);
+    }
+
+    void check_balancer(std::uint64_t index, const Frame& in, int action, const Bytes& out);
+    void check_forward(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Expect& e);
+    void check_echo(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Expect& e);
+    void check_too_big(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Expect& e);
+    void check_decap(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Frame* client);
+
+    void fail(const std::string& invariant, std::uint64_t index, const Frame& in, int action, const Bytes& out,
+              const std::string& detail = "")
+    {
+        findings_.fail(invariant, "balancer", index, in, action, out, detail);
+    }
+    void known(const std::string& bug, std::uint64_t index, const Frame& in)
+    {
+        findings_.note_known(bug, "balancer", index, in);
+    }
+
+    std::unique_ptr<BalancerLab> lab_;
+    BalancerModel model_;
+    std::unique_ptr<dataplane::DecapProgram> decap_;
+    std::set<std::string> decap_addrs_;
+    std::unique_ptr<PerCpuCounters> reasons_, services_, backends_, decap_counters_;
+    std::vector<Count> r_before_, s_before_, b_before_, d_before_;
+    std::vector<Moved> moved_;
+    int main_ifindex_ = 0;
+    std::vector<std::uint8_t> out_;
+    Bytes out_bytes_;
+    bool last_forwarded_ = false;
+    std::set<std::string> flows_seen_;
+    Findings findings_;
+    Stats stats_;
+};
+
+void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, const Bytes& out)
+{
+    const std::uint64_t len = in.bytes.size();
+    stats_.balancer_packets++;
+    stats_.balancer_bytes += len;
+    last_forwarded_ = false;
+
+    // Counters: what moved in this run.
+    const auto& r_after = reasons_->read();
+    diff(r_before_, r_after, moved_);
+    std::vector<Moved> reasons = moved_;
+    r_before_ = r_after;
+    const auto& s_after = services_->read();
+    diff(s_before_, s_after, moved_);
+    std::vector<Moved> services = moved_;
+    s_before_ = s_after;
+    const auto& b_after = backends_->read();
+    diff(b_before_, b_after, moved_);
+    std::vector<Moved> backends = moved_;
+    b_before_ = b_after;
+
+    // Totals of what moved, packet by packet: at the end they must equal the whole maps (nothing
+    // moved where the per-packet reads do not look) and sum to the packets sent.
+    for (const Moved& m : reasons) {
+        stats_.reasons[m.key].packets += m.by.packets;
+        stats_.reasons[m.key].bytes += m.by.bytes;
+    }
+    for (const Moved& m : services) {
+        stats_.services[m.key].packets += m.by.packets;
+        stats_.services[m.key].bytes += m.by.bytes;
+        stats_.services[m.key].new_flows += m.by.new_flows;
+    }
+    for (const Moved& m : backends) {
+        stats_.backends[m.key].packets += m.by.packets;
+        stats_.backends[m.key].bytes += m.by.bytes;
+    }
+
+    Observed o;
+    bool counted_ok = true;
+    for (const Moved& m : reasons)
+        if (m.by.packets != 1 || m.by.bytes != len) {
+            fail("a reason counter moved by other than 1 packet of the frame's length", index, in, action, out,
+                 std::string(dataplane::reason_name(static_cast<fulcrum_reason>(m.key))) + " +" +
+                     std::to_string(m.by.packets) + " packets +" + std::to_string(m.by.bytes) + " bytes");
+            counted_ok = false;
+        }
+    bool forwarded = !services.empty() || !backends.empty();
+    if (forwarded) {
+        if (services.size() != 1 || backends.size() != 1 || services[0].by.packets != 1 ||
+            services[0].by.bytes != len || backends[0].by.packets != 1 || backends[0].by.bytes != len ||
+            services[0].by.new_flows > 1) {
+            fail("a forwarded packet counts once in one service and one backend (packets, bytes)", index, in,
+                 action, out);
+            counted_ok = false;
+        }
+        if (!(reasons.empty() || (reasons.size() == 1 && reasons[0].key == FULCRUM_FWD_ICMP_ERROR))) {
+            fail("a forwarded packet counts under no reason but icmp_error_forwarded", index, in, action, out);
+            counted_ok = false;
+        }
+        if (!services.empty())
+            o.service = services[0].key;
+        if (!backends.empty())
+            o.backend = backends[0].key;
+        o.kind = Kind::Forward;
+        o.reason = reasons.size() == 1 ? static_cast<int>(reasons[0].key) : -1;
+        o.redirect = action == XDP_REDIRECT;
+        if (action != XDP_TX && action != XDP_REDIRECT) {
+            fail("service/backend counters moved for a packet not transmitted", index, in, action, out);
+            counted_ok = false;
+        }
+    } else {
+        if (reasons.size() != 1) {
+            fail("every packet counts under exactly one reason counter", index, in, action, out,
+                 std::to_string(reasons.size()) + " reasons moved");
+            counted_ok = false;
+        } else {
+            o.reason = static_cast<int>(reasons[0].key);
+        }
+        switch (action) {
+        case XDP_PASS:
+            o.kind = Kind::Pass;
+            if (o.reason != FULCRUM_PASS_NOT_IP && o.reason != FULCRUM_PASS_NOT_VIP)
+                fail("XDP_PASS only as not_ip or not_vip", index, in, action, out);
+            break;
+        case XDP_DROP:
+            o.kind = Kind::Drop;
+            if (!is_drop_reason(o.reason))
+                fail("XDP_DROP counts under a drop reason", index, in, action, out);
+            break;
+        case XDP_TX:
+            o.kind = o.reason == FULCRUM_TX_TOO_BIG ? Kind::TooBig : Kind::Echo;
+            if (o.reason != FULCRUM_TX_ECHO_REPLY && o.reason != FULCRUM_TX_TOO_BIG)
+                fail("XDP_TX is a forward, an echo reply or a too-big reply", index, in, action, out);
+            break;
+        default:
+            fail("verdict is XDP_PASS, XDP_DROP, XDP_TX or XDP_REDIRECT", index, in, action, out);
+            counted_ok = false;
+        }
+    }
+    // Nothing is ever passed changed.
+    if (action == XDP_PASS && out != in.bytes)
+        fail("XDP_PASS leaves the frame byte for byte unchanged", index, in, action, out);
+
+    // The model: README's table. A known bug may allow a second outcome (counted, not asserted).
+    Expect want = model_.predict(in.bytes, false);
+    Expect lenient = model_.predict(in.bytes, true);
+    const Expect* e = nullptr;
+    if (matches(o, want)) {
+        e = &want;
+    } else if (matches(o, lenient)) {
+        // KNOWN BUG (reported): TCP/UDP/ICMP headers and ICMP quotes are bounds-checked against
+        // the end of the frame, not the end of the IP packet, so bytes of Ethernet padding are
+        // read as ports/types. README: a truncated L4 header to a VIP is parse_l4.
+        known("L4 header read from Ethernet padding beyond the IP total length (README: parse_l4)", index, in);
+        e = &lenient;
+    } else if (o.kind == Kind::Drop && o.reason == FULCRUM_DROP_FRAGMENT && want.kind == Kind::Drop &&
+               want.reason == FULCRUM_DROP_PROTO_UNSERVED && !want.v6 && want.proto == kFragment) {
+        // KNOWN BUG (reported): IPv4 with protocol 44 (IPv6's fragment header number) to a VIP
+        // counts as a fragment; README: other protocols are protocol_unserved.
+        known("IPv4 protocol 44 to a VIP counted as fragment (README: protocol_unserved)", index, in);
+        e = &want;
+    } else if (counted_ok) {
+        auto short_name = [](const Expect& x) {
+            return std::string(kind_name(x.kind)) +
+                   (x.reason >= 0 ? std::string(" ") + std::string(dataplane::reason_name(static_cast<fulcrum_reason>(x.reason)))
+                                  : std::string());
+        };
+        Expect got;
+        got.kind = o.kind;
+        got.reason = o.reason;
+        fail("outcome as README's packet table says: expected " + short_name(want) + ", got " + short_name(got), index,
+             in, action, out, "expected " + want.describe() + ", got " + describe(o));
+    }
+    if (!counted_ok || !e)
+        return;
+
+    // Model totals (the end-of-run comparison of every counter).
+    std::string outcome = std::string(action_name(action)) + " " +
+                          (o.reason >= 0 ? std::string(dataplane::reason_name(static_cast<fulcrum_reason>(o.reason)))
+                                         : std::string("forwarded"));
+    stats_.balancer[outcome]++;
+    if (e->kind == Kind::Forward) {
+        last_forwarded_ = true;
+        std::uint64_t nf = services[0].by.new_flows;
+        std::string key(reinterpret_cast<const char*>(&e->key), sizeof e->key);
+        if (e->icmp_error) {
+            if (nf != 0)
+                fail("an ICMP error never creates a flow", index, in, action, out);
+        } else {
+            // Flows are per-CPU LRU (4096 entries in the lab) and UDP ones expire: a flow seen
+            // before may be new again, one never seen must be new.
+            if (!flows_seen_.count(key) && nf != 1)
+                fail("the first packet of a flow counts as a new flow", index, in, action, out);
+            flows_seen_.insert(key);
+        }
+        check_forward(index, in, action, out, *e);
+    } else if (e->kind == Kind::Echo) {
+        check_echo(index, in, action, out, *e);
+    } else if (e->kind == Kind::TooBig) {
+        check_too_big(index, in, action, out, *e);
+    }
+}
+
+void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Expect& e)
+{
+    const fulcrum_backend* be = model_.backend(e.backend);
+    const Bytes& f = in.bytes;
+    bool outer6 = be->family == FULCRUM_AF_INET6;
+    std::size_t l2 = e.l2, overhead = outer6 ? 40 : 20;
+    bool padded = f.size() - e.ip > e.ip_len;
+    std::size_t inner_len = kPaddingTrimmed ? e.ip_len : f.size() - e.ip;
+    if (out.size() != l2 + overhead + inner_len) {
+        fail("forwarded frame is L2 + outer header + the inner IP packet", index, in, action, out);
+        return;
+    }
+    // L2: to the backend's MAC from the egress interface's, the tag kept.
+    if (!mac_is(out, 0, backend_mac_of(*be)) || !mac_is(out, 6, e.redirect ? kOtherMac : kBalancerMac))
+        fail("forwarded frame: L2 to the backend's MAC from the egress interface's", index, in, action, out);
+    std::uint16_t outer_et = outer6 ? kEthIPv6 : kEthIPv4;
+    bool l2_ok = e.vlan ? rd16(out, 12) == kEthVlan && rd16(out, 14) == e.tci && rd16(out, 16) == outer_et
+                        : rd16(out, 12) == outer_et;
+    if (!l2_ok)
+        fail("forwarded frame: EtherType of the outer family, 802.1Q tag kept", index, in, action, out);
+    std::size_t o = l2;
+    std::uint8_t inner_proto = e.v6 ? kIpv6 : kIpip;
+    Bytes src = addr_bytes(outer6 ? kTunnelV6 : kTunnelV4), dst = addr_of(*be);
+    bool length_consistent;
+    if (!outer6) {
+        bool ok = out[o] == 0x45 && out[o + 1] == e.tos && rd16(out, o + 4) == 0 && rd16(out, o + 6) == 0x4000 &&
+                  out[o + 8] == 64 && same(out, o + 12, src) && same(out, o + 16, dst);
+        if (!ok)
+            fail("outer IPv4 header: version, ToS copied, DF, TTL 64, tunnel source, backend", index, in, action, out);
+        if (out[o + 9] != inner_proto)
+            fail("outer protocol matches the inner family", index, in, action, out);
+        if (!checksum_ok(out, o, 20))
+            fail("outer IPv4 header checksum", index, in, action, out);
+        if (rd16(out, o + 2) != e.ip_len + 20)
+            fail("outer IPv4 total length = inner IP total length + 20", index, in, action, out);
+        length_consistent = rd16(out, o + 2) == out.size() - l2;
+    } else {
+        std::uint32_t w = static_cast<std::uint32_t>(rd16(out, o)) << 16 | rd16(out, o + 2);
+        bool ok = (w >> 28) == 6 && ((w >> 20) & 0xff) == e.tos && (w & 0xfffff) == (e.hash & 0xfffff) &&
+                  out[o + 7] == 64 && same(out, o + 8, src) && same(out, o + 24, dst);
+        if (!ok)
+            fail("outer IPv6 header: version, traffic class copied, flow label = flow hash, hop limit 64, "
+                 "tunnel source, backend",
+                 index, in, action, out);
+        if (out[o + 6] != inner_proto)
+            fail("outer next header matches the inner family", index, in, action, out);
+        if (rd16(out, o + 4) != e.ip_len)
+            fail("outer IPv6 payload length = inner IP total length", index, in, action, out);
+        length_consistent = rd16(out, o + 4) == out.size() - l2 - 40;
+    }
+    if (!length_consistent) {
+        if (!kPaddingTrimmed && padded)
+            // KNOWN BUG (the lead's fix "lengths from the IP header: trailing padding trimmed before
+            // encapsulation" is pending): Ethernet padding is encapsulated after the inner packet.
+            known("forwarded frame carries the client's Ethernet padding beyond the outer length (fix pending on main)", index, in);
+        else
+            fail("outer length = frame length - L2 - outer header", index, in, action, out);
+    }
+    if (!same(out, l2 + overhead, f, e.ip, inner_len))
+        fail("inner packet byte for byte the client's IP packet", index, in, action, out);
+}
+
+void Fuzzer::check_echo(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Expect& e)
+{
+    const Bytes& f = in.bytes;
+    std::size_t ip = e.ip, l4 = e.l4, end = ip + e.ip_len;
+    if (out.size() != f.size()) {
+        fail("echo reply has the request's length", index, in, action, out);
+        return;
+    }
+    if (!mac_is(out, 0, Mac{{f[6], f[7], f[8], f[9], f[10], f[11]}}) ||
+        !mac_is(out, 6, Mac{{f[0], f[1], f[2], f[3], f[4], f[5]}}) || !same(out, 12, f, 12, ip - 12))
+        fail("echo reply: back to the sender's MAC, tag kept", index, in, action, out);
+    bool request_sums_ok;
+    if (!e.v6) {
+        std::size_t ihl = l4 - ip;
+        bool ok = same(out, ip, f, ip, 8) && out[ip + 8] == 64 && out[ip + 9] == kIcmp && same(out, ip + 12, f, ip + 16, 4) &&
+                  same(out, ip + 16, f, ip + 12, 4) && same(out, ip + 20, f, ip + 20, ihl - 20);
+        if (!ok)
+            fail("echo reply: IPv4 addresses swapped, TTL 64, rest of the header kept", index, in, action, out);
+        request_sums_ok = checksum_ok(f, ip, ihl) && checksum_ok(f, l4, end - l4);
+        if (request_sums_ok && (!checksum_ok(out, ip, ihl) || !checksum_ok(out, l4, end - l4)))
+            fail("echo reply: IPv4 header and ICMP checksums valid", index, in, action, out);
+        if (out[l4] != 0 || out[l4 + 1] != f[l4 + 1])
+            fail("echo reply: type 0, code kept", index, in, action, out);
+    } else {
+        bool ok = same(out, ip, f, ip, 7) && out[ip + 7] == 64 && same(out, ip + 8, f, ip + 24, 16) &&
+                  same(out, ip + 24, f, ip + 8, 16) && same(out, ip + 40, f, ip + 40, l4 - ip - 40);
+        if (!ok)
+            fail("echo reply: IPv6 addresses swapped, hop limit 64, rest of the header kept", index, in, action, out);
+        request_sums_ok = checksum_ok(f, l4, end - l4, pseudo6(f, ip, end - l4, kIcmp6));
+        if (request_sums_ok && !checksum_ok(out, l4, end - l4, pseudo6(out, ip, end - l4, kIcmp6)))
+            fail("echo reply: ICMPv6 checksum valid", index, in, action, out);
+        if (out[l4] != 129 || out[l4 + 1] != f[l4 + 1])
+            fail("echo reply: type 129, code kept", index, in, action, out);
+    }
+    if (!request_sums_ok)
+        // KNOWN BUG (reported): checksums of echo requests are not verified; a request with a bad
+        // IP or ICMP checksum is answered, and the reply carries a bad checksum.
+        known("echo request with a bad checksum answered with a bad checksum (replies not asserted for those)", index, in);
+    if (!same(out, l4 + 4, f, l4 + 4, f.size() - l4 - 4))
+        fail("echo reply: identifier, sequence and data kept", index, in, action, out);
+}
+
+void Fuzzer::check_too_big(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Expect& e)
+{
+    const Bytes& f = in.bytes;
+    std::size_t ip = e.ip, l2 = e.l2;
+    if (e.icmp_error)
+        // KNOWN BUG (reported): an ICMP error too big for the tunnel is answered with an ICMP
+        // error (RFC 1122 3.2.2, RFC 4443 2.4(e): never send an ICMP error about an ICMP error).
+        known("ICMP error too big for the tunnel answered with frag-needed/packet-too-big (RFC 1122 3.2.2)", index, in);
+    if (!mac_is(out, 0, Mac{{f[6], f[7], f[8], f[9], f[10], f[11]}}) ||
+        !mac_is(out, 6, Mac{{f[0], f[1], f[2], f[3], f[4], f[5]}}))
+        fail("too-big reply: back to the sender's MAC", index, in, action, out);
+    bool l2_ok = e.vlan ? rd16(out, 12) == kEthVlan && rd16(out, 14) == e.tci && rd16(out, 16) == (e.v6 ? kEthIPv6 : kEthIPv4)
+                        : rd16(out, 12) == (e.v6 ? kEthIPv6 : kEthIPv4);
+    if (!l2_ok)
+        fail("too-big reply: EtherType, tag kept", index, in, action, out);
+    if (!e.v6) {
+        std::size_t quote = (e.l4 - ip) + 8;
+        if (out.size() != l2 + 28 + quote) {
+            fail("frag-needed: IPv4 + ICMP + the IP header and 8 bytes quoted", index, in, action, out);
+            return;
+        }
+        bool ok = out[l2] == 0x45 && rd16(out, l2 + 2) == 28 + quote && out[l2 + 8] == 64 && out[l2 + 9] == kIcmp &&
+                  same(out, l2 + 12, f, ip + 16, 4) && same(out, l2 + 16, f, ip + 12, 4);
+        if (!ok)
+            fail("frag-needed: IPv4 from the VIP to the sender, length right", index, in, action, out);
+        if (!checksum_ok(out, l2, 20) || !checksum_ok(out, l2 + 20, 8 + quote))
+            fail("frag-needed: IPv4 header and ICMP checksums valid", index, in, action, out);
+        if (out[l2 + 20] != 3 || out[l2 + 21] != 4 || rd16(out, l2 + 24) != 0 || rd16(out, l2 + 26) != e.mtu)
+            fail("frag-needed: type 3 code 4, MTU = path MTU - tunnel overhead", index, in, action, out,
+                 "want MTU " + std::to_string(e.mtu));
+        if (!same(out, l2 + 28, f, ip, quote))
+            fail("frag-needed: quotes the packet's IP header and 8 bytes", index, in, action, out);
+    } else {
+        if (out.size() != l2 + 48 + 1232) {
+            fail("packet-too-big: IPv6 + ICMPv6 + 1232 bytes quoted", index, in, action, out);
+            return;
+        }
+        bool ok = rd16(out, l2) == 0x6000 && rd16(out, l2 + 2) == 0 && rd16(out, l2 + 4) == 1240 && out[l2 + 6] == kIcmp6 &&
+                  out[l2 + 7] == 64 && same(out, l2 + 8, f, ip + 24, 16) && same(out, l2 + 24, f, ip + 8, 16);
+        if (!ok)
+            fail("packet-too-big: IPv6 from the VIP to the sender, length right", index, in, action, out);
+        if (!checksum_ok(out, l2 + 40, 1240, pseudo6(out, l2, 1240, kIcmp6)))
+            fail("packet-too-big: ICMPv6 checksum valid", index, in, action, out);
+        std::uint32_t mtu = static_cast<std::uint32_t>(rd16(out, l2 + 44)) << 16 | rd16(out, l2 + 46);
+        if (out[l2 + 40] != 2 || out[l2 + 41] != 0 || mtu != e.mtu)
+            fail("packet-too-big: type 2 code 0, MTU = path MTU - tunnel overhead", index, in, action, out);
+        if (!same(out, l2 + 48, f, ip, 1232))
+            fail("packet-too-big: quotes the first 1232 bytes of the packet", index, in, action, out);
+    }
+}
+
+// Decap's model: a well-formed tunnel packet to one of our addresses is decapsulated, anything else
+// to us with a tunnel protocol is dropped as malformed (or passed untouched), everything else
+// passes untouched.
+void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Frame* client)
+{
+    const Bytes& f = in.bytes;
+    const std::uint64_t len = f.size();
+    stats_.decap_packets++;
+    auto dfail = [&](const std::string& invariant, const std::string& detail = "") {
+        findings_.fail(invariant, "decap", index, in, action, out, detail);
+    };
+    const auto& after = decap_counters_->read();
+    diff(d_before_, after, moved_);
+    d_before_ = after;
+    int reason = -1;
+    for (const Moved& m : moved_) {
+        stats_.decap_reasons[m.key].packets += m.by.packets;
+        stats_.decap_reasons[m.key].bytes += m.by.bytes;
+    }
+    if (moved_.size() != 1 || moved_[0].by.packets != 1 || moved_[0].by.bytes != len)
+        dfail("decap: every packet counts under exactly one reason, with its length");
+    else
+        reason = static_cast<int>(moved_[0].key);
+
+    // The model.
+    enum { PassOther, Done, NotWellFormed, Malformed } want = PassOther;
+    int done_reason = -1;
+    std::string why;  // NotWellFormed: what is wrong
+    std::size_t l2 = 14, outer = 0;
+    std::uint16_t et = rd16(f, 12), tci = 0;
+    bool vlan = false, inner6 = false;
+    auto ours = [&](std::size_t at, bool v6) {
+        std::string k(16, '\0');
+        std::memcpy(k.data(), &f[at], v6 ? 16 : 4);
+        return decap_addrs_.count(k + static_cast<char>(v6 ? FULCRUM_AF_INET6 : FULCRUM_AF_INET)) > 0;
+    };
+    // The inner header: whole within the outer packet, of the family the outer header names.
+    auto inner_why = [&](std::size_t at, std::size_t end, bool v6) -> std::string {
+        std::size_t need = v6 ? 40 : 20;
+        if (at + need > f.size())
+            return "inner header truncated";
+        if (v6 ? (f[at] >> 4) != 6 : (f[at] >> 4) != 4 || (f[at] & 0xf) < 5)
+            return "inner header of the wrong version or length";
+        if (at + need > end)
+            return "inner header beyond the outer packet's length";
+        return "";
+    };
+    if (et == kEthVlan) {
+        if (f.size() >= 18) {
+            vlan = true;
+            tci = rd16(f, 14);
+            et = rd16(f, 16);
+            l2 = 18;
+        } else {
+            et = 0;
+        }
+    }
+    std::size_t ip = l2;
+    if (et == kEthIPv4 && f.size() >= ip + 20 && f[ip + 9] == kIpip && ours(ip + 16, false)) {
+        std::size_t tot = rd16(f, ip + 2);
+        outer = 20;
+        if ((f[ip] & 0xf) != 5 || (rd16(f, ip + 6) & 0x3fff))
+            want = Malformed;  // README: options or a fragment
+        else if ((f[ip] >> 4) != 4)
+            why = "outer IPv4 header of another version";
+        else if (ip + tot > f.size())
+            why = "outer IPv4 total length beyond the frame";
+        else if (!checksum_ok(f, ip, 20))
+            why = "outer IPv4 header checksum wrong";
+        else
+            why = inner_why(ip + 20, ip + tot, false);
+        if (want != Malformed) {
+            want = why.empty() ? Done : NotWellFormed;
+            done_reason = FULCRUM_DECAP_DONE_V4_IN_V4;
+        }
+    } else if (et == kEthIPv6 && f.size() >= ip + 40 && (f[ip + 6] == kIpip || f[ip + 6] == kIpv6) &&
+               ours(ip + 24, true)) {
+        std::size_t end = ip + 40 + rd16(f, ip + 4);
+        outer = 40;
+        inner6 = f[ip + 6] == kIpv6;
+        if ((f[ip] >> 4) != 6)
+            why = "outer IPv6 header of another version";
+        else if (end > f.size())
+            why = "outer IPv6 payload length beyond the frame";
+        else
+            why = inner_why(ip + 40, end, inner6);
+        want = why.empty() ? Done : NotWellFormed;
+        done_reason = inner6 ? FULCRUM_DECAP_DONE_V6_IN_V6 : FULCRUM_DECAP_DONE_V4_IN_V6;
+    }
+
+    bool ok;
+    std::string expected;
+    switch (want) {
+    case PassOther:
+        ok = action == XDP_PASS && reason == FULCRUM_DECAP_PASS_OTHER && out == f;
+        expected = "XDP_PASS untouched (pass_other)";
+        break;
+    case Malformed:
+        ok = action == XDP_DROP && reason == FULCRUM_DECAP_DROP_MALFORMED;
+        expected = "XDP_DROP malformed";
+        break;
+    case NotWellFormed:
+        ok = (action == XDP_DROP && reason == FULCRUM_DECAP_DROP_MALFORMED) ||
+             (action == XDP_PASS && reason == FULCRUM_DECAP_PASS_OTHER && out == f);
+        expected = "not decapsulated: XDP_DROP malformed or XDP_PASS untouched";
+        break;
+    case Done:
+        ok = action == XDP_PASS && reason == done_reason;
+        expected = "decapsulated";
+        break;
+    }
+    std::string got = std::string(action_name(action)) + " " +
+                      (reason >= 0 ? std::string(dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(reason)))
+                                   : std::string("?"));
+    bool decapsulated = reason >= FULCRUM_DECAP_DONE_V4_IN_V4 && reason <= FULCRUM_DECAP_DONE_V4_IN_V6;
+    if (!ok && want == NotWellFormed && decapsulated && action == XDP_PASS && reason == done_reason &&
+        why != "inner header truncated" && why != "inner header of the wrong version or length") {
+        // KNOWN BUG (reported): decap checks neither the outer header's version, length and
+        // checksum nor that the inner header lies within the outer packet's length; such
+        // packets are decapsulated. The output shape is still checked below.
+        findings_.note_known("decap: decapsulated although " + why, "decap", index, in);
+        ok = true;
+    }
+    if (!ok) {
+        dfail(decapsulated && want != Done ? "decap: only well-formed tunnel packets to our addresses are decapsulated (" + why + ")"
+                                           : "decap: outcome as README says",
+              "expected " + expected + ", got " + got);
+        return;
+    }
+    stats_.decap[got]++;
+    if (!decapsulated)
+        return;
+    // Exactly the inner packet, with the original L2 header (EtherType of the inner family).
+    std::uint16_t inner_et = inner6 ? kEthIPv6 : kEthIPv4;
+    bool l2_ok = out.size() == f.size() - outer && same(out, 0, f, 0, 12) &&
+                 (vlan ? rd16(out, 12) == kEthVlan && rd16(out, 14) == tci && rd16(out, 16) == inner_et
+                       : rd16(out, 12) == inner_et);
+    if (!l2_ok || !same(out, l2, f, l2 + outer, f.size() - l2 - outer))
+        dfail("decap: output is the original L2 header + the inner packet");
+    if (client && want == Done) {
+        // Balancer then decap: the backend gets the client's IP packet (with its padding today).
+        Expect c = model_.predict(client->bytes, false);
+        std::size_t len_ip = kPaddingTrimmed ? c.ip_len : client->bytes.size() - c.ip;
+        if (out.size() != l2 + len_ip || !same(out, l2, client->bytes, c.ip, len_ip))
+            dfail("balancer then decap gives the backend the client's IP packet");
+    }
+}
+
+void Fuzzer::finish()
+{
+    // Every counter against the model's totals, over the whole maps; and the sums.
+    auto whole = [](int fd, std::uint32_t count, std::uint32_t size, int fields) {
+        PerCpuCounters c(fd, count, size, fields);
+        return c.read();
+    };
+    int prog = lab_->program().program_fd();
+    auto reasons = whole(map_fd_by_name(prog, "reason_stats"), FULCRUM_REASON_COUNT, sizeof(fulcrum_reason_stats), 2);
+    auto services = whole(map_fd_by_name(prog, "service_stats"), 0, sizeof(fulcrum_service_stats), 3);
+    auto backends = whole(map_fd_by_name(prog, "backend_stats"), 0, sizeof(fulcrum_backend_stats), 2);
+    auto decap = whole(decap_stats_fd(), FULCRUM_DECAP_REASON_COUNT, sizeof(fulcrum_reason_stats), 2);
+    std::uint64_t reason_sum = 0, forwarded = 0;
+    for (int r = 0; r < FULCRUM_REASON_COUNT; r++) {
+        INFO("reason " << dataplane::reason_name(static_cast<fulcrum_reason>(r)));
+        CHECK(reasons[r].packets == stats_.reasons[r].packets);
+        CHECK(reasons[r].bytes == stats_.reasons[r].bytes);
+        if (r != FULCRUM_FWD_ICMP_ERROR)
+            reason_sum += reasons[r].packets;
+    }
+    for (std::uint32_t s = 0; s < services.size(); s++) {
+        INFO("service " << s);
+        auto it = stats_.services.find(s);
+        Count want = it == stats_.services.end() ? Count{} : it->second;
+        CHECK(services[s].packets == want.packets);
+        CHECK(services[s].bytes == want.bytes);
+        CHECK(services[s].new_flows == want.new_flows);
+        forwarded += services[s].packets;
+    }
+    for (std::uint32_t b = 0; b < backends.size(); b++) {
+        INFO("backend " << b);
+        auto it = stats_.backends.find(b);
+        Count want = it == stats_.backends.end() ? Count{} : it->second;
+        CHECK(backends[b].packets == want.packets);
+        CHECK(backends[b].bytes == want.bytes);
+    }
+    // Reasons (ICMP errors forwarded are in both) + forwarded = packets sent.
+    CHECK(reason_sum + forwarded == stats_.balancer_packets);
+    std::uint64_t decap_sum = 0;
+    for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; r++) {
+        INFO("decap reason " << r);
+        CHECK(decap[r].packets == stats_.decap_reasons[r].packets);
+        CHECK(decap[r].bytes == stats_.decap_reasons[r].bytes);
+        decap_sum += decap[r].packets;
+    }
+    CHECK(decap_sum == stats_.decap_packets);
+}
+
+}  // namespace
+
+TEST_CASE("fuzz: a million hostile packets through the balancer and decap", "[bpf][fuzz]")
+{
+    const std::uint64_t packets = env_u64("FULCRUM_FUZZ_PACKETS", 1'000'000);
+    const std::uint64_t seed = env_u64("FULCRUM_FUZZ_SEED", kDefaultSeed);
+    const std::uint64_t first = env_u64("FULCRUM_FUZZ_FIRST", 0);
+    std::printf("fuzz: seed 0x%llx, packets %llu from %llu (replay: FULCRUM_FUZZ_SEED=0x%llx FULCRUM_FUZZ_FIRST=N "
+                "FULCRUM_FUZZ_PACKETS=1)\n",
+                static_cast<unsigned long long>(seed), static_cast<unsigned long long>(packets),
+                static_cast<unsigned long long>(first), static_cast<unsigned long long>(seed));
+    std::fflush(stdout);
+
+    Fuzzer fuzzer(seed);
+    auto start = std::chrono::steady_clock::now();
+    for (std::uint64_t i = first; i < first + packets; i++)
+        fuzzer.run(i);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    fuzzer.finish();
+
+    const Stats& st = fuzzer.stats();
+    const Findings& fd = fuzzer.findings();
+    std::printf("fuzz: balancer %llu packets, decap %llu packets in %.1f s (%.0f packets/s through both, "
+                "counters read after every run)\n",
+                static_cast<unsigned long long>(st.balancer_packets), static_cast<unsigned long long>(st.decap_packets),
+                seconds, static_cast<double>(st.balancer_packets + st.decap_packets) / seconds);
+    std::printf("balancer outcomes:\n");
+    for (const auto& [what, n] : st.balancer)
+        std::printf("  %-40s %llu\n", what.c_str(), static_cast<unsigned long long>(n));
+    std::printf("decap outcomes:\n");
+    for (const auto& [what, n] : st.decap)
+        std::printf("  %-40s %llu\n", what.c_str(), static_cast<unsigned long long>(n));
+    for (const auto& [bug, n] : fd.known)
+        std::printf("known, not asserted: %s: %llu packets\n    first: %s\n", bug.c_str(),
+                    static_cast<unsigned long long>(n), fd.known_first.at(bug).c_str());
+    for (const auto& [invariant, n] : fd.failures)
+        std::printf("FAILED: %s: %llu packets\n", invariant.c_str(), static_cast<unsigned long long>(n));
+    for (const auto& example : fd.examples)
+        std::printf("%s\n", example.c_str());
+    std::fflush(stdout);
+
+    for (const auto& [invariant, n] : fd.failures) {
+        INFO(invariant << ": " << n << " packets (seed 0x" << std::hex << seed << std::dec << ")");
+        CHECK(n == 0);
+    }
+    if (!fd.examples.empty()) {
+        std::string all;
+        for (const auto& example : fd.examples)
+            all += example + "\n";
+        FAIL_CHECK("first failures:\n" << all);
+    }
+}
