@@ -583,8 +583,12 @@ Frame decap_frame(Rng& rng)
 {
     // Inner: a client packet to a VIP, or junk.
     bool inner6 = rng.percent(40);
-    Bytes inner = inner6 ? ipv6(V6{.src = client6(rng), .dst = kVip6}, tcp(40000, 443, rng.below(60)))
-                         : ipv4(V4{.src = client4(rng), .dst = kVip4, .proto = rng.percent(50) ? kTcp : kUdp},
+    std::uint8_t inner_tos = rng.percent(30) ? rng.byte() : 0;
+    bool local_inner = rng.percent(80);  // to a VIP (local on backends), or elsewhere
+    Bytes inner = inner6 ? ipv6(V6{.src = client6(rng), .dst = local_inner ? kVip6 : non_vip6(rng), .traffic_class = inner_tos},
+                                tcp(40000, 443, rng.below(60)))
+                         : ipv4(V4{.src = client4(rng), .dst = local_inner ? kVip4 : non_vip4(rng),
+                                   .proto = rng.percent(50) ? kTcp : kUdp, .tos = inner_tos},
                                 tcp(40000, 80, rng.below(60)));
     std::string kind = inner6 ? "tunnel-v6inner" : "tunnel-v4inner";
     if (rng.percent(10)) {
@@ -600,6 +604,7 @@ Frame decap_frame(Rng& rng)
     Bytes ip;
     if (!outer6) {
         V4 h{.src = rng.percent(80) ? kTunnelV4 : client4(rng), .dst = to, .proto = kIpip, .id = 0};
+        h.tos = rng.percent(70) ? inner_tos : rng.byte();  // the balancer copies it; ECN may differ
         if (rng.percent(5))
             h.options = v4_options(rng);
         if (rng.percent(5))
@@ -609,6 +614,7 @@ Frame decap_frame(Rng& rng)
         ip = ipv4(h, inner);
     } else {
         V6 h{.src = rng.percent(80) ? kTunnelV6 : client6(rng), .dst = to, .next = inner6 ? kIpv6 : kIpip};
+        h.traffic_class = rng.percent(70) ? inner_tos : rng.byte();
         if (rng.percent(5))
             h.next = rng.percent(50) ? (inner6 ? kIpip : kIpv6) : kHopByHop;
         ip = ipv6(h, inner);

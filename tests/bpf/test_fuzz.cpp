@@ -45,6 +45,17 @@ constexpr std::uint32_t kMtu = 1500;  // of fl-main and fl-other (veth default)
 // outer-length-vs-frame invariant is reported as known, not asserted, for padded frames.
 constexpr bool kPaddingTrimmed = false;
 
+// Decap with allowed tunnel sources (--from), inner destinations that must be local and RFC 6040
+// ECN (abi.h defines FULCRUM_DECAP_MAX_SOURCES from then on).
+#ifdef FULCRUM_DECAP_MAX_SOURCES
+constexpr bool kDecapChecksSources = true;
+constexpr int kDecapDropSource = FULCRUM_DECAP_DROP_SOURCE, kDecapDropInnerNotLocal = FULCRUM_DECAP_DROP_INNER_NOT_LOCAL,
+              kDecapDropEcnNotEct = FULCRUM_DECAP_DROP_ECN_NOT_ECT;
+#else
+constexpr bool kDecapChecksSources = false;
+constexpr int kDecapDropSource = -2, kDecapDropInnerNotLocal = -3, kDecapDropEcnNotEct = -4;
+#endif
+
 std::uint64_t env_u64(const char* name, std::uint64_t fallback)
 {
     const char* v = std::getenv(name);
@@ -598,14 +609,34 @@ public:
         decap_ = dataplane::DecapProgram::load(&error);
         if (!decap_)
             throw std::runtime_error(error.message());
-        for (std::size_t i = 0; i < fuzz::kDecapAddressCount; i++) {
+        // Local addresses: every backend of the standard services (tunnel endpoints), and (with
+        // inner-destination checks) the VIPs, which backends have on lo.
+        std::vector<std::string> locals(fuzz::kDecapAddresses, fuzz::kDecapAddresses + fuzz::kDecapAddressCount);
+        if (kDecapChecksSources)
+            for (const std::string* vip : {&kVip4, &kVip4Port0, &kVip4Empty, &kVip4NoNeigh, &kVip4NoRoute, &kVip4Other,
+                                           &kVip4Multi, &kVip6})
+                locals.push_back(*vip);
+        for (const std::string& address : locals) {
             fulcrum_decap_key key{};
-            key.addr = to_addr(fuzz::kDecapAddresses[i]);
-            key.family = family_of(fuzz::kDecapAddresses[i]);
+            key.addr = to_addr(address);
+            key.family = family_of(address);
+#ifdef FULCRUM_DECAP_MAX_SOURCES
+            REQUIRE(decap_->add_local_address(key).ok());
+#else
             REQUIRE(decap_->add_address(key).ok());
-            decap_addrs_.insert(std::string(reinterpret_cast<const char*>(key.addr.w), 16) +
+#endif
+            decap_local_.insert(std::string(reinterpret_cast<const char*>(key.addr.w), 16) +
                                 static_cast<char>(key.family));
         }
+#ifdef FULCRUM_DECAP_MAX_SOURCES
+        for (const auto& [address, bits] : {std::pair<std::string, std::uint32_t>{"198.18.0.0", 28}, {"2001:db8:0:1::", 120}}) {
+            fulcrum_decap_source_key key{};
+            key.family = family_of(address);
+            key.addr = to_addr(address);
+            key.prefixlen = FULCRUM_DECAP_FAMILY_BITS + bits;
+            REQUIRE(decap_->add_source(key).ok());
+        }
+#endif
         decap_counters_ = std::make_unique<PerCpuCounters>(decap_stats_fd(), FULCRUM_DECAP_REASON_COUNT,
                                                            sizeof(fulcrum_reason_stats), 2);
         main_ifindex_ = ifindex("fl-main");
@@ -693,7 +724,7 @@ private:
     std::unique_ptr<BalancerLab> lab_;
     BalancerModel model_;
     std::unique_ptr<dataplane::DecapProgram> decap_;
-    std::set<std::string> decap_addrs_;
+    std::set<std::string> decap_local_;
     std::unique_ptr<PerCpuCounters> reasons_, services_, backends_, decap_counters_;
     std::vector<Count> r_before_, s_before_, b_before_, d_before_;
     std::vector<Moved> moved_;
@@ -1024,9 +1055,11 @@ void Fuzzer::check_too_big(std::uint64_t index, const Frame& in, int action, con
     }
 }
 
-// Decap's model: a well-formed tunnel packet to one of our addresses is decapsulated, anything else
-// to us with a tunnel protocol is dropped as malformed (or passed untouched), everything else
-// passes untouched.
+// Decap's model (README "Decap on backends"): a well-formed tunnel packet (outer IPv4/IPv6 to a
+// local address carrying a whole inner IPv4/IPv6 header within the outer packet) is
+// decapsulated; once decap checks sources (--from) and inner destinations, only from an allowed
+// source to a local inner destination. Any other tunnel packet to us is dropped and counted (or
+// passed untouched); everything else passes untouched.
 void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const Bytes& out, const Frame* client)
 {
     const Bytes& f = in.bytes;
@@ -1048,28 +1081,26 @@ void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const
     else
         reason = static_cast<int>(moved_[0].key);
 
-    // The model.
-    enum { PassOther, Done, NotWellFormed, Malformed } want = PassOther;
-    int done_reason = -1;
-    std::string why;  // NotWellFormed: what is wrong
+    // The model: want is the one outcome (reason) expected, or NotWellFormed (not decapsulated:
+    // dropped with any reason, or passed untouched).
+    constexpr int kNotWellFormed = -10;
+    int want = FULCRUM_DECAP_PASS_OTHER, done_reason = -1;
+    std::string why;
     std::size_t l2 = 14, outer = 0;
     std::uint16_t et = rd16(f, 12), tci = 0;
     bool vlan = false, inner6 = false;
-    auto ours = [&](std::size_t at, bool v6) {
+    std::uint8_t outer_ecn = 0;
+    auto local = [&](std::size_t at, bool v6) {
         std::string k(16, '\0');
         std::memcpy(k.data(), &f[at], v6 ? 16 : 4);
-        return decap_addrs_.count(k + static_cast<char>(v6 ? FULCRUM_AF_INET6 : FULCRUM_AF_INET)) > 0;
+        return decap_local_.count(k + static_cast<char>(v6 ? FULCRUM_AF_INET6 : FULCRUM_AF_INET)) > 0;
     };
-    // The inner header: whole within the outer packet, of the family the outer header names.
-    auto inner_why = [&](std::size_t at, std::size_t end, bool v6) -> std::string {
-        std::size_t need = v6 ? 40 : 20;
-        if (at + need > f.size())
-            return "inner header truncated";
-        if (v6 ? (f[at] >> 4) != 6 : (f[at] >> 4) != 4 || (f[at] & 0xf) < 5)
-            return "inner header of the wrong version or length";
-        if (at + need > end)
-            return "inner header beyond the outer packet's length";
-        return "";
+    auto source_allowed = [&](std::size_t at, bool v6) {
+        if (!kDecapChecksSources)
+            return true;
+        // The lab's --from prefixes: 198.18.0.0/28 and 2001:db8:0:1::/120.
+        static const Bytes p4 = addr_bytes("198.18.0.0"), p6 = addr_bytes("2001:db8:0:1::");
+        return v6 ? same(f, at, p6, 0, 15) : same(f, at, p4, 0, 3) && (f[at + 3] & 0xf0) == 0;
     };
     if (et == kEthVlan) {
         if (f.size() >= 18) {
@@ -1081,89 +1112,120 @@ void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const
             et = 0;
         }
     }
-    std::size_t ip = l2;
-    if (et == kEthIPv4 && f.size() >= ip + 20 && f[ip + 9] == kIpip && ours(ip + 16, false)) {
-        std::size_t tot = rd16(f, ip + 2);
+    std::size_t ip = l2, end = 0;
+    if (et == kEthIPv4 && f.size() >= ip + 20 && f[ip + 9] == kIpip && local(ip + 16, false)) {
         outer = 20;
-        if ((f[ip] & 0xf) != 5 || (rd16(f, ip + 6) & 0x3fff))
-            want = Malformed;  // README: options or a fragment
+        end = ip + rd16(f, ip + 2);
+        outer_ecn = f[ip + 1] & 3;
+        done_reason = FULCRUM_DECAP_DONE_V4_IN_V4;
+        if (!source_allowed(ip + 12, false))
+            want = kDecapDropSource;
+        else if ((f[ip] & 0xf) != 5 || (rd16(f, ip + 6) & 0x3fff))
+            want = FULCRUM_DECAP_DROP_MALFORMED;  // README: options or a fragment
         else if ((f[ip] >> 4) != 4)
             why = "outer IPv4 header of another version";
-        else if (ip + tot > f.size())
+        else if (end > f.size())
             why = "outer IPv4 total length beyond the frame";
         else if (!checksum_ok(f, ip, 20))
             why = "outer IPv4 header checksum wrong";
         else
-            why = inner_why(ip + 20, ip + tot, false);
-        if (want != Malformed) {
-            want = why.empty() ? Done : NotWellFormed;
-            done_reason = FULCRUM_DECAP_DONE_V4_IN_V4;
-        }
+            want = -1;  // go on with the inner header
     } else if (et == kEthIPv6 && f.size() >= ip + 40 && (f[ip + 6] == kIpip || f[ip + 6] == kIpv6) &&
-               ours(ip + 24, true)) {
-        std::size_t end = ip + 40 + rd16(f, ip + 4);
+               local(ip + 24, true)) {
         outer = 40;
+        end = ip + 40 + rd16(f, ip + 4);
         inner6 = f[ip + 6] == kIpv6;
-        if ((f[ip] >> 4) != 6)
+        outer_ecn = (f[ip + 1] >> 4) & 3;
+        done_reason = inner6 ? FULCRUM_DECAP_DONE_V6_IN_V6 : FULCRUM_DECAP_DONE_V4_IN_V6;
+        if (!source_allowed(ip + 8, true))
+            want = kDecapDropSource;
+        else if ((f[ip] >> 4) != 6)
             why = "outer IPv6 header of another version";
         else if (end > f.size())
             why = "outer IPv6 payload length beyond the frame";
         else
-            why = inner_why(ip + 40, end, inner6);
-        want = why.empty() ? Done : NotWellFormed;
-        done_reason = inner6 ? FULCRUM_DECAP_DONE_V6_IN_V6 : FULCRUM_DECAP_DONE_V4_IN_V6;
+            want = -1;
+    }
+    std::size_t inner = ip + outer;
+    if (!why.empty()) {
+        want = kNotWellFormed;
+    } else if (want == -1) {
+        // The inner header: whole, of the family the outer header names, within the outer packet.
+        std::size_t need = inner6 ? 40 : 20;
+        if (inner + need > f.size() || (inner6 ? (f[inner] >> 4) != 6 : (f[inner] >> 4) != 4 || (f[inner] & 0xf) < 5))
+            want = FULCRUM_DECAP_DROP_MALFORMED;
+        else if (inner + need > end)
+            want = kNotWellFormed, why = "inner header beyond the outer packet's length";
+        else if (kDecapChecksSources && !local(inner + (inner6 ? 24 : 16), inner6))
+            want = kDecapDropInnerNotLocal;
+        else if (kDecapChecksSources && outer_ecn == 3 && ((inner6 ? (f[inner + 1] >> 4) : f[inner + 1]) & 3) == 0)
+            want = kDecapDropEcnNotEct;  // RFC 6040: CE on the tunnel, inner Not-ECT
+        else
+            want = done_reason;
     }
 
+    auto name = [](int r) {
+        return r >= 0 ? std::string(dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(r))) : std::string("?");
+    };
+    bool decapsulated = reason >= FULCRUM_DECAP_DONE_V4_IN_V4 && reason <= FULCRUM_DECAP_DONE_V4_IN_V6;
     bool ok;
     std::string expected;
-    switch (want) {
-    case PassOther:
-        ok = action == XDP_PASS && reason == FULCRUM_DECAP_PASS_OTHER && out == f;
+    if (want == FULCRUM_DECAP_PASS_OTHER) {
+        ok = action == XDP_PASS && reason == want && out == f;
         expected = "XDP_PASS untouched (pass_other)";
-        break;
-    case Malformed:
-        ok = action == XDP_DROP && reason == FULCRUM_DECAP_DROP_MALFORMED;
-        expected = "XDP_DROP malformed";
-        break;
-    case NotWellFormed:
-        ok = (action == XDP_DROP && reason == FULCRUM_DECAP_DROP_MALFORMED) ||
+    } else if (want == kNotWellFormed) {
+        ok = (action == XDP_DROP && reason > FULCRUM_DECAP_DONE_V4_IN_V6) ||
              (action == XDP_PASS && reason == FULCRUM_DECAP_PASS_OTHER && out == f);
-        expected = "not decapsulated: XDP_DROP malformed or XDP_PASS untouched";
-        break;
-    case Done:
-        ok = action == XDP_PASS && reason == done_reason;
-        expected = "decapsulated";
-        break;
+        expected = "not decapsulated (" + why + ")";
+    } else if (want == done_reason) {
+        ok = action == XDP_PASS && reason == want;
+        expected = "XDP_PASS " + name(want);
+    } else {
+        ok = action == XDP_DROP && reason == want;
+        expected = "XDP_DROP " + name(want);
     }
-    std::string got = std::string(action_name(action)) + " " +
-                      (reason >= 0 ? std::string(dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(reason)))
-                                   : std::string("?"));
-    bool decapsulated = reason >= FULCRUM_DECAP_DONE_V4_IN_V4 && reason <= FULCRUM_DECAP_DONE_V4_IN_V6;
-    if (!ok && want == NotWellFormed && decapsulated && action == XDP_PASS && reason == done_reason &&
-        why != "inner header truncated" && why != "inner header of the wrong version or length") {
+    std::string got = std::string(action_name(action)) + " " + name(reason);
+    if (!ok && want == kNotWellFormed && action == XDP_PASS && reason == done_reason) {
         // KNOWN BUG (reported): decap checks neither the outer header's version, length and
         // checksum nor that the inner header lies within the outer packet's length; such
-        // packets are decapsulated. The output shape is still checked below.
+        // packets are decapsulated. The output is still checked below.
         findings_.note_known("decap: decapsulated although " + why, "decap", index, in);
         ok = true;
     }
     if (!ok) {
-        dfail(decapsulated && want != Done ? "decap: only well-formed tunnel packets to our addresses are decapsulated (" + why + ")"
-                                           : "decap: outcome as README says",
+        dfail(decapsulated && want != done_reason ? "decap: decapsulates only well-formed tunnel packets it may: expected " + expected
+                                                  : "decap: outcome as README says: expected " + expected + ", got " + got,
               "expected " + expected + ", got " + got);
         return;
     }
     stats_.decap[got]++;
     if (!decapsulated)
         return;
-    // Exactly the inner packet, with the original L2 header (EtherType of the inner family).
+    // Exactly the inner packet (RFC 6040: outer CE copied into an ECN-capable inner packet), with
+    // the original L2 header (EtherType of the inner family).
+    Bytes want_inner = slice(f, inner, f.size() - inner);
+    if (kDecapChecksSources && outer_ecn == 3) {
+        if (inner6) {
+            want_inner[1] |= 0x30;
+        } else {
+            std::uint16_t old = rd16(want_inner, 0);
+            want_inner[1] |= 3;
+            std::uint32_t sum = static_cast<std::uint16_t>(~rd16(want_inner, 10));  // RFC 1624 eqn. 3
+            sum += static_cast<std::uint16_t>(~old);
+            sum += rd16(want_inner, 0);
+            while (sum >> 16)
+                sum = (sum & 0xffff) + (sum >> 16);
+            want_inner[10] = static_cast<std::uint8_t>(~sum >> 8);
+            want_inner[11] = static_cast<std::uint8_t>(~sum);
+        }
+    }
     std::uint16_t inner_et = inner6 ? kEthIPv6 : kEthIPv4;
     bool l2_ok = out.size() == f.size() - outer && same(out, 0, f, 0, 12) &&
                  (vlan ? rd16(out, 12) == kEthVlan && rd16(out, 14) == tci && rd16(out, 16) == inner_et
                        : rd16(out, 12) == inner_et);
-    if (!l2_ok || !same(out, l2, f, l2 + outer, f.size() - l2 - outer))
+    if (!l2_ok || !same(out, l2, want_inner))
         dfail("decap: output is the original L2 header + the inner packet");
-    if (client && want == Done) {
+    if (client && want == done_reason) {
         // Balancer then decap: the backend gets the client's IP packet (with its padding today).
         Expect c = model_.predict(client->bytes, false);
         std::size_t len_ip = kPaddingTrimmed ? c.ip_len : client->bytes.size() - c.ip;
