@@ -192,6 +192,10 @@ Frame service_frame(Rng& rng)
         dport = static_cast<std::uint16_t>(rng.below(0x10000));  // unserved port
     std::uint16_t sport = static_cast<std::uint16_t>(rng.percent(70) ? 40000 + rng.below(64) : rng.below(0x10000));
     Bytes l4 = l4_of(rng, t.proto, sport, dport);
+    if (t.proto == kTcp) {  // SYN opens a flow, others confirm or follow one (README "Flow table")
+        static const std::uint8_t flags[] = {0x02, 0x02, 0x02, 0x10, 0x10, 0x18, 0x12, 0x04, 0x14, 0x11, 0x01, 0x00};
+        l4[13] = rng.percent(90) ? rng.pick(flags) : rng.byte();
+    }
     std::string kind = std::string(v6 ? "v6" : "v4") + (t.proto == kTcp ? "-tcp" : "-udp") + "-service";
     if (!v6) {
         V4 h{.src = client4(rng), .dst = *t.vip, .proto = t.proto};

@@ -39,11 +39,6 @@ namespace {
 constexpr std::uint64_t kDefaultSeed = 0xf0c12a9d2026ULL;
 constexpr std::uint32_t kMtu = 1500;  // of fl-main and fl-other (veth default)
 
-// The lead's change "lengths from the IP header: trailing padding trimmed before encapsulation".
-// false: the balancer encapsulates the whole frame after L2 (Ethernet padding included) and the
-// outer length counts only the IP packet; the inner bytes are checked as sent today and the
-// outer-length-vs-frame invariant is reported as known, not asserted, for padded frames.
-constexpr bool kPaddingTrimmed = false;
 
 // Decap with allowed tunnel sources (--from), inner destinations that must be local and RFC 6040
 // ECN (abi.h defines FULCRUM_DECAP_MAX_SOURCES from then on).
@@ -250,6 +245,11 @@ const char* kind_name(Kind k)
     return "?";
 }
 
+// What a packet may do to flow state (README "Flow table"): a TCP SYN (without ACK) opens a
+// flow, other TCP confirms one it finds, a RST only follows one, every UDP datagram opens or
+// confirms, an ICMP error only follows.
+enum class Role { Opens, Confirms, Datagram, Follows, Error };
+
 struct Expect {
     Kind kind = Kind::Drop;
     int reason = -1;  // the one reason counter (Forward: FULCRUM_FWD_ICMP_ERROR for errors, else -1)
@@ -261,6 +261,7 @@ struct Expect {
     bool vlan = false, v6 = false, icmp_error = false;
     std::uint16_t tci = 0;
     std::uint8_t tos = 0, proto = 0;
+    Role role = Role::Error;
     fulcrum_flow_key key{};
     std::uint32_t hash = 0;
 
@@ -287,9 +288,7 @@ public:
             backends_[id] = b;
     }
 
-    // lenient_l4: bounds L4 reads by the frame end instead of the IP packet's end (the
-    // behaviour of the known bug "L4 header read from Ethernet padding").
-    Expect predict(const Bytes& f, bool lenient_l4) const
+    Expect predict(const Bytes& f) const
     {
         Expect e;
         std::uint16_t et = rd16(f, 12);
@@ -303,9 +302,9 @@ public:
         }
         e.ip = e.l2;
         if (et == kEthIPv4)
-            return ipv4(f, e, lenient_l4);
+            return ipv4(f, e);
         if (et == kEthIPv6)
-            return ipv6(f, e, lenient_l4);
+            return ipv6(f, e);
         e.kind = Kind::Pass;
         e.reason = FULCRUM_PASS_NOT_IP;
         return e;
@@ -352,7 +351,7 @@ private:
         return (vip_flags & wildcard) ? find(0) : nullptr;
     }
 
-    Expect ipv4(const Bytes& f, Expect e, bool lenient) const
+    Expect ipv4(const Bytes& f, Expect e) const
     {
         std::size_t ip = e.ip, n = f.size();
         if (n < ip + 20)
@@ -375,10 +374,10 @@ private:
         std::memcpy(e.key.src.w, &f[ip + 12], 4);
         std::memcpy(e.key.dst.w, &f[ip + 16], 4);
         bool df = rd16(f, ip + 6) & 0x4000;
-        return upper(f, e, f[ip + 9], lenient ? n : ip + tot, *vv, df);
+        return upper(f, e, f[ip + 9], ip + tot, *vv, df);
     }
 
-    Expect ipv6(const Bytes& f, Expect e, bool lenient) const
+    Expect ipv6(const Bytes& f, Expect e) const
     {
         std::size_t ip = e.ip, n = f.size();
         if (n < ip + 40)
@@ -415,7 +414,7 @@ private:
         e.key.family = FULCRUM_AF_INET6;
         std::memcpy(e.key.src.w, &f[ip + 8], 16);
         std::memcpy(e.key.dst.w, &f[ip + 24], 16);
-        return upper(f, e, next, lenient ? n : end, *vv, true);
+        return upper(f, e, next, end, *vv, true);
     }
 
     Expect upper(const Bytes& f, Expect e, std::uint8_t proto, std::size_t bound, const fulcrum_vip_value& vv,
@@ -432,6 +431,13 @@ private:
             const auto* svc = service(e.key.dst, e.key.family, rd16(f, l4 + 2), proto, vv.flags);
             if (!svc)
                 return drop(e, FULCRUM_DROP_PORT_UNSERVED);
+            if (e.vlan)  // policy: tagged frames to a service are refused
+                return drop(e, FULCRUM_DROP_VLAN);
+            std::uint8_t flags = proto == kTcp ? f[l4 + 13] : 0;
+            e.role = proto == kUdp ? Role::Datagram
+                     : (flags & 0x04) ? Role::Follows
+                     : (flags & 0x12) == 0x02 ? Role::Opens
+                                              : Role::Confirms;
             return forward(e, *svc, df);
         }
         bool icmp = (!e.v6 && proto == kIcmp) || (e.v6 && proto == kIcmp6);
@@ -441,6 +447,8 @@ private:
             return drop(e, FULCRUM_DROP_PARSE_L4);
         std::uint8_t type = f[l4];
         if (type == (e.v6 ? 128 : 8)) {
+            if (!(vv.flags & FULCRUM_VIP_SERVING))  // echo only for a VIP that can serve
+                return drop(e, FULCRUM_DROP_ECHO_NO_BACKEND);
             e.kind = Kind::Echo;
             e.reason = FULCRUM_TX_ECHO_REPLY;
             return e;
@@ -480,6 +488,9 @@ private:
         const auto* svc = service(k.dst, k.family, rd16(f, ports), qproto, vv.flags);
         if (!svc)
             return drop(e, FULCRUM_DROP_ICMP_UNHANDLED);
+        if (e.vlan)
+            return drop(e, FULCRUM_DROP_VLAN);
+        e.role = Role::Error;
         return forward(e, *svc, df);
     }
 
@@ -513,10 +524,14 @@ private:
             return drop(e, FULCRUM_DROP_NO_BACKEND);
         e.backend = id;
         std::uint32_t overhead = be->family == FULCRUM_AF_INET ? 20 : 40;
+        if (e.ip_len + overhead > 0xffff)  // the outer length field cannot say it
+            return drop(e, FULCRUM_DROP_LENGTH);
         Hop h = hop(*be);
         if (h == Hop::NoRoute)
             return drop(e, FULCRUM_DROP_NO_ROUTE);
         if (e.ip_len + overhead > kMtu) {  // the fib checks the MTU before the neighbour
+            if (e.icmp_error)  // no ICMP error about an ICMP error (RFC 1122 3.2.2, RFC 4443 2.4)
+                return drop(e, FULCRUM_DROP_ICMP_ERROR_TOO_BIG);
             if (!e.v6 && !df)
                 return drop(e, FULCRUM_DROP_TOO_BIG_NO_DF);
             e.kind = Kind::TooBig;
@@ -841,17 +856,10 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
         fail("XDP_PASS leaves the frame byte for byte unchanged", index, in, action, out);
 
     // The model: README's table. A known bug may allow a second outcome (counted, not asserted).
-    Expect want = model_.predict(in.bytes, false);
-    Expect lenient = model_.predict(in.bytes, true);
+    Expect want = model_.predict(in.bytes);
     const Expect* e = nullptr;
     if (matches(o, want)) {
         e = &want;
-    } else if (matches(o, lenient)) {
-        // KNOWN BUG (reported): TCP/UDP/ICMP headers and ICMP quotes are bounds-checked against
-        // the end of the frame, not the end of the IP packet, so bytes of Ethernet padding are
-        // read as ports/types. README: a truncated L4 header to a VIP is parse_l4.
-        known("L4 header read from Ethernet padding beyond the IP total length (README: parse_l4)", index, in);
-        e = &lenient;
     } else if (o.kind == Kind::Drop && o.reason == FULCRUM_DROP_FRAGMENT && want.kind == Kind::Drop &&
                want.reason == FULCRUM_DROP_PROTO_UNSERVED && !want.v6 && want.proto == kFragment) {
         // KNOWN BUG (reported): IPv4 with protocol 44 (IPv6's fragment header number) to a VIP
@@ -882,12 +890,12 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
         last_forwarded_ = true;
         std::uint64_t nf = services[0].by.new_flows;
         std::string key(reinterpret_cast<const char*>(&e->key), sizeof e->key);
-        if (e->icmp_error) {
+        if (e->role != Role::Opens && e->role != Role::Datagram) {
             if (nf != 0)
-                fail("an ICMP error never creates a flow", index, in, action, out);
+                fail("only a TCP SYN or a UDP datagram opens a flow (new_flows)", index, in, action, out);
         } else {
-            // Flows are per-CPU LRU (4096 entries in the lab) and UDP ones expire: a flow seen
-            // before may be new again, one never seen must be new.
+            // The flow tables are LRU (4096 entries in the lab) and UDP entries expire: a flow
+            // recorded before may be new again; one never recorded must be new.
             if (!flows_seen_.count(key) && nf != 1)
                 fail("the first packet of a flow counts as a new flow", index, in, action, out);
             flows_seen_.insert(key);
@@ -906,8 +914,7 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
     const Bytes& f = in.bytes;
     bool outer6 = be->family == FULCRUM_AF_INET6;
     std::size_t l2 = e.l2, overhead = outer6 ? 40 : 20;
-    bool padded = f.size() - e.ip > e.ip_len;
-    std::size_t inner_len = kPaddingTrimmed ? e.ip_len : f.size() - e.ip;
+    std::size_t inner_len = e.ip_len;  // lengths from the IP header: link padding is not sent on
     if (out.size() != l2 + overhead + inner_len) {
         fail("forwarded frame is L2 + outer header + the inner IP packet", index, in, action, out);
         return;
@@ -950,14 +957,8 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
             fail("outer IPv6 payload length = inner IP total length", index, in, action, out);
         length_consistent = rd16(out, o + 4) == out.size() - l2 - 40;
     }
-    if (!length_consistent) {
-        if (!kPaddingTrimmed && padded)
-            // KNOWN BUG (the lead's fix "lengths from the IP header: trailing padding trimmed before
-            // encapsulation" is pending): Ethernet padding is encapsulated after the inner packet.
-            known("forwarded frame carries the client's Ethernet padding beyond the outer length (fix pending on main)", index, in);
-        else
-            fail("outer length = frame length - L2 - outer header", index, in, action, out);
-    }
+    if (!length_consistent)
+        fail("outer length = frame length - L2 - outer header", index, in, action, out);
     if (!same(out, l2 + overhead, f, e.ip, inner_len))
         fail("inner packet byte for byte the client's IP packet", index, in, action, out);
 }
@@ -1009,9 +1010,7 @@ void Fuzzer::check_too_big(std::uint64_t index, const Frame& in, int action, con
     const Bytes& f = in.bytes;
     std::size_t ip = e.ip, l2 = e.l2;
     if (e.icmp_error)
-        // KNOWN BUG (reported): an ICMP error too big for the tunnel is answered with an ICMP
-        // error (RFC 1122 3.2.2, RFC 4443 2.4(e): never send an ICMP error about an ICMP error).
-        known("ICMP error too big for the tunnel answered with frag-needed/packet-too-big (RFC 1122 3.2.2)", index, in);
+        fail("no ICMP error about an ICMP error", index, in, action, out);
     if (!mac_is(out, 0, Mac{{f[6], f[7], f[8], f[9], f[10], f[11]}}) ||
         !mac_is(out, 6, Mac{{f[0], f[1], f[2], f[3], f[4], f[5]}}))
         fail("too-big reply: back to the sender's MAC", index, in, action, out);
@@ -1226,9 +1225,9 @@ void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const
     if (!l2_ok || !same(out, l2, want_inner))
         dfail("decap: output is the original L2 header + the inner packet");
     if (client && want == done_reason) {
-        // Balancer then decap: the backend gets the client's IP packet (with its padding today).
-        Expect c = model_.predict(client->bytes, false);
-        std::size_t len_ip = kPaddingTrimmed ? c.ip_len : client->bytes.size() - c.ip;
+        // Balancer then decap: the backend gets the client's IP packet, without link padding.
+        Expect c = model_.predict(client->bytes);
+        std::size_t len_ip = c.ip_len;
         if (out.size() != l2 + len_ip || !same(out, l2, client->bytes, c.ip, len_ip))
             dfail("balancer then decap gives the backend the client's IP packet");
     }
