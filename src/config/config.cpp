@@ -82,14 +82,25 @@ void read_tunnel(Errors& errors, const Value& value, Tunnel& tunnel, Spots& spot
         assign(tunnel.source_v6_vary_bits, parse_uint(errors, *v, 0u, 32u));
 }
 
+// Upper bound of the per-CPU rates (flows.new_per_second, icmp.replies_per_second); 0 = no limit.
+constexpr std::uint32_t kMaxPerSecond = 100'000'000;
+
 void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
 {
     if (auto v = top.get("flows")) {
-        Mapping m(errors, *v, {"capacity", "udp_idle_timeout"});
+        Mapping m(errors, *v, {"capacity", "udp_idle_timeout", "new_per_second"});
         if (auto x = m.get("capacity"))
             assign(config.flows.capacity, parse_uint<std::uint32_t>(errors, *x, 1, 100'000'000));
         if (auto x = m.get("udp_idle_timeout"))
             assign(config.flows.udp_idle_timeout, parse_duration(errors, *x));
+        // Per CPU; far above what one CPU can insert, so a larger number is a typo.
+        if (auto x = m.get("new_per_second"))
+            assign(config.flows.new_per_second, parse_uint<std::uint32_t>(errors, *x, 0, kMaxPerSecond));
+    }
+    if (auto v = top.get("icmp")) {
+        Mapping m(errors, *v, {"replies_per_second"});
+        if (auto x = m.get("replies_per_second"))
+            assign(config.icmp.replies_per_second, parse_uint<std::uint32_t>(errors, *x, 0, kMaxPerSecond));
     }
     if (auto v = top.get("bpf")) {
         Mapping m(errors, *v, {"pin_path", "hash_seed"});
@@ -277,7 +288,7 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
 {
     Config config;
     Mapping top(errors, root,
-                {"interfaces", "tunnel", "flows", "bpf", "control", "metrics", "routes", "on_exit",
+                {"interfaces", "tunnel", "flows", "icmp", "bpf", "control", "metrics", "routes", "on_exit",
                  "defaults", "services"});
     if (auto v = top.require("interfaces")) read_interfaces(errors, *v, config, spots);
     if (auto v = top.get("tunnel")) read_tunnel(errors, *v, config.tunnel, spots);

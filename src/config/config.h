@@ -44,6 +44,16 @@ struct Tunnel {
 struct Flows {
     std::uint32_t capacity = 1'000'000;
     std::chrono::milliseconds udp_idle_timeout{30'000};
+    // Per CPU: new flow-table entries allowed per second; beyond it new flows are balanced by
+    // Maglev alone, not recorded (xdp/abi.h fulcrum_settings). 0 = no limit. Applied on reload.
+    std::uint32_t new_per_second = 100'000;
+};
+
+// Key `icmp`: answers the balancer generates itself.
+struct Icmp {
+    // Per CPU: echo and too-big replies per second; beyond it they are dropped and counted
+    // (reason icmp_rate_limited). 0 = no limit. Applied on reload.
+    std::uint32_t replies_per_second = 1000;
 };
 
 // A range of HTTP status codes, both ends included (a single code is lo == hi).
@@ -117,6 +127,7 @@ struct Config {
     std::vector<Interface> interfaces;
     Tunnel tunnel;
     Flows flows;
+    Icmp icmp;
     std::string pin_path = "/sys/fs/bpf/fulcrum";
     std::string control_socket = "/run/fulcrum/fulcrumd.sock";
     std::string metrics_listen = "127.0.0.1:9470";

@@ -352,7 +352,8 @@ Status Daemon::reload()
         if (next.pin_path != config_->pin_path || next.flows.capacity != config_->flows.capacity ||
             next.flows.udp_idle_timeout != config_->flows.udp_idle_timeout ||
             next.control_socket != config_->control_socket || next.metrics_listen != config_->metrics_listen)
-            LOG_WARN("config: bpf.pin_path, flows.*, control.socket and metrics.listen take effect at the next restart");
+            LOG_WARN("config: bpf.pin_path, flows.capacity, flows.udp_idle_timeout, control.socket and "
+                     "metrics.listen take effect at the next restart");
         if (Status s = routes_->reconfigure(next.routes_table, next.routes_need); !s.ok())
             LOG_WARN("%s", s.message().c_str());
         health_->sync(next);  // new backends start down (unless start_up), removed ones stop

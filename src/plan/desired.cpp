@@ -50,6 +50,8 @@ fulcrum_settings make_settings(const config::Config& config)
     if (t.source_v4_vary_bits || t.source_v6_vary_bits)
         s.flags |= FULCRUM_SETTING_VARY_SOURCE;
     s.hash_seed = config.hash_seed;
+    s.new_flows_per_second = config.flows.new_per_second;
+    s.icmp_replies_per_second = config.icmp.replies_per_second;
     return s;
 }
 

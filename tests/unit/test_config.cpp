@@ -68,6 +68,9 @@ tunnel:
 flows:
   capacity: 2000000
   udp_idle_timeout: 45s
+  new_per_second: 5000
+icmp:
+  replies_per_second: 250
 bpf:
   pin_path: /sys/fs/bpf/fulcrum-test
   hash_seed: 3735928559
@@ -138,6 +141,8 @@ TEST_CASE("the example file parses into the values it says", "[config]")
 
     CHECK(c.flows.capacity == 2'000'000);
     CHECK(c.flows.udp_idle_timeout == 45s);
+    CHECK(c.flows.new_per_second == 5000);
+    CHECK(c.icmp.replies_per_second == 250);
     CHECK(c.pin_path == "/sys/fs/bpf/fulcrum-test");
     CHECK(c.hash_seed == 3735928559u);
     CHECK(c.control_socket == "/run/fulcrum/test.sock");
@@ -166,11 +171,11 @@ TEST_CASE("the example file parses into the values it says", "[config]")
     CHECK(ipv4(web.backends[0].address) == "198.51.100.11");
     CHECK(web.backends[0].weight == 100);
     CHECK(web.backends[0].state == fulcrum::config::BackendState::active);
-    CHECK(web.backends[0].line == 39);
+    CHECK(web.backends[0].line == 42);
     CHECK(ipv4(web.backends[1].address) == "198.51.100.12");
     CHECK(web.backends[1].weight == 50);
     CHECK(web.backends[1].state == fulcrum::config::BackendState::drain);
-    CHECK(web.backends[1].line == 41);
+    CHECK(web.backends[1].line == 44);
 
     const auto& dns = c.services[1];
     CHECK(dns.name == "dns_v6");
@@ -210,6 +215,8 @@ services:
     CHECK(c.tunnel.source_v4_vary_bits == 0);
     CHECK(c.flows.capacity == 1'000'000);
     CHECK(c.flows.udp_idle_timeout == 30s);
+    CHECK(c.flows.new_per_second == 100'000);
+    CHECK(c.icmp.replies_per_second == 1000);
     CHECK(c.pin_path == "/sys/fs/bpf/fulcrum");
     CHECK(c.control_socket == "/run/fulcrum/fulcrumd.sock");
     CHECK(c.metrics_listen == "127.0.0.1:9470");
@@ -563,6 +570,36 @@ services:
     CHECK(valid(kHead + "bpf: {hash_seed: 0}\nservices: []\n").hash_seed == 0);
 }
 
+TEST_CASE("rate limits: flows.new_per_second and icmp.replies_per_second, 0 = no limit", "[config]")
+{
+    Config zero = valid(kHead + "flows: {new_per_second: 0}\nicmp: {replies_per_second: 0}\nservices: []\n");
+    CHECK(zero.flows.new_per_second == 0);
+    CHECK(zero.icmp.replies_per_second == 0);
+    Config top = valid(kHead + "flows: {new_per_second: 100000000}\nicmp: {replies_per_second: 100000000}\n"
+                               "services: []\n");
+    CHECK(top.flows.new_per_second == 100'000'000);
+    CHECK(top.icmp.replies_per_second == 100'000'000);
+    // Only the key written changes: the other flows keys keep their defaults.
+    Config some = valid(kHead + "flows: {new_per_second: 7}\nservices: []\n");
+    CHECK(some.flows.capacity == 1'000'000);
+    CHECK(some.icmp.replies_per_second == 1000);
+
+    CHECK(errors_of(kHead + "flows:\n  new_per_second: 100000001\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:4:19: flows.new_per_second: expected an integer 0..100000000, got "
+                                   "\"100000001\""});
+    CHECK(errors_of(kHead + "flows: {new_per_second: fast}\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:3:25: flows.new_per_second: expected an integer 0..100000000, got "
+                                   "\"fast\""});
+    CHECK(errors_of(kHead + "icmp:\n  replies_per_second: -1\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:4:23: icmp.replies_per_second: expected an integer 0..100000000, got "
+                                   "\"-1\""});
+    CHECK(errors_of(kHead + "icmp:\n  replies_per_secnd: 10\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:4:3: icmp.replies_per_secnd: unknown key \"replies_per_secnd\"; did "
+                                   "you mean \"replies_per_second\"?"});
+    CHECK(errors_of(kHead + "icmp: 1000\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:3:7: icmp: expected a mapping, got \"1000\""});
+}
+
 TEST_CASE("each kind of error has its exact message and position", "[config]")
 {
     struct Case {
@@ -579,7 +616,7 @@ TEST_CASE("each kind of error has its exact message and position", "[config]")
          kHead + web + "    backends:\n      - address: 198.51.100.11\n        wieght: 100\n",
          "t.yaml:10:9: services[0].backends[0].wieght: unknown key \"wieght\"; did you mean \"weight\"?"},
         {"unknown key with nothing close", kHead + "colour: blue\nservices: []\n",
-         "t.yaml:3:1: colour: unknown key \"colour\"; expected one of: interfaces, tunnel, flows, bpf, "
+         "t.yaml:3:1: colour: unknown key \"colour\"; expected one of: interfaces, tunnel, flows, icmp, bpf, "
          "control, metrics, routes, on_exit, defaults, services"},
         {"a key given twice", kHead + web + "    port: 81\n    backends: []\n",
          "t.yaml:8:5: services[0].port: duplicate key \"port\" (first at line 6)"},

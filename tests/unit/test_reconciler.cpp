@@ -7,6 +7,8 @@
 #include <set>
 
 #include "fake_maps.h"
+#include "config/config.h"
+#include "plan/desired.h"
 #include "plan/reconciler.h"
 
 using namespace fulcrum;
@@ -359,4 +361,39 @@ TEST_CASE("a restarted daemon adopts pinned state: kept backends keep their ids"
             CHECK(new_id != id);
     // Unchanged kept backends are not rewritten (their flows never see a state flap).
     CHECK_FALSE(logged(maps, "put_backend " + std::to_string(ids_before.at("api/198.18.2.1")) + " state=1"));
+}
+
+TEST_CASE("the rate limits go from the file into settings; changing them rewrites settings only", "[plan]")
+{
+    const std::string head = "interfaces: [{name: eth0}]\ntunnel: {source_v4: 198.18.0.1}\n";
+    const std::string services =
+        "services:\n  - {name: web, vip: 198.18.100.1, port: 80, protocol: tcp, backends: [{address: 198.18.1.1}]}\n";
+    auto desired = [&](const std::string& extra) {
+        config::ParseResult p = config::parse_text(head + extra + services, "t.yaml");
+        for (const auto& e : p.errors)
+            FAIL_CHECK(e.to_string());
+        REQUIRE(p.config);
+        return make_desired(*p.config);
+    };
+    Desired defaults = desired("");
+    CHECK(defaults.settings.new_flows_per_second == 100'000);
+    CHECK(defaults.settings.icmp_replies_per_second == 1000);
+    Desired off = desired("flows: {new_per_second: 0}\nicmp: {replies_per_second: 0}\n");
+    CHECK(off.settings.new_flows_per_second == 0);
+    CHECK(off.settings.icmp_replies_per_second == 0);
+
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(defaults).ok());
+    CHECK(maps.settings.new_flows_per_second == 100'000);
+    CHECK(maps.settings.icmp_replies_per_second == 1000);
+    // A reload that changes only the rates: one settings write, no table, backend or service.
+    maps.log.clear();
+    REQUIRE(r.apply(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n")).ok());
+    CHECK(maps.log == std::vector<std::string>{"set_settings"});
+    CHECK(maps.settings.new_flows_per_second == 500);
+    CHECK(maps.settings.icmp_replies_per_second == 20);
+    maps.log.clear();
+    REQUIRE(r.apply(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n")).ok());
+    CHECK(maps.log.empty());
 }
