@@ -20,7 +20,7 @@ struct Address {
     bool operator==(const Address& o) const;
 };
 
-enum class AttachMode { native, generic, automatic };  // "auto" in YAML
+enum class AttachMode { native, generic, automatic };  // "auto" in YAML: native, or fail to start
 enum class OnExit { keep, detach };
 enum class Protocol { tcp, udp };
 enum class BackendState { active, drain };

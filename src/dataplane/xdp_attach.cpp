@@ -64,8 +64,16 @@ XdpAttachment XdpAttachment::attach(int program_fd, const std::string& interface
             xdp_program__close(program);
             return {};
         } else {
-            LOG_WARN("xdp: native mode failed on %s (%s); falling back to generic mode, which is slow",
-                     interface.c_str(), std::strerror(-err));
+            // auto: native or nothing: generic mode runs after the kernel has built an skb for every
+            // packet, several times slower, so it is never taken silently (mode: generic asks).
+            std::string why = std::strerror(err < 0 ? -err : err);
+            if (err == -EOPNOTSUPP || err == -EINVAL)
+                why += ": the driver of " + interface + " lacks native XDP";
+            *error = Status::failure("xdp: cannot attach to " + interface + " in native mode (mode auto): " + why +
+                                     "; set `mode: generic` on this interface to accept the slow generic "
+                                     "(skb) path");
+            xdp_program__close(program);
+            return {};
         }
     }
     if (a.attach_mode_ == 0) {

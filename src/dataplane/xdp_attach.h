@@ -1,5 +1,6 @@
 // Attaching an XDP program to an interface through libxdp, in native, generic or auto mode, as
-// an RAII handle. libxdp's multi-program dispatcher is preferred (coexistence with other XDP
+// an RAII handle. `auto` is native or fail (with a message that names `mode: generic`): generic
+// mode is several times slower and is only used when the config asks for it. libxdp's multi-program dispatcher is preferred (coexistence with other XDP
 // programs); where the kernel cannot run it, libxdp attaches the program alone: which one
 // happened is logged, never silent.
 #pragma once
