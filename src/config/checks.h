@@ -22,6 +22,7 @@ struct Spots {
     std::vector<ServiceSpots> services;                // parallel to Config::services
     bool source_v4_given = false;                      // the key is present, valid or not
     bool source_v6_given = false;
+    std::optional<Spot> hash_seed;                     // bpf.hash_seed, when valid
 };
 
 void check_consistency(const Config& config, const Spots& spots, Errors& errors);

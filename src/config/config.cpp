@@ -85,7 +85,7 @@ void read_tunnel(Errors& errors, const Value& value, Tunnel& tunnel, Spots& spot
 // Upper bound of the per-CPU rates (flows.new_per_second, icmp.replies_per_second); 0 = no limit.
 constexpr std::uint32_t kMaxPerSecond = 100'000'000;
 
-void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
+void read_daemon_sections(Errors& errors, Mapping& top, Config& config, Spots& spots)
 {
     if (auto v = top.get("flows")) {
         Mapping m(errors, *v, {"capacity", "udp_idle_timeout", "new_per_second"});
@@ -105,8 +105,8 @@ void read_daemon_sections(Errors& errors, Mapping& top, Config& config)
     if (auto v = top.get("bpf")) {
         Mapping m(errors, *v, {"pin_path", "hash_seed"});
         if (auto x = m.get("pin_path")) assign(config.pin_path, parse_absolute_path(errors, *x));
-        if (auto x = m.get("hash_seed"))
-            assign(config.hash_seed, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX));
+        if (auto x = m.get("hash_seed"); x && assign(config.hash_seed, parse_uint<std::uint32_t>(errors, *x, 0, UINT32_MAX)))
+            spots.hash_seed = x->spot;
     }
     if (auto v = top.get("control")) {
         Mapping m(errors, *v, {"socket"});
@@ -292,7 +292,7 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
                  "defaults", "services"});
     if (auto v = top.require("interfaces")) read_interfaces(errors, *v, config, spots);
     if (auto v = top.get("tunnel")) read_tunnel(errors, *v, config.tunnel, spots);
-    read_daemon_sections(errors, top, config);
+    read_daemon_sections(errors, top, config, spots);
     // Defaults before services wherever they are written: services start from them.
     CheckLayer defaults;
     ReportedSpots reported;
@@ -337,6 +337,7 @@ ParseResult parse_text(const std::string& text, const std::string& name)
 {
     Errors errors(name);
     std::optional<Config> config;
+    std::vector<Error> warnings;
     // yaml-cpp reports syntax errors by exception; nothing may escape this API (STYLE.md), and the
     // catch-all keeps even an unexpected failure a config error rather than a crashed daemon.
     try {
@@ -351,13 +352,20 @@ ParseResult parse_text(const std::string& text, const std::string& name)
             config = read_config(errors, Value{documents[0], spot_of(documents[0].Mark(), "")}, spots);
             config->file = name;
             check_consistency(*config, spots, errors);
+            if (spots.hash_seed && config->hash_seed == 0u)
+                warnings.push_back(Error{name, spots.hash_seed->line, spots.hash_seed->column, spots.hash_seed->path,
+                                         "warning: 0 is the well-known seed: anyone can craft flows that all "
+                                         "land on one backend; set a random value (the same on every balancer "
+                                         "of an ECMP group), e.g. from `od -An -N4 -tu4 /dev/urandom`"});
         }
     } catch (const YAML::Exception& e) {
         errors.add(spot_of(e.mark, ""), "invalid YAML: " + e.msg);
     } catch (const std::exception& e) {
         errors.add(Spot{}, std::string("cannot read the configuration: ") + e.what());
     }
-    return finish(errors, std::move(config));
+    ParseResult result = finish(errors, std::move(config));
+    result.warnings = std::move(warnings);
+    return result;
 }
 
 ParseResult load_file(const std::string& path)

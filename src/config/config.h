@@ -134,7 +134,9 @@ struct Config {
     std::uint32_t routes_table = 0;
     std::uint32_t routes_need = 1;
     OnExit on_exit = OnExit::keep;
-    std::uint32_t hash_seed = 0;  // key bpf.hash_seed; same value on every balancer behind ECMP
+    // Key bpf.hash_seed; the same value on every balancer behind ECMP. Unset: fulcrumd keeps the
+    // seed pinned with the maps, or generates one (plan::choose_hash_seed).
+    std::optional<std::uint32_t> hash_seed;
     HealthCheck default_healthcheck;
     std::vector<Service> services;
 };
@@ -154,6 +156,8 @@ struct Error {
 struct ParseResult {
     std::optional<Config> config;  // set only when errors is empty
     std::vector<Error> errors;     // every error of the file, in file order
+    // Valid but unwise values (bpf.hash_seed: 0); the message starts with "warning: ".
+    std::vector<Error> warnings;
 };
 
 // Reads and validates a whole file; never throws. An unreadable file is one error with the

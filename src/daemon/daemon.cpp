@@ -39,6 +39,12 @@ namespace {
 constexpr auto kNeighbourWait = std::chrono::milliseconds(1000);
 constexpr auto kNeighbourRefresh = std::chrono::seconds(20);
 
+void log_warnings(const std::vector<config::Error>& warnings)
+{
+    for (const config::Error& w : warnings)
+        LOG_WARN("config: %s", w.to_string().c_str());
+}
+
 void print_errors(const std::vector<config::Error>& errors)
 {
     for (const config::Error& e : errors)
@@ -148,7 +154,7 @@ std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const pla
 Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause)
 {
     collector_->count_apply(cause);
-    plan::Desired desired = plan::make_desired(cfg, overrides);
+    plan::Desired desired = plan::make_desired(cfg, hash_seed_, overrides);
     auto missing = dataplane::resolve_neighbours(neighbour_targets(desired, reconciler_.get()), kNeighbourWait);
     for (const std::string& a : missing)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
@@ -234,6 +240,17 @@ Status Daemon::bring_up()
         return error;
     LOG_INFO("bpf: balancer loaded; %d pinned maps adopted from %s", program_->adopted_pins(),
              cfg.pin_path.c_str());
+    log_warnings(parsed.warnings);
+    // The seed itself is not logged: it is what keeps the hash private, and logs travel further
+    // (journald readers, log shippers) than the root-only pins and config file.
+    plan::SeedChoice seed = plan::choose_hash_seed(cfg.hash_seed, program_->read_settings().hash_seed,
+                                                   plan::random_seed);
+    hash_seed_ = seed.seed;
+    LOG_INFO("bpf: flow-hash seed from %s (%s)", plan::to_string(seed.source),
+             seed.source == plan::SeedSource::config      ? "bpf.hash_seed in the file"
+             : seed.source == plan::SeedSource::pinned    ? "kept from the pinned settings of an earlier fulcrumd"
+                                                          : "new random seed, pinned with the maps from now on; "
+                                                            "balancers of one ECMP group need bpf.hash_seed set");
 
     for (const config::Interface& i : cfg.interfaces) {
         unsigned ifindex = if_nametoindex(i.name.c_str());
@@ -247,7 +264,7 @@ Status Daemon::bring_up()
     reconciler_ = std::make_unique<plan::Reconciler>(*program_);
     std::set<health::BackendKey> was_active;  // adopted from a running data plane: assumed up
     if (program_->adopted_pins() > 0) {
-        reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg));
+        reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg, hash_seed_));
         for (const auto& [name, svc] : reconciler_->services())
             for (const auto& [address, b] : svc.backends)
                 if (b.value.state == FULCRUM_BACKEND_ACTIVE)
@@ -356,9 +373,19 @@ Status Daemon::reload()
                      "metrics.listen take effect at the next restart");
         if (Status s = routes_->reconfigure(next.routes_table, next.routes_need); !s.ok())
             LOG_WARN("%s", s.message().c_str());
+        log_warnings(parsed.warnings);
         health_->sync(next);  // new backends start down (unless start_up), removed ones stop
         overrides_.down = health_->down();
+        // The running seed plays the pinned one: a file without bpf.hash_seed keeps it.
+        const std::uint32_t old_seed = hash_seed_;
+        plan::SeedChoice seed = plan::choose_hash_seed(next.hash_seed, hash_seed_, plan::random_seed);
+        hash_seed_ = seed.seed;
         result = apply(next, overrides_, "config");
+        if (!result.ok())
+            hash_seed_ = old_seed;
+        else if (hash_seed_ != old_seed)
+            LOG_INFO("bpf: flow-hash seed changed (now from %s): every Maglev table is rebuilt; recorded flows "
+                     "keep their backend", plan::to_string(seed.source));
         if (result.ok())
             collector_->set_generation(++generation_);
         if (result.ok()) {
@@ -490,6 +517,13 @@ int check_config(const std::string& path)
         return 1;
     }
     std::printf("%s: OK (%zu services)\n", path.c_str(), parsed.config->services.size());
+    for (const config::Error& w : parsed.warnings)
+        std::printf("%s\n", w.to_string().c_str());
+    if (!parsed.config->hash_seed)
+        std::printf("%s: note: bpf.hash_seed is not set: fulcrumd generates a random seed at its first start "
+                    "and keeps it pinned under bpf.pin_path; the balancers of one ECMP group must all set the "
+                    "same bpf.hash_seed\n",
+                    path.c_str());
     return 0;
 }
 

@@ -76,6 +76,9 @@ private:
     boost::asio::steady_timer rate_timer_{io_};
     boost::asio::steady_timer watchdog_timer_{io_};
     std::unique_ptr<dataplane::NexthopUpkeep> nexthops_;  // next-hop cache upkeep (after program_)
+    // The flow-hash seed in force (plan::choose_hash_seed): the file's, the pinned one, or
+    // generated at the first start; every plan (tables, lookup, settings) is made with it.
+    std::uint32_t hash_seed_ = 0;
     std::uint64_t generation_ = 0;
     std::uint64_t loaded_udp_idle_timeout_ns_ = 0;  // what the running program was loaded with
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;

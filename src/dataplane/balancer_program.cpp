@@ -158,6 +158,15 @@ MapSnapshot BalancerProgram::snapshot() const
 
 int BalancerProgram::program_fd() const { return bpf_program__fd(skel_->progs.balancer); }
 
+fulcrum_settings BalancerProgram::read_settings() const
+{
+    std::uint32_t zero = 0;
+    fulcrum_settings settings{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settings), &zero, &settings) != 0)
+        return fulcrum_settings{};
+    return settings;
+}
+
 Status BalancerProgram::set_settings(const fulcrum_settings& settings)
 {
     std::uint32_t zero = 0;

@@ -48,6 +48,10 @@ public:
     // Removes the pins (on_exit: detach).
     void unpin();
 
+    // The settings entry as the maps hold it: what an earlier fulcrumd wrote to adopted pins,
+    // all zero in a fresh map (or when it cannot be read).
+    fulcrum_settings read_settings() const;
+
     // MapWriter
     Status set_settings(const fulcrum_settings& settings) override;
     Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) override;

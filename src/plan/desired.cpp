@@ -4,7 +4,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <sys/random.h>
+
 #include <cmath>
+#include <random>
 #include <cstring>
 
 namespace fulcrum::plan {
@@ -37,7 +40,7 @@ __be32 low_bits_mask(unsigned bits)
     return htonl(mask);
 }
 
-fulcrum_settings make_settings(const config::Config& config)
+fulcrum_settings make_settings(const config::Config& config, std::uint32_t hash_seed)
 {
     fulcrum_settings s{};
     const config::Tunnel& t = config.tunnel;
@@ -49,7 +52,7 @@ fulcrum_settings make_settings(const config::Config& config)
     s.source_v6_vary = low_bits_mask(t.source_v6_vary_bits);
     if (t.source_v4_vary_bits || t.source_v6_vary_bits)
         s.flags |= FULCRUM_SETTING_VARY_SOURCE;
-    s.hash_seed = config.hash_seed;
+    s.hash_seed = hash_seed;
     s.new_flows_per_second = config.flows.new_per_second;
     s.icmp_replies_per_second = config.icmp.replies_per_second;
     return s;
@@ -57,10 +60,44 @@ fulcrum_settings make_settings(const config::Config& config)
 
 }  // namespace
 
-Desired make_desired(const config::Config& config, const Overrides& overrides)
+SeedChoice choose_hash_seed(std::optional<std::uint32_t> configured, std::uint32_t pinned,
+                            const std::function<std::uint32_t()>& random)
+{
+    if (configured)
+        return {*configured, SeedSource::config};
+    if (pinned != 0)
+        return {pinned, SeedSource::pinned};
+    // 0 would read as "no seed" at the next start; a source that keeps giving 0 is broken, and a
+    // fixed odd constant is still better than 0 (and is visible in tests).
+    for (int i = 0; i < 16; i++)
+        if (std::uint32_t v = random(); v != 0)
+            return {v, SeedSource::generated};
+    return {0x9e3779b9u, SeedSource::generated};
+}
+
+const char* to_string(SeedSource source)
+{
+    switch (source) {
+    case SeedSource::config: return "config";
+    case SeedSource::pinned: return "pinned";
+    case SeedSource::generated: return "generated";
+    }
+    return "?";
+}
+
+std::uint32_t random_seed()
+{
+    std::uint32_t v = 0;
+    if (getrandom(&v, sizeof v, 0) == static_cast<ssize_t>(sizeof v))
+        return v;
+    std::random_device device;
+    return static_cast<std::uint32_t>(device());
+}
+
+Desired make_desired(const config::Config& config, std::uint32_t hash_seed, const Overrides& overrides)
 {
     Desired d;
-    d.settings = make_settings(config);
+    d.settings = make_settings(config, hash_seed);
     for (const config::Service& svc : config.services) {
         ServicePlan plan;
         plan.name = svc.name;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <set>
 #include <utility>
 #include <string>
@@ -53,7 +55,27 @@ struct Overrides {
     std::set<std::pair<std::string, std::string>> down;     // failing health checks
 };
 
-Desired make_desired(const config::Config& config, const Overrides& overrides = {});
+// `hash_seed` is the seed in force (choose_hash_seed below), not necessarily the file's.
+Desired make_desired(const config::Config& config, std::uint32_t hash_seed, const Overrides& overrides = {});
+
+// The flow-hash seed (flow hash and Maglev permutations). Public knowledge of the seed lets anyone
+// craft tuples that all land on one backend, so a balancer never runs with a guessable one unless
+// the file says so:
+//   - bpf.hash_seed in the file wins (every balancer of an ECMP group must share one);
+//   - else the seed pinned with the maps by an earlier fulcrumd (a restart keeps every flow's
+//     backend); a pinned 0 is not kept: it is what a fresh map holds, and the public default of
+//     older versions;
+//   - else a new random one, never 0.
+enum class SeedSource { config, pinned, generated };
+struct SeedChoice {
+    std::uint32_t seed = 0;
+    SeedSource source = SeedSource::config;
+};
+SeedChoice choose_hash_seed(std::optional<std::uint32_t> configured, std::uint32_t pinned,
+                            const std::function<std::uint32_t()>& random);
+const char* to_string(SeedSource source);  // "config" | "pinned" | "generated"
+// 32 random bits from getrandom(2) (std::random_device if it fails).
+std::uint32_t random_seed();
 
 fulcrum_addr to_fulcrum_addr(const config::Address& address);
 // Canonical text of an address (inet_ntop): the identity of a backend within its service.

@@ -223,7 +223,7 @@ services:
     CHECK(c.routes_table == 0);
     CHECK(c.routes_need == 1);
     CHECK(c.on_exit == fulcrum::config::OnExit::keep);
-    CHECK(c.hash_seed == 0);
+    CHECK_FALSE(c.hash_seed.has_value());
 
     const auto& s = c.services.at(0);
     CHECK(s.port == 0);
@@ -568,6 +568,28 @@ services:
           "0.0.0.0:9100");
     CHECK(valid(kHead + "routes: {table: 4294967295}\nservices: []\n").routes_table == 4294967295u);
     CHECK(valid(kHead + "bpf: {hash_seed: 0}\nservices: []\n").hash_seed == 0);
+}
+
+TEST_CASE("bpf.hash_seed: unset, a value, or 0 with a warning at its position", "[config][seed]")
+{
+    auto parsed = parse_text(kHead + "services: []\n", "t.yaml");
+    REQUIRE(parsed.config);
+    CHECK_FALSE(parsed.config->hash_seed.has_value());
+    CHECK(parsed.warnings.empty());
+    parsed = parse_text(kHead + "bpf: {hash_seed: 4242}\nservices: []\n", "t.yaml");
+    REQUIRE(parsed.config);
+    CHECK(parsed.config->hash_seed == 4242u);
+    CHECK(parsed.warnings.empty());
+    parsed = parse_text(kHead + "bpf:\n  hash_seed: 0\nservices: []\n", "t.yaml");
+    REQUIRE(parsed.config);
+    CHECK(parsed.config->hash_seed == 0u);
+    REQUIRE(parsed.warnings.size() == 1);
+    CHECK(parsed.warnings[0].to_string().rfind("t.yaml:4:14: bpf.hash_seed: warning: 0 is the well-known seed: "
+                                               "anyone can craft flows that all land on one backend",
+                                               0) == 0);
+    CHECK(errors_of(kHead + "bpf: {hash_seed: 4294967296}\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:3:18: bpf.hash_seed: expected an integer 0..4294967295, got "
+                                   "\"4294967296\""});
 }
 
 TEST_CASE("rate limits: flows.new_per_second and icmp.replies_per_second, 0 = no limit", "[config]")

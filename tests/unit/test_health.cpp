@@ -148,21 +148,21 @@ TEST_CASE("planner: down backends leave the table; below min_healthy every non-d
     config::Config cfg = three_backends();
     plan::Overrides o;
     o.down = {{"web", "198.18.0.11"}};
-    plan::Desired d = plan::make_desired(cfg, o);
+    plan::Desired d = plan::make_desired(cfg, 0, o);
     CHECK(d.services[0].backends[0].use == plan::BackendUse::down);
     CHECK(d.services[0].backends[1].use == plan::BackendUse::active);
     CHECK_FALSE(d.services[0].panic);
     CHECK(d.services[0].healthy == 2);
 
     o.down = {{"web", "198.18.0.11"}, {"web", "198.18.0.12"}, {"web", "198.18.0.13"}};
-    d = plan::make_desired(cfg, o);
+    d = plan::make_desired(cfg, 0, o);
     CHECK(d.services[0].panic);  // default min_healthy 1, none healthy
     for (const auto& b : d.services[0].backends)
         CHECK(b.use == plan::BackendUse::active);
 
     // A drained backend stays drained in panic, and does not count.
     o.drained = {{"web", "198.18.0.13"}};
-    d = plan::make_desired(cfg, o);
+    d = plan::make_desired(cfg, 0, o);
     CHECK(d.services[0].panic);
     CHECK(d.services[0].backends[2].use == plan::BackendUse::draining);
     CHECK(d.services[0].backends[0].use == plan::BackendUse::active);
@@ -171,11 +171,11 @@ TEST_CASE("planner: down backends leave the table; below min_healthy every non-d
     cfg.services[0].min_healthy = {true, 0.5};
     o = {};
     o.down = {{"web", "198.18.0.11"}, {"web", "198.18.0.12"}};
-    d = plan::make_desired(cfg, o);
+    d = plan::make_desired(cfg, 0, o);
     CHECK(d.services[0].needed == 2);
     CHECK(d.services[0].panic);
     o.down = {{"web", "198.18.0.11"}};
-    d = plan::make_desired(cfg, o);
+    d = plan::make_desired(cfg, 0, o);
     CHECK_FALSE(d.services[0].panic);
     CHECK(d.services[0].backends[0].use == plan::BackendUse::down);
 }

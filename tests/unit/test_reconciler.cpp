@@ -373,7 +373,7 @@ TEST_CASE("the rate limits go from the file into settings; changing them rewrite
         for (const auto& e : p.errors)
             FAIL_CHECK(e.to_string());
         REQUIRE(p.config);
-        return make_desired(*p.config);
+        return make_desired(*p.config, 0);
     };
     Desired defaults = desired("");
     CHECK(defaults.settings.new_flows_per_second == 100'000);
@@ -396,4 +396,59 @@ TEST_CASE("the rate limits go from the file into settings; changing them rewrite
     maps.log.clear();
     REQUIRE(r.apply(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n")).ok());
     CHECK(maps.log.empty());
+}
+
+TEST_CASE("hash seed: the file's, else the pinned one, else a new random one, never 0", "[plan][seed]")
+{
+    int calls = 0;
+    auto random = [&calls](std::vector<std::uint32_t> values) {
+        return [&calls, values]() { return values.at(static_cast<std::size_t>(calls++) % values.size()); };
+    };
+    SeedChoice c = choose_hash_seed(5u, 9u, random({1234}));
+    CHECK((c.seed == 5 && c.source == SeedSource::config));
+    c = choose_hash_seed(0u, 9u, random({1234}));  // an explicit 0 is honoured (--check warns)
+    CHECK((c.seed == 0 && c.source == SeedSource::config));
+    c = choose_hash_seed(std::nullopt, 9u, random({1234}));
+    CHECK((c.seed == 9 && c.source == SeedSource::pinned));
+    CHECK(calls == 0);  // no randomness drawn when it is not needed
+    c = choose_hash_seed(std::nullopt, 0u, random({1234}));
+    CHECK((c.seed == 1234 && c.source == SeedSource::generated));
+    calls = 0;
+    c = choose_hash_seed(std::nullopt, 0u, random({0, 0, 77}));  // 0 is skipped
+    CHECK((c.seed == 77 && c.source == SeedSource::generated));
+    c = choose_hash_seed(std::nullopt, 0u, random({0}));  // a broken source still gives no 0
+    CHECK((c.seed != 0 && c.source == SeedSource::generated));
+    CHECK(std::string(to_string(SeedSource::pinned)) == "pinned");
+
+    // random_seed: 32 bits that differ between calls (two equal draws: 1 in 2^32).
+    std::set<std::uint32_t> draws;
+    for (int i = 0; i < 4; i++)
+        draws.insert(random_seed());
+    CHECK(draws.size() >= 3);
+}
+
+TEST_CASE("hash seed: the seed in force goes into settings and tables, not the file's", "[plan][seed]")
+{
+    const std::string text =
+        "interfaces: [{name: eth0}]\ntunnel: {source_v4: 198.18.0.1}\nbpf: {hash_seed: 11}\nservices:\n"
+        "  - {name: web, vip: 198.18.100.1, port: 80, protocol: tcp, table_size: 251,\n"
+        "     backends: [{address: 198.18.1.1}, {address: 198.18.1.2}, {address: 198.18.1.3}]}\n";
+    config::ParseResult p = config::parse_text(text, "t.yaml");
+    REQUIRE(p.config);
+    Desired d = make_desired(*p.config, 4242);
+    CHECK(d.settings.hash_seed == 4242);
+
+    FakeMaps a, b;
+    Reconciler ra(a), rb(b);
+    REQUIRE(ra.apply(d).ok());
+    REQUIRE(rb.apply(make_desired(*p.config, 4243)).ok());
+    CHECK(b.settings.hash_seed == 4243);
+    CHECK(slots_by_address(a, ra, "web") != slots_by_address(b, rb, "web"));
+    // The same seed again: nothing to write. Another seed: settings and the table, nothing else.
+    a.log.clear();
+    REQUIRE(ra.apply(make_desired(*p.config, 4242)).ok());
+    CHECK(a.log.empty());
+    REQUIRE(ra.apply(make_desired(*p.config, 4243)).ok());
+    CHECK(a.log == std::vector<std::string>{"set_settings", "put_table " + std::to_string(ra.services().at("web").id)});
+    CHECK(slots_by_address(a, ra, "web") == slots_by_address(b, rb, "web"));
 }
