@@ -62,8 +62,11 @@ dataplane::XdpMode to_mode(config::AttachMode m)
     return dataplane::XdpMode::automatic;
 }
 
-// bpf_fib_lookup in forwarding mode needs IP forwarding on the receiving interface.
-void warn_if_forwarding_off(const std::string& iface)
+// The forwarding sysctls are left as they are: service packets leave through the next-hop cache
+// (dataplane/nexthop_cache.h), which fulcrumd fills from its own route and neighbour lookups, so
+// the host need not route (on an edge box, forwarding on would route arbitrary traffic). Only a
+// backend whose next hop cannot be cached uses bpf_fib_lookup, which needs forwarding on.
+void log_forwarding(const std::string& iface)
 {
     auto read = [](const std::string& path) {
         std::ifstream f(path);
@@ -71,12 +74,14 @@ void warn_if_forwarding_off(const std::string& iface)
         f >> v;
         return v;
     };
-    if (read("/proc/sys/net/ipv4/conf/" + iface + "/forwarding") != "1")
-        LOG_WARN("sysctl: net.ipv4.conf.%s.forwarding is off: IPv4 packets to services will be dropped "
-                 "(reason forwarding_off)", iface.c_str());
-    if (read("/proc/sys/net/ipv6/conf/all/forwarding") != "1")
-        LOG_WARN("sysctl: net.ipv6.conf.all.forwarding is off: packets to IPv6 backends will be dropped "
-                 "(reason forwarding_off)");
+    const bool v4 = read("/proc/sys/net/ipv4/conf/" + iface + "/forwarding") == "1";
+    const bool v6 = read("/proc/sys/net/ipv6/conf/" + iface + "/forwarding") == "1";
+    if (!v4 || !v6)
+        LOG_INFO("sysctl: IP forwarding is off on %s (%s%s%s): not needed, fulcrumd forwards service packets "
+                 "through its next-hop cache and the host routes nothing itself",
+                 iface.c_str(), v4 ? "" : "ipv4", !v4 && !v6 ? ", " : "", v6 ? "" : "ipv6");
+    else
+        LOG_DEBUG("sysctl: IP forwarding is on for %s (fulcrumd does not need it)", iface.c_str());
 }
 
 // One fulcrumd per pin path: a lock in /run/fulcrum, held for the life of the process.
@@ -261,7 +266,8 @@ Status Daemon::bring_up()
     }
 
     collector_ = std::make_shared<metrics::Collector>(*program_, kVersion, "balancer");
-    reconciler_ = std::make_unique<plan::Reconciler>(*program_);
+    writer_ = std::make_unique<dataplane::NexthopWriter>(*program_);
+    reconciler_ = std::make_unique<plan::Reconciler>(*writer_);
     std::set<health::BackendKey> was_active;  // adopted from a running data plane: assumed up
     if (program_->adopted_pins() > 0) {
         reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg, hash_seed_));
@@ -288,6 +294,7 @@ Status Daemon::bring_up()
     for (const config::Interface& i : cfg.interfaces)
         interface_names.push_back(i.name);
     nexthops_ = std::make_unique<dataplane::NexthopUpkeep>(io_, *program_, std::move(interface_names));
+    writer_->set_upkeep(nexthops_.get());
     if (Status s = apply(cfg, overrides_, "config"); !s.ok())
         return s;
     collector_->set_generation(++generation_);
@@ -313,7 +320,7 @@ Status Daemon::bring_up()
     if (Status s = control_->start(); !s.ok())
         return s;
     for (const config::Interface& i : cfg.interfaces) {
-        warn_if_forwarding_off(i.name);
+        log_forwarding(i.name);
         std::string current = dataplane::attached_program_name(i.name);
         if (current == "balancer") {
             if (Status s = dataplane::replace_attached(i.name, program_->program_fd()); !s.ok()) {

@@ -62,6 +62,7 @@ private:
     plan::Desired desired_;
     int lock_fd_ = -1;
     std::unique_ptr<dataplane::BalancerProgram> program_;
+    std::unique_ptr<dataplane::NexthopWriter> writer_;  // the reconciler's maps (next hops first)
     std::unique_ptr<plan::Reconciler> reconciler_;
     std::shared_ptr<metrics::Collector> collector_;
     std::unique_ptr<prometheus::Exposer> exposer_;

@@ -68,6 +68,8 @@ public:
     // used instead of bpf_fib_lookup while valid. put_backend invalidates the backend's entry.
     Status put_nexthop(std::uint32_t backend_id, const fulcrum_nexthop& nexthop);
     Status invalidate_nexthop(std::uint32_t backend_id);
+    // How many valid next-hop entries put_backend has invalidated so far (address changes).
+    std::uint64_t nexthop_invalidations() const { return nexthop_invalidations_; }
     Status clear_flows();
 
     // CounterReader
@@ -91,6 +93,7 @@ private:
     balancer_bpf* skel_;
     std::string pin_path_;
     int adopted_pins_ = 0;
+    std::uint64_t nexthop_invalidations_ = 0;
 };
 
 }  // namespace fulcrum::dataplane

@@ -32,6 +32,10 @@ public:
     // Replaces the service's whole Maglev table in one step (built aside, then swapped).
     virtual Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) = 0;
     virtual Status delete_table(std::uint32_t service_id) = 0;
+    // Called after the backends that become usable have been written and before any table that
+    // names them is swapped in: a writer may prepare per-backend state there (the real maps:
+    // next-hop cache entries, so a backend's first packet needs no fib lookup).
+    virtual Status backends_written() { return {}; }
 };
 
 }  // namespace fulcrum::dataplane

@@ -94,6 +94,23 @@ NexthopCache::Result NexthopCache::resolve_pending()
     return resolve(ids);
 }
 
+NexthopCache::Result NexthopCache::add_targets(std::vector<NexthopTarget> targets)
+{
+    std::vector<std::uint32_t> ids;
+    for (const NexthopTarget& t : targets) {
+        targets_[t.id] = t;
+        pending_.erase(t.id);
+        ids.push_back(t.id);
+    }
+    return resolve(ids);
+}
+
+void NexthopCache::mark_all_pending()
+{
+    for (const auto& [id, t] : targets_)
+        pending_.insert(id);
+}
+
 void NexthopCache::invalidate_all()
 {
     Result ignored;
@@ -241,16 +258,10 @@ public:
         for (std::uint8_t family : {FULCRUM_AF_INET, FULCRUM_AF_INET6}) {
             std::string& why = family_why_[family];
             why.clear();
-            // bpf_fib_lookup answers "forwarding disabled" by the receiving interface's sysctl
-            // (IPv4: conf/IF/forwarding; IPv6: the device's cnf.forwarding): a packet may arrive
-            // on any of them, so cache only if all forward.
-            const char* dir = family == FULCRUM_AF_INET ? "ipv4" : "ipv6";
-            for (const std::string& i : interfaces_)
-                if (why.empty() &&
-                    read_sysctl(std::string("/proc/sys/net/") + dir + "/conf/" + i + "/forwarding") != "1")
-                    why = std::string(dir) + " forwarding is off on " + i + " (the fib path drops and counts it)";
-            if (why.empty())
-                (void)client_.default_rules_only(family, &why);
+            // The forwarding sysctls do not matter here: the cache is how service packets are
+            // forwarded with them off (their default; bpf_fib_lookup then answers FWD_DISABLED,
+            // with or without BPF_FIB_LOOKUP_OUTPUT), so the host need not route anything itself.
+            (void)client_.default_rules_only(family, &why);
         }
         for (const std::string& i : interfaces_)
             if (unsigned index = if_nametoindex(i.c_str()))
@@ -461,7 +472,15 @@ void NexthopUpkeep::set_backends(std::vector<NexthopTarget> targets, std::option
     resolver_->set_source_v6(source_v6);
     cache_->entries_touched_elsewhere();  // the reconciler's put_backend zeroes entries
     report("applied state", cache_->set_targets(std::move(targets)), true);
-    all_invalid_ = false;
+}
+
+void NexthopUpkeep::prepare(std::vector<NexthopTarget> targets, bool entries_touched)
+{
+    if (!cache_)
+        return;  // no cache: set_backends keeps every entry invalid
+    if (entries_touched)
+        cache_->entries_touched_elsewhere();
+    report("backends about to enter a table", cache_->add_targets(std::move(targets)), false);
 }
 
 void NexthopUpkeep::report(const char* what, const NexthopCache::Result& r, bool info)
@@ -502,11 +521,14 @@ void NexthopUpkeep::on_events()
         cache_->neighbour_changed({e.family, e.addr, e.ifindex}, usable, e.mac ? e.mac->data() : nullptr);
     }
     if (other) {
-        // A route, rule, link, forwarding or nexthop change may move any backend: stop using
-        // every entry now (the fib path is always right), resolve again once the burst is over.
-        if (!all_invalid_)
-            cache_->invalidate_all();
-        all_invalid_ = true;
+        // A route, rule, link or nexthop change may move any backend: resolve every entry again
+        // once the burst is over; publish() rewrites (invalidate, grace, write) the entries whose
+        // answer changed and invalidates those that can no longer be cached. Entries stay in use
+        // until then: with the host's forwarding off (the default) the fib path would drop every
+        // packet, so invalidating at once would turn any route event (a VIP route fulcrumd adds
+        // for BGP, an XDP attach) into 100 ms of loss; following the old next hop for that long
+        // is what a router's own FIB update does too.
+        cache_->mark_all_pending();
         arm(kRouteDelay);
     } else if (cache_->has_pending()) {
         arm(kNeighbourDelay);
@@ -523,7 +545,6 @@ void NexthopUpkeep::arm(std::chrono::milliseconds delay)
         batch_armed_ = false;
         if (ec)
             return;
-        all_invalid_ = false;
         report("after netlink changes", cache_->resolve_pending(), false);
     });
 }
@@ -537,6 +558,49 @@ void NexthopUpkeep::schedule_refresh()
         report("periodic refresh", cache_->refresh_all(), false);
         schedule_refresh();
     });
+}
+
+}  // namespace fulcrum::dataplane
+
+// ---- the reconciler's writer -----------------------------------------------------------------------
+
+namespace fulcrum::dataplane {
+
+Status NexthopWriter::set_settings(const fulcrum_settings& settings) { return program_.set_settings(settings); }
+Status NexthopWriter::put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value)
+{
+    return program_.put_vip(key, value);
+}
+Status NexthopWriter::delete_vip(const fulcrum_vip_key& key) { return program_.delete_vip(key); }
+Status NexthopWriter::put_service(const fulcrum_service_key& key, const fulcrum_service_value& value)
+{
+    return program_.put_service(key, value);
+}
+Status NexthopWriter::delete_service(const fulcrum_service_key& key) { return program_.delete_service(key); }
+Status NexthopWriter::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+{
+    return program_.put_table(service_id, table);
+}
+Status NexthopWriter::delete_table(std::uint32_t service_id) { return program_.delete_table(service_id); }
+
+Status NexthopWriter::put_backend(std::uint32_t id, const fulcrum_backend& backend)
+{
+    const std::uint64_t before = program_.nexthop_invalidations();
+    if (Status s = program_.put_backend(id, backend); !s.ok())
+        return s;
+    touched_ = touched_ || program_.nexthop_invalidations() != before;
+    if (backend.state != FULCRUM_BACKEND_UNUSED)
+        written_.push_back({id, backend.addr, backend.family});
+    return {};
+}
+
+Status NexthopWriter::backends_written()
+{
+    if (upkeep_ && !written_.empty())
+        upkeep_->prepare(std::move(written_), touched_);
+    written_.clear();
+    touched_ = false;
+    return {};  // an entry that cannot be made leaves the fib path, which decides and counts
 }
 
 }  // namespace fulcrum::dataplane

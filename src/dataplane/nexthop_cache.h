@@ -1,13 +1,17 @@
 // The next-hop cache (xdp/abi.h fulcrum_nexthop): fulcrumd resolves each backend's route,
 // neighbour and egress MTU from netlink and writes them where the XDP program reads them instead
-// of calling bpf_fib_lookup. An entry is valid only when it gives exactly the answer the fib
-// lookup would; anything unusual (multipath, policy rules, route MTU, lightweight tunnels,
-// forwarding off, an egress fulcrumd does not run on, no usable neighbour) stays invalid and the
-// program falls back to bpf_fib_lookup, which decides and counts as before.
+// of calling bpf_fib_lookup. This is how the balancer forwards with the host's forwarding
+// sysctls at their default (off), where bpf_fib_lookup answers FWD_DISABLED: the host itself
+// routes nothing. An entry is valid only when it gives the answer the route would (bpf_fib_lookup
+// with forwarding on); anything unusual (multipath, policy rules, route MTU, lightweight tunnels,
+// an egress fulcrumd does not run on, no usable neighbour) stays invalid and the program falls
+// back to bpf_fib_lookup, which decides and counts as before (forwarding_off while it is off).
 //
-// Freshness: neighbour notifications re-resolve the backends behind that neighbour; any route,
-// rule, link, netconf or nexthop-object notification invalidates every entry at once and
-// re-resolves them all shortly after; everything is re-resolved every 10 s as well.
+// Entries are made before a backend enters a table (NexthopWriter, prepare()), and kept valid:
+// neighbour notifications re-resolve the backends behind that neighbour (a changed MAC is
+// invalidated at once); any route, rule, link, netconf or nexthop-object notification
+// re-resolves every entry shortly after (the old answer stays in use until then); everything is
+// re-resolved every 10 s as well.
 //
 // Writing an entry the program may be reading (the ARRAY update is a plain memcpy, and the
 // program reads `valid` and the other fields separately), NexthopCache::publish:
@@ -31,15 +35,18 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "abi.h"
+#include "dataplane/map_writer.h"
 #include "util/status.h"
 
 namespace fulcrum::dataplane {
 
 class BalancerProgram;
+class NexthopUpkeep;
 
 struct NexthopTarget {
     std::uint32_t id = 0;  // backend id (key of backends and nexthops)
@@ -95,6 +102,10 @@ public:
     // The backends to keep entries for; resolves them all now. Ids no longer listed are
     // forgotten (the reconciler invalidates an id when it frees or reuses it).
     Result set_targets(std::vector<NexthopTarget> targets);
+    // Adds (or updates) these targets and resolves them now; the others are untouched.
+    Result add_targets(std::vector<NexthopTarget> targets);
+    // Every target is to be resolved again (resolve_pending); entries stay in use until then.
+    void mark_all_pending();
     // Every valid entry to valid = 0 at once (fields kept); all targets become pending.
     void invalidate_all();
     // A neighbour changed (or was deleted: usable = false). Entries that now differ are
@@ -131,6 +142,32 @@ std::unique_ptr<NexthopResolver> make_kernel_resolver(std::vector<std::string> i
 // of the map found from the program's map ids; readers waited for with membarrier.
 std::unique_ptr<NexthopStore> make_program_store(BalancerProgram& program, std::string* error);
 
+// The reconciler's MapWriter for the real maps: forwards every write to the program, and when
+// backends that become usable have been written (MapWriter::backends_written, before any table
+// names them) gives them their next-hop entries, so no packet of a new backend meets the fib path
+// (which drops with forwarding off).
+class NexthopWriter final : public MapWriter {
+public:
+    explicit NexthopWriter(BalancerProgram& program) : program_(program) {}
+    void set_upkeep(NexthopUpkeep* upkeep) { upkeep_ = upkeep; }
+
+    Status set_settings(const fulcrum_settings& settings) override;
+    Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) override;
+    Status delete_vip(const fulcrum_vip_key& key) override;
+    Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) override;
+    Status delete_service(const fulcrum_service_key& key) override;
+    Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
+    Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
+    Status delete_table(std::uint32_t service_id) override;
+    Status backends_written() override;
+
+private:
+    BalancerProgram& program_;
+    NexthopUpkeep* upkeep_ = nullptr;
+    std::vector<NexthopTarget> written_;  // since the last backends_written
+    bool touched_ = false;
+};
+
 // Runs the cache on the daemon's io_context: notifications, batching, the periodic refresh.
 // Without netlink (or the map) it keeps every entry of its targets invalid: always correct.
 class NexthopUpkeep {
@@ -139,6 +176,10 @@ public:
     ~NexthopUpkeep();
     // After each apply: the backends of the applied state, and the IPv6 tunnel source.
     void set_backends(std::vector<NexthopTarget> targets, std::optional<fulcrum_addr> source_v6);
+    // During an apply, before a table may name them: entries for these backends now.
+    // entries_touched: something else invalidated valid entries since the last write (readers
+    // must be waited for before rewriting them).
+    void prepare(std::vector<NexthopTarget> targets, bool entries_touched);
 
 private:
     void wait_for_events();
@@ -154,7 +195,7 @@ private:
     std::unique_ptr<NexthopCache> cache_;
     boost::asio::posix::stream_descriptor events_;
     boost::asio::steady_timer batch_timer_, refresh_timer_;
-    bool batch_armed_ = false, all_invalid_ = false;
+    bool batch_armed_ = false;
 };
 
 }  // namespace fulcrum::dataplane

@@ -253,6 +253,8 @@ Status Reconciler::upsert_service(const ServicePlan& plan, std::uint32_t seed)
         if (ab.value.state == FULCRUM_BACKEND_ACTIVE)
             if (Status s = write_backend(address, ab); !s.ok())
                 return s;
+    if (Status s = maps_.backends_written(); !s.ok())
+        return s;
     // 2. The table and the service entry. The modulus (table_size) and the table change in two
     //    writes: shrink the modulus before swapping in a smaller table, grow it after swapping in
     //    a bigger one, so every index a packet computes exists in the table it finds.

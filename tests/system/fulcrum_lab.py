@@ -100,9 +100,9 @@ class Lab:
             self.run(c, f"ip route add 198.18.100.0/24 via {BALANCER_V4}")
             self.run(c, f"ip -6 route add 2001:db8:100::/64 via {BALANCER_V6}")
         self._host(self.balancer, f"{self.prefix}lb"[-15:], BALANCER_V4, BALANCER_V6)
-        for key in ("net.ipv4.conf.all.forwarding", "net.ipv4.conf.eth0.forwarding",
-                    "net.ipv6.conf.all.forwarding"):
-            self.run(self.balancer, f"sysctl -qw {key}=1")
+        # The balancer's forwarding sysctls stay at their default (off): fulcrumd forwards service
+        # packets through its next-hop cache, and every system test proves it (INTERFACE.md: no
+        # host setting needed). tests/system/test_forwarding_off.py checks it explicitly.
         # XDP_TX into a veth is delivered only if the peer runs an XDP program (LAB.md).
         # xdp-loader refuses to run while another one holds its lock (labs built in parallel).
         for attempt in range(20):

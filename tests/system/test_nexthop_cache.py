@@ -5,8 +5,10 @@
 2. a backend changes its MAC and the balancer's neighbour entry changes (ip neigh replace): the
    entry follows within 1 s and traffic to that backend works again;
 3. a blackhole route for one backend: its entry is invalidated within 1 s, its packets are
-   dropped and counted as no_route by the fib path (not sent with the stale entry), the other
-   backend keeps its entry; the route removed: valid again, traffic works.
+   dropped and counted as no_route by the fib path (not sent with the stale entry; forwarding is
+   turned on for this step, else the fib path answers forwarding_off first), the other backend
+   keeps its entry; the route removed: valid again, traffic works.
+The lab leaves forwarding off until step 3: steps 1-2 forward through the cache alone.
 Bounded in time; the lab is removed also on failure."""
 import json
 import os
@@ -130,6 +132,12 @@ def test():
         check(other["valid"] == 1 and other["dmac"] == macs[2], "backend 2's entry untouched", f"{other}")
 
         step("3. a blackhole route for backend 1 on the balancer")
+        # This step checks that an entry that cannot be cached hands the packet to the fib path,
+        # which then decides (no_route). With forwarding off (the lab's default) bpf_fib_lookup
+        # answers FWD_DISABLED before looking at any route, so turn it on for this step.
+        for key in ("net.ipv4.conf.all.forwarding", "net.ipv4.conf.eth0.forwarding",
+                    "net.ipv6.conf.all.forwarding"):
+            lab.run(lab.balancer, f"sysctl -qw {key}=1")
         lab.run(lab.balancer, f"ip route add blackhole {fl.backend_v4(1)}/32")
         took = wait_for("invalidated", lambda: entry(lab, id1)["valid"] == 0, 1.0)
         check(took is not None, f"nexthops[{id1}] invalidated within {took * 1000 if took else 0:.0f} ms",
@@ -143,7 +151,7 @@ def test():
               f"5 UDP requests to {VIP_ONE} unanswered; fulcrum_packets_dropped_total{{reason=\"no_route\"}} "
               f"+{after - before:.0f} (the fib path decided, not a stale entry)", f"{answers}")
         e2 = wait_for("backend 2 back", lambda: entry(lab, ids[fl.backend_v4(2)])["valid"] == 1, 1.0)
-        check(e2 is not None, "backend 2's entry valid again after the batch re-resolve")
+        check(e2 is not None, "backend 2's entry valid (a route event re-resolves entries, it does not drop them)")
         names = lab.http_get_many(VIP_BOTH, 10, timeout=1)
         check(lab.backends[1] in names, f"service both still answered by backend 2 ({names.count(lab.backends[1])} of 10)")
 

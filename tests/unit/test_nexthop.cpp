@@ -239,3 +239,45 @@ TEST_CASE("nexthop cache: invalidate_all keeps fields, then everything is re-res
     CHECK(store.graces == 2);  // the first write, and once for the batch after invalidate_all
     CHECK(store.violations.empty());
 }
+
+TEST_CASE("nexthop cache: a route event keeps entries in use until they are re-resolved")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(11, 0xaa);
+    resolver.answers[12] = ok(12, 0xab);
+    NexthopCache cache(store, resolver);
+    cache.set_targets({{1, v4(11), FULCRUM_AF_INET}, {2, v4(12), FULCRUM_AF_INET}});
+    store.log.clear();
+    cache.mark_all_pending();
+    // Nothing written yet: with forwarding off, an invalid entry would mean dropped packets.
+    CHECK(store.log.empty());
+    CHECK((store.map[1].valid == 1 && store.map[2].valid == 1));
+    CHECK(cache.has_pending());
+    // The route of 12 moved to another next hop; 11 cannot be cached any more.
+    resolver.answers.erase(11);
+    resolver.answers[12] = ok(13, 0xac);
+    auto r = cache.resolve_pending();
+    CHECK((r.cached == 1 && r.fallback == 1));
+    CHECK(store.map[1].valid == 0);
+    CHECK((store.map[2].valid == 1 && store.map[2].dmac[5] == 0xac));
+    CHECK(store.violations.empty());
+}
+
+TEST_CASE("nexthop cache: add_targets makes entries for new backends only, at once")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(11, 0xaa);
+    resolver.answers[12] = ok(12, 0xab);
+    NexthopCache cache(store, resolver);
+    cache.set_targets({{1, v4(11), FULCRUM_AF_INET}});
+    resolver.calls = 0;
+    auto r = cache.add_targets({{7, v4(12), FULCRUM_AF_INET}});
+    CHECK(r.cached == 1);
+    CHECK(resolver.calls == 1);  // only the new backend was resolved
+    CHECK((store.map[7].valid == 1 && store.map[7].dmac[5] == 0xab));
+    CHECK(store.map[1].valid == 1);
+    CHECK(cache.targets() == 2);
+    CHECK(store.violations.empty());
+}
