@@ -248,20 +248,24 @@ Status BalancerProgram::delete_service(const fulcrum_service_key& key)
 
 Status BalancerProgram::put_backend(std::uint32_t id, const fulcrum_backend& backend)
 {
-    // A cached next hop belongs to the backend's address: one that changes address (an id freed
-    // or reused) loses it first (the data path then uses bpf_fib_lookup until the daemon
-    // resolves the new one). A change of state or weight keeps it: the next hop is the same.
+    // A cached next hop belongs to the backend's old address: drop it first (the data path then
+    // uses bpf_fib_lookup until the daemon resolves the new one).
+    fulcrum_nexthop entry{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nexthops), &id, &entry) == 0 && entry.valid)
+        nexthop_invalidations_++;
+    if (Status s = invalidate_nexthop(id); !s.ok())
+        return s;
+    return update(skel_->maps.backends, &id, &backend, "backend");
+}
+
+Status BalancerProgram::update_backend(std::uint32_t id, const fulcrum_backend& backend)
+{
     fulcrum_backend old{};
     const bool same_address = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.backends), &id, &old) == 0 &&
                               old.state != FULCRUM_BACKEND_UNUSED && backend.state != FULCRUM_BACKEND_UNUSED &&
                               old.family == backend.family && std::memcmp(&old.addr, &backend.addr, sizeof old.addr) == 0;
-    if (!same_address) {
-        fulcrum_nexthop entry{};
-        if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nexthops), &id, &entry) == 0 && entry.valid)
-            nexthop_invalidations_++;
-        if (Status s = invalidate_nexthop(id); !s.ok())
-            return s;
-    }
+    if (!same_address)
+        return put_backend(id, backend);
     return update(skel_->maps.backends, &id, &backend, "backend");
 }
 

@@ -58,7 +58,11 @@ public:
     Status delete_vip(const fulcrum_vip_key& key) override;
     Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) override;
     Status delete_service(const fulcrum_service_key& key) override;
+    // Writes a backend and invalidates its next-hop entry (which may belong to an old address).
     Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
+    // put_backend, except that a backend whose address is unchanged (a change of state: drain,
+    // down, up) keeps its next-hop entry: with forwarding off, an invalid entry drops its packets.
+    Status update_backend(std::uint32_t id, const fulcrum_backend& backend);
     // Builds a new inner array for the service aside, fills it, then swaps it into
     // maglev_tables in one update: packets see the old table or the new one, never a mix.
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;

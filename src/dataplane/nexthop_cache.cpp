@@ -586,7 +586,7 @@ Status NexthopWriter::delete_table(std::uint32_t service_id) { return program_.d
 Status NexthopWriter::put_backend(std::uint32_t id, const fulcrum_backend& backend)
 {
     const std::uint64_t before = program_.nexthop_invalidations();
-    if (Status s = program_.put_backend(id, backend); !s.ok())
+    if (Status s = program_.update_backend(id, backend); !s.ok())
         return s;
     touched_ = touched_ || program_.nexthop_invalidations() != before;
     if (backend.state != FULCRUM_BACKEND_UNUSED)
