@@ -5,7 +5,7 @@
     new_flows 4096, which the kernel splits per CPU: 2048 each here), 4 backends with the lab's
     line echo on TCP 7; service `echo` (VIP:7/tcp) on backends 1-3. The balancer's receive path
     (threaded NAPI, fulcrum_lab.py's RSS stand-in) runs on CPU 1, trafgen (which pins itself) on
-    CPU 0. Health checks here tolerate a flooded receive ring (fall 10): see HEALTH;
+    CPU 0. trafgen sends at RATE (see there); health checks tolerate a flooded receive ring (fall 10);
   - 300 real TCP connections to VIP:7 (flood_conns.py), each answered once so we know its backend,
     then left idle: not one packet while the floods run;
   - three phases, each: a flood from the client namespace with trafgen (one process, bounded by -n
@@ -15,7 +15,7 @@
     connections, which must come back from the backend it had, and 60 new connections:
       1. repeated tuples: 47,941 distinct SYN and 47,941 distinct ACK tuples (11.7 x capacity
          each), the whole set sent 3 times; reload adds backend 4 (new flows must reach it);
-      2. single-packet tuples: 95,882 new SYN and 95,882 new ACK tuples, once each;
+      2. single-packet tuples: 47,941 new SYN and 47,941 new ACK tuples, once each;
          reload sets backend 1's weight to 300;
       3. the same with the new-flow budget at 800/s per CPU (100 per 1/8 s window), set by
          `flows.new_per_second` if fulcrumd knows the key and applies it on reload, else written
@@ -50,6 +50,12 @@ ADDR_PERIOD = 251        # flood source addresses 198.19.T.1..251 (prime)
 PORT_PERIOD = 191        # flood source ports LO..LO+190 (prime): 251 x 191 distinct tuples
 TUPLES = ADDR_PERIOD * PORT_PERIOD   # 47,941 per packet kind and phase (>= 10 x capacity)
 RX_CPU = 1
+# trafgen's rate. Every flood packet costs the balancer's CPU its XDP run, the XDP_TX into the
+# switch, the bridge and the backend's decap and routing drop; on the shared 2-core machines that
+# is about 20,000 packets/s with others' jobs running. Faster, the veth in front of the balancer
+# drops what its XDP ring cannot hold, host traffic as much as flood (an overrun NIC ring does the
+# same); the test would then measure the machine's load, not the balancer. The drops are printed.
+RATE = 15000
 # Lab health checks that a flood cannot fail by itself: on a veth the flood and the health-check
 # replies share the balancer's receive ring, and an overrun ring drops both (a backend taken down
 # by its health check would have its flows re-hashed, which is not what this test is about).
@@ -168,7 +174,7 @@ def flood(lab, name, kinds, passes):
     cfg = f"{lab.workdir}/{name}.trafgen"
     trafgen_config(cfg, mac_of(lab, lab.balancer), mac_of(lab, lab.client), kinds)
     packets = len(kinds) * passes * TUPLES
-    probe_seconds = packets / 15000 + 3.0   # about the flood's length here (trafgen's TX ring, loaded machine)
+    probe_seconds = packets / RATE + 3.0
     probe_out = f"{lab.workdir}/{name}-probe.json"
     probe = subprocess.Popen(lab.ns(lab.client, f"{fl.PYTHON} {HERE}/flood_probe.py {fl.BALANCER_V4} {LB_PORT} "
                                                 f"{probe_seconds} {probe_out}").split(),
@@ -178,7 +184,8 @@ def flood(lab, name, kinds, passes):
     rx0, drop0 = link_stats(lab, lab.balancer)["rx"], port_tx_dropped(lab, port)
     time.sleep(1.0)   # probes before the flood, too
     t0 = time.time()
-    r = subprocess.run(lab.ns(lab.client, f"timeout 40 trafgen -o eth0 -P 1 --no-sock-mem --notouch-irq -i {cfg} -n {packets}"),
+    r = subprocess.run(lab.ns(lab.client, f"timeout 60 trafgen -o eth0 -P 1 --no-sock-mem --notouch-irq -b {RATE}pps "
+                                      f"-i {cfg} -n {packets}"),
                        shell=True, capture_output=True, text=True, timeout=40)
     t1 = time.time()
     probe.wait(probe_seconds + 15)
@@ -203,17 +210,23 @@ def check_flood_ran(f, what):
 
 
 def check_reachable(f, what):
+    """The balancer's own address answers throughout: TCP connects (3 s each, so one lost SYN is
+    retransmitted) and pings. A frame the veth drops because the balancer's ring is full is lost
+    whatever it carries, so a few probes may go with the flood's drops (printed); the balancer
+    itself must pass every one that reaches it (not_vip)."""
     p, t0, t1 = f["probe"], f["t0"], f["t1"]
     during = [x for x in p["tcp"] if t0 - 0.05 <= x[0] <= t1 + 0.3]
     bad = [x for x in during if not x[1]]
     pings = [t for t in p["ping"] if t0 - 0.05 <= t <= t1 + 1.0]
     worst = max([x[2] for x in during] or [0])
-    check(during and not bad and len(p["tcp"]) > 10 and all(x[1] for x in p["tcp"]),
-          f"{what}: balancer's own address reachable by TCP throughout: {len(p['tcp'])} connects ok, "
-          f"{len(during)} of them during the flood (slowest {worst:.1f} ms)",
-          f"failed: {bad[:5]} of {len(during)} during; all: {sum(not x[1] for x in p['tcp'])} failed")
+    drop_share = f["ring_drops"] / max(1, f["ring_drops"] + f["rx"])
+    check(len(during) >= 3 and len(bad) <= len(during) // 10,
+          f"{what}: balancer's own address reachable by TCP during the flood: {len(during) - len(bad)} of "
+          f"{len(during)} connects (each with a line back) ok, slowest {worst:.0f} ms "
+          f"({100 * drop_share:.1f}% of frames to the balancer dropped by its full veth ring)",
+          f"failed: {bad[:5]}")
     lost = p["ping_sent"] - len(p["ping"])
-    check(lost <= p["ping_sent"] // 5 and pings,
+    check(lost <= p["ping_sent"] // 10 and pings,
           f"{what}: ping {fl.BALANCER_V4}: {len(p['ping'])}/{p['ping_sent']} answered, {len(pings)} "
           f"answered during the flood", f"lost {lost}")
 
@@ -339,11 +352,9 @@ def body():
         phases = [
             ("phase 1, repeated tuples", [("syn", 1, 10000), ("ack", 2, 20000)], 3, None,
              {1: 100, 2: 100, 3: 100, 4: 100}, "adds backend 4"),
-            ("phase 2, single-packet tuples", [("syn", 3, 30000), ("ack", 4, 40000),
-                                               ("syn", 7, 30000), ("ack", 8, 40000)], 1, None,
+            ("phase 2, single-packet tuples", [("syn", 3, 30000), ("ack", 4, 40000)], 1, None,
              {1: 300, 2: 100, 3: 100, 4: 100}, "sets backend 1's weight to 300"),
-            ("phase 3, single-packet tuples, budget on", [("syn", 5, 50000), ("ack", 6, 50000),
-                                                          ("syn", 9, 50000), ("ack", 10, 50000)], 1, BUDGET,
+            ("phase 3, single-packet tuples, budget on", [("syn", 5, 50000), ("ack", 6, 50000)], 1, BUDGET,
              {1: 300, 2: 50, 3: 100, 4: 100}, "sets backend 2's weight to 50"),
         ]
         for n, (what, kinds, passes, budget, next_weights, change) in enumerate(phases, start=1):
@@ -387,7 +398,7 @@ def body():
             check(abs(mid - half) <= slack and mid <= acks_sent,
                   f"{what}: not_recorded{{mid_stream}} +{mid:.0f}: every flood ACK that arrived (about half of "
                   f"{f['rx']} received; {acks_sent} sent) was balanced by Maglev and not recorded")
-            check(abs(firsts - half) <= slack and firsts >= 2 * CAPACITY,
+            check(abs(firsts - half) <= slack and firsts >= CAPACITY,
                   f"{what}: every flood SYN that arrived was a first packet (+{firsts:.0f} service new flows, "
                   f"{firsts / CAPACITY:.1f} x capacity): repeats found their entry evicted by then"
                   if passes > 1 else
