@@ -43,7 +43,7 @@ std::string client6(Rng& rng)
 
 std::string non_vip4(Rng& rng)
 {
-    static const char* const fixed[] = {"198.18.0.1", "198.18.100.8", "198.18.100.200", "198.18.100.0",
+    static const char* const fixed[] = {"198.18.0.1", "198.18.100.9", "198.18.100.200", "198.18.100.0",
                                         "198.18.0.11", "198.19.100.1", "198.18.101.1"};
     return rng.percent(60) ? std::string(rng.pick(fixed)) : v4_in_bench(rng);
 }
@@ -148,7 +148,7 @@ const Target kTargets[] = {
     {&kVip4Port0, 0, kTcp},   {&kVip4Empty, 80, kTcp},   {&kVip4NoNeigh, 80, kTcp}, {&kVip4NoRoute, 80, kTcp},
     {&kVip4Other, 80, kTcp},  {&kVip4Multi, 80, kTcp},   {&kVip4Multi, 80, kTcp},   {&kVip4, 80, kTcp},
     {&kVip4, 0, kTcp},        {&kVip4, 0, kUdp},         {&kVip6, 0, kTcp},         {&kVip4Port0, 0, kUdp},
-    {&kVip4Multi, 0, kUdp},   {&kVip6, 0, kUdp},
+    {&kVip4Multi, 0, kUdp},   {&kVip6, 0, kUdp},         {&kVip4NoEgress, 80, kTcp},
 };
 
 bool is_v6(const std::string& a) { return a.find(':') != std::string::npos; }
@@ -270,7 +270,7 @@ Frame icmp_frame(Rng& rng)
 {
     bool v6 = rng.percent(40);
     static const std::string* const vips4[] = {&kVip4, &kVip4Multi, &kVip4Port0, &kVip4Other, &kVip4Empty,
-                                               &kVip4NoNeigh, &kVip4NoRoute};
+                                               &kVip4NoNeigh, &kVip4NoRoute, &kVip4NoEgress};
     const std::string& to = v6 ? kVip6 : *rng.pick(vips4);
     std::string kind = v6 ? "icmp6" : "icmp4";
     std::uint32_t what = rng.below(100);
@@ -467,7 +467,7 @@ std::uint16_t new_length(Rng& rng, std::uint16_t old, std::size_t actual)
 }  // namespace
 
 const char* const kDecapAddresses[] = {"198.18.0.11", "198.18.0.12", "198.18.0.20", "198.18.0.21", "198.18.0.22",
-                                       "198.18.0.23", "198.18.2.11", "198.19.200.1", "2001:db8:0:1::11",
+                                       "198.18.0.23", "198.18.2.11", "198.18.3.11", "198.19.200.1", "2001:db8:0:1::11",
                                        "2001:db8:0:1::12", "2001:db8:0:1::13"};
 const std::size_t kDecapAddressCount = sizeof kDecapAddresses / sizeof kDecapAddresses[0];
 

@@ -38,6 +38,10 @@ struct Frame {
     std::string kind;  // which generator and mutations made it (statistics, failure reports)
 };
 
+// The fuzzer's own service besides the standard ones: a VIP whose backend (198.18.3.11) is routed
+// through an interface that is not in the redirect map (README: counted no_egress).
+inline const std::string kVip4NoEgress = "198.18.100.8", kNoEgressBackend = "198.18.3.11";
+
 // One frame for the balancer: a mix of valid service frames, mutated ones and random frames.
 Frame balancer_frame(Rng& rng);
 // One frame for decap: tunnel frames to the given host addresses (valid or mutated) and others.

@@ -33,6 +33,8 @@ using namespace fulcrum;
 using namespace fulcrum::test;
 using fuzz::Frame;
 using fuzz::Rng;
+using fuzz::kNoEgressBackend;
+using fuzz::kVip4NoEgress;
 
 namespace {
 
@@ -226,6 +228,19 @@ struct Findings {
     }
 };
 
+Bytes addr_of(const fulcrum_backend& b)
+{
+    const auto* a = reinterpret_cast<const std::uint8_t*>(b.addr.w);
+    return Bytes(a, a + (b.family == FULCRUM_AF_INET ? 4 : 16));
+}
+
+Mac backend_mac_of(const fulcrum_backend& b)
+{
+    Bytes a = addr_of(b);
+    std::size_t n = a.size();
+    return Mac{{0x02, 0xbe, a[n - 4], a[n - 3], a[n - 2], a[n - 1]}};  // as lab.cpp's backend_mac
+}
+
 // ---------------------------------------------------------------------------------------------
 // The balancer's model: README's packet table over the standard services, written from the
 // README and RFCs (not from balancer.bpf.c). Lab facts it relies on (tests/bpf/lab.cpp): fl-main
@@ -255,6 +270,7 @@ struct Expect {
     int reason = -1;  // the one reason counter (Forward: FULCRUM_FWD_ICMP_ERROR for errors, else -1)
     std::uint32_t service = 0, backend = 0;
     bool redirect = false;
+    Mac dmac{}, smac{};     // Forward: the next hop's MACs
     std::uint32_t mtu = 0;  // TooBig: the MTU announced
     // What the frame is, as far as it was parsed.
     std::size_t l2 = 14, ip = 14, l4 = 0, ip_len = 0;
@@ -309,6 +325,14 @@ public:
         e.reason = FULCRUM_PASS_NOT_IP;
         return e;
     }
+
+    // A valid next-hop cache entry the fuzzer wrote (used instead of the fib).
+    struct Cached {
+        Mac dmac, smac;
+        std::uint32_t mtu;
+        bool other;  // egress fl-other (redirect), else fl-main
+    };
+    void set_cached(std::uint32_t backend_id, Cached c) { cache_[backend_id] = c; }
 
     const fulcrum_backend* backend(std::uint32_t id) const
     {
@@ -495,7 +519,7 @@ private:
     }
 
     // Where the lab can reach a backend (see the comment above the class).
-    enum class Hop { Main, Other, NoRoute, NoNeighbour };
+    enum class Hop { Main, Other, NoRoute, NoNeighbour, NoEgress };
     static Hop hop(const fulcrum_backend& b)
     {
         const auto* a = reinterpret_cast<const std::uint8_t*>(b.addr.w);
@@ -504,6 +528,8 @@ private:
                 return (a[3] >= 11 && a[3] <= 13) || (a[3] >= 21 && a[3] <= 23) ? Hop::Main : Hop::NoNeighbour;
             if (a[0] == 198 && a[1] == 18 && a[2] == 2)
                 return a[3] == 11 ? Hop::Other : Hop::NoNeighbour;
+            if (a[0] == 198 && a[1] == 18 && a[2] == 3)  // fl-fz0: not in the redirect map
+                return a[3] == 11 ? Hop::NoEgress : Hop::NoNeighbour;
             return Hop::NoRoute;
         }
         static const Bytes prefix = slice(addr_bytes("2001:db8:0:1::"), 0, 8);
@@ -526,26 +552,37 @@ private:
         std::uint32_t overhead = be->family == FULCRUM_AF_INET ? 20 : 40;
         if (e.ip_len + overhead > 0xffff)  // the outer length field cannot say it
             return drop(e, FULCRUM_DROP_LENGTH);
-        Hop h = hop(*be);
+        auto cached = cache_.find(id);
+        Hop h = cached != cache_.end() ? (cached->second.other ? Hop::Other : Hop::Main) : hop(*be);
+        std::uint32_t mtu = cached != cache_.end() ? cached->second.mtu : kMtu;
         if (h == Hop::NoRoute)
             return drop(e, FULCRUM_DROP_NO_ROUTE);
-        if (e.ip_len + overhead > kMtu) {  // the fib checks the MTU before the neighbour
+        if (e.ip_len + overhead > mtu) {  // the fib checks the MTU before the neighbour
             if (e.icmp_error)  // no ICMP error about an ICMP error (RFC 1122 3.2.2, RFC 4443 2.4)
                 return drop(e, FULCRUM_DROP_ICMP_ERROR_TOO_BIG);
             if (!e.v6 && !df)
                 return drop(e, FULCRUM_DROP_TOO_BIG_NO_DF);
             e.kind = Kind::TooBig;
             e.reason = FULCRUM_TX_TOO_BIG;
-            e.mtu = kMtu - overhead;
+            e.mtu = mtu - overhead;
             if (e.v6 && e.mtu < 1280)
                 e.mtu = 1280;
             return e;
         }
         if (h == Hop::NoNeighbour)
             return drop(e, FULCRUM_DROP_NO_NEIGHBOUR);
+        if (h == Hop::NoEgress)
+            return drop(e, FULCRUM_DROP_NO_EGRESS);
         e.kind = Kind::Forward;
         e.reason = e.icmp_error ? FULCRUM_FWD_ICMP_ERROR : -1;
         e.redirect = h == Hop::Other;
+        if (cached != cache_.end()) {
+            e.dmac = cached->second.dmac;
+            e.smac = cached->second.smac;
+        } else {
+            e.dmac = backend_mac_of(*be);
+            e.smac = e.redirect ? kOtherMac : kBalancerMac;
+        }
         return e;
     }
 
@@ -553,6 +590,7 @@ private:
     std::vector<std::pair<fulcrum_vip_key, fulcrum_vip_value>> vips_;
     std::vector<std::pair<fulcrum_service_key, fulcrum_service_value>> services_;
     std::map<std::uint32_t, fulcrum_backend> backends_;
+    std::map<std::uint32_t, Cached> cache_;
 };
 
 // What the balancer did, from its verdict and the counters that moved.
@@ -585,24 +623,12 @@ bool is_drop_reason(int r)
     return r >= FULCRUM_DROP_PARSE_L2 && r < FULCRUM_REASON_COUNT;
 }
 
-Bytes addr_of(const fulcrum_backend& b)
-{
-    const auto* a = reinterpret_cast<const std::uint8_t*>(b.addr.w);
-    return Bytes(a, a + (b.family == FULCRUM_AF_INET ? 4 : 16));
-}
-
-Mac backend_mac_of(const fulcrum_backend& b)
-{
-    Bytes a = addr_of(b);
-    std::size_t n = a.size();
-    return Mac{{0x02, 0xbe, a[n - 4], a[n - 3], a[n - 2], a[n - 1]}};  // as lab.cpp's backend_mac
-}
-
 // ---------------------------------------------------------------------------------------------
 
 struct Stats {
     std::map<std::string, std::uint64_t> balancer, decap;
     std::uint64_t balancer_packets = 0, decap_packets = 0, balancer_bytes = 0;
+    std::uint64_t counted_twice = 0;  // known bug: no_egress drops also counted as forwarded
     std::map<int, Count> reasons;                     // model totals
     std::map<std::uint32_t, Count> services, backends;  // model totals
     std::map<int, Count> decap_reasons;
@@ -613,6 +639,7 @@ public:
     Fuzzer(std::uint64_t seed) : model_(init_lab())
     {
         findings_.seed = seed;
+        init_nexthop_cache();
         int prog = lab_->program().program_fd();
         reasons_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "reason_stats"), FULCRUM_REASON_COUNT,
                                                     sizeof(fulcrum_reason_stats), 2);
@@ -695,7 +722,38 @@ private:
     {
         lab_ = std::make_unique<BalancerLab>();
         standard_services(*lab_);
+        // The fuzzer's own service: its backend is routed through fl-fz0, which is not in the
+        // redirect map (README: counted no_egress). In the lab's namespace, gone with it.
+        for (const std::string& command :
+             {std::string("ip link add fl-fz0 type veth peer name fl-fz0-peer"), std::string("ip link set fl-fz0 up"),
+              std::string("ip link set fl-fz0-peer up"), std::string("ip addr add 198.18.3.1/24 dev fl-fz0"),
+              "ip neigh add " + kNoEgressBackend + " lladdr 02:be:c6:12:03:0b dev fl-fz0 nud permanent"})
+            if (std::system((command + " >/dev/null 2>&1").c_str()) != 0)
+                throw std::runtime_error("fuzz lab setup failed: " + command);
+        lab_->add_backend(14, kNoEgressBackend, 11);
+        lab_->add_service(11, kVip4NoEgress, 80, kTcp, fill(14));
         return *lab_;
+    }
+
+    // Next-hop cache entries (used instead of the fib): backend 12 with a cached MAC and a
+    // smaller MTU, backend 13 through fl-other (a redirect the fib would not choose).
+    void init_nexthop_cache()
+    {
+        const BalancerModel::Cached entries[] = {
+            {Mac{{0x02, 0xca, 0xc4, 0xed, 0, 0x0c}}, kBalancerMac, 1400, false},
+            {Mac{{0x02, 0xca, 0xc4, 0xed, 0, 0x0d}}, kOtherMac, 1500, true},
+        };
+        for (std::uint32_t i = 0; i < 2; i++) {
+            const auto& c = entries[i];
+            fulcrum_nexthop nh{};
+            std::memcpy(nh.dmac, c.dmac.b, 6);
+            std::memcpy(nh.smac, c.smac.b, 6);
+            nh.ifindex = static_cast<std::uint32_t>(ifindex(c.other ? "fl-other" : "fl-main"));
+            nh.mtu = c.mtu;
+            nh.valid = 1;
+            REQUIRE(lab_->program().put_nexthop(12 + i, nh).ok());
+            model_.set_cached(12 + i, c);
+        }
     }
     std::uint64_t fuzz_seed_of(std::uint64_t index) const
     {
@@ -799,6 +857,22 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
             counted_ok = false;
         }
     bool forwarded = !services.empty() || !backends.empty();
+    auto is_reason = [&](std::size_t i, fulcrum_reason r) { return i < reasons.size() && reasons[i].key == r; };
+    if (forwarded && action == XDP_DROP && services.size() == 1 && backends.size() == 1 &&
+        services[0].by.packets == 1 && backends[0].by.packets == 1 &&
+        ((reasons.size() == 1 && is_reason(0, FULCRUM_DROP_NO_EGRESS)) ||
+         (reasons.size() == 2 && is_reason(0, FULCRUM_FWD_ICMP_ERROR) && is_reason(1, FULCRUM_DROP_NO_EGRESS)))) {
+        // KNOWN BUG (reported): forward() counts the packet as forwarded (service and backend
+        // packets/bytes, a new flow; an ICMP error also as icmp_error_forwarded) and records its
+        // flow before bpf_redirect_map fails; the drop is then counted no_egress as well.
+        // README: such a packet is counted no_egress. Judged below as that drop.
+        known("no_egress drop also counted as forwarded (service/backend packets, bytes, new flow, "
+              "icmp_error_forwarded; flow recorded)",
+              index, in);
+        forwarded = false;
+        reasons.erase(reasons.begin(), reasons.end() - 1);
+        stats_.counted_twice++;
+    }
     if (forwarded) {
         if (services.size() != 1 || backends.size() != 1 || services[0].by.packets != 1 ||
             services[0].by.bytes != len || backends[0].by.packets != 1 || backends[0].by.bytes != len ||
@@ -920,8 +994,8 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
         return;
     }
     // L2: to the backend's MAC from the egress interface's, the tag kept.
-    if (!mac_is(out, 0, backend_mac_of(*be)) || !mac_is(out, 6, e.redirect ? kOtherMac : kBalancerMac))
-        fail("forwarded frame: L2 to the backend's MAC from the egress interface's", index, in, action, out);
+    if (!mac_is(out, 0, e.dmac) || !mac_is(out, 6, e.smac))
+        fail("forwarded frame: L2 to the backend's next hop from the egress interface's MAC", index, in, action, out);
     std::uint16_t outer_et = outer6 ? kEthIPv6 : kEthIPv4;
     bool l2_ok = e.vlan ? rd16(out, 12) == kEthVlan && rd16(out, 14) == e.tci && rd16(out, 16) == outer_et
                         : rd16(out, 12) == outer_et;
@@ -1269,8 +1343,9 @@ void Fuzzer::finish()
         CHECK(backends[b].packets == want.packets);
         CHECK(backends[b].bytes == want.bytes);
     }
-    // Reasons (ICMP errors forwarded are in both) + forwarded = packets sent.
-    CHECK(reason_sum + forwarded == stats_.balancer_packets);
+    // Reasons (ICMP errors forwarded are in both) + forwarded = packets sent; the no_egress drops
+    // that the known bug also counts as forwarded are in both too, and only they.
+    CHECK(reason_sum + forwarded - stats_.counted_twice == stats_.balancer_packets);
     std::uint64_t decap_sum = 0;
     for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; r++) {
         INFO("decap reason " << r);
