@@ -17,7 +17,6 @@
 #define FULCRUM_DEFAULT_TABLE_SIZE 65537
 #define FULCRUM_MAX_TABLE_SIZE 1048573 /* largest prime table the daemon accepts */
 #define FULCRUM_TUNNEL_TTL 64         /* outer TTL / hop limit of encapsulated packets */
-#define FULCRUM_DECAP_MAX_ADDRS 64
 
 /* Address families as stored in keys (values of AF_INET / AF_INET6 on Linux). */
 #define FULCRUM_AF_INET 2
@@ -204,18 +203,41 @@ enum fulcrum_reason {
 	FULCRUM_REASON_COUNT
 };
 
-/* decap (backends): tunnel addresses of this host. */
+/* decap (backends). A tunnel packet is decapsulated only when its outer source is one of the
+ * balancers' tunnel sources (decap_sources) and both its outer and its inner destination are
+ * local addresses of this host (decap_local); fulcrum-decap fills both maps. */
+
+/* decap_local: the host's own addresses (interface addresses and VIPs on lo, without loopback
+ * and IPv6 link-local), refreshed by `fulcrum-decap sync`. */
 struct fulcrum_decap_key {
 	struct fulcrum_addr addr;
 	__u8 family;
 	__u8 pad[3];
 };
+
+/* decap_sources: an LPM trie of the balancers' tunnel source prefixes, both families in one trie.
+ * The matched data is the family word, then the address, so prefixlen is
+ * FULCRUM_DECAP_FAMILY_BITS + the prefix length; pad stays zero so the family word compares
+ * exactly. An IPv4 address lives in addr.w[0] as in every key. */
+#define FULCRUM_DECAP_FAMILY_BITS 32
+struct fulcrum_decap_source_key {
+	__u32 prefixlen;  /* host byte order, as the LPM trie requires */
+	__u8 family;      /* FULCRUM_AF_INET or FULCRUM_AF_INET6 */
+	__u8 pad[3];
+	struct fulcrum_addr addr;
+};
+#define FULCRUM_DECAP_MAX_SOURCES 256   /* balancer tunnel-source prefixes (--from) */
+#define FULCRUM_DECAP_MAX_LOCAL 8192    /* local addresses (interface addresses and VIPs) */
+
 enum fulcrum_decap_reason {
-	FULCRUM_DECAP_PASS_OTHER = 0,   /* not a tunnel packet to us: untouched */
+	FULCRUM_DECAP_PASS_OTHER = 0,   /* not a tunnel packet to a local address: untouched */
 	FULCRUM_DECAP_DONE_V4_IN_V4,
 	FULCRUM_DECAP_DONE_V6_IN_V6,
 	FULCRUM_DECAP_DONE_V4_IN_V6,
 	FULCRUM_DECAP_DROP_MALFORMED,   /* tunnel packet to us, inner header truncated or wrong */
+	FULCRUM_DECAP_DROP_SOURCE,      /* tunnel packet to us from a source outside --from */
+	FULCRUM_DECAP_DROP_INNER_NOT_LOCAL, /* from a balancer, inner destination not ours */
+	FULCRUM_DECAP_DROP_ECN_NOT_ECT, /* outer CE over an inner Not-ECT packet (RFC 6040) */
 	FULCRUM_DECAP_REASON_COUNT
 };
 

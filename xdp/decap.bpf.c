@@ -1,22 +1,34 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Backend side: strip Fulcrum's outer IPv4/IPv6 header from packets addressed to one of this
- * host's tunnel addresses and hand the inner packet to the stack (no ipip/ip6tnl module needed).
- * Anything else passes untouched. */
+/* Backend side: strip Fulcrum's outer IPv4/IPv6 header and hand the inner packet to the stack (no
+ * ipip/ip6tnl module needed), but only for what the balancers send: the outer source within their
+ * tunnel-source prefixes (decap_sources, `--from`), the outer and the inner destination local
+ * addresses of this host (decap_local). Other tunnel packets to us are dropped and counted: with
+ * rp_filter loosened (as backends need), they would otherwise carry any inner source to any
+ * inner destination past the firewalls in front of the backend. Non-tunnel traffic passes. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "abi.h"
+#include "lib/csum.h"
 #include "lib/parse.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, FULCRUM_DECAP_MAX_ADDRS);
+	__uint(max_entries, FULCRUM_DECAP_MAX_LOCAL);
 	__type(key, struct fulcrum_decap_key);
 	__type(value, __u32);
-} decap_addrs SEC(".maps");
+} decap_local SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, FULCRUM_DECAP_MAX_SOURCES);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* the kernel requires it of LPM tries */
+	__type(key, struct fulcrum_decap_source_key);
+	__type(value, __u32);
+} decap_sources SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -24,6 +36,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct fulcrum_reason_stats);
 } decap_stats SEC(".maps");
+
+#define ECN_MASK 0x03
+#define ECN_NOT_ECT 0x00
+#define ECN_CE 0x03
+
+/* What the checks need to know of a tunnel packet to us. */
+struct tunnel {
+	__u32 outer_len;
+	__u8 inner_proto;  /* IPPROTO_IPIP or IPPROTO_IPV6 */
+	__u8 outer_ecn;
+	enum fulcrum_decap_reason done;
+};
 
 static __always_inline int count(enum fulcrum_decap_reason reason, __u64 bytes, int action)
 {
@@ -37,7 +61,53 @@ static __always_inline int count(enum fulcrum_decap_reason reason, __u64 bytes, 
 	return action;
 }
 
-/* Checks that the inner header is a whole IPv4/IPv6 header; the stack validates the rest. */
+static __always_inline int is_local4(__be32 addr)
+{
+	struct fulcrum_decap_key key = {.family = FULCRUM_AF_INET};
+
+	key.addr.w[0] = addr;
+	return bpf_map_lookup_elem(&decap_local, &key) != NULL;
+}
+
+static __always_inline int is_local6(const struct in6_addr *addr)
+{
+	struct fulcrum_decap_key key = {.family = FULCRUM_AF_INET6};
+
+	__builtin_memcpy(&key.addr, addr, sizeof(key.addr));
+	return bpf_map_lookup_elem(&decap_local, &key) != NULL;
+}
+
+static __always_inline int source_allowed4(__be32 addr)
+{
+	struct fulcrum_decap_source_key key = {
+		.prefixlen = FULCRUM_DECAP_FAMILY_BITS + 32,
+		.family = FULCRUM_AF_INET,
+	};
+
+	key.addr.w[0] = addr;
+	return bpf_map_lookup_elem(&decap_sources, &key) != NULL;
+}
+
+static __always_inline int source_allowed6(const struct in6_addr *addr)
+{
+	struct fulcrum_decap_source_key key = {
+		.prefixlen = FULCRUM_DECAP_FAMILY_BITS + 128,
+		.family = FULCRUM_AF_INET6,
+	};
+
+	__builtin_memcpy(&key.addr, addr, sizeof(key.addr));
+	return bpf_map_lookup_elem(&decap_sources, &key) != NULL;
+}
+
+/* IPv6 traffic class ECN bits: the low two bits of the traffic class, which straddles the first
+ * two bytes of the header (version:4, class:8, flow label:20). */
+static __always_inline __u8 ipv6_ecn(const struct ipv6hdr *ip6)
+{
+	return (ip6->flow_lbl[0] >> 4) & ECN_MASK;
+}
+
+/* Checks that the inner header is a whole IPv4/IPv6 header of the announced version; the stack
+ * validates the rest. */
 static __always_inline int inner_ok(void *inner, void *data_end, __u8 proto)
 {
 	if (proto == IPPROTO_IPIP) {
@@ -49,6 +119,57 @@ static __always_inline int inner_ok(void *inner, void *data_end, __u8 proto)
 		struct ipv6hdr *ip6 = inner;
 
 		return (void *)(ip6 + 1) <= data_end && ip6->version == 6;
+	}
+}
+
+/* Whether the inner packet (already checked by inner_ok) is addressed to this host. */
+static __always_inline int inner_local(void *inner, void *data_end, __u8 proto)
+{
+	if (proto == IPPROTO_IPIP) {
+		struct iphdr *ip = inner;
+
+		return (void *)(ip + 1) <= data_end && is_local4(ip->daddr);
+	}
+	{
+		struct ipv6hdr *ip6 = inner;
+
+		return (void *)(ip6 + 1) <= data_end && is_local6(&ip6->daddr);
+	}
+}
+
+/* RFC 6040 decapsulation, normal mode, as far as it changes the inner packet: congestion
+ * experienced on the tunnel (outer CE) must reach the endpoints, so an ECN-capable inner packet
+ * becomes CE; a Not-ECT inner packet cannot carry it and is dropped (returns -1), as the router
+ * would have done without the tunnel. Every other combination leaves the inner ECN field as it is
+ * (the balancer copies the inner ToS/traffic class to the outer header). */
+static __always_inline int propagate_ecn(void *inner, void *data_end, __u8 proto, __u8 outer_ecn)
+{
+	if (outer_ecn != ECN_CE)
+		return 0;
+	if (proto == IPPROTO_IPIP) {
+		struct iphdr *ip = inner;
+		__u16 old, new;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		if ((ip->tos & ECN_MASK) == ECN_NOT_ECT)
+			return -1;
+		/* The first 16-bit word holds version/IHL and the ToS: update the checksum for it. */
+		old = *(__u16 *)ip;
+		ip->tos |= ECN_CE;
+		new = *(__u16 *)ip;
+		csum_replace16(&ip->check, old, new);
+		return 0;
+	}
+	{
+		struct ipv6hdr *ip6 = inner;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		if (ipv6_ecn(ip6) == ECN_NOT_ECT)
+			return -1;
+		ip6->flow_lbl[0] |= ECN_CE << 4;
+		return 0;
 	}
 }
 
@@ -80,6 +201,46 @@ static __always_inline int strip_outer(struct xdp_md *ctx, struct packet *pkt, _
 	return 0;
 }
 
+/* The outer header: is this a tunnel packet to a local address, and is it one the balancers
+ * sent? Returns FULCRUM_DECAP_REASON_COUNT to go on (t filled), else the reason to count. */
+static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt, int proto,
+							     struct tunnel *t)
+{
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = pkt->l3;
+
+		if ((void *)(ip + 1) > pkt->data_end || ip->protocol != IPPROTO_IPIP ||
+		    !is_local4(ip->daddr))
+			return FULCRUM_DECAP_PASS_OTHER;
+		if (!source_allowed4(ip->saddr))
+			return FULCRUM_DECAP_DROP_SOURCE;
+		if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+			return FULCRUM_DECAP_DROP_MALFORMED;
+		t->outer_len = sizeof(*ip);
+		t->inner_proto = IPPROTO_IPIP;
+		t->outer_ecn = ip->tos & ECN_MASK;
+		t->done = FULCRUM_DECAP_DONE_V4_IN_V4;
+		return FULCRUM_DECAP_REASON_COUNT;
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = pkt->l3;
+
+		if ((void *)(ip6 + 1) > pkt->data_end ||
+		    (ip6->nexthdr != IPPROTO_IPIP && ip6->nexthdr != IPPROTO_IPV6) ||
+		    !is_local6(&ip6->daddr))
+			return FULCRUM_DECAP_PASS_OTHER;
+		if (!source_allowed6(&ip6->saddr))
+			return FULCRUM_DECAP_DROP_SOURCE;
+		t->outer_len = sizeof(*ip6);
+		t->inner_proto = ip6->nexthdr;
+		t->outer_ecn = ipv6_ecn(ip6);
+		t->done = ip6->nexthdr == IPPROTO_IPIP ? FULCRUM_DECAP_DONE_V4_IN_V6
+						       : FULCRUM_DECAP_DONE_V6_IN_V6;
+		return FULCRUM_DECAP_REASON_COUNT;
+	}
+	return FULCRUM_DECAP_PASS_OTHER;
+}
+
 SEC("xdp")
 int decap(struct xdp_md *ctx)
 {
@@ -88,46 +249,25 @@ int decap(struct xdp_md *ctx)
 		.data_end = (void *)(long)ctx->data_end,
 	};
 	__u64 bytes = pkt.data_end - pkt.data;
-	struct fulcrum_decap_key key = {};
-	enum fulcrum_decap_reason done;
-	__u32 outer_len;
-	__u8 inner;
+	struct tunnel t = {};
+	enum fulcrum_decap_reason verdict;
+	void *inner;
 	int proto = parse_ethernet(&pkt);
 
-	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = pkt.l3;
+	verdict = check_outer(&pkt, proto, &t);
+	if (verdict == FULCRUM_DECAP_PASS_OTHER)
+		return count(verdict, bytes, XDP_PASS);
+	if (verdict != FULCRUM_DECAP_REASON_COUNT)
+		return count(verdict, bytes, XDP_DROP);
 
-		if ((void *)(ip + 1) > pkt.data_end || ip->protocol != IPPROTO_IPIP)
-			return count(FULCRUM_DECAP_PASS_OTHER, bytes, XDP_PASS);
-		key.addr.w[0] = ip->daddr;
-		key.family = FULCRUM_AF_INET;
-		if (!bpf_map_lookup_elem(&decap_addrs, &key))
-			return count(FULCRUM_DECAP_PASS_OTHER, bytes, XDP_PASS);
-		if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
-			return count(FULCRUM_DECAP_DROP_MALFORMED, bytes, XDP_DROP);
-		outer_len = sizeof(*ip);
-		inner = IPPROTO_IPIP;
-		done = FULCRUM_DECAP_DONE_V4_IN_V4;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = pkt.l3;
-
-		if ((void *)(ip6 + 1) > pkt.data_end ||
-		    (ip6->nexthdr != IPPROTO_IPIP && ip6->nexthdr != IPPROTO_IPV6))
-			return count(FULCRUM_DECAP_PASS_OTHER, bytes, XDP_PASS);
-		__builtin_memcpy(&key.addr, &ip6->daddr, sizeof(key.addr));
-		key.family = FULCRUM_AF_INET6;
-		if (!bpf_map_lookup_elem(&decap_addrs, &key))
-			return count(FULCRUM_DECAP_PASS_OTHER, bytes, XDP_PASS);
-		outer_len = sizeof(*ip6);
-		inner = ip6->nexthdr;
-		done = inner == IPPROTO_IPIP ? FULCRUM_DECAP_DONE_V4_IN_V6 : FULCRUM_DECAP_DONE_V6_IN_V6;
-	} else {
-		return count(FULCRUM_DECAP_PASS_OTHER, bytes, XDP_PASS);
-	}
-
-	if (!inner_ok(pkt.l3 + outer_len, pkt.data_end, inner))
+	inner = pkt.l3 + t.outer_len;
+	if (!inner_ok(inner, pkt.data_end, t.inner_proto))
 		return count(FULCRUM_DECAP_DROP_MALFORMED, bytes, XDP_DROP);
-	if (strip_outer(ctx, &pkt, outer_len, inner))
+	if (!inner_local(inner, pkt.data_end, t.inner_proto))
+		return count(FULCRUM_DECAP_DROP_INNER_NOT_LOCAL, bytes, XDP_DROP);
+	if (propagate_ecn(inner, pkt.data_end, t.inner_proto, t.outer_ecn))
+		return count(FULCRUM_DECAP_DROP_ECN_NOT_ECT, bytes, XDP_DROP);
+	if (strip_outer(ctx, &pkt, t.outer_len, t.inner_proto))
 		return count(FULCRUM_DECAP_DROP_MALFORMED, bytes, XDP_DROP);
-	return count(done, bytes, XDP_PASS);
+	return count(t.done, bytes, XDP_PASS);
 }

@@ -78,7 +78,110 @@ bool same_address(const fulcrum_decap_key& a, const fulcrum_decap_key& b)
     return a.family == b.family && std::memcmp(&a.addr, &b.addr, sizeof a.addr) == 0;
 }
 
-std::vector<fulcrum_decap_key> host_tunnel_addresses(Status* error)
+bool parse_prefix(const std::string& text, fulcrum_decap_source_key* key, std::string* why)
+{
+    *key = {};
+    std::size_t slash = text.find('/');
+    fulcrum_decap_key address{};
+    if (!parse_address(text.substr(0, slash), &address)) {
+        *why = "not an IPv4 or IPv6 address or prefix";
+        return false;
+    }
+    unsigned max = address.family == FULCRUM_AF_INET ? 32 : 128;
+    unsigned length = max;
+    if (slash != std::string::npos) {
+        std::string digits = text.substr(slash + 1);
+        if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos ||
+            std::stoul(digits) > max) {
+            *why = "prefix length must be 0.." + std::to_string(max);
+            return false;
+        }
+        length = static_cast<unsigned>(std::stoul(digits));
+    }
+    // Host bits set beyond the prefix: refuse rather than guess.
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(address.addr.w);
+    for (unsigned bit = length; bit < max; ++bit) {
+        if (bytes[bit / 8] & (0x80u >> (bit % 8))) {
+            *why = "address has bits set beyond /" + std::to_string(length) + " (write the network address, or /" +
+                   std::to_string(max) + " for one host)";
+            return false;
+        }
+    }
+    key->prefixlen = FULCRUM_DECAP_FAMILY_BITS + length;
+    key->family = address.family;
+    key->addr = address.addr;
+    return true;
+}
+
+std::string format_prefix(const fulcrum_decap_source_key& key)
+{
+    fulcrum_decap_key address{};
+    address.family = key.family;
+    address.addr = key.addr;
+    return format_address(address) + "/" + std::to_string(key.prefixlen - FULCRUM_DECAP_FAMILY_BITS);
+}
+
+bool same_prefix(const fulcrum_decap_source_key& a, const fulcrum_decap_source_key& b)
+{
+    return a.prefixlen == b.prefixlen && a.family == b.family && std::memcmp(&a.addr, &b.addr, sizeof a.addr) == 0;
+}
+
+std::vector<std::string> split_list(const std::string& text)
+{
+    std::vector<std::string> items;
+    std::string item;
+    for (char c : text + ",") {
+        if (c == ',' || c == ' ' || c == '\t' || c == '\n') {
+            if (!item.empty())
+                items.push_back(item);
+            item.clear();
+        } else {
+            item += c;
+        }
+    }
+    return items;
+}
+
+namespace {
+
+template <typename Key, typename Same>
+KeyDiff<Key> diff_keys(const std::vector<Key>& current, const std::vector<Key>& wanted, Same same)
+{
+    KeyDiff<Key> diff;
+    auto in = [&](const std::vector<Key>& list, const Key& key) {
+        return std::any_of(list.begin(), list.end(), [&](const Key& k) { return same(k, key); });
+    };
+    for (const Key& key : wanted)
+        if (!in(current, key) && !in(diff.add, key))
+            diff.add.push_back(key);
+    for (const Key& key : current)
+        if (!in(wanted, key))
+            diff.remove.push_back(key);
+    return diff;
+}
+
+bool address_less(const fulcrum_decap_key& a, const fulcrum_decap_key& b)
+{
+    if (a.family != b.family)
+        return a.family < b.family;
+    return std::memcmp(&a.addr, &b.addr, sizeof a.addr) < 0;
+}
+
+}  // namespace
+
+KeyDiff<fulcrum_decap_key> diff_addresses(const std::vector<fulcrum_decap_key>& current,
+                                          const std::vector<fulcrum_decap_key>& wanted)
+{
+    return diff_keys(current, wanted, same_address);
+}
+
+KeyDiff<fulcrum_decap_source_key> diff_prefixes(const std::vector<fulcrum_decap_source_key>& current,
+                                                const std::vector<fulcrum_decap_source_key>& wanted)
+{
+    return diff_keys(current, wanted, same_prefix);
+}
+
+std::vector<fulcrum_decap_key> host_local_addresses(Status* error)
 {
     std::vector<fulcrum_decap_key> keys;
     ifaddrs* list = nullptr;
@@ -106,6 +209,7 @@ std::vector<fulcrum_decap_key> host_tunnel_addresses(Status* error)
             keys.push_back(key);
     }
     freeifaddrs(list);
+    std::sort(keys.begin(), keys.end(), address_less);
     return keys;
 }
 
@@ -178,15 +282,16 @@ Pins open_pins(const std::string& dir)
     Pins pins;
     pins.dir = dir;
     pins.program = Fd(bpf_obj_get((dir + "/" + kPinProgram).c_str()));
-    pins.addresses = Fd(bpf_obj_get((dir + "/" + kPinAddresses).c_str()));
+    pins.local = Fd(bpf_obj_get((dir + "/" + kPinLocal).c_str()));
+    pins.sources = Fd(bpf_obj_get((dir + "/" + kPinSources).c_str()));
     pins.stats = Fd(bpf_obj_get((dir + "/" + kPinStats).c_str()));
     return pins;
 }
 
-Status pin_all(const std::string& dir, int program_fd, int addresses_fd, int stats_fd)
+Status pin_all(const std::string& dir, int program_fd, int local_fd, int sources_fd, int stats_fd)
 {
     const std::pair<int, const char*> objects[] = {
-        {program_fd, kPinProgram}, {addresses_fd, kPinAddresses}, {stats_fd, kPinStats}};
+        {program_fd, kPinProgram}, {local_fd, kPinLocal}, {sources_fd, kPinSources}, {stats_fd, kPinStats}};
     for (const auto& [fd, name] : objects) {
         std::string path = dir + "/" + name;
         if (bpf_obj_pin(fd, path.c_str()) != 0) {
@@ -200,7 +305,8 @@ Status pin_all(const std::string& dir, int program_fd, int addresses_fd, int sta
 
 Status remove_pins(const std::string& dir)
 {
-    for (const char* name : {kPinProgram, kPinAddresses, kPinStats}) {
+    // "decap_addrs": the address map of versions before --from, so their pins go too.
+    for (const char* name : {kPinProgram, kPinLocal, kPinSources, kPinStats, "decap_addrs"}) {
         std::string path = dir + "/" + name;
         if (unlink(path.c_str()) != 0 && errno != ENOENT)
             return Status::failure("bpffs: cannot remove pin " + path + ": " + std::strerror(errno));
@@ -230,30 +336,78 @@ unsigned program_id(int program_fd)
     return info.id;
 }
 
-std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error)
+namespace {
+
+// Every key of a map (bounded by twice its size, in case entries change while we walk it).
+template <typename Key>
+std::vector<Key> read_keys(int map_fd, const char* map_name, std::size_t bound, Status* error)
 {
-    std::vector<fulcrum_decap_key> keys;
-    fulcrum_decap_key key{}, next{};
+    std::vector<Key> keys;
+    Key key{}, next{};
     const void* previous = nullptr;  // first call: no previous key
-    // Bounded by the map's size, in case entries change while we walk it.
-    for (int i = 0; i < FULCRUM_DECAP_MAX_ADDRS * 2; ++i) {
+    for (std::size_t i = 0; i < bound * 2; ++i) {
         if (bpf_map_get_next_key(map_fd, previous, &next) != 0) {
             if (errno != ENOENT)
-                *error = Status::failure(std::string("bpf: cannot read decap_addrs: ") + std::strerror(errno));
+                *error = Status::failure(std::string("bpf: cannot read ") + map_name + ": " + std::strerror(errno));
             break;
         }
-        std::uint32_t value = 0;
-        if (bpf_map_lookup_elem(map_fd, &next, &value) == 0)
-            keys.push_back(next);
+        keys.push_back(next);
         key = next;
         previous = &key;
     }
+    return keys;
+}
+
+}  // namespace
+
+std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error)
+{
+    auto keys = read_keys<fulcrum_decap_key>(map_fd, kPinLocal, FULCRUM_DECAP_MAX_LOCAL, error);
+    std::sort(keys.begin(), keys.end(), address_less);
+    return keys;
+}
+
+std::vector<fulcrum_decap_source_key> read_prefixes(int map_fd, Status* error)
+{
+    auto keys = read_keys<fulcrum_decap_source_key>(map_fd, kPinSources, FULCRUM_DECAP_MAX_SOURCES, error);
     std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
         if (a.family != b.family)
             return a.family < b.family;
-        return std::memcmp(&a.addr, &b.addr, sizeof a.addr) < 0;
+        if (int c = std::memcmp(&a.addr, &b.addr, sizeof a.addr); c != 0)
+            return c < 0;
+        return a.prefixlen < b.prefixlen;
     });
     return keys;
+}
+
+Status apply_addresses(int map_fd, const KeyDiff<fulcrum_decap_key>& diff)
+{
+    std::uint32_t one = 1;
+    for (const auto& key : diff.add)
+        if (bpf_map_update_elem(map_fd, &key, &one, BPF_ANY) != 0)
+            return Status::failure("bpf: cannot add local address " + format_address(key) + " to " + kPinLocal +
+                                   ": " + std::strerror(errno) +
+                                   (errno == E2BIG ? " (it holds " + std::to_string(FULCRUM_DECAP_MAX_LOCAL) + ")"
+                                                   : std::string()));
+    for (const auto& key : diff.remove)
+        if (bpf_map_delete_elem(map_fd, &key) != 0 && errno != ENOENT)
+            return Status::failure("bpf: cannot remove local address " + format_address(key) + " from " +
+                                   kPinLocal + ": " + std::strerror(errno));
+    return {};
+}
+
+Status apply_prefixes(int map_fd, const KeyDiff<fulcrum_decap_source_key>& diff)
+{
+    std::uint32_t one = 1;
+    for (const auto& key : diff.add)
+        if (bpf_map_update_elem(map_fd, &key, &one, BPF_ANY) != 0)
+            return Status::failure("bpf: cannot add tunnel source " + format_prefix(key) + " to " + kPinSources +
+                                   ": " + std::strerror(errno));
+    for (const auto& key : diff.remove)
+        if (bpf_map_delete_elem(map_fd, &key) != 0 && errno != ENOENT)
+            return Status::failure("bpf: cannot remove tunnel source " + format_prefix(key) + " from " +
+                                   kPinSources + ": " + std::strerror(errno));
+    return {};
 }
 
 dataplane::PacketCounters read_counters(int map_fd, fulcrum_decap_reason reason, Status* error)

@@ -1,7 +1,13 @@
 // fulcrum-decap: attaches Fulcrum's decap XDP program (xdp/decap.bpf.c) to a backend's interface,
-// so packets the balancer tunnelled to this host lose their outer header, and shows or removes it.
-// The program and its maps are pinned under PIN_PATH/IFACE/ so that a later `status` or `detach`
-// (another process) finds them; the XDP attachment itself outlives this process.
+// so packets the balancers (--from) tunnelled to a local address of this host lose their outer
+// header, and refreshes, shows or removes it. The program and its maps are pinned under
+// PIN_PATH/IFACE/ so that a later `sync`, `status` or `detach` (another process) finds them; the
+// XDP attachment itself outlives this process.
+//
+// Local addresses (the outer and inner destinations decap accepts) are read from the host when
+// `attach` runs and again on every `sync`, not followed live: a oneshot command keeps the unit
+// simple and auditable, and `systemctl reload fulcrum-decap@IFACE` runs `sync`. A VIP added to lo
+// after attach is refused (inner_not_local) until the next sync.
 #include <getopt.h>
 #include <net/if.h>
 #include <unistd.h>
@@ -28,22 +34,30 @@ constexpr const char* kDefaultPinPath = "/sys/fs/bpf/fulcrum-decap";
 constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2;
 
 const char kSynopsis[] =
-    "usage: fulcrum-decap attach IFACE [--mode native|generic] [--address ADDR]... [--pin-path DIR]\n"
+    "usage: fulcrum-decap attach IFACE --from PREFIX... [--mode native|generic] [--pin-path DIR]\n"
+    "       fulcrum-decap sync IFACE [--from PREFIX...] [--pin-path DIR]\n"
     "       fulcrum-decap detach IFACE [--pin-path DIR]\n"
     "       fulcrum-decap status [--pin-path DIR] [--json]\n";
 const char kUsage[] =
     "\n"
-    "Strips Fulcrum's tunnel header (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6) from packets sent to\n"
-    "this host's tunnel addresses, in XDP on IFACE, and hands the inner packet to the stack.\n"
+    "Strips Fulcrum's tunnel header (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6), in XDP on IFACE, from\n"
+    "packets whose outer source is within a --from prefix and whose outer and inner destinations are\n"
+    "local addresses of this host (interface addresses and VIPs on lo, without loopback and IPv6\n"
+    "link-local), and hands the inner packet to the stack. Other tunnel packets to this host are\n"
+    "dropped and counted (source_not_allowed, inner_not_local); other traffic passes untouched.\n"
     "\n"
-    "  attach   load the decap program, fill its tunnel addresses, attach it to IFACE and pin it\n"
-    "           under DIR/IFACE/; replaces a decap program already on IFACE\n"
+    "  attach   load the decap program, fill its prefixes and the host's local addresses, attach it\n"
+    "           to IFACE and pin it under DIR/IFACE/; replaces a decap program already on IFACE\n"
+    "  sync     re-read the host's local addresses into the pinned program (run it after adding or\n"
+    "           removing a VIP; systemctl reload does); with --from, replace the prefixes too\n"
     "  detach   detach the decap program from IFACE and remove its pins (exit 1 if none)\n"
-    "  status   for each pinned interface: attached program, tunnel addresses, counters\n"
+    "  status   for each pinned interface: attached program, prefixes, local addresses, counters\n"
     "\n"
+    "  --from PREFIX          the balancers' tunnel sources (fulcrumd's tunnel.source_v4/source_v6,\n"
+    "                         as /32 and /128, or the prefix their varied bits span), IPv4 or IPv6,\n"
+    "                         repeatable, or several in one value separated by commas or spaces;\n"
+    "                         required by attach\n"
     "  --mode native|generic  XDP mode (default native)\n"
-    "  --address ADDR         a tunnel address (IPv4 or IPv6), repeatable; default: every address\n"
-    "                         on this host except loopback and IPv6 link-local\n"
     "  --pin-path DIR         where the pins live, on a BPF filesystem (mounted there if it is not\n"
     "                         one); default /sys/fs/bpf/fulcrum-decap\n"
     "  --json                 status as JSON\n"
@@ -56,7 +70,8 @@ struct Options {
     std::string interface;
     dataplane::XdpMode mode = dataplane::XdpMode::native;
     bool mode_given = false;
-    std::vector<fulcrum_decap_key> addresses;
+    std::vector<fulcrum_decap_source_key> sources;
+    bool from_given = false;
     std::string pin_path = kDefaultPinPath;
     bool json = false;
 };
@@ -85,12 +100,36 @@ int libxdp_printer(enum libxdp_print_level level, const char* format, va_list ar
     return 0;
 }
 
+// One --from value (one prefix, or several separated by commas or spaces) into options->sources;
+// returns -1 to go on, else the exit status of a usage error.
+int parse_from(const char* value, Options* options)
+{
+    std::vector<std::string> items = split_list(value);
+    if (items.empty())
+        return usage_error("--from: empty value; give the balancers' tunnel source prefixes (with "
+                           "fulcrum-decap@.service: FULCRUM_DECAP_FROM in /etc/fulcrum/decap.env)");
+    for (const std::string& item : items) {
+        fulcrum_decap_source_key key{};
+        std::string why;
+        if (!parse_prefix(item, &key, &why))
+            return usage_error("--from: '" + item + "': " + why);
+        bool duplicate = false;
+        for (const auto& k : options->sources)
+            duplicate = duplicate || same_prefix(k, key);
+        if (!duplicate)
+            options->sources.push_back(key);
+    }
+    options->from_given = true;
+    return -1;
+}
+
 // Parses argv into *options; returns -1 to go on, else the exit status (help or usage error).
 int parse(int argc, char** argv, Options* options)
 {
-    enum { kMode = 1000, kAddress, kPinPath, kJson };
+    enum { kMode = 1000, kFrom, kAddress, kPinPath, kJson };
     static const option long_options[] = {
         {"mode", required_argument, nullptr, kMode},
+        {"from", required_argument, nullptr, kFrom},
         {"address", required_argument, nullptr, kAddress},
         {"pin-path", required_argument, nullptr, kPinPath},
         {"json", no_argument, nullptr, kJson},
@@ -99,7 +138,6 @@ int parse(int argc, char** argv, Options* options)
         {nullptr, 0, nullptr, 0},
     };
     std::vector<std::string> positional;
-    bool saw_address = false;
     opterr = 0;
     // "-" first: positional arguments come back as option 1, so options may follow IFACE.
     for (;;) {
@@ -119,18 +157,14 @@ int parse(int argc, char** argv, Options* options)
                 return usage_error(std::string("--mode: expected native or generic, got '") + optarg + "'");
             options->mode_given = true;
             break;
-        case kAddress: {
-            fulcrum_decap_key key{};
-            if (!parse_address(optarg, &key))
-                return usage_error(std::string("--address: not an IPv4 or IPv6 address: '") + optarg + "'");
-            saw_address = true;
-            bool duplicate = false;
-            for (const auto& k : options->addresses)
-                duplicate = duplicate || same_address(k, key);
-            if (!duplicate)
-                options->addresses.push_back(key);
+        case kFrom:
+            if (int code = parse_from(optarg, options); code >= 0)
+                return code;
             break;
-        }
+        case kAddress:
+            return usage_error("--address is gone: decap now accepts every local address of this host as "
+                               "the tunnel destination (refreshed by `fulcrum-decap sync`) and needs the "
+                               "balancers' tunnel sources with --from PREFIX");
         case kPinPath:
             if (*optarg == '\0')
                 return usage_error("--pin-path: empty path");
@@ -156,7 +190,7 @@ int parse(int argc, char** argv, Options* options)
         return usage_error("no command given");
     options->command = positional[0];
     const std::string& cmd = options->command;
-    if (cmd != "attach" && cmd != "detach" && cmd != "status")
+    if (cmd != "attach" && cmd != "sync" && cmd != "detach" && cmd != "status")
         return usage_error("unknown command '" + cmd + "'");
     std::size_t want = cmd == "status" ? 1 : 2;
     if (positional.size() < want)
@@ -170,12 +204,19 @@ int parse(int argc, char** argv, Options* options)
             options->interface == "..")
             return usage_error(cmd + ": not an interface name: '" + options->interface + "'");
     }
-    if (cmd != "attach" && (options->mode_given || saw_address))
-        return usage_error(cmd + ": --mode and --address are for attach only");
+    if (cmd != "attach" && options->mode_given)
+        return usage_error(cmd + ": --mode is for attach only");
+    if (cmd != "attach" && cmd != "sync" && options->from_given)
+        return usage_error(cmd + ": --from is for attach and sync only");
     if (cmd != "status" && options->json)
         return usage_error(cmd + ": --json is for status only");
-    if (saw_address && options->addresses.size() > FULCRUM_DECAP_MAX_ADDRS)
-        return usage_error("attach: at most " + std::to_string(FULCRUM_DECAP_MAX_ADDRS) + " tunnel addresses");
+    if (cmd == "attach" && !options->from_given)
+        return usage_error("attach: --from PREFIX is required: the balancers' tunnel sources "
+                           "(fulcrumd's tunnel.source_v4/source_v6 as /32 and /128, or the prefix covering "
+                           "their varied bits); decap takes tunnel packets from nobody else");
+    if (options->sources.size() > FULCRUM_DECAP_MAX_SOURCES)
+        return usage_error("--from: at most " + std::to_string(FULCRUM_DECAP_MAX_SOURCES) + " prefixes, got " +
+                           std::to_string(options->sources.size()));
     return -1;
 }
 
@@ -190,6 +231,21 @@ std::string existing_ancestor(const std::string& path)
     return p.string();
 }
 
+// The host's local addresses, within what decap_local holds.
+std::vector<fulcrum_decap_key> local_addresses(Status* error)
+{
+    std::vector<fulcrum_decap_key> addresses = host_local_addresses(error);
+    if (!error->ok())
+        return {};
+    if (addresses.empty())
+        *error = Status::failure("addresses: this host has no IPv4/IPv6 address other than loopback and "
+                                 "link-local, so decap would accept no packet; add the VIPs to lo first");
+    else if (addresses.size() > FULCRUM_DECAP_MAX_LOCAL)
+        *error = Status::failure("addresses: this host has " + std::to_string(addresses.size()) +
+                                 " addresses, decap_local holds " + std::to_string(FULCRUM_DECAP_MAX_LOCAL));
+    return addresses;
+}
+
 int attach(const Options& o)
 {
     const std::string& iface = o.interface;
@@ -197,21 +253,10 @@ int attach(const Options& o)
     if (ifindex == 0)
         return failure("xdp: cannot attach decap to " + iface + ": " + std::strerror(errno));
 
-    // Tunnel addresses: given, or every address of this host.
-    std::vector<fulcrum_decap_key> addresses = o.addresses;
-    if (addresses.empty()) {
-        Status error;
-        addresses = host_tunnel_addresses(&error);
-        if (!error.ok())
-            return failure(error.message());
-        if (addresses.empty())
-            return failure("addresses: this host has no IPv4/IPv6 address other than loopback and link-local; "
-                           "give the tunnel addresses with --address");
-        if (addresses.size() > FULCRUM_DECAP_MAX_ADDRS)
-            return failure("addresses: this host has " + std::to_string(addresses.size()) +
-                           " addresses, decap_addrs holds " + std::to_string(FULCRUM_DECAP_MAX_ADDRS) +
-                           "; give the tunnel addresses with --address");
-    }
+    Status listed;
+    std::vector<fulcrum_decap_key> addresses = local_addresses(&listed);
+    if (!listed.ok())
+        return failure(listed.message());
 
     // What is there already: our program (replace it) or someone else's (refuse, unless libxdp's
     // dispatcher can run both).
@@ -244,10 +289,15 @@ int attach(const Options& o)
     std::unique_ptr<dataplane::DecapProgram> program = dataplane::DecapProgram::load(&error);
     if (!program)
         return fail(error.message() + " (-v shows libbpf's messages)");
+    for (const auto& key : o.sources) {
+        if (Status s = program->add_source(key); !s.ok())
+            return fail(s.message() + " (" + format_prefix(key) + ")");
+        std::printf("tunnel source %s\n", format_prefix(key).c_str());
+    }
     for (const auto& key : addresses) {
-        if (Status s = program->add_address(key); !s.ok())
+        if (Status s = program->add_local_address(key); !s.ok())
             return fail(s.message() + " (" + format_address(key) + ")");
-        std::printf("tunnel address %s\n", format_address(key).c_str());
+        std::printf("local address %s\n", format_address(key).c_str());
     }
 
     if (old) {
@@ -269,7 +319,8 @@ int attach(const Options& o)
     if (pinned.ok())
         pinned = dataplane::ensure_bpffs_dir(dir);
     if (pinned.ok())
-        pinned = pin_all(dir, program->program_fd(), program->addresses_map_fd(), program->stats_map_fd());
+        pinned = pin_all(dir, program->program_fd(), program->local_map_fd(), program->sources_map_fd(),
+                         program->stats_map_fd());
     if (!pinned.ok()) {
         Status undone = attachment.detach();  // without pins nothing could find it again
         return failure(pinned.message() + (undone.ok() ? "; detached decap from " + iface + " again"
@@ -282,6 +333,52 @@ int attach(const Options& o)
                 after.dispatcher ? " through libxdp's dispatcher"
                                  : " alone (without libxdp's dispatcher, which this kernel cannot run)");
     std::printf("pinned under %s\n", dir.c_str());
+    return kExitOk;
+}
+
+// Brings the pinned maps up to date: local addresses from the host, and the prefixes when --from
+// is given. Adds before it removes, so what stays is never missing for a moment.
+int sync_maps(const Options& o)
+{
+    const std::string& iface = o.interface;
+    const std::string dir = pin_dir(o.pin_path, iface);
+    Pins pins = open_pins(dir);
+    if (!pins.local.valid() || !pins.sources.valid())
+        return failure("sync: no decap maps pinned for " + iface + " under " + dir + ": " +
+                       std::strerror(ENOENT) + " (attach first; pins of a version before --from need a new attach)");
+
+    Status error;
+    std::vector<fulcrum_decap_key> wanted = local_addresses(&error);
+    if (!error.ok())
+        return failure(error.message());
+    std::vector<fulcrum_decap_key> current = read_addresses(pins.local.get(), &error);
+    if (!error.ok())
+        return failure(error.message());
+    KeyDiff<fulcrum_decap_key> addresses = diff_addresses(current, wanted);
+    if (Status s = apply_addresses(pins.local.get(), addresses); !s.ok())
+        return failure(s.message());
+    for (const auto& key : addresses.add)
+        std::printf("local address %s added\n", format_address(key).c_str());
+    for (const auto& key : addresses.remove)
+        std::printf("local address %s removed\n", format_address(key).c_str());
+
+    std::size_t prefix_changes = 0;
+    if (o.from_given) {
+        std::vector<fulcrum_decap_source_key> pinned = read_prefixes(pins.sources.get(), &error);
+        if (!error.ok())
+            return failure(error.message());
+        KeyDiff<fulcrum_decap_source_key> sources = diff_prefixes(pinned, o.sources);
+        if (Status s = apply_prefixes(pins.sources.get(), sources); !s.ok())
+            return failure(s.message());
+        for (const auto& key : sources.add)
+            std::printf("tunnel source %s added\n", format_prefix(key).c_str());
+        for (const auto& key : sources.remove)
+            std::printf("tunnel source %s removed\n", format_prefix(key).c_str());
+        prefix_changes = sources.add.size() + sources.remove.size();
+    }
+    std::printf("synced decap on %s: %zu local addresses (%zu added, %zu removed)%s\n", iface.c_str(),
+                wanted.size(), addresses.add.size(), addresses.remove.size(),
+                o.from_given ? (", " + std::to_string(prefix_changes) + " tunnel source changes").c_str() : "");
     return kExitOk;
 }
 
@@ -349,6 +446,7 @@ struct InterfaceStatus {
     unsigned pinned_id = 0;
     unsigned attached_id = 0;  // our program's id on the interface, or the foreign main program's
     bool matches = false;      // the pinned program is the one attached
+    std::vector<fulcrum_decap_source_key> sources;
     std::vector<fulcrum_decap_key> addresses;
     dataplane::PacketCounters counters[FULCRUM_DECAP_REASON_COUNT];
     std::vector<std::string> problems;
@@ -376,13 +474,23 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
                               "` removes them)");
     else if (st.ifindex != 0 && !st.matches)
         st.problems.push_back("the program attached to " + iface + " is not the pinned one");
-    if (pins.addresses.valid()) {
+    if (pins.sources.valid()) {
         Status error;
-        st.addresses = read_addresses(pins.addresses.get(), &error);
+        st.sources = read_prefixes(pins.sources.get(), &error);
+        if (!error.ok())
+            st.problems.push_back(error.message());
+        else if (st.sources.empty())
+            st.problems.push_back("no tunnel source prefix: every tunnel packet is dropped (sync --from)");
+    } else {
+        st.problems.push_back("no pinned map at " + st.pin_dir + "/" + kPinSources);
+    }
+    if (pins.local.valid()) {
+        Status error;
+        st.addresses = read_addresses(pins.local.get(), &error);
         if (!error.ok())
             st.problems.push_back(error.message());
     } else {
-        st.problems.push_back("no pinned map at " + st.pin_dir + "/" + kPinAddresses);
+        st.problems.push_back("no pinned map at " + st.pin_dir + "/" + kPinLocal);
     }
     if (pins.stats.valid()) {
         for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; ++r) {
@@ -415,13 +523,17 @@ void print_text(const std::vector<InterfaceStatus>& all)
         std::printf("  pins: %s\n", st.pin_dir.c_str());
         for (const auto& p : st.problems)
             std::printf("  problem: %s\n", p.c_str());
-        std::printf("  tunnel addresses (%zu):\n", st.addresses.size());
+        std::printf("  tunnel sources, --from (%zu):\n", st.sources.size());
+        for (const auto& k : st.sources)
+            std::printf("    %s\n", format_prefix(k).c_str());
+        std::printf("  local addresses (%zu; `fulcrum-decap sync %s` refreshes them):\n", st.addresses.size(),
+                    st.interface.c_str());
         for (const auto& k : st.addresses)
             std::printf("    %s\n", format_address(k).c_str());
         std::printf("  counters:\n");
         for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; ++r) {
             auto name = dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(r));
-            std::printf("    %-16.*s %12llu packets %14llu bytes\n", static_cast<int>(name.size()), name.data(),
+            std::printf("    %-18.*s %12llu packets %14llu bytes\n", static_cast<int>(name.size()), name.data(),
                         static_cast<unsigned long long>(st.counters[r].packets),
                         static_cast<unsigned long long>(st.counters[r].bytes));
         }
@@ -443,7 +555,10 @@ void print_json(const std::string& pin_path, const std::vector<InterfaceStatus>&
         out += ",\"matches_pinned\":" + std::string(st.matches ? "true" : "false");
         out += ",\"mode\":" + (a.any ? json_string(mode_name(a.mode)) : std::string("null"));
         out += ",\"dispatcher\":" + std::string(a.dispatcher ? "true" : "false");
-        out += ",\"addresses\":[";
+        out += ",\"sources\":[";
+        for (std::size_t j = 0; j < st.sources.size(); ++j)
+            out += (j ? "," : "") + json_string(format_prefix(st.sources[j]));
+        out += "],\"local_addresses\":[";
         for (std::size_t j = 0; j < st.addresses.size(); ++j)
             out += (j ? "," : "") + json_string(format_address(st.addresses[j]));
         out += "],\"counters\":{";
@@ -495,6 +610,7 @@ int main(int argc, char** argv)
     fulcrum::log::route_libbpf();
     libxdp_set_print(libxdp_printer);
     int code = options.command == "attach"   ? attach(options)
+               : options.command == "sync"   ? sync_maps(options)
                : options.command == "detach" ? detach(options)
                                              : status(options);
     std::fflush(stdout);

@@ -1,5 +1,5 @@
 // The backend-side decap BPF program (xdp/decap.bpf.c), loaded through its skeleton, and its
-// map of this host's tunnel addresses.
+// maps: the host's local addresses, the balancers' tunnel-source prefixes, the counters.
 #pragma once
 
 #include <memory>
@@ -20,11 +20,13 @@ public:
     DecapProgram& operator=(const DecapProgram&) = delete;
 
     int program_fd() const;
-    // The maps' fds, for pinning them (fulcrum-decap); owned by the skeleton.
-    int addresses_map_fd() const;
+    // The maps' fds, for pinning and writing them (fulcrum-decap); owned by the skeleton.
+    int local_map_fd() const;
+    int sources_map_fd() const;
     int stats_map_fd() const;
-    Status add_address(const fulcrum_decap_key& key);
-    Status remove_address(const fulcrum_decap_key& key);
+    Status add_local_address(const fulcrum_decap_key& key);
+    Status remove_local_address(const fulcrum_decap_key& key);
+    Status add_source(const fulcrum_decap_source_key& key);
     PacketCounters counters(fulcrum_decap_reason reason) const;
 
 private:

@@ -44,6 +44,9 @@ constexpr std::array<std::string_view, FULCRUM_DECAP_REASON_COUNT> kDecapReasonN
     "decap_v6_in_v6",   // FULCRUM_DECAP_DONE_V6_IN_V6
     "decap_v4_in_v6",   // FULCRUM_DECAP_DONE_V4_IN_V6
     "malformed",        // FULCRUM_DECAP_DROP_MALFORMED
+    "source_not_allowed",  // FULCRUM_DECAP_DROP_SOURCE
+    "inner_not_local",  // FULCRUM_DECAP_DROP_INNER_NOT_LOCAL
+    "ecn_ce_not_ect",   // FULCRUM_DECAP_DROP_ECN_NOT_ECT
 };
 
 constexpr bool all_named(auto const& names)

@@ -2,7 +2,9 @@
 // client's packet byte for byte.
 #include <catch2/catch.hpp>
 
+#include "cmd/decap_state.h"
 #include "dataplane/decap_program.h"
+#include "dataplane/reasons.h"
 #include "table.h"
 
 using namespace fulcrum;
@@ -11,7 +13,22 @@ using namespace fulcrum::test;
 namespace {
 
 const std::string kBackendV4 = "198.18.0.11", kBackendV6 = "2001:db8:0:1::11";
+const std::string kVipV4 = "198.18.100.1", kVipV6 = "2001:db8:100::1";  // on the backend's lo
+// A second balancer whose outer source varies within a prefix (tunnel.source_v4_vary_bits).
+const std::string kVaryingPrefixV4 = "198.18.4.0/24", kVaryingPrefixV6 = "2001:db8:4::/64";
+const std::string kVaryingSourceV4 = "198.18.4.77", kVaryingSourceV6 = "2001:db8:4::7:7";
+const std::string kSpoofV4 = "198.18.9.9", kSpoofV6 = "2001:db8:9::9";  // not a balancer
+const std::string kElsewhereV4 = "198.18.200.1", kElsewhereV6 = "2001:db8:200::1";  // not local
 constexpr Mac kBackendMac{{0x02, 0xbe, 0, 0, 0, 0x0b}};
+
+fulcrum_decap_source_key prefix(const std::string& text)
+{
+    fulcrum_decap_source_key key{};
+    std::string why;
+    if (!decap::parse_prefix(text, &key, &why))
+        throw std::runtime_error("bad prefix in the test: " + text + ": " + why);
+    return key;
+}
 
 struct DecapLab {
     std::unique_ptr<dataplane::DecapProgram> program;
@@ -22,12 +39,15 @@ struct DecapLab {
         program = dataplane::DecapProgram::load(&error);
         if (!program)
             throw std::runtime_error(error.message());
-        for (const std::string& address : {kBackendV4, kBackendV6}) {
+        for (const std::string& address : {kBackendV4, kBackendV6, kVipV4, kVipV6}) {
             fulcrum_decap_key key{};
             key.addr = to_addr(address);
             key.family = family_of(address);
-            REQUIRE(program->add_address(key).ok());
+            REQUIRE(program->add_local_address(key).ok());
         }
+        // The lab balancer's sources as host prefixes, and a varying balancer's as networks.
+        for (const std::string& from : {kTunnelV4 + "/32", kTunnelV6 + "/128", kVaryingPrefixV4, kVaryingPrefixV6})
+            REQUIRE(program->add_source(prefix(from)).ok());
     }
     Verdict run(const Bytes& frame) { return run_xdp(program->program_fd(), frame, ifindex("fl-main")); }
 };
@@ -45,46 +65,9 @@ Bytes to_backend(std::uint16_t ethertype, const Bytes& ip, std::optional<std::ui
     return ethernet(kBackendMac, kRouterMac, ethertype, ip, vlan);
 }
 
-}  // namespace
-
-TEST_CASE("decap strips Fulcrum's tunnel header for this host's addresses only", "[bpf][decap]")
+// Runs the rows, then checks every decap counter against the rows' reasons (fresh program).
+void run_decap_table(DecapLab& lab, const std::vector<DecapRow>& rows)
 {
-    DecapLab lab;
-    const Bytes inner4 = ipv4(V4{.src = kClientV4, .dst = "198.18.100.1"}, tcp(40000, 80, 12));
-    const Bytes inner6 = ipv6(V6{.src = kClientV6, .dst = "2001:db8:100::1"}, udp(5000, 53, 9));
-    const V4 outer4{.src = kTunnelV4, .dst = kBackendV4, .proto = kIpip, .id = 0};
-    const V6 outer6_4{.src = kTunnelV6, .dst = kBackendV6, .next = kIpip};
-    const V6 outer6_6{.src = kTunnelV6, .dst = kBackendV6, .next = kIpv6};
-    std::vector<DecapRow> rows = {
-        {"IPv4-in-IPv4 to our tunnel address", to_backend(kEthIPv4, ipv4(outer4, inner4)), XDP_PASS,
-         to_backend(kEthIPv4, inner4), FULCRUM_DECAP_DONE_V4_IN_V4},
-        {"IPv6-in-IPv6 to our tunnel address", to_backend(kEthIPv6, ipv6(outer6_6, inner6)), XDP_PASS,
-         to_backend(kEthIPv6, inner6), FULCRUM_DECAP_DONE_V6_IN_V6},
-        {"IPv4-in-IPv6 to our tunnel address", to_backend(kEthIPv6, ipv6(outer6_4, inner4)), XDP_PASS,
-         to_backend(kEthIPv4, inner4), FULCRUM_DECAP_DONE_V4_IN_V6},
-        {"802.1Q tag kept", to_backend(kEthIPv4, ipv4(outer4, inner4), 0x0123), XDP_PASS,
-         to_backend(kEthIPv4, inner4, 0x0123), FULCRUM_DECAP_DONE_V4_IN_V4},
-        {"IPIP to another address: untouched",
-         to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = "198.18.0.99", .proto = kIpip}, inner4)),
-         XDP_PASS, {}, FULCRUM_DECAP_PASS_OTHER},
-        {"plain TCP to this host: untouched",
-         to_backend(kEthIPv4, ipv4(V4{.src = kClientV4, .dst = kBackendV4}, tcp(1, 22))), XDP_PASS, {},
-         FULCRUM_DECAP_PASS_OTHER},
-        {"plain IPv6 to this host: untouched",
-         to_backend(kEthIPv6, ipv6(V6{.src = kClientV6, .dst = kBackendV6}, tcp(1, 22))), XDP_PASS, {},
-         FULCRUM_DECAP_PASS_OTHER},
-        {"ARP: untouched", to_backend(kEthArp, Bytes(28, 1)), XDP_PASS, {}, FULCRUM_DECAP_PASS_OTHER},
-        {"truncated outer IPv4 header: untouched (the stack drops it)",
-         slice(to_backend(kEthIPv4, ipv4(outer4, inner4)), 0, 20), XDP_PASS, {}, FULCRUM_DECAP_PASS_OTHER},
-        {"IPIP to us with a truncated inner header", to_backend(kEthIPv4, ipv4(outer4, slice(inner4, 0, 12))),
-         XDP_DROP, {}, FULCRUM_DECAP_DROP_MALFORMED},
-        {"IPv6 tunnel to us whose inner header is not IPv6",
-         to_backend(kEthIPv6, ipv6(outer6_6, inner4)), XDP_DROP, {}, FULCRUM_DECAP_DROP_MALFORMED},
-        {"outer IPv4 with options (Fulcrum never sends them)",
-         to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = kBackendV4, .proto = kIpip, .options = {1, 1, 1, 0}},
-                                   inner4)),
-         XDP_DROP, {}, FULCRUM_DECAP_DROP_MALFORMED},
-    };
     std::map<int, std::uint64_t> want;
     for (const DecapRow& row : rows) {
         INFO("row: " << row.name);
@@ -95,9 +78,201 @@ TEST_CASE("decap strips Fulcrum's tunnel header for this host's addresses only",
         want[row.reason]++;
     }
     for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; r++) {
-        INFO("decap counter " << r);
-        CHECK(lab.program->counters(static_cast<fulcrum_decap_reason>(r)).packets == want[r]);
+        auto reason = static_cast<fulcrum_decap_reason>(r);
+        INFO("decap counter " << dataplane::decap_reason_name(reason));
+        CHECK(lab.program->counters(reason).packets == want[r]);
     }
+}
+
+}  // namespace
+
+TEST_CASE("decap strips Fulcrum's tunnel header from the balancers to local addresses only", "[bpf][decap]")
+{
+    DecapLab lab;
+    const Bytes inner4 = ipv4(V4{.src = kClientV4, .dst = kVipV4}, tcp(40000, 80, 12));
+    const Bytes inner6 = ipv6(V6{.src = kClientV6, .dst = kVipV6}, udp(5000, 53, 9));
+    const Bytes inner4_elsewhere = ipv4(V4{.src = kClientV4, .dst = kElsewhereV4}, tcp(40000, 22, 12));
+    const Bytes inner6_elsewhere = ipv6(V6{.src = kClientV6, .dst = kElsewhereV6}, tcp(40000, 22, 9));
+    const V4 outer4{.src = kTunnelV4, .dst = kBackendV4, .proto = kIpip, .id = 0};
+    const V6 outer6_4{.src = kTunnelV6, .dst = kBackendV6, .next = kIpip};
+    const V6 outer6_6{.src = kTunnelV6, .dst = kBackendV6, .next = kIpv6};
+    std::vector<DecapRow> rows = {
+        {"IPv4-in-IPv4 from the balancer to a VIP on lo", to_backend(kEthIPv4, ipv4(outer4, inner4)), XDP_PASS,
+         to_backend(kEthIPv4, inner4), FULCRUM_DECAP_DONE_V4_IN_V4},
+        {"IPv6-in-IPv6 from the balancer to a VIP on lo", to_backend(kEthIPv6, ipv6(outer6_6, inner6)), XDP_PASS,
+         to_backend(kEthIPv6, inner6), FULCRUM_DECAP_DONE_V6_IN_V6},
+        {"IPv4-in-IPv6 from the balancer to a VIP on lo", to_backend(kEthIPv6, ipv6(outer6_4, inner4)), XDP_PASS,
+         to_backend(kEthIPv4, inner4), FULCRUM_DECAP_DONE_V4_IN_V6},
+        {"802.1Q tag kept", to_backend(kEthIPv4, ipv4(outer4, inner4), 0x0123), XDP_PASS,
+         to_backend(kEthIPv4, inner4, 0x0123), FULCRUM_DECAP_DONE_V4_IN_V4},
+        {"IPv4 outer source varied within an allowed /24",
+         to_backend(kEthIPv4, ipv4(V4{.src = kVaryingSourceV4, .dst = kBackendV4, .proto = kIpip}, inner4)),
+         XDP_PASS, to_backend(kEthIPv4, inner4), FULCRUM_DECAP_DONE_V4_IN_V4},
+        {"IPv6 outer source varied within an allowed /64",
+         to_backend(kEthIPv6, ipv6(V6{.src = kVaryingSourceV6, .dst = kBackendV6, .next = kIpv6}, inner6)),
+         XDP_PASS, to_backend(kEthIPv6, inner6), FULCRUM_DECAP_DONE_V6_IN_V6},
+        {"outer destination is the VIP itself (a local address)",
+         to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = kVipV4, .proto = kIpip}, inner4)), XDP_PASS,
+         to_backend(kEthIPv4, inner4), FULCRUM_DECAP_DONE_V4_IN_V4},
+        // Spoofed tunnels: anyone who reaches the backend could otherwise smuggle packets in.
+        {"IPv4-in-IPv4 from a source outside --from: dropped",
+         to_backend(kEthIPv4, ipv4(V4{.src = kSpoofV4, .dst = kBackendV4, .proto = kIpip}, inner4)), XDP_DROP, {},
+         FULCRUM_DECAP_DROP_SOURCE},
+        {"IPv4 source next to the allowed /32: dropped",
+         to_backend(kEthIPv4, ipv4(V4{.src = "198.18.0.2", .dst = kBackendV4, .proto = kIpip}, inner4)), XDP_DROP,
+         {}, FULCRUM_DECAP_DROP_SOURCE},
+        {"IPv6-in-IPv6 from a source outside --from: dropped",
+         to_backend(kEthIPv6, ipv6(V6{.src = kSpoofV6, .dst = kBackendV6, .next = kIpv6}, inner6)), XDP_DROP, {},
+         FULCRUM_DECAP_DROP_SOURCE},
+        {"IPv4-in-IPv6 from a source outside --from: dropped",
+         to_backend(kEthIPv6, ipv6(V6{.src = kSpoofV6, .dst = kBackendV6, .next = kIpip}, inner4)), XDP_DROP, {},
+         FULCRUM_DECAP_DROP_SOURCE},
+        {"IPv6 outer source with the IPv4 balancer's bits (the families do not mix): dropped",
+         to_backend(kEthIPv6, ipv6(V6{.src = "::ffff:198.18.0.1", .dst = kBackendV6, .next = kIpv6}, inner6)),
+         XDP_DROP, {}, FULCRUM_DECAP_DROP_SOURCE},
+        {"spoofed source with options: counted as not allowed first",
+         to_backend(kEthIPv4, ipv4(V4{.src = kSpoofV4, .dst = kBackendV4, .proto = kIpip, .options = {1, 1, 1, 0}},
+                                   inner4)),
+         XDP_DROP, {}, FULCRUM_DECAP_DROP_SOURCE},
+        // From the balancer, but to an inner destination that is not this host.
+        {"IPv4-in-IPv4, inner destination not local: dropped",
+         to_backend(kEthIPv4, ipv4(outer4, inner4_elsewhere)), XDP_DROP, {}, FULCRUM_DECAP_DROP_INNER_NOT_LOCAL},
+        {"IPv6-in-IPv6, inner destination not local: dropped",
+         to_backend(kEthIPv6, ipv6(outer6_6, inner6_elsewhere)), XDP_DROP, {}, FULCRUM_DECAP_DROP_INNER_NOT_LOCAL},
+        {"IPv4-in-IPv6, inner destination not local: dropped",
+         to_backend(kEthIPv6, ipv6(outer6_4, inner4_elsewhere)), XDP_DROP, {}, FULCRUM_DECAP_DROP_INNER_NOT_LOCAL},
+        {"inner destination is loopback: dropped",
+         to_backend(kEthIPv4, ipv4(outer4, ipv4(V4{.src = kClientV4, .dst = "127.0.0.1"}, tcp(1, 22)))), XDP_DROP,
+         {}, FULCRUM_DECAP_DROP_INNER_NOT_LOCAL},
+        // Not a tunnel packet to us: untouched, whatever its source.
+        {"IPIP to another address: untouched",
+         to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = "198.18.0.99", .proto = kIpip}, inner4)),
+         XDP_PASS, {}, FULCRUM_DECAP_PASS_OTHER},
+        {"spoofed IPIP to another address: untouched",
+         to_backend(kEthIPv4, ipv4(V4{.src = kSpoofV4, .dst = "198.18.0.99", .proto = kIpip}, inner4)), XDP_PASS,
+         {}, FULCRUM_DECAP_PASS_OTHER},
+        {"plain TCP to this host from anyone: untouched",
+         to_backend(kEthIPv4, ipv4(V4{.src = kSpoofV4, .dst = kBackendV4}, tcp(1, 22))), XDP_PASS, {},
+         FULCRUM_DECAP_PASS_OTHER},
+        {"plain IPv6 to this host: untouched",
+         to_backend(kEthIPv6, ipv6(V6{.src = kClientV6, .dst = kBackendV6}, tcp(1, 22))), XDP_PASS, {},
+         FULCRUM_DECAP_PASS_OTHER},
+        {"ARP: untouched", to_backend(kEthArp, Bytes(28, 1)), XDP_PASS, {}, FULCRUM_DECAP_PASS_OTHER},
+        {"truncated outer IPv4 header: untouched (the stack drops it)",
+         slice(to_backend(kEthIPv4, ipv4(outer4, inner4)), 0, 20), XDP_PASS, {}, FULCRUM_DECAP_PASS_OTHER},
+        // Malformed tunnel packets from the balancer.
+        {"IPIP from the balancer with a truncated inner header", to_backend(kEthIPv4, ipv4(outer4, slice(inner4, 0, 12))),
+         XDP_DROP, {}, FULCRUM_DECAP_DROP_MALFORMED},
+        {"IPv6 tunnel from the balancer whose inner header is not IPv6",
+         to_backend(kEthIPv6, ipv6(outer6_6, inner4)), XDP_DROP, {}, FULCRUM_DECAP_DROP_MALFORMED},
+        {"outer IPv4 with options (Fulcrum never sends them)",
+         to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = kBackendV4, .proto = kIpip, .options = {1, 1, 1, 0}},
+                                   inner4)),
+         XDP_DROP, {}, FULCRUM_DECAP_DROP_MALFORMED},
+    };
+    run_decap_table(lab, rows);
+}
+
+// RFC 6040, normal mode: the ECN field of the inner header after decapsulation.
+namespace {
+
+constexpr std::uint8_t kNotEct = 0, kEct1 = 1, kEct0 = 2, kCe = 3;
+const char* ecn_name(std::uint8_t ecn)
+{
+    static const char* names[] = {"Not-ECT", "ECT(1)", "ECT(0)", "CE"};
+    return names[ecn & 3];
+}
+constexpr std::uint8_t kDscp = 0xb8;  // EF: the DSCP bits must come through untouched
+
+}  // namespace
+
+TEST_CASE("decap propagates congestion experienced per RFC 6040", "[bpf][decap][ecn]")
+{
+    DecapLab lab;
+    std::vector<DecapRow> rows;
+    for (std::uint8_t outer : {kNotEct, kEct0, kEct1, kCe}) {
+        for (std::uint8_t inner : {kNotEct, kEct0, kEct1, kCe}) {
+            bool drop = outer == kCe && inner == kNotEct;
+            std::uint8_t result = outer == kCe ? kCe : inner;  // unchanged unless CE arrives outside
+            fulcrum_decap_reason reason_v4 = drop ? FULCRUM_DECAP_DROP_ECN_NOT_ECT : FULCRUM_DECAP_DONE_V4_IN_V4;
+            std::string what = std::string("outer ") + ecn_name(outer) + ", inner " + ecn_name(inner) + " -> " +
+                               (drop ? "dropped" : ecn_name(result));
+
+            // IPv4 inner: the header checksum of the expected packet is computed from scratch,
+            // so it checks the program's incremental update.
+            auto in4 = [&](std::uint8_t ecn) {
+                return ipv4(V4{.src = kClientV4, .dst = kVipV4, .tos = static_cast<std::uint8_t>(kDscp | ecn)},
+                            tcp(40000, 80, 10));
+            };
+            auto in6 = [&](std::uint8_t ecn) {
+                return ipv6(V6{.src = kClientV6, .dst = kVipV6, .traffic_class = static_cast<std::uint8_t>(kDscp | ecn),
+                               .flow_label = 0x12345},
+                            udp(5000, 53, 10));
+            };
+            const auto outer_tos = static_cast<std::uint8_t>(kDscp | outer);
+            rows.push_back({"IPv4 in IPv4, " + what,
+                            to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = kBackendV4, .proto = kIpip,
+                                                         .tos = outer_tos, .id = 0},
+                                                      in4(inner))),
+                            drop ? XDP_DROP : XDP_PASS, drop ? Bytes{} : to_backend(kEthIPv4, in4(result)), reason_v4});
+            rows.push_back({"IPv6 in IPv6, " + what,
+                            to_backend(kEthIPv6, ipv6(V6{.src = kTunnelV6, .dst = kBackendV6, .next = kIpv6,
+                                                         .traffic_class = outer_tos},
+                                                      in6(inner))),
+                            drop ? XDP_DROP : XDP_PASS, drop ? Bytes{} : to_backend(kEthIPv6, in6(result)),
+                            drop ? FULCRUM_DECAP_DROP_ECN_NOT_ECT : FULCRUM_DECAP_DONE_V6_IN_V6});
+            rows.push_back({"IPv4 in IPv6, " + what,
+                            to_backend(kEthIPv6, ipv6(V6{.src = kTunnelV6, .dst = kBackendV6, .next = kIpip,
+                                                         .traffic_class = outer_tos},
+                                                      in4(inner))),
+                            drop ? XDP_DROP : XDP_PASS, drop ? Bytes{} : to_backend(kEthIPv4, in4(result)),
+                            drop ? FULCRUM_DECAP_DROP_ECN_NOT_ECT : FULCRUM_DECAP_DONE_V4_IN_V6});
+        }
+    }
+    run_decap_table(lab, rows);
+}
+
+TEST_CASE("decap: --from prefixes parse strictly", "[decap][prefix]")
+{
+    fulcrum_decap_source_key key{};
+    std::string why;
+    CHECK(decap::parse_prefix("198.18.0.1", &key, &why));
+    CHECK(decap::format_prefix(key) == "198.18.0.1/32");
+    CHECK(decap::parse_prefix("2001:db8::1", &key, &why));
+    CHECK(decap::format_prefix(key) == "2001:db8::1/128");
+    CHECK(decap::parse_prefix("198.18.0.0/15", &key, &why));
+    CHECK(key.prefixlen == FULCRUM_DECAP_FAMILY_BITS + 15);
+    CHECK(decap::parse_prefix("2001:db8::/32", &key, &why));
+    CHECK(decap::format_prefix(key) == "2001:db8::/32");
+    CHECK(decap::parse_prefix("0.0.0.0/0", &key, &why));
+    for (const char* bad : {"198.18.0.1/24", "198.18.0.0/33", "2001:db8::/129", "198.18.0.0/", "198.18.0.0/x",
+                            "nonsense", "", "198.18.0.0/-1", "2001:db8::1/64"}) {
+        INFO(bad);
+        CHECK_FALSE(decap::parse_prefix(bad, &key, &why));
+        CHECK_FALSE(why.empty());
+    }
+    CHECK(decap::split_list("198.18.0.1/32,2001:db8::1/128") ==
+          std::vector<std::string>{"198.18.0.1/32", "2001:db8::1/128"});
+    CHECK(decap::split_list(" 198.18.0.1  2001:db8::1 ") == std::vector<std::string>{"198.18.0.1", "2001:db8::1"});
+    CHECK(decap::split_list(" , ").empty());
+}
+
+TEST_CASE("decap: sync adds new local addresses before it removes old ones", "[decap][sync]")
+{
+    auto key = [](const std::string& address) {
+        fulcrum_decap_key k{};
+        REQUIRE(decap::parse_address(address, &k));
+        return k;
+    };
+    auto diff = decap::diff_addresses({key("198.18.0.11"), key("198.18.100.1")},
+                                      {key("198.18.0.11"), key("2001:db8:100::1"), key("2001:db8:100::1")});
+    REQUIRE(diff.add.size() == 1);
+    CHECK(decap::format_address(diff.add[0]) == "2001:db8:100::1");
+    REQUIRE(diff.remove.size() == 1);
+    CHECK(decap::format_address(diff.remove[0]) == "198.18.100.1");
+    auto same = decap::diff_prefixes({prefix("198.18.0.1/32")}, {prefix("198.18.0.1/32"), prefix("198.18.0.0/24")});
+    CHECK(same.add.size() == 1);
+    CHECK(same.remove.empty());
 }
 
 TEST_CASE("balancer then decap gives the backend the client's packet unchanged", "[bpf][decap]")
@@ -107,7 +282,7 @@ TEST_CASE("balancer then decap gives the backend the client's packet unchanged",
     balancer.add_backend(1, kBackendV4, 1);
     balancer.add_backend(2, kBackendV6, 2);
     balancer.add_backend(3, kBackendV6, 3);
-    balancer.add_service(1, "198.18.100.1", 80, kTcp, std::vector<std::uint32_t>(7, 1));
+    balancer.add_service(1, kVipV4, 80, kTcp, std::vector<std::uint32_t>(7, 1));
     balancer.add_service(2, "198.18.100.1", 53, kUdp, std::vector<std::uint32_t>(7, 2));
     balancer.add_service(3, "2001:db8:100::1", 443, kTcp, std::vector<std::uint32_t>(7, 3));
     const Bytes packets[] = {

@@ -92,7 +92,9 @@ def main():
         lab.start_servers()
         for b in lab.backends:
             assert lab.xdp_attached(b, "eth0")
-        proved("each backend strips the tunnel itself (no ipip module on this kernel) and serves the VIPs")
+        proved("each backend strips the tunnel itself (no ipip module on this kernel), only for tunnels from "
+               "the balancer's sources (fulcrum-decap --from 198.18.0.1/32 --from 2001:db8::1/128) to its own "
+               "addresses, and serves the VIPs")
 
         step(3, "The balancer: fulcrumd -c config/lab.yaml")
         lab.start_fulcrumd(CONFIG)

@@ -131,8 +131,16 @@ class Lab:
             self.run(b, f"ip addr add {vip}/{plen} dev lo" + (" nodad" if plen == 128 else ""))
 
     def attach_decap(self):
+        """Decap on every backend, taking tunnels only from the balancer's tunnel sources. The VIPs
+        must be on lo by now (add_vip_to_backends); sync_decap() picks up later ones."""
         for b in self.backends:
-            self.run(b, f"{DECAP} attach eth0 --mode native --pin-path /sys/fs/bpf/{b}")
+            self.run(b, f"{DECAP} attach eth0 --mode native --from {BALANCER_V4}/32 --from {BALANCER_V6}/128 "
+                        f"--pin-path /sys/fs/bpf/{b}")
+
+    def sync_decap(self):
+        """Refreshes each backend's decap local addresses (after VIPs were added or removed)."""
+        for b in self.backends:
+            self.run(b, f"{DECAP} sync eth0 --pin-path /sys/fs/bpf/{b}")
 
     def start_servers(self, tcp_port=80, udp_port=53):
         """A real HTTP server and a UDP responder in each backend, answering with its name."""
