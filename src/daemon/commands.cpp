@@ -101,9 +101,10 @@ Response Daemon::cmd_status(bool json)
             const char* state = b.use == plan::BackendUse::active     ? "active"
                                 : b.use == plan::BackendUse::draining ? "draining"
                                                                       : "down";
-            const char* why = b.use != plan::BackendUse::draining ? ""
-                              : by_operator                        ? " (fulcrumctl drain)"
-                                                                   : " (config)";
+            // A drained backend that is down shows "down" (its flows were re-hashed) and who drained it.
+            const char* why = !b.drained    ? ""
+                              : by_operator ? " (fulcrumctl drain)"
+                                            : " (config)";
             std::uint32_t id = applied.backends.at(b.address).id;
             double brate = backend_rate_[id];
             std::string health_state = "unknown", last = "-";
@@ -119,7 +120,7 @@ Response Daemon::cmd_status(bool json)
             text += fmt("  backend %-28s weight %-5u %-8s%-19s health %-4s %5.0fs  last %-28s %.0f pkt/s\n",
                         b.address.c_str(), b.weight, state, why, health_state.c_str(), since, last.c_str(), brate);
             j.begin_object().field("address", b.address).field("weight", b.weight).field("state", state);
-            j.field("drained_by", b.use != plan::BackendUse::draining ? "" : by_operator ? "operator" : "config");
+            j.field("drained_by", !b.drained ? "" : by_operator ? "operator" : "config");
             j.field("health", health_state).field("last_check", last).field("seconds_since_change", since);
             j.field("packets_per_second", brate).end_object();
         }
@@ -159,7 +160,7 @@ Response Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool
         return failed("service " + svc->name + " has no backend \"" + args[1] + "\"");
     // Copies: apply() below replaces desired_, which svc and backend point into.
     const std::string service = svc->name;
-    const bool drained_by_config = backend->use == plan::BackendUse::draining;
+    const bool drained_by_config = backend->drained && !overrides_.drained.contains({svc->name, address});
     std::pair<std::string, std::string> key{service, address};
     if (drain) {
         if (!overrides_.drained.insert(key).second)

@@ -113,16 +113,19 @@ Desired make_desired(const config::Config& config, std::uint32_t hash_seed, cons
             bp.family = to_fulcrum_family(b.address);
             bp.address = address_text(bp.addr, bp.family);
             bp.weight = b.weight;
-            bool drained = b.state == config::BackendState::drain || b.weight == 0 ||
-                           overrides.drained.contains({svc.name, bp.address});
+            bp.drained = b.state == config::BackendState::drain || b.weight == 0 ||
+                         overrides.drained.contains({svc.name, bp.address});
             bool down = overrides.down.contains({svc.name, bp.address});
-            bp.use = drained ? BackendUse::draining : down ? BackendUse::down : BackendUse::active;
+            // Down wins over drain: draining keeps flows for a backend that can finish them; a
+            // drained backend failing its checks would black-hole its clients (TCP entries never
+            // expire), so its flows are re-hashed at once like any down backend's.
+            bp.use = down ? BackendUse::down : bp.drained ? BackendUse::draining : BackendUse::active;
             plan.backends.push_back(bp);
         }
-        // Admin drain is independent of health; the panic threshold counts non-drained backends.
+        // The panic threshold counts non-drained backends; drained ones never count, up or down.
         unsigned candidates = 0;
         for (const BackendPlan& bp : plan.backends)
-            if (bp.use != BackendUse::draining) {
+            if (!bp.drained) {
                 candidates++;
                 plan.healthy += bp.use == BackendUse::active;
             }
@@ -132,7 +135,7 @@ Desired make_desired(const config::Config& config, std::uint32_t hash_seed, cons
         plan.panic = candidates > 0 && plan.healthy < plan.needed;
         if (plan.panic)
             for (BackendPlan& bp : plan.backends)
-                if (bp.use == BackendUse::down)
+                if (bp.use == BackendUse::down && !bp.drained)
                     bp.use = BackendUse::active;
         d.services.push_back(std::move(plan));
     }

@@ -18,7 +18,8 @@ namespace fulcrum::plan {
 enum class BackendUse {
     active,    // in the Maglev table with its weight
     draining,  // out of the table; existing flows stay (config state: drain, weight 0, fulcrumctl)
-    down,      // out of the table; existing flows re-hashed at once (failing health checks)
+    down,      // out of the table; existing flows re-hashed at once (failing health checks, also
+               // when drained: a drained backend that is down cannot finish its flows)
 };
 
 struct BackendPlan {
@@ -27,6 +28,7 @@ struct BackendPlan {
     std::uint8_t family = 0;
     std::uint32_t weight = 0;
     BackendUse use = BackendUse::active;
+    bool drained = false;  // config state drain, weight 0 or fulcrumctl drain (whatever its use)
     bool operator==(const BackendPlan&) const = default;
 };
 

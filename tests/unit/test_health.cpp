@@ -160,11 +160,11 @@ TEST_CASE("planner: down backends leave the table; below min_healthy every non-d
     for (const auto& b : d.services[0].backends)
         CHECK(b.use == plan::BackendUse::active);
 
-    // A drained backend stays drained in panic, and does not count.
+    // A drained backend is not used in panic, and does not count (it is down too: down wins).
     o.drained = {{"web", "198.18.0.13"}};
     d = plan::make_desired(cfg, 0, o);
     CHECK(d.services[0].panic);
-    CHECK(d.services[0].backends[2].use == plan::BackendUse::draining);
+    CHECK(d.services[0].backends[2].use == plan::BackendUse::down);
     CHECK(d.services[0].backends[0].use == plan::BackendUse::active);
 
     // min_healthy as a fraction: 50 % of 3 non-drained = 2 needed.
@@ -178,4 +178,60 @@ TEST_CASE("planner: down backends leave the table; below min_healthy every non-d
     d = plan::make_desired(cfg, 0, o);
     CHECK_FALSE(d.services[0].panic);
     CHECK(d.services[0].backends[0].use == plan::BackendUse::down);
+}
+
+// Issue 13 point 4: a drained backend that fails its checks would keep its flows (TCP entries
+// never expire) and black-hole its clients; down wins over drain, whoever drained it.
+TEST_CASE("planner: a drained backend that is down is down (flows re-hashed), up it is draining", "[health]")
+{
+    enum class Drain { config_state, config_weight0, operator_ };
+    for (Drain how : {Drain::config_state, Drain::config_weight0, Drain::operator_}) {
+        CAPTURE(static_cast<int>(how));
+        config::Config cfg = three_backends();
+        plan::Overrides o;
+        if (how == Drain::config_state)
+            cfg.services[0].backends[0].state = config::BackendState::drain;
+        else if (how == Drain::config_weight0)
+            cfg.services[0].backends[0].weight = 0;
+        else
+            o.drained = {{"web", "198.18.0.11"}};
+
+        // Drained and up: draining (out of the table, flows stay); the others are not touched.
+        plan::Desired d = plan::make_desired(cfg, 0, o);
+        const plan::ServicePlan* s = &d.services[0];
+        CHECK(s->backends[0].use == plan::BackendUse::draining);
+        CHECK(s->backends[0].drained);
+        CHECK(s->backends[1].use == plan::BackendUse::active);
+        CHECK_FALSE(s->backends[1].drained);
+        CHECK(s->healthy == 2);
+        CHECK_FALSE(s->panic);
+
+        // Drained and down: down (out of the table, flows re-hashed at once).
+        o.down = {{"web", "198.18.0.11"}};
+        d = plan::make_desired(cfg, 0, o);
+        s = &d.services[0];
+        CHECK(s->backends[0].use == plan::BackendUse::down);
+        CHECK(s->backends[0].drained);
+        CHECK(s->backends[1].use == plan::BackendUse::active);
+        CHECK(s->backends[2].use == plan::BackendUse::active);
+        // The panic threshold still counts only the non-drained backends: 2 of 2 healthy.
+        CHECK(s->healthy == 2);
+        CHECK_FALSE(s->panic);
+
+        // Panic rules unchanged: every non-drained backend is used (down or not); the drained
+        // one is not, and being down its flows are re-hashed rather than kept.
+        o.down = {{"web", "198.18.0.11"}, {"web", "198.18.0.12"}, {"web", "198.18.0.13"}};
+        d = plan::make_desired(cfg, 0, o);
+        s = &d.services[0];
+        CHECK(s->panic);
+        CHECK(s->healthy == 0);
+        CHECK(s->backends[0].use == plan::BackendUse::down);
+        CHECK(s->backends[1].use == plan::BackendUse::active);
+        CHECK(s->backends[2].use == plan::BackendUse::active);
+
+        // Up again: back to draining (its flows were re-hashed; it still takes no new ones).
+        o.down = {};
+        d = plan::make_desired(cfg, 0, o);
+        CHECK(d.services[0].backends[0].use == plan::BackendUse::draining);
+    }
 }

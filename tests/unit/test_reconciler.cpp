@@ -217,6 +217,30 @@ TEST_CASE("drain and weight 0 take a backend out of the table after the swap, fl
           position(maps, "put_table " + std::to_string(web.id)));
 }
 
+TEST_CASE("a draining backend that goes down is written down (its flows re-hashed), then draining again",
+          "[plan]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d = two_services();
+    d.services[0].backends[1].use = BackendUse::draining;
+    REQUIRE(r.apply(d).ok());
+    const AppliedService web = r.services().at("web");
+    const std::uint32_t id = web.backends.at("198.18.1.2").id;
+    CHECK(maps.backends.at(id).state == FULCRUM_BACKEND_DRAINING);
+
+    d.services[0].backends[1].use = BackendUse::down;
+    maps.log.clear();
+    REQUIRE(r.apply(d).ok());
+    CHECK(maps.backends.at(id).state == FULCRUM_BACKEND_DOWN);
+    CHECK(logged(maps, "put_backend " + std::to_string(id) + " state=3"));
+    CHECK_FALSE(logged(maps, "put_table " + std::to_string(web.id)));  // the table did not change
+
+    d.services[0].backends[1].use = BackendUse::draining;
+    REQUIRE(r.apply(d).ok());
+    CHECK(maps.backends.at(id).state == FULCRUM_BACKEND_DRAINING);
+}
+
 TEST_CASE("a removed backend is freed after the table swap; a changed weight moves only its share", "[plan]")
 {
     FakeMaps maps;
