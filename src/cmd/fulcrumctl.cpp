@@ -12,12 +12,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -60,11 +62,12 @@ const char kHelp[] =
     "\n"
     "  -s, --socket PATH   control socket (default $FULCRUM_SOCKET, else /run/fulcrum/fulcrumd.sock)\n"
     "  --json              answer as JSON (may appear anywhere)\n"
-    "  --timeout SECONDS   how long to wait for the daemon's answer (default 30)\n"
+    "  --timeout SECONDS   how long to wait for the daemon's answer, busy retries included (default 30)\n"
     "  --version           print the version\n"
     "  -h, --help          this text\n"
     "Exit status: 0 done, 1 the command failed, 2 usage error, 3 no daemon at the socket,\n"
-    "4 the daemon's answer was not understood.\n";
+    "4 the daemon's answer was not understood, 5 the daemon stayed busy (too many control\n"
+    "sessions open) until the timeout.\n";
 
 struct Options {
     std::string socket_path;
@@ -300,6 +303,8 @@ std::variant<std::string, int> exchange(int fd, const Options& options, const st
         ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && timed_out(errno)) return fail(control::kUnreachable, no_answer(options));
+        // A busy daemon answers and closes without reading: its answer may be waiting.
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
         if (n < 0)
             return fail(control::kProtocol,
                         std::string("cannot send the request to fulcrumd: ") + std::strerror(errno));
@@ -312,11 +317,19 @@ std::variant<std::string, int> exchange(int fd, const Options& options, const st
         if (n == 0) return answer;
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && timed_out(errno)) return fail(control::kUnreachable, no_answer(options));
+        // The daemon closed with our request unread (the busy answer): what came first counts.
+        if (n < 0 && errno == ECONNRESET && !answer.empty()) return answer;
         if (n < 0)
             return fail(control::kProtocol,
                         std::string("cannot read fulcrumd's answer: ") + std::strerror(errno));
         answer.append(buffer, static_cast<size_t>(n));
     }
+}
+
+// The daemon's "too many sessions" answer (protocol.h): worth asking again shortly.
+bool busy(const std::string& answer)
+{
+    return answer.starts_with(std::to_string(control::kBusy) + "\n");
 }
 
 // Prints the body (stdout on success, stderr otherwise) and returns the daemon's exit code.
@@ -356,12 +369,21 @@ int run(int argc, char** argv)
         return usage_error("the request is longer than " + std::to_string(control::kMaxRequestBytes) +
                            " bytes");
 
-    int fd = connect_daemon(options);
-    if (fd < 0) return control::kUnreachable;
-    std::variant<std::string, int> answer = exchange(fd, options, request);
-    close(fd);
-    if (const int* code = std::get_if<int>(&answer)) return *code;
-    return deliver(std::get<std::string>(answer));
+    // Sessions are short (the daemon closes idle ones within seconds): a busy daemon is asked
+    // again, every 100 ms, until the timeout.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
+    for (;;) {
+        int fd = connect_daemon(options);
+        if (fd < 0) return control::kUnreachable;
+        std::variant<std::string, int> answer = exchange(fd, options, request);
+        close(fd);
+        if (const int* code = std::get_if<int>(&answer)) return *code;
+        if (busy(std::get<std::string>(answer)) && std::chrono::steady_clock::now() < give_up) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
+        return deliver(std::get<std::string>(answer));
+    }
 }
 
 }  // namespace

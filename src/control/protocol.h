@@ -9,7 +9,15 @@
 // The daemon renders BODY in the requested format (human text, or one JSON object), so the client
 // only prints it. Commands: status | reload | drain SERVICE BACKEND | undrain SERVICE BACKEND |
 // lookup SERVICE SRC_IP SRC_PORT [DST_PORT] | stats. Arguments contain no spaces.
+//
+// Limits (server.h): the request line must arrive within kRequestTimeout of connecting and the
+// answer be read within kAnswerTimeout, else the daemon closes the connection without a word; at
+// most kMaxSessions connections are served at once, and one more is answered at once with
+// "5 LF fulcrumd: busy ..." (kBusy) and closed: fulcrumctl then tries again until its --timeout.
 #pragma once
+
+#include <chrono>
+#include <cstddef>
 
 namespace fulcrum::control {
 
@@ -20,9 +28,13 @@ enum ExitCode {
     kUsage = 2,         // bad arguments (fulcrumctl or the daemon found them malformed)
     kUnreachable = 3,   // no daemon at the socket (not running, wrong path, permission)
     kProtocol = 4,      // the daemon's answer was not understood
+    kBusy = 5,          // the daemon had kMaxSessions connections open (fulcrumctl retries first)
 };
 
 inline constexpr const char* kDefaultSocket = "/run/fulcrum/fulcrumd.sock";
 inline constexpr unsigned kMaxRequestBytes = 4096;
+inline constexpr std::chrono::milliseconds kRequestTimeout{3000};  // connect to the request's LF
+inline constexpr std::chrono::milliseconds kAnswerTimeout{5000};   // for the client to read it all
+inline constexpr std::size_t kMaxSessions = 64;
 
 }  // namespace fulcrum::control

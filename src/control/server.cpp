@@ -9,24 +9,55 @@
 #include <filesystem>
 #include <sstream>
 
-#include "control/protocol.h"
 #include "util/log.h"
 
 namespace fulcrum::control {
-namespace {
 
 using boost::asio::local::stream_protocol;
+using Clock = std::chrono::steady_clock;
 
-// One connection: read a line, answer, close.
+struct Server::Shared {
+    Handler handler;
+    Limits limits;
+    std::string path;
+    ServerStats stats;
+    Clock::time_point next_refused_log{}, next_timeout_log{};
+
+    // Refusals and deadlines come in floods: one warning, then at most one line of each kind per
+    // log_interval, each with the running totals (status shows them too).
+    void report(const char* what, Clock::time_point& next_report)
+    {
+        const Clock::time_point now = Clock::now();
+        if (now < next_report)
+            return;
+        next_report = now + limits.log_interval;
+        LOG_WARN("control: %s on %s (%zu sessions open, limit %zu; since start %llu refused busy, %llu "
+                 "closed at their deadline; next such line in %llds at the earliest)",
+                 what, path.c_str(), stats.open, limits.max_sessions,
+                 static_cast<unsigned long long>(stats.refused), static_cast<unsigned long long>(stats.timed_out),
+                 static_cast<long long>(limits.log_interval.count()));
+    }
+};
+
+namespace {
+
+// One connection: read a line before the request deadline, answer before the answer deadline,
+// close. A client that says nothing, sends part of a line or does not read is closed at the
+// deadline without an answer.
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    Session(stream_protocol::socket socket, const Server::Handler& handler)
-        : socket_(std::move(socket)), handler_(handler), buffer_(kMaxRequestBytes)
+    Session(stream_protocol::socket socket, std::shared_ptr<Server::Shared> shared)
+        : socket_(std::move(socket)), shared_(std::move(shared)), buffer_(kMaxRequestBytes),
+          deadline_(socket_.get_executor())
     {
+        shared_->stats.open++;
+        shared_->stats.sessions++;
     }
+    ~Session() { shared_->stats.open--; }
 
     void start()
     {
+        arm(shared_->limits.request_timeout);
         auto self = shared_from_this();
         boost::asio::async_read_until(socket_, buffer_, '\n',
                                       [self](const boost::system::error_code& ec, std::size_t) {
@@ -35,8 +66,25 @@ public:
     }
 
 private:
+    void arm(std::chrono::milliseconds timeout)
+    {
+        deadline_.expires_after(timeout);
+        auto self = shared_from_this();
+        deadline_.async_wait([self](const boost::system::error_code& ec) {
+            // Cancelled, or re-armed after this wait had already completed (the command ran
+            // past the request deadline): only the current deadline counts.
+            if (ec || self->closed_ || self->deadline_.expiry() > Clock::now())
+                return;
+            self->shared_->stats.timed_out++;
+            self->shared_->report("closed a session at its deadline", self->shared_->next_timeout_log);
+            self->close();
+        });
+    }
+
     void on_line(const boost::system::error_code& ec)
     {
+        if (closed_)
+            return;  // the deadline closed the socket
         Response response;
         std::string line;
         if (ec) {
@@ -45,22 +93,34 @@ private:
             std::istream in(&buffer_);
             std::getline(in, line);
             Request request;
-            response = parse_request(line, &request) ? handler_(request)
-                                                     : Response{kUsage, "malformed request: \"" + line + "\"\n"};
+            response = parse_request(line, &request)
+                           ? shared_->handler(request)
+                           : Response{kUsage, "malformed request: \"" + line + "\"\n"};
         }
         answer_ = std::to_string(response.code) + "\n" + response.body;
+        arm(shared_->limits.answer_timeout);  // the command's own time does not count
         auto self = shared_from_this();
         boost::asio::async_write(socket_, boost::asio::buffer(answer_),
-                                 [self](const boost::system::error_code&, std::size_t) {
-                                     boost::system::error_code ignored;
-                                     self->socket_.shutdown(stream_protocol::socket::shutdown_both, ignored);
-                                 });
+                                 [self](const boost::system::error_code&, std::size_t) { self->close(); });
+    }
+
+    void close()
+    {
+        if (closed_)
+            return;
+        closed_ = true;
+        deadline_.cancel();
+        boost::system::error_code ignored;
+        socket_.shutdown(stream_protocol::socket::shutdown_both, ignored);
+        socket_.close(ignored);  // a pending read or write ends with operation_aborted
     }
 
     stream_protocol::socket socket_;
-    const Server::Handler& handler_;
+    std::shared_ptr<Server::Shared> shared_;
     boost::asio::streambuf buffer_;
+    boost::asio::steady_timer deadline_;
     std::string answer_;
+    bool closed_ = false;
 };
 
 }  // namespace
@@ -77,8 +137,10 @@ bool parse_request(const std::string& line, Request* request)
     return true;
 }
 
-Server::Server(boost::asio::io_context& io, std::string path, Handler handler)
-    : io_(io), path_(std::move(path)), handler_(std::move(handler)), acceptor_(io)
+Server::Server(boost::asio::io_context& io, std::string path, Handler handler, Limits limits)
+    : io_(io), path_(std::move(path)),
+      shared_(std::make_shared<Shared>(Shared{std::move(handler), limits, path_, {}, {}, {}})), acceptor_(io),
+      retry_timer_(io)
 {
 }
 
@@ -89,6 +151,9 @@ Server::~Server()
     if (!path_.empty())
         unlink(path_.c_str());
 }
+
+const ServerStats& Server::stats() const { return shared_->stats; }
+const Limits& Server::limits() const { return shared_->limits; }
 
 Status Server::start()
 {
@@ -104,7 +169,7 @@ Status Server::start()
     if (!ec && chmod(path_.c_str(), 0600) != 0)
         ec.assign(errno, boost::system::system_category());
     if (!ec)
-        acceptor_.listen(16, ec);
+        acceptor_.listen(64, ec);
     if (ec)
         return Status::failure("control: cannot listen on " + path_ + ": " + ec.message());
     accept();
@@ -116,12 +181,73 @@ void Server::accept()
     acceptor_.async_accept([this](const boost::system::error_code& ec, stream_protocol::socket socket) {
         if (ec == boost::asio::error::operation_aborted)
             return;
-        if (!ec)
-            std::make_shared<Session>(std::move(socket), handler_)->start();
+        if (ec) {
+            on_accept_error(ec);
+            return;
+        }
+        if (failures_in_episode_) {
+            if (episode_logged_)
+                LOG_INFO("control: accepting on %s again, after %llu failed accepts over %.1fs", path_.c_str(),
+                         static_cast<unsigned long long>(failures_in_episode_),
+                         std::chrono::duration<double>(Clock::now() - episode_start_).count());
+            failures_in_episode_ = 0;
+            episode_logged_ = false;
+        }
+        if (shared_->stats.open >= shared_->limits.max_sessions)
+            refuse(std::move(socket));
         else
-            LOG_WARN("control: accept failed on %s: %s", path_.c_str(), ec.message().c_str());
+            std::make_shared<Session>(std::move(socket), shared_)->start();
         accept();
     });
+}
+
+// accept() failing (EMFILE, ENFILE, ENOBUFS, ...) leaves the connection in the backlog, so the
+// listening socket stays readable: accepting again at once would spin. Wait, then try again.
+// An episode (failures until an accept works) is logged once, when it starts and when it ends;
+// at the fd limit episodes can follow each other as sessions end, so a start is logged at most
+// once per log_interval (the failures are all counted: status).
+void Server::on_accept_error(const boost::system::error_code& ec)
+{
+    shared_->stats.accept_failures++;
+    const Clock::time_point now = Clock::now();
+    if (failures_in_episode_++ == 0 && now >= next_failure_log_) {
+        episode_start_ = now;
+        episode_logged_ = true;
+        next_failure_log_ = now + shared_->limits.log_interval;
+        LOG_WARN("control: cannot accept on %s: %s; trying again every %lldms (connections wait in the "
+                 "backlog; logged again when accepting works)",
+                 path_.c_str(), ec.message().c_str(), static_cast<long long>(shared_->limits.accept_retry.count()));
+    }
+    retry_timer_.expires_after(shared_->limits.accept_retry);
+    retry_timer_.async_wait([this](const boost::system::error_code& wait_ec) {
+        if (wait_ec == boost::asio::error::operation_aborted)
+            return;
+        accept();
+    });
+}
+
+// Over the session limit: one line (protocol.h, kBusy) and close, without holding the fd.
+void Server::refuse(stream_protocol::socket socket)
+{
+    shared_->stats.refused++;
+    shared_->report("refused a connection: too many sessions open", shared_->next_refused_log);
+    boost::system::error_code ignored;
+    socket.non_blocking(true, ignored);
+    // Read what the client already sent (a request is at most kMaxRequestBytes): a unix socket
+    // closed with unread data makes the client's read fail with ECONNRESET, not see this line.
+    char sink[1024];
+    for (unsigned read = 0; read < kMaxRequestBytes;) {
+        std::size_t n = socket.read_some(boost::asio::buffer(sink), ignored);
+        if (ignored || n == 0)
+            break;
+        read += static_cast<unsigned>(n);
+    }
+    const std::string busy = std::to_string(kBusy) + "\nfulcrumd is busy: " +
+                             std::to_string(shared_->limits.max_sessions) +
+                             " control sessions open (the limit); try again\n";
+    socket.write_some(boost::asio::buffer(busy), ignored);  // a short line: fits in the empty buffer
+    socket.shutdown(stream_protocol::socket::shutdown_both, ignored);
+    socket.close(ignored);
 }
 
 }  // namespace fulcrum::control

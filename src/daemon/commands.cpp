@@ -126,7 +126,17 @@ Response Daemon::cmd_status(bool json)
         }
         j.end_array().end_object();
     }
-    j.end_array().end_object();
+    j.end_array();
+    // The control socket itself (its limits: src/control/protocol.h); this session is one of `open`.
+    const control::ServerStats& cs = control_->stats();
+    text += fmt("control socket: %zu sessions open (limit %zu), %llu refused busy, %llu closed at their deadline, "
+                "%llu failed accepts\n",
+                cs.open, control_->limits().max_sessions, static_cast<unsigned long long>(cs.refused),
+                static_cast<unsigned long long>(cs.timed_out), static_cast<unsigned long long>(cs.accept_failures));
+    j.key("control").begin_object().field("sessions_open", cs.open).field("max_sessions", control_->limits().max_sessions);
+    j.field("sessions", cs.sessions).field("refused_busy", cs.refused).field("timed_out", cs.timed_out);
+    j.field("accept_failures", cs.accept_failures).end_object();
+    j.end_object();
     return {control::kOk, json ? j.str() + "\n" : text};
 }
 
