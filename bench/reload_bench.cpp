@@ -36,6 +36,9 @@
 namespace fulcrum::bench {
 namespace {
 
+// The flow-hash seed of the bench's configs when the file sets none (fulcrumd would pin a random one).
+constexpr std::uint32_t kBenchSeed = 0x5eed;
+
 // ---------------------------------------------------------------------------------------------
 // Options, clocks, small helpers
 
@@ -410,7 +413,7 @@ plan::Desired desired_of(const std::string& text, const std::string& name)
     config::ParseResult r = config::parse_text(text, name);
     if (!r.config)
         die("the generated config does not parse: " + (r.errors.empty() ? std::string("?") : r.errors[0].to_string()));
-    return plan::make_desired(*r.config);
+    return plan::make_desired(*r.config, r.config->hash_seed.value_or(kBenchSeed));
 }
 
 // The scenarios of a reload after the first apply; `apply` is timed, `revert` (back to the full
@@ -801,7 +804,7 @@ SizeRun run_size(const Options& o, std::uint32_t table_size)
         config = std::move(r.config);
         if (rep == 0)
             mark_rss("parse (table " + std::to_string(table_size) + ")");
-        desired.samples.push_back(measure(nullptr, [&] { base = plan::make_desired(*config); }));
+        desired.samples.push_back(measure(nullptr, [&] { base = plan::make_desired(*config, config->hash_seed.value_or(kBenchSeed)); }));
     }
     run.phases.push_back(std::move(yaml));
     run.phases.push_back(std::move(parse));

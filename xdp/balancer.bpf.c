@@ -391,15 +391,17 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	if (rc)
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
 
+	/* The egress first: a packet that cannot leave is a no_egress drop, not a forwarded one. */
+	rc = XDP_TX;
+	if (fib.ifindex != ctx->ingress_ifindex) {
+		rc = bpf_redirect_map(&tx_ports, fib.ifindex, 0);
+		if (rc != XDP_REDIRECT)
+			return drop(FULCRUM_DROP_NO_EGRESS, bytes);
+	}
 	if (role == FLOW_ERROR)
 		count_reason(FULCRUM_FWD_ICMP_ERROR, bytes);
 	record_flow(key, record, id, hash, cfg);
 	count_forward(svc->id, id, bytes, record == RECORD_NEW);
-	if (fib.ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	rc = bpf_redirect_map(&tx_ports, fib.ifindex, 0);
-	if (rc != XDP_REDIRECT)
-		return drop(FULCRUM_DROP_NO_EGRESS, bytes);
 	return rc;
 }
 
@@ -563,8 +565,10 @@ static __always_inline int handle_vip(struct xdp_md *ctx, struct packet *pkt,
 		if (pkt->family == FULCRUM_AF_INET6)
 			return handle_icmp6(ctx, pkt, vipv);
 		break;
-	case IPPROTO_FRAGMENT:
-		return drop(FULCRUM_DROP_FRAGMENT, bytes);
+	case IPPROTO_FRAGMENT: /* an IPv6 fragment header; in IPv4, 44 is just another protocol */
+		if (pkt->family == FULCRUM_AF_INET6)
+			return drop(FULCRUM_DROP_FRAGMENT, bytes);
+		break;
 	}
 	return drop(FULCRUM_DROP_PROTO_UNSERVED, bytes);
 }

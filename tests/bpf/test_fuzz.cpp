@@ -628,7 +628,6 @@ bool is_drop_reason(int r)
 struct Stats {
     std::map<std::string, std::uint64_t> balancer, decap;
     std::uint64_t balancer_packets = 0, decap_packets = 0, balancer_bytes = 0;
-    std::uint64_t counted_twice = 0;  // known bug: no_egress drops also counted as forwarded
     std::map<int, Count> reasons;                     // model totals
     std::map<std::uint32_t, Count> services, backends;  // model totals
     std::map<int, Count> decap_reasons;
@@ -857,22 +856,6 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
             counted_ok = false;
         }
     bool forwarded = !services.empty() || !backends.empty();
-    auto is_reason = [&](std::size_t i, fulcrum_reason r) { return i < reasons.size() && reasons[i].key == r; };
-    if (forwarded && action == XDP_DROP && services.size() == 1 && backends.size() == 1 &&
-        services[0].by.packets == 1 && backends[0].by.packets == 1 &&
-        ((reasons.size() == 1 && is_reason(0, FULCRUM_DROP_NO_EGRESS)) ||
-         (reasons.size() == 2 && is_reason(0, FULCRUM_FWD_ICMP_ERROR) && is_reason(1, FULCRUM_DROP_NO_EGRESS)))) {
-        // KNOWN BUG (reported): forward() counts the packet as forwarded (service and backend
-        // packets/bytes, a new flow; an ICMP error also as icmp_error_forwarded) and records its
-        // flow before bpf_redirect_map fails; the drop is then counted no_egress as well.
-        // README: such a packet is counted no_egress. Judged below as that drop.
-        known("no_egress drop also counted as forwarded (service/backend packets, bytes, new flow, "
-              "icmp_error_forwarded; flow recorded)",
-              index, in);
-        forwarded = false;
-        reasons.erase(reasons.begin(), reasons.end() - 1);
-        stats_.counted_twice++;
-    }
     if (forwarded) {
         if (services.size() != 1 || backends.size() != 1 || services[0].by.packets != 1 ||
             services[0].by.bytes != len || backends[0].by.packets != 1 || backends[0].by.bytes != len ||
@@ -933,12 +916,6 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
     Expect want = model_.predict(in.bytes);
     const Expect* e = nullptr;
     if (matches(o, want)) {
-        e = &want;
-    } else if (o.kind == Kind::Drop && o.reason == FULCRUM_DROP_FRAGMENT && want.kind == Kind::Drop &&
-               want.reason == FULCRUM_DROP_PROTO_UNSERVED && !want.v6 && want.proto == kFragment) {
-        // KNOWN BUG (reported): IPv4 with protocol 44 (IPv6's fragment header number) to a VIP
-        // counts as a fragment; README: other protocols are protocol_unserved.
-        known("IPv4 protocol 44 to a VIP counted as fragment (README: protocol_unserved)", index, in);
         e = &want;
     } else if (counted_ok) {
         auto short_name = [](const Expect& x) {
@@ -1343,9 +1320,8 @@ void Fuzzer::finish()
         CHECK(backends[b].packets == want.packets);
         CHECK(backends[b].bytes == want.bytes);
     }
-    // Reasons (ICMP errors forwarded are in both) + forwarded = packets sent; the no_egress drops
-    // that the known bug also counts as forwarded are in both too, and only they.
-    CHECK(reason_sum + forwarded - stats_.counted_twice == stats_.balancer_packets);
+    // Reasons (ICMP errors forwarded are in both) + forwarded = packets sent.
+    CHECK(reason_sum + forwarded == stats_.balancer_packets);
     std::uint64_t decap_sum = 0;
     for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; r++) {
         INFO("decap reason " << r);
