@@ -8,6 +8,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <unistd.h>
+#include <dirent.h>
 #include <xdp/libxdp.h>
 
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <vector>
 
 #include "abi.h"
@@ -33,6 +35,9 @@ namespace {
 // there, the recycled frame is again the same IPv4 packet of the same flow (only the MACs, which
 // the balancer never reads, differ), so every timed packet takes the hit path. See README.md.
 const std::pair<std::uint32_t, std::string> kBackends[] = {{1, "198.18.8.0"}, {2, "198.19.8.0"}};
+// The established-flow service's backends: the same hosts under their own ids (a backend id
+// serves one service).
+const std::pair<std::uint32_t, std::string> kEstablishedBackends[] = {{3, "198.18.8.0"}, {4, "198.19.8.0"}};
 
 Mac backend_mac(std::uint32_t id) { return Mac{0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(id)}; }
 
@@ -99,6 +104,8 @@ std::unique_ptr<BenchLab> BenchLab::create(Status* error)
 
 BenchLab::~BenchLab()
 {
+    if (bench0_attached_)
+        bpf_xdp_detach(ifindex_, XDP_FLAGS_DRV_MODE, nullptr);
     // The namespace (and with it the veth and the attachment) goes away with the process; the
     // explicit detach keeps the teardown order obvious and leaves nothing for libxdp to clean.
     if (peer_program_) {
@@ -207,49 +214,124 @@ Status BenchLab::load_balancer()
     if (!balancer_)
         return s;
 
-    fulcrum_settings settings{};
-    settings.source_v4 = ipv4(kTunnelSource);
-    settings.hash_seed = 0x5eed5eed;
-    if (s = balancer_->set_settings(settings); !s.ok())
+    settings_.source_v4 = ipv4(kTunnelSource);
+    settings_.hash_seed = 0x5eed5eed;
+    if (s = balancer_->set_settings(settings_); !s.ok())
         return s;
 
-    std::vector<maglev::Backend> members;
-    for (const auto& [id, address] : kBackends) {
-        fulcrum_backend b{};
-        b.addr.w[0] = ipv4(address);
-        b.family = FULCRUM_AF_INET;
-        b.state = FULCRUM_BACKEND_ACTIVE;
-        b.service_id = kServiceId;  // flow-table hits count only for the backend's own service
-        if (s = balancer_->put_backend(id, b); !s.ok())
+    struct ServiceSpec {
+        std::uint32_t id;
+        const std::string& vip;
+        const std::pair<std::uint32_t, std::string> (&backends)[2];
+    };
+    for (const ServiceSpec& spec : {ServiceSpec{kServiceId, kVip, kBackends},
+                                    ServiceSpec{kEstablishedServiceId, kEstablishedVip, kEstablishedBackends}}) {
+        std::vector<maglev::Backend> members;
+        for (const auto& [id, address] : spec.backends) {
+            fulcrum_backend b{};
+            b.addr.w[0] = ipv4(address);
+            b.family = FULCRUM_AF_INET;
+            b.state = FULCRUM_BACKEND_ACTIVE;
+            b.service_id = static_cast<std::uint16_t>(spec.id);  // hits count only for its own service
+            if (s = balancer_->put_backend(id, b); !s.ok())
+                return s;
+            members.push_back({address, id, 1});
+        }
+        // A production-sized table (the default prime), built by the daemon's own Maglev code.
+        maglev::TableResult table = maglev::build_table(members, FULCRUM_DEFAULT_TABLE_SIZE);
+        if (!table.ok())
+            return Status::failure("lab: Maglev table: " + table.error);
+        if (s = balancer_->put_table(spec.id, table.table); !s.ok())
             return s;
-        members.push_back({address, id, 1});
-    }
-    // A production-sized table (the default prime), built by the daemon's own Maglev code.
-    maglev::TableResult table = maglev::build_table(members, FULCRUM_DEFAULT_TABLE_SIZE);
-    if (!table.ok())
-        return Status::failure("lab: Maglev table: " + table.error);
-    if (s = balancer_->put_table(kServiceId, table.table); !s.ok())
-        return s;
 
-    fulcrum_vip_key vk{};
-    vk.addr.w[0] = ipv4(kVip);
-    vk.family = FULCRUM_AF_INET;
-    if (s = balancer_->put_vip(vk, fulcrum_vip_value{}); !s.ok())
-        return s;
-    fulcrum_service_key sk{};
-    sk.vip = vk.addr;
-    sk.family = FULCRUM_AF_INET;
-    sk.port = htons(kServicePort);
-    sk.proto = IPPROTO_TCP;
-    fulcrum_service_value sv{};
-    sv.id = kServiceId;
-    sv.table_size = FULCRUM_DEFAULT_TABLE_SIZE;
-    return balancer_->put_service(sk, sv);
+        fulcrum_vip_key vk{};
+        vk.addr.w[0] = ipv4(spec.vip);
+        vk.family = FULCRUM_AF_INET;
+        if (s = balancer_->put_vip(vk, fulcrum_vip_value{}); !s.ok())
+            return s;
+        fulcrum_service_key sk{};
+        sk.vip = vk.addr;
+        sk.family = FULCRUM_AF_INET;
+        sk.port = htons(kServicePort);
+        sk.proto = IPPROTO_TCP;
+        fulcrum_service_value sv{};
+        sv.id = spec.id;
+        sv.table_size = FULCRUM_DEFAULT_TABLE_SIZE;
+        if (s = balancer_->put_service(sk, sv); !s.ok())
+            return s;
+    }
+    return {};
 }
 
-Bytes BenchLab::service_frame(const std::string& client, std::uint16_t sport, bool syn)
+Status BenchLab::set_new_flow_budget(std::uint32_t per_second)
 {
-    return tcp_frame({kBenchMac, kRouterMac, client, kVip, sport, kServicePort,
+    settings_.new_flows_per_second = per_second;
+    return balancer_->set_settings(settings_);
+}
+
+Status BenchLab::attach_to_bench0(int prog_fd)
+{
+    int err = prog_fd < 0 ? bpf_xdp_detach(ifindex_, XDP_FLAGS_DRV_MODE, nullptr)
+                          : bpf_xdp_attach(ifindex_, prog_fd, XDP_FLAGS_DRV_MODE, nullptr);
+    if (err)
+        return errno_failure(prog_fd < 0 ? "lab: detach from bench0" : "lab: attach to bench0 (native)", err);
+    bench0_attached_ = prog_fd >= 0;
+    return {};
+}
+
+namespace {
+
+// napi/* kernel threads: pid -> name.
+std::map<int, std::string> napi_threads()
+{
+    std::map<int, std::string> out;
+    if (DIR* d = opendir("/proc")) {
+        while (dirent* e = readdir(d)) {
+            int pid = std::atoi(e->d_name);
+            if (pid <= 0)
+                continue;
+            std::ifstream f(std::string("/proc/") + e->d_name + "/comm");
+            std::string comm;
+            if (std::getline(f, comm) && comm.rfind("napi/", 0) == 0)
+                out[pid] = comm;
+        }
+        closedir(d);
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string BenchLab::thread_bench0_napi(int cpu)
+{
+    // /sys shows the namespace of whoever mounted it: mount a fresh sysfs in a private mount
+    // namespace of a child (which shares our network namespace) to reach bench0's "threaded".
+    std::map<int, std::string> before = napi_threads();
+    if (std::system("unshare -m sh -c 'mount -t sysfs sysfs /sys && echo 1 > /sys/class/net/bench0/threaded' "
+                    ">/dev/null 2>&1") != 0)
+        return "threaded NAPI not available (bench0's NAPI runs where the sender runs)";
+    std::string pinned;
+    for (int attempt = 0; attempt < 100 && pinned.empty(); ++attempt) {
+        for (const auto& [pid, comm] : napi_threads()) {
+            if (before.count(pid) || comm.rfind("napi/bench0", 0) != 0)
+                continue;
+            cpu_set_t cpus;
+            CPU_ZERO(&cpus);
+            CPU_SET(cpu, &cpus);
+            if (sched_setaffinity(pid, sizeof cpus, &cpus) == 0)
+                pinned += (pinned.empty() ? "" : ", ") + comm;
+        }
+        if (pinned.empty())
+            usleep(20000);
+    }
+    if (pinned.empty())
+        return "threaded NAPI on, but its kthread was not found to pin";
+    return "threaded NAPI (" + pinned + ") pinned to CPU " + std::to_string(cpu);
+}
+
+Bytes BenchLab::service_frame(const std::string& client, std::uint16_t sport, bool syn, const std::string& vip)
+{
+    return tcp_frame({kBenchMac, kRouterMac, client, vip, sport, kServicePort,
                       static_cast<std::uint8_t>(syn ? 0x02 : 0x10)});
 }
 
@@ -260,14 +342,14 @@ Bytes BenchLab::non_service_frame()
 
 Status BenchLab::use_nexthop_cache(bool on)
 {
-    for (const auto& [id, address] : kBackends) {
+    for (const auto& [id, address] : {kBackends[0], kBackends[1], kEstablishedBackends[0], kEstablishedBackends[1]}) {
         if (!on) {
             if (Status s = balancer_->invalidate_nexthop(id); !s.ok())
                 return s;
             continue;
         }
         fulcrum_nexthop nh{};
-        Mac dmac = backend_mac(id), smac = kBenchMac;
+        Mac dmac = backend_mac(id <= 2 ? id : id - 2), smac = kBenchMac;
         std::memcpy(nh.dmac, dmac.data(), 6);
         std::memcpy(nh.smac, smac.data(), 6);
         nh.ifindex = static_cast<std::uint32_t>(ifindex_);

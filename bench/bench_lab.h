@@ -29,6 +29,11 @@ inline constexpr std::uint32_t kServiceId = 1;
 // Not a VIP, and blackholed: XDP_PASS packets are dropped by the stack right after routing,
 // the same way for the balancer and for floor_pass, with no ICMP reply to muddy the figure.
 inline const std::string kNonVip = "198.18.99.1";
+// A second service, for the flood case: established flows go to it while the flood goes to the
+// first one, so its counters count only the established packets. Both share the flow tables and
+// the per-CPU new-flow budget, as every service does.
+inline const std::string kEstablishedVip = "198.18.100.2";
+inline constexpr std::uint32_t kEstablishedServiceId = 2;
 
 class BenchLab {
 public:
@@ -52,11 +57,17 @@ public:
     // from netlink: on = the hot path skips bpf_fib_lookup; off = it does the fib lookup.
     Status use_nexthop_cache(bool on);
 
-    // A client packet to the service, from `client` port `sport`.
-    // A TCP packet of the client's flow to the bench service: an ACK (an established flow's
-    // packet), or with syn = true the SYN that opens the flow (the balancer records flows that
-    // open: a SYN, confirmed by the next packet).
-    static Bytes service_frame(const std::string& client, std::uint16_t sport, bool syn = false);
+    // A client packet to the service, from `client` port `sport` (TCP ACK; a SYN if `syn`).
+    static Bytes service_frame(const std::string& client, std::uint16_t sport, bool syn = false,
+                               const std::string& vip = kVip);
+    // Sets settings.new_flows_per_second (the per-CPU new-flow budget; 0 = no limit).
+    Status set_new_flow_budget(std::uint32_t per_second);
+    // Attaches `prog_fd` to bench0 in native mode (libbpf, replacing what is there), or detaches
+    // with -1: for the trafgen cases, whose frames arrive on bench0 from bench0-peer.
+    Status attach_to_bench0(int prog_fd);
+    // Threaded NAPI on bench0 with its kthread pinned to `cpu` (trafgen pins itself to CPU 0):
+    // returns how it went, for the header.
+    std::string thread_bench0_napi(int cpu);
     // A TCP packet to an address that is not a VIP.
     static Bytes non_service_frame();
 
@@ -71,6 +82,8 @@ private:
     floors_bpf* floors_ = nullptr;
     xdp_program* peer_program_ = nullptr;  // libxdp handle, when libxdp attached it
     bool peer_by_libbpf_ = false;          // attached with bpf_xdp_attach instead
+    bool bench0_attached_ = false;
+    fulcrum_settings settings_{};
     std::string peer_attach_;
     std::unique_ptr<dataplane::BalancerProgram> balancer_;
 };

@@ -15,19 +15,24 @@
 #include <vector>
 
 #include "bench_lab.h"
+#include "flood.h"
 #include "live_frames.h"
 
 namespace fulcrum::bench {
 namespace {
 
 constexpr int kRuns = 3;                          // runs per case; the median is reported
-constexpr std::uint32_t kNewFlowSamples = 20000;  // distinct new flows per run of case 5
+constexpr std::uint32_t kSamples = 20000;         // distinct frames per run of the program-time cases
 const std::string kClient = "198.18.50.7";        // the established flow of case 4
 constexpr std::uint16_t kClientPort = 40000;
+const std::string kFloodClient = "198.18.50.9";   // the established flow of the flood cases (service 2)
+constexpr std::uint32_t kRefusingBudget = 8;      // new entries per second per CPU: 1 per 1/8 s window
 
 struct Options {
     std::uint32_t packets = 2'000'000;
     std::uint32_t batch = 64;
+    std::uint32_t flood_packets = 300'000;
+    bool flood = true;
     bool json = false;
 };
 
@@ -60,13 +65,19 @@ Options parse_options(int argc, char** argv)
             o.packets = number(i, 1'000'000'000);  // repeat is an int in the kernel ABI
         else if (!std::strcmp(argv[i], "--batch"))
             o.batch = number(i, 256);              // the kernel's live-frames batch limit
+        else if (!std::strcmp(argv[i], "--flood-packets"))
+            o.flood_packets = number(i, 100'000'000);
+        else if (!std::strcmp(argv[i], "--no-flood"))
+            o.flood = false;
         else if (!std::strcmp(argv[i], "--json"))
             o.json = true;
         else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-            std::printf("usage: fulcrum-bench [--packets N] [--batch N] [--json]\n"
-                        "  --packets N  packets per timed run (default 2000000)\n"
-                        "  --batch N    live-frames batch size, 1..256 (default 64)\n"
-                        "  --json       one JSON object instead of the table\n"
+            std::printf("usage: fulcrum-bench [--packets N] [--batch N] [--flood-packets N] [--no-flood] [--json]\n"
+                        "  --packets N        packets per timed live-frames run (default 2000000)\n"
+                        "  --batch N          live-frames batch size, 1..256 (default 64)\n"
+                        "  --flood-packets N  trafgen frames per trafgen case (default 300000)\n"
+                        "  --no-flood         skip the trafgen cases (live new flows, flood)\n"
+                        "  --json             one JSON object instead of the tables\n"
                         "Needs root: it builds a private network namespace and loads BPF programs.\n");
             std::exit(0);
         } else
@@ -147,35 +158,99 @@ struct LiveCase {
     std::function<PathCheck()> arm;  // snapshots the counters before a call; empty for floors
 };
 
-struct NewFlowSample {
-    double new_ns = 0, hit_ns = 0;  // medians of the kernel-timed program runs
+// -- program time per packet: the kernel's bpf_stats around the program alone -------------------
+
+// One row of the program-time table: ns per program run, per run of the bench (median shown),
+// measured two ways: each of kSamples distinct frames run once through BPF_PROG_TEST_RUN, and
+// frames received on bench0 from trafgen (the driver runs the program; XDP_TX transmits).
+struct ProgRow {
+    std::string key, label;
+    std::vector<double> once;   // ns per run, test runs of distinct frames, one value per bench run
+    double live = 0;            // ns per run on trafgen's frames (0: not measured)
+    std::uint64_t live_runs = 0;
+    std::string path;           // how we know the frames took this path
+    double once_ns() const { return once.empty() ? 0 : median(once); }
 };
 
-// New flows cannot be timed in live mode: every packet of a call is the same packet, so only
-// the first is new. Instead: distinct 5-tuples, one plain run each (repeat 1, so nothing is
-// reused), each followed by a run of the established flow; the kernel's timer around the program
-// gives both, without the syscall. Their difference is what the Maglev path adds to a hit.
-NewFlowSample sample_new_flows(dataplane::BalancerProgram& balancer, int ifindex, int run,
-                               const Bytes& established, std::string* problem)
+// Runs each frame once (repeat 1, so nothing is reused and every frame is its own flow) and
+// returns the program's mean run time from bpf_stats; *runs gets how many runs the kernel counted.
+double time_once_each(int prog_fd, const std::vector<Bytes>& frames, int ifindex, int expected_verdict,
+                      std::uint64_t* runs)
 {
-    std::vector<double> new_ns, hit_ns;
-    dataplane::ServiceCounters before = balancer.service_counters(kServiceId);
-    for (std::uint32_t i = 0; i < kNewFlowSamples; ++i) {
-        Bytes frame = BenchLab::service_frame("198.18.51." + std::to_string(run + 1),
-                                              static_cast<std::uint16_t>(1024 + i), true);
+    ProgStats before, after;
+    check(prog_stats(prog_fd, &before));
+    for (const Bytes& f : frames) {
         PlainRun r;
-        check(run_plain(balancer.program_fd(), frame, ifindex, &r));
-        if (r.verdict != XDP_TX)
-            die(std::string("new flow returned ") + verdict_name(r.verdict) + ", expected XDP_TX");
-        new_ns.push_back(r.duration_ns);
-        check(run_plain(balancer.program_fd(), established, ifindex, &r));
-        hit_ns.push_back(r.duration_ns);
+        check(run_plain(prog_fd, f, ifindex, &r));
+        if (r.verdict != expected_verdict)
+            die(std::string("program-time sample returned ") + verdict_name(r.verdict) + ", expected " +
+                verdict_name(expected_verdict));
     }
-    std::uint64_t created = balancer.service_counters(kServiceId).new_flows - before.new_flows;
-    if (created != kNewFlowSamples)
-        *problem = std::to_string(created) + " of " + std::to_string(kNewFlowSamples) +
-                   " sampled packets created a flow (expected all; the established flow none)";
-    return {median(new_ns), median(hit_ns)};
+    check(prog_stats(prog_fd, &after));
+    *runs = after.run_cnt - before.run_cnt;
+    return *runs ? static_cast<double>(after.run_time_ns - before.run_time_ns) / *runs : 0;
+}
+
+// kSamples distinct frames of one kind: client address 198.18.5X.(run + 1), ports 1024 and up.
+std::vector<Bytes> distinct_frames(int block, int run, bool syn)
+{
+    std::vector<Bytes> frames;
+    frames.reserve(kSamples);
+    for (std::uint32_t i = 0; i < kSamples; ++i)
+        frames.push_back(BenchLab::service_frame("198.18." + std::to_string(52 + block) + "." + std::to_string(run + 1),
+                                                 static_cast<std::uint16_t>(1024 + i), syn));
+    return frames;
+}
+
+// What the balancer's counters did between two snapshots.
+struct Moves {
+    std::uint64_t forwarded = 0, created = 0, mid_stream = 0, refused = 0, est_forwarded = 0;
+};
+struct Snapshot {
+    dataplane::ServiceCounters svc, est;
+    std::uint64_t mid_stream = 0, refused = 0;
+};
+Snapshot snapshot(dataplane::BalancerProgram& b)
+{
+    return {b.service_counters(kServiceId), b.service_counters(kEstablishedServiceId),
+            b.flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM), b.flow_event_count(FULCRUM_FLOW_NOT_RECORDED_BUDGET)};
+}
+Moves moves(dataplane::BalancerProgram& b, const Snapshot& s0)
+{
+    Snapshot s1 = snapshot(b);
+    return {s1.svc.packets - s0.svc.packets, s1.svc.new_flows - s0.svc.new_flows, s1.mid_stream - s0.mid_stream,
+            s1.refused - s0.refused, s1.est.packets - s0.est.packets};
+}
+std::string moves_text(const Moves& m)
+{
+    return std::to_string(m.forwarded) + " forwarded, " + std::to_string(m.created) + " first packets, " +
+           std::to_string(m.refused) + " refused by the budget, " + std::to_string(m.mid_stream) + " mid-stream";
+}
+
+// -- the flood: trafgen into bench0, the balancer attached there -------------------------------
+
+struct FloodRow {
+    std::string budget;                 // "off (0)", "100000/s", ...
+    double seconds = 0;
+    std::uint64_t sent = 0, ring_drops = 0, runs = 0;
+    double ns_per_run = 0;
+    Moves moved;
+};
+
+// trafgen blocks (sent round robin, each with its own counters).
+std::string established_block(const std::string& client, const std::string& vip)
+{
+    return "{ eth(da=" + mac_text(kBenchMac) + ", sa=" + mac_text(kRouterMac) + "), ipv4(sa=" + client + ", da=" + vip +
+           ", ttl=64, df), tcp(sp=" + std::to_string(kClientPort) + ", dp=" + std::to_string(kServicePort) +
+           ", ack, seq=1, aseq=1, win=512) }\n";
+}
+// Random sources inside 198.19.128.0/17 and random source ports: every frame a new flow, to the
+// first service (the established flows are on the second).
+std::string random_syn_block()
+{
+    return "{ eth(da=" + mac_text(kBenchMac) + ", sa=" + mac_text(kRouterMac) + "), ipv4(sa=198.19.128.0, "
+           "sa[2]=drnd(128, 255), sa[3]=drnd(), da=" + kVip + ", ttl=64, df), tcp(sp=drnd(1024, 65535), dp=" +
+           std::to_string(kServicePort) + ", syn, win=512) }\n";
 }
 
 struct Ratio {
@@ -189,7 +264,9 @@ struct Report {
     double resolution_ns = 0;  // how far the per-call cost's spread can move a figure
     std::vector<const Case*> cases;
     std::vector<Ratio> ratios;
-    std::string new_flow_method;
+    std::vector<const ProgRow*> prog_rows;
+    std::string prog_note, flood_note, napi;
+    std::vector<FloodRow> flood;
 };
 
 void print_text(const Options& o, const Report& r)
@@ -218,13 +295,47 @@ void print_text(const Options& o, const Report& r)
         if (!c->path.empty())
             std::printf("    path: %s\n", c->path.c_str());
     }
-    std::printf("\n%s\n\n", r.new_flow_method.c_str());
+
+    std::printf("\nProgram time per packet, ns (kernel bpf_stats: run_time_ns / run_cnt, the program alone)\n");
+    std::printf("%-62s %13s %13s\n", "", "once/frame", "live trafgen");
+    std::printf("%-62s %13s %13s\n", "", "(test run)", "(bench0 RX)");
+    for (const ProgRow* p : r.prog_rows) {
+        char live[32] = "-";
+        if (p->live_runs)
+            std::snprintf(live, sizeof live, "%.1f", p->live);
+        std::string runs;
+        for (double v : p->once) {
+            char b[24];
+            std::snprintf(b, sizeof b, "%s%.1f", runs.empty() ? "" : " ", v);
+            runs += b;
+        }
+        std::printf("%-62s %13.1f %13s   (runs %s)\n", p->label.c_str(), p->once_ns(), live, runs.c_str());
+        if (!p->path.empty())
+            std::printf("    path: %s\n", p->path.c_str());
+    }
+    std::printf("%s\n", r.prog_note.c_str());
+
+    if (!r.flood.empty()) {
+        std::printf("\nFlood: %s\n", r.flood_note.c_str());
+        std::printf("%-10s %7s %10s %10s %10s %9s %12s %12s %10s %9s\n", "budget", "seconds", "sent/s", "processed/s",
+                    "ring drops", "ns/run", "established", "first pkts", "refused", "recorded");
+        std::printf("%-10s %7s %10s %10s %10s %9s %12s %12s %10s %9s\n", "", "", "", "", "", "", "fwd/s", "", "", "");
+        for (const FloodRow& f : r.flood)
+            std::printf("%-10s %7.2f %10.0f %10.0f %10llu %9.1f %12.0f %12llu %10llu %9llu\n", f.budget.c_str(), f.seconds,
+                        f.sent / f.seconds, f.runs / f.seconds, static_cast<unsigned long long>(f.ring_drops), f.ns_per_run,
+                        f.moved.est_forwarded / f.seconds, static_cast<unsigned long long>(f.moved.created),
+                        static_cast<unsigned long long>(f.moved.refused),
+                        static_cast<unsigned long long>(f.moved.created - f.moved.refused));
+    } else if (!r.flood_note.empty()) {
+        std::printf("\nFlood: %s\n", r.flood_note.c_str());
+    }
+    std::printf("\n");
     for (const Ratio& q : r.ratios) {
         if (q.target > 0)
-            std::printf("%-36s %5.2f   target <= %.2f: %s\n", q.name.c_str(), q.value, q.target,
+            std::printf("%-52s %5.2f   target <= %.2f: %s\n", q.name.c_str(), q.value, q.target,
                         q.value <= q.target ? "met" : "not met");
         else
-            std::printf("%-36s %5.2f   (no target)\n", q.name.c_str(), q.value);
+            std::printf("%-52s %5.2f   (no target)\n", q.name.c_str(), q.value);
     }
 }
 
@@ -234,7 +345,7 @@ std::string json_string(const std::string& s)
     for (char c : s) {
         if (c == '"' || c == '\\')
             out += '\\';
-        out += static_cast<unsigned char>(c) >= 0x20 ? c : ' ';  // the method text has line breaks
+        out += static_cast<unsigned char>(c) >= 0x20 ? c : ' ';  // the notes have line breaks
     }
     return out + "\"";
 }
@@ -255,7 +366,35 @@ void print_json(const Options& o, const Report& r)
             std::printf("%s%.2f", j ? "," : "", c->runs[j]);
         std::printf("],\"path\":%s}", json_string(c->path).c_str());
     }
-    std::printf("],\"new_flow_method\":%s,\"ratios\":[", json_string(r.new_flow_method).c_str());
+    std::printf("],\"program_time\":[");
+    for (std::size_t i = 0; i < r.prog_rows.size(); ++i) {
+        const ProgRow* p = r.prog_rows[i];
+        std::printf("%s{\"key\":%s,\"label\":%s,\"once_ns\":%.2f,\"once_runs\":[", i ? "," : "",
+                    json_string(p->key).c_str(), json_string(p->label).c_str(), p->once_ns());
+        for (std::size_t j = 0; j < p->once.size(); ++j)
+            std::printf("%s%.2f", j ? "," : "", p->once[j]);
+        std::printf("],\"live_ns\":");
+        if (p->live_runs)
+            std::printf("%.2f", p->live);
+        else
+            std::printf("null");
+        std::printf(",\"live_runs\":%llu,\"path\":%s}", static_cast<unsigned long long>(p->live_runs),
+                    json_string(p->path).c_str());
+    }
+    std::printf("],\"program_time_note\":%s,\"flood_note\":%s,\"flood\":[", json_string(r.prog_note).c_str(),
+                json_string(r.flood_note).c_str());
+    for (std::size_t i = 0; i < r.flood.size(); ++i) {
+        const FloodRow& f = r.flood[i];
+        std::printf("%s{\"budget\":%s,\"seconds\":%.3f,\"sent\":%llu,\"program_runs\":%llu,\"ring_drops\":%llu,"
+                    "\"ns_per_run\":%.2f,\"established_forwarded\":%llu,\"established_forwarded_per_second\":%.0f,"
+                    "\"first_packets\":%llu,\"refused\":%llu,\"mid_stream\":%llu}",
+                    i ? "," : "", json_string(f.budget).c_str(), f.seconds, static_cast<unsigned long long>(f.sent),
+                    static_cast<unsigned long long>(f.runs), static_cast<unsigned long long>(f.ring_drops), f.ns_per_run,
+                    static_cast<unsigned long long>(f.moved.est_forwarded), f.moved.est_forwarded / f.seconds,
+                    static_cast<unsigned long long>(f.moved.created), static_cast<unsigned long long>(f.moved.refused),
+                    static_cast<unsigned long long>(f.moved.mid_stream));
+    }
+    std::printf("],\"ratios\":[");
     for (std::size_t i = 0; i < r.ratios.size(); ++i) {
         const Ratio& q = r.ratios[i];
         std::printf("%s{\"name\":%s,\"value\":%.3f,", i ? "," : "", json_string(q.name).c_str(), q.value);
@@ -265,6 +404,17 @@ void print_json(const Options& o, const Report& r)
             std::printf("\"target\":null,\"met\":null}");
     }
     std::printf("]}\n");
+}
+
+// Establishes a flow the way a TCP client does: its SYN (a new_flows entry), then its ACK
+// (promoted to flows). From then on its ACKs are flow-table hits.
+void establish(dataplane::BalancerProgram& balancer, int ifindex, const std::string& client, const std::string& vip,
+               const char* what)
+{
+    expect_verdict((std::string(what) + ", SYN").c_str(), balancer.program_fd(),
+                   BenchLab::service_frame(client, kClientPort, true, vip), ifindex, XDP_TX);
+    expect_verdict((std::string(what) + ", first ACK").c_str(), balancer.program_fd(),
+                   BenchLab::service_frame(client, kClientPort, false, vip), ifindex, XDP_TX);
 }
 
 int run(const Options& o)
@@ -291,16 +441,17 @@ int run(const Options& o)
     const Bytes service = BenchLab::service_frame(kClient, kClientPort);
     const Bytes non_service = BenchLab::non_service_frame();
 
-    // Verdicts first. The SYN opens the service packet's flow and the service packet's plain run
-    // (an ACK) confirms it, so every timed packet of case 4 is a hit in the table of confirmed flows.
-    expect_verdict("balancer, opening SYN", balancer_fd, BenchLab::service_frame(kClient, kClientPort, true),
-                   ifindex, XDP_TX);
+    // Verdicts first. The established flow of case 4 is opened as a client opens it, SYN then
+    // ACK, so it sits in the flow table and every timed packet of case 4 is a hit. (An ACK of a
+    // flow the balancer never saw open is balanced by Maglev and never recorded: timing only ACKs
+    // would time that path instead, which the mid-stream counter would show.)
     expect_verdict("floor_drop", lab->floor_drop_fd(), non_service, ifindex, XDP_DROP);
     expect_verdict("floor_pass", lab->floor_pass_fd(), non_service, ifindex, XDP_PASS);
     expect_verdict("floor_tx", lab->floor_tx_fd(), service, ifindex, XDP_TX);
+    establish(balancer, ifindex, kClient, kVip, "balancer, established flow");
     expect_verdict("balancer, service packet", balancer_fd, service, ifindex, XDP_TX);
-    expect_verdict("balancer, new flow", balancer_fd, BenchLab::service_frame("198.18.51.250", 1, true),
-                   ifindex, XDP_TX);
+    expect_verdict("balancer, new flow", balancer_fd, BenchLab::service_frame("198.18.51.250", 1, true), ifindex,
+                   XDP_TX);
     expect_verdict("balancer, non-service packet", balancer_fd, non_service, ifindex, XDP_PASS);
 
     Case drop{"floor_drop", "1 floor: XDP_DROP (floor_drop)", {}, {}, 0, ""};
@@ -309,25 +460,17 @@ int run(const Options& o)
     Case hit{"service_hit", "4 balancer: service packet, flow-table hit -> IPv4-in-IPv4, XDP_TX", {}, {}, 0, ""};
     Case hit_cached{"service_hit_nexthop_cache",
                     "4b the same, next hop from fulcrumd's cache instead of bpf_fib_lookup", {}, {}, 0, ""};
-    Case fresh{"new_flow", "5 balancer: new flow (Maglev + flow insert) -> XDP_TX [estimate, below]", {}, {}, 0, ""};
     Case other{"non_service", "6 balancer: non-service packet (not a VIP) -> XDP_PASS", {}, {}, 0, ""};
 
     // The balancer's counters say which path each timed packet took; a figure is only reported
     // as valid if all of them took the named one (see README: live frames reuse pages).
     auto service_hits = [&]() -> PathCheck {
-        dataplane::ServiceCounters before = balancer.service_counters(kServiceId);
-        std::uint64_t unrecorded_before = balancer.flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM);
-        return [&balancer, before, unrecorded_before](std::uint64_t sent) -> std::string {
-            dataplane::ServiceCounters now = balancer.service_counters(kServiceId);
-            std::uint64_t fwd = now.packets - before.packets, created = now.new_flows - before.new_flows;
-            // A packet balanced without an entry (mid-stream) would also create nothing.
-            std::uint64_t unrecorded =
-                balancer.flow_event_count(FULCRUM_FLOW_NOT_RECORDED_MID_STREAM) - unrecorded_before;
-            if (fwd == sent && created == 0 && unrecorded == 0)
+        Snapshot before = snapshot(balancer);
+        return [&balancer, before](std::uint64_t sent) -> std::string {
+            Moves m = moves(balancer, before);
+            if (m.forwarded == sent && m.created == 0 && m.mid_stream == 0 && m.refused == 0)
                 return "";
-            return std::to_string(fwd) + " of " + std::to_string(sent) + " packets forwarded, " +
-                   std::to_string(created) + " created a flow, " + std::to_string(unrecorded) +
-                   " found no flow-table entry";
+            return "of " + std::to_string(sent) + " packets: " + moves_text(m);
         };
     };
     auto not_vip = [&]() -> PathCheck {
@@ -357,7 +500,6 @@ int run(const Options& o)
     };
 
     std::vector<std::string> wrong_path;
-    std::vector<NewFlowSample> new_flows;
     // Runs are interleaved (every case, then again) so slow drift spreads over all cases.
     for (int run = 0; run < kRuns; ++run) {
         std::string when = ", run " + std::to_string(run + 1) + ": ";
@@ -370,12 +512,6 @@ int run(const Options& o)
                 wrong_path.push_back(c.out->label + when + problem);
                 c.out->path = "WRONG PATH" + when + problem;
             }
-        }
-        std::string problem;
-        new_flows.push_back(sample_new_flows(balancer, ifindex, run, service, &problem));
-        if (!problem.empty()) {
-            wrong_path.push_back(fresh.label + when + problem);
-            fresh.path = "WRONG PATH" + when + problem;
         }
     }
 
@@ -397,34 +533,210 @@ int run(const Options& o)
         if (c.arm && c.out->path.empty())
             c.out->path = "ok: the balancer's counters saw every timed packet take this path";
     }
-    // Case 5 per run: that run's live hit plus what a new flow's program run adds to a hit's.
-    std::vector<double> extra, new_med, hit_med;
-    for (int run = 0; run < kRuns; ++run) {
-        extra.push_back(new_flows[run].new_ns - new_flows[run].hit_ns);
-        new_med.push_back(new_flows[run].new_ns);
-        hit_med.push_back(new_flows[run].hit_ns);
-        fresh.runs.push_back(hit.runs[run] + extra.back());
-    }
-    fresh.ns = median(fresh.runs);
-    if (fresh.path.empty())
-        fresh.path = "ok: the balancer's counters saw every sampled packet create a flow";
-    char method[640];
-    std::snprintf(method, sizeof method,
-                  "new flow = case 4 (live hit) + Maglev-path extra %.1f ns. The extra: median kernel-timed\n"
-                  "program run of %u distinct new flows (%.1f ns) minus that of the established flow (%.1f ns),\n"
-                  "interleaved, plain mode, repeat 1, per run; medians over runs. Not a live-frames figure.",
-                  median(extra), kNewFlowSamples, median(new_med), median(hit_med));
-    report.new_flow_method = method;
     report.fixed_ms = median(fixed_ms);
     report.fixed_min_ms = *std::min_element(fixed_ms.begin(), fixed_ms.end());
     report.fixed_max_ms = *std::max_element(fixed_ms.begin(), fixed_ms.end());
-    report.cases = {&drop, &pass, &tx, &hit, &hit_cached, &fresh, &other};
+    report.cases = {&drop, &pass, &tx, &hit, &hit_cached, &other};
+
+    // -- program time per packet: every frame of the new-flow rows a distinct flow -------------
+    ProgRow p_floor{"floor_tx", "floor_tx: MAC+address swap, XDP_TX", {}, 0, 0, ""};
+    ProgRow p_hit{"hit", "balancer: flow-table hit (established flow's ACK)", {}, 0, 0, ""};
+    ProgRow p_new{"new_flow", "balancer: new flow (SYN: two misses, Maglev, new_flows insert)", {}, 0, 0, ""};
+    ProgRow p_refused{"new_flow_refused", "balancer: new flow refused by the budget (no insert)", {}, 0, 0, ""};
+    ProgRow p_mid{"mid_stream", "balancer: mid-stream ACK of an unknown flow (Maglev, no insert)", {}, 0, 0, ""};
+    check(lab->use_nexthop_cache(false));  // as in case 4: the next hop from bpf_fib_lookup
+    {
+        BpfStats stats;
+        if (!stats.ok())
+            die(stats.error());
+        std::vector<Bytes> same_hit(kSamples, service), same_floor(kSamples, service);
+        auto sample = [&](ProgRow& row, int prog_fd, const std::vector<Bytes>& frames, int run,
+                          const std::function<std::string(const Moves&)>& expect) {
+            Snapshot s0 = snapshot(balancer);
+            std::uint64_t runs = 0;
+            double ns = time_once_each(prog_fd, frames, ifindex, XDP_TX, &runs);
+            std::string problem = runs != frames.size() ? "the kernel counted " + std::to_string(runs) + " runs of " +
+                                                              std::to_string(frames.size())
+                                                        : expect ? expect(moves(balancer, s0)) : "";
+            if (!problem.empty()) {
+                wrong_path.push_back(row.label + ", run " + std::to_string(run + 1) + ": " + problem);
+                row.path = "WRONG PATH, run " + std::to_string(run + 1) + ": " + problem;
+            }
+            row.once.push_back(ns);
+        };
+        auto exactly = [](std::uint64_t fwd, std::uint64_t created, std::uint64_t refused, std::uint64_t mid) {
+            return [=](const Moves& m) -> std::string {
+                if (m.forwarded == fwd && m.created == created && m.refused == refused && m.mid_stream == mid)
+                    return "";
+                return moves_text(m);
+            };
+        };
+        for (int run = 0; run < kRuns; ++run) {
+            std::vector<Bytes> syns = distinct_frames(0, run, true), refused = distinct_frames(1, run, true),
+                               acks = distinct_frames(2, run, false);
+            sample(p_floor, lab->floor_tx_fd(), same_floor, run, nullptr);
+            sample(p_hit, balancer_fd, same_hit, run, exactly(kSamples, 0, 0, 0));
+            sample(p_new, balancer_fd, syns, run, exactly(kSamples, kSamples, 0, 0));
+            check(lab->set_new_flow_budget(kRefusingBudget));
+            // (each 1/8 s window still allows its one entry)
+            sample(p_refused, balancer_fd, refused, run, [](const Moves& m) -> std::string {
+                if (m.forwarded == kSamples && m.created == kSamples && m.refused + 64 >= kSamples && m.mid_stream == 0)
+                    return "";
+                return moves_text(m);
+            });
+            check(lab->set_new_flow_budget(0));
+            sample(p_mid, balancer_fd, acks, run, exactly(kSamples, 0, 0, kSamples));
+        }
+    }
+    for (ProgRow* p : {&p_floor, &p_hit, &p_new, &p_refused, &p_mid})
+        if (p->path.empty())
+            p->path = p == &p_floor ? "" : "ok (test runs): the balancer's counters saw every frame take this path";
+
+    // -- live: trafgen's frames received on bench0 --------------------------------------------
+    std::string trafgen = o.flood ? find_trafgen() : "";
+    if (!o.flood) {
+        report.flood_note = "skipped (--no-flood)";
+    } else if (trafgen.empty()) {
+        report.flood_note = "skipped: trafgen not found (Debian package netsniff-ng; ./run installs it)";
+    } else {
+        establish(balancer, ifindex, kFloodClient, kEstablishedVip, "balancer, flood case's established flow");
+        BpfStats stats;
+        if (!stats.ok())
+            die(stats.error());
+        const std::uint64_t n = o.flood_packets;
+        const int limit = 120;
+        auto live_run = [&](int prog_fd, const std::string& config, TrafgenRun* t, ProgStats* ran, Snapshot* s0) {
+            ProgStats a, b;
+            *s0 = snapshot(balancer);
+            check(prog_stats(prog_fd, &a));
+            check(run_trafgen(trafgen, config, n, limit, t));
+            usleep(200000);  // the last frames in bench0's ring
+            check(prog_stats(prog_fd, &b));
+            ran->run_cnt = b.run_cnt - a.run_cnt;
+            ran->run_time_ns = b.run_time_ns - a.run_time_ns;
+        };
+        auto per_run = [](const ProgStats& s) { return s.run_cnt ? double(s.run_time_ns) / s.run_cnt : 0.0; };
+        // Live program time: the floor, a hit, new flows, refused new flows, mid-stream ACKs.
+        check(lab->attach_to_bench0(lab->floor_tx_fd()));
+        // bench0's NAPI exists once a program is attached; replacing the program keeps it.
+        report.napi = lab->thread_bench0_napi(1);
+        {
+            TrafgenRun t;
+            ProgStats ran;
+            Snapshot s0;
+            live_run(lab->floor_tx_fd(), random_syn_block(), &t, &ran, &s0);
+            p_floor.live = per_run(ran);
+            p_floor.live_runs = ran.run_cnt;
+        }
+        check(lab->attach_to_bench0(balancer_fd));
+        struct LiveSpec {
+            ProgRow* row;
+            std::string config;
+            std::uint32_t budget;
+        };
+        std::string mid_block = "{ eth(da=" + mac_text(kBenchMac) + ", sa=" + mac_text(kRouterMac) +
+                                "), ipv4(sa=198.19.128.0, sa[2]=drnd(128, 255), sa[3]=drnd(), da=" + kVip +
+                                ", ttl=64, df), tcp(sp=drnd(1024, 65535), dp=" + std::to_string(kServicePort) +
+                                ", ack, seq=1, aseq=1, win=512) }\n";
+        for (const LiveSpec& spec : {LiveSpec{&p_hit, established_block(kFloodClient, kEstablishedVip), 0},
+                                     LiveSpec{&p_new, random_syn_block(), 0},
+                                     LiveSpec{&p_refused, random_syn_block(), kRefusingBudget},
+                                     LiveSpec{&p_mid, mid_block, 0}}) {
+            check(lab->set_new_flow_budget(spec.budget));
+            TrafgenRun t;
+            ProgStats ran;
+            Snapshot s0;
+            live_run(balancer_fd, spec.config, &t, &ran, &s0);
+            check(lab->set_new_flow_budget(0));
+            Moves m = moves(balancer, s0);
+            spec.row->live = per_run(ran);
+            spec.row->live_runs = ran.run_cnt;
+            // Random tuples may repeat (a few in a million); the counts must match within that.
+            std::uint64_t fwd = spec.row == &p_hit ? m.est_forwarded : m.forwarded;
+            bool ok = fwd + 16 >= ran.run_cnt && fwd <= ran.run_cnt;
+            if (spec.row == &p_hit)
+                ok = ok && m.created == 0 && m.mid_stream == 0;
+            if (spec.row == &p_new)
+                ok = ok && m.created * 1.001 + 16 >= ran.run_cnt && m.refused == 0;
+            if (spec.row == &p_refused)
+                ok = ok && m.refused + 16 + 8 * (t.seconds + 1) >= ran.run_cnt;
+            if (spec.row == &p_mid)
+                ok = ok && m.mid_stream + 16 >= ran.run_cnt && m.created == 0;
+            std::string text = std::to_string(ran.run_cnt) + " frames ran the program (" + std::to_string(t.peer_tx) +
+                               " sent, " + std::to_string(t.ring_drops) + " dropped at bench0's ring): " +
+                               (spec.row == &p_hit ? std::to_string(m.est_forwarded) + " established forwarded, " : "") +
+                               moves_text(m);
+            spec.row->path += std::string(spec.row->path.empty() ? "" : "\n    path: ") + (ok ? "ok (live): " : "WRONG PATH (live): ") + text;
+            if (!ok)
+                wrong_path.push_back(spec.row->label + " (live): " + text);
+        }
+
+        // The flood: established packets next to random-source SYNs, budget off and on.
+        std::string mix = established_block(kFloodClient, kEstablishedVip);
+        for (int i = 0; i < 3; ++i)
+            mix += random_syn_block();
+        for (std::uint32_t budget : {0u, 100000u, 1000u}) {
+            check(lab->set_new_flow_budget(budget));
+            FloodRow row;
+            row.budget = budget ? std::to_string(budget) + "/s" : "off (0)";
+            TrafgenRun t;
+            ProgStats ran;
+            Snapshot s0;
+            live_run(balancer_fd, mix, &t, &ran, &s0);
+            row.seconds = t.seconds;
+            row.sent = t.peer_tx;
+            row.ring_drops = t.ring_drops;
+            row.runs = ran.run_cnt;
+            row.ns_per_run = per_run(ran);
+            row.moved = moves(balancer, s0);
+            report.flood.push_back(row);
+        }
+        check(lab->set_new_flow_budget(0));
+        check(lab->attach_to_bench0(-1));
+        char note[900];
+        std::snprintf(note, sizeof note,
+                      "trafgen (one process, CPU 0, sendto through a pfifo) sends %llu frames per row into bench0-peer: 1 ACK of an\n"
+                      "established flow (to a second service) for every 3 SYNs from random sources in 198.19.128.0/17\n"
+                      "with random ports; the balancer runs on bench0 in native mode, %s.\n"
+                      "sent/s: what trafgen sent; processed/s: program runs per second; ring drops: frames dropped in front\n"
+                      "of bench0's XDP ring (bench0-peer's pfifo or the veth: the balancer's CPU was busy); established fwd/s:\n"
+                      "established packets forwarded per second; first pkts / refused / recorded: new-flow entries tried, refused\n"
+                      "by the per-CPU budget, made. Budget per CPU per second (1/8 of it per 1/8 s window).",
+                      static_cast<unsigned long long>(n), report.napi.c_str());
+        report.flood_note = note;
+    }
+    report.prog_rows = {&p_floor, &p_hit, &p_new, &p_refused, &p_mid};
+    char note[900];
+    std::snprintf(note, sizeof note,
+                  "once/frame: %u frames per run, each run once by BPF_PROG_TEST_RUN (repeat 1: a new-flow frame is a\n"
+                  "new flow every time); the kernel's bpf_stats time the program alone (no syscall, no transmit),\n"
+                  "%d runs, median shown. live trafgen: frames received on bench0 (balancer attached, native),\n"
+                  "every new-flow frame from a random source; the same bpf_stats. Both include bpf_stats' own two\n"
+                  "clock reads per run, for every row alike. The new-flow table is the production default\n"
+                  "(%u entries, split per CPU), so the live new-flow rows evict once it is full.",
+                  kSamples, kRuns, dataplane::new_flows_capacity(FULCRUM_DEFAULT_FLOWS));
+    report.prog_note = note;
+
     report.ratios = {
         {"service hit / XDP_TX floor (bpf_fib_lookup)", hit.ns / tx.ns, 1.5},
         {"service hit / XDP_TX floor (next-hop cache)", hit_cached.ns / tx.ns, 1.5},
         {"non-service / empty XDP_PASS floor", other.ns / pass.ns, 1.05},
-        {"new flow / XDP_TX floor", fresh.ns / tx.ns, 0},
+        {"program time, once/frame: hit / floor_tx", p_hit.once_ns() / p_floor.once_ns(), 0},
+        {"program time, once/frame: new flow / floor_tx", p_new.once_ns() / p_floor.once_ns(), 0},
+        {"program time, once/frame: new flow / hit", p_new.once_ns() / p_hit.once_ns(), 0},
+        {"program time, once/frame: refused new flow / hit", p_refused.once_ns() / p_hit.once_ns(), 0},
     };
+    if (p_new.live_runs && p_hit.live_runs && p_floor.live_runs) {
+        report.ratios.push_back({"program time, live: hit / floor_tx", p_hit.live / p_floor.live, 0});
+        report.ratios.push_back({"program time, live: new flow / floor_tx", p_new.live / p_floor.live, 0});
+        report.ratios.push_back({"program time, live: new flow / hit", p_new.live / p_hit.live, 0});
+        report.ratios.push_back({"program time, live: refused new flow / hit", p_refused.live / p_hit.live, 0});
+    }
+    if (report.flood.size() == 3 && report.flood[0].moved.est_forwarded) {
+        auto fwd = [](const FloodRow& f) { return f.moved.est_forwarded / f.seconds; };
+        report.ratios.push_back({"flood: established fwd/s, budget 100000 / off", fwd(report.flood[1]) / fwd(report.flood[0]), 0});
+        report.ratios.push_back({"flood: established fwd/s, budget 1000 / off", fwd(report.flood[2]) / fwd(report.flood[0]), 0});
+    }
     if (o.json)
         print_json(o, report);
     else
