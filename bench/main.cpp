@@ -634,8 +634,10 @@ int run(const Options& o)
             std::string config;
             std::uint32_t budget;
         };
+        // Mid-stream ACKs from 198.19.0.0/17, apart from the SYNs' 198.19.128.0/17: an ACK that
+        // chanced on a tuple a SYN had opened would confirm it instead.
         std::string mid_block = "{ eth(da=" + mac_text(kBenchMac) + ", sa=" + mac_text(kRouterMac) +
-                                "), ipv4(sa=198.19.128.0, sa[2]=drnd(128, 255), sa[3]=drnd(), da=" + kVip +
+                                "), ipv4(sa=198.19.0.0, sa[2]=drnd(0, 127), sa[3]=drnd(), da=" + kVip +
                                 ", ttl=64, df), tcp(sp=drnd(1024, 65535), dp=" + std::to_string(kServicePort) +
                                 ", ack, seq=1, aseq=1, win=512) }\n";
         for (const LiveSpec& spec : {LiveSpec{&p_hit, established_block(kFloodClient, kEstablishedVip), 0},
