@@ -44,6 +44,7 @@ struct {
 /* What the checks need to know of a tunnel packet to us. */
 struct tunnel {
 	__u32 outer_len;
+	void *outer_end;   /* end of the outer packet by its own length */
 	__u8 inner_proto;  /* IPPROTO_IPIP or IPPROTO_IPV6 */
 	__u8 outer_ecn;
 	enum fulcrum_decap_reason done;
@@ -108,18 +109,34 @@ static __always_inline __u8 ipv6_ecn(const struct ipv6hdr *ip6)
 
 /* Checks that the inner header is a whole IPv4/IPv6 header of the announced version; the stack
  * validates the rest. */
-static __always_inline int inner_ok(void *inner, void *data_end, __u8 proto)
+/* Whether the inner header is whole, within the frame and within the outer packet's length, and
+ * of the family the outer header names; the stack validates the rest. */
+static __always_inline int inner_ok(void *inner, void *data_end, void *outer_end, __u8 proto)
 {
 	if (proto == IPPROTO_IPIP) {
 		struct iphdr *ip = inner;
 
-		return (void *)(ip + 1) <= data_end && ip->version == 4 && ip->ihl >= 5;
+		return (void *)(ip + 1) <= data_end && (void *)(ip + 1) <= outer_end && ip->version == 4 &&
+		       ip->ihl >= 5;
 	}
 	{
 		struct ipv6hdr *ip6 = inner;
 
-		return (void *)(ip6 + 1) <= data_end && ip6->version == 6;
+		return (void *)(ip6 + 1) <= data_end && (void *)(ip6 + 1) <= outer_end && ip6->version == 6;
 	}
+}
+
+/* Whether a 20-byte IPv4 header's checksum is right (the one's-complement sum of its words). */
+static __always_inline int ipv4_header_valid(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 sum = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*ip) / 2); i++)
+		sum += w[i];
+	return csum_fold32(sum) == 0;
 }
 
 /* Whether the inner packet (already checked by inner_ok) is addressed to this host. */
@@ -216,6 +233,11 @@ static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt,
 			return FULCRUM_DECAP_DROP_SOURCE;
 		if (ip->ihl != 5 || (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
 			return FULCRUM_DECAP_DROP_MALFORMED;
+		/* an outer header the stack would refuse is not stripped to hand on what it carries */
+		if (ip->version != 4 || (void *)ip + bpf_ntohs(ip->tot_len) > pkt->data_end ||
+		    !ipv4_header_valid(ip))
+			return FULCRUM_DECAP_DROP_MALFORMED;
+		t->outer_end = (void *)ip + bpf_ntohs(ip->tot_len);
 		t->outer_len = sizeof(*ip);
 		t->inner_proto = IPPROTO_IPIP;
 		t->outer_ecn = ip->tos & ECN_MASK;
@@ -231,6 +253,9 @@ static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt,
 			return FULCRUM_DECAP_PASS_OTHER;
 		if (!source_allowed6(&ip6->saddr))
 			return FULCRUM_DECAP_DROP_SOURCE;
+		if (ip6->version != 6 || (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > pkt->data_end)
+			return FULCRUM_DECAP_DROP_MALFORMED;
+		t->outer_end = (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len);
 		t->outer_len = sizeof(*ip6);
 		t->inner_proto = ip6->nexthdr;
 		t->outer_ecn = ipv6_ecn(ip6);
@@ -261,7 +286,7 @@ int decap(struct xdp_md *ctx)
 		return count(verdict, bytes, XDP_DROP);
 
 	inner = pkt.l3 + t.outer_len;
-	if (!inner_ok(inner, pkt.data_end, t.inner_proto))
+	if (!inner_ok(inner, pkt.data_end, t.outer_end, t.inner_proto))
 		return count(FULCRUM_DECAP_DROP_MALFORMED, bytes, XDP_DROP);
 	if (!inner_local(inner, pkt.data_end, t.inner_proto))
 		return count(FULCRUM_DECAP_DROP_INNER_NOT_LOCAL, bytes, XDP_DROP);
