@@ -486,8 +486,9 @@ def problems(summary, tcp_backends_must_stay=True, udp_flows_that_must_keep=None
 
 
 def flow_table(pin_path):
-    """The balancer's pinned per-CPU flow table, read with bpftool:
-    {(proto, source port, destination port): {cpu: backend id}} (only CPUs with an entry).
+    """The balancer's pinned flow table of confirmed flows, read with bpftool:
+    {(proto, source port, destination port): {cpu: backend id}} (only CPUs with an entry; the
+    table is one shared by every CPU, whose entries show as cpu "any").
     The key is struct fulcrum_flow_key: two 16-byte addresses, sport, dport (network order),
     proto; the value starts with the backend id (host order, 0 = no entry on that CPU)."""
     import subprocess
@@ -500,10 +501,14 @@ def flow_table(pin_path):
         key = bytes(int(b, 16) for b in e["key"])
         sport, dport, proto = int.from_bytes(key[32:34], "big"), int.from_bytes(key[34:36], "big"), key[36]
         cpus = {}
-        for v in e.get("values", []):
+        for v in e.get("values", []):  # a per-CPU map (older pins)
             be = int.from_bytes(bytes(int(b, 16) for b in v["value"][:4]), "little")
             if be:
                 cpus[v["cpu"]] = be
+        if "value" in e:  # one value shared by every CPU (LRU_HASH, xdp/lib/maps.h)
+            be = int.from_bytes(bytes(int(b, 16) for b in e["value"][:4]), "little")
+            if be:
+                cpus["any"] = be
         table[(proto, sport, dport)] = cpus
     return table
 
