@@ -63,6 +63,10 @@ void Collector::count_reload(bool success)
 
 std::vector<MetricFamily> Collector::Collect() const
 {
+    // Read first: fulcrumd publishes a configuration's topology before its generation, so a scrape
+    // that reads the generation before the topology never shows a generation newer than the
+    // services and weights beside it (a scrape runs on the exposer's thread, during a reload).
+    const auto generation_now = generation_.load();
     auto svc_packets = family("fulcrum_service_packets_total", "Packets forwarded for the service.", MetricType::Counter);
     auto svc_bytes = family("fulcrum_service_bytes_total", "Bytes forwarded for the service (as received).", MetricType::Counter);
     auto svc_flows = family("fulcrum_service_new_flows_total", "New flows of the service (flow-table misses).", MetricType::Counter);
@@ -158,7 +162,7 @@ std::vector<MetricFamily> Collector::Collect() const
         }
     }
     auto generation = family("fulcrum_config_generation", "Configurations loaded since start (start-up load and reloads).", MetricType::Gauge);
-    add(generation, {}, static_cast<double>(generation_.load()));
+    add(generation, {}, static_cast<double>(generation_now));
     auto build = family("fulcrum_build_info", "Version of fulcrumd and of its BPF program.", MetricType::Gauge);
     add(build, {{"version", version_}, {"bpf_program", bpf_program_}}, 1);
 

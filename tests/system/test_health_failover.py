@@ -118,7 +118,7 @@ def body():
         udp = lab.udp_ask_many(VIP, 40)
         http = lab.http_get_many(VIP, 30)
         check(None not in udp and dead_ns not in udp,
-              f"40 new UDP flows all answered, none by {dead_ns}: {sorted((n, udp.count(n)) for n in set(udp))}")
+              f"40 new UDP flows all answered, none by {dead_ns}: {sorted((str(n), udp.count(n)) for n in set(udp))}")
         check(None not in http and dead_ns not in http,
               f"30 new HTTP connections all answered, none by {dead_ns}: "
               f"{sorted((str(n), http.count(n)) for n in set(http))}")

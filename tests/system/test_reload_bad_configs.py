@@ -192,9 +192,10 @@ def status_json(lab):
 
 def without_rates(status):
     """status without the fields that move by themselves or with a refused reload: rates, the
-    age of the last health change, failure counters."""
+    age of the last health change, failure counters, and the control socket's own session
+    counters (every fulcrumctl call is a session)."""
     s = json.loads(json.dumps(status))
-    for key in ("reloads_failed", "last_reload_error"):
+    for key in ("reloads_failed", "last_reload_error", "control"):
         s.pop(key, None)
     for svc in s.get("services", []):
         svc.pop("packets_per_second", None)
