@@ -10,9 +10,11 @@ namespace {
 int usage(FILE* out, int code)
 {
     std::fprintf(out,
-                 "usage: fulcrumd [-c FILE] [--check] [--version]\n"
+                 "usage: fulcrumd [-c FILE] [--check | --withdraw-routes] [--version]\n"
                  "  -c, --config FILE  configuration (default /etc/fulcrum/fulcrum.yaml)\n"
                  "  --check            validate FILE, print every error, exit 1 on any; touch nothing\n"
+                 "  --withdraw-routes  withdraw the VIP routes of FILE's routes.table (protocol 201), touch\n"
+                 "                     nothing else; systemd runs it when fulcrumd stops for good\n"
                  "  --version          print the version\n"
                  "Signals: SIGHUP reloads the file; SIGTERM/SIGINT stop the daemon.\n");
     return code;
@@ -23,13 +25,15 @@ int usage(FILE* out, int code)
 int main(int argc, char** argv)
 {
     std::string path = "/etc/fulcrum/fulcrum.yaml";
-    bool check = false;
+    enum class Mode { run, check, withdraw_routes } mode = Mode::run;
     for (int i = 1; i < argc; i++) {
         std::string arg = argv[i];
         if ((arg == "-c" || arg == "--config") && i + 1 < argc)
             path = argv[++i];
         else if (arg == "--check")
-            check = true;
+            mode = Mode::check;
+        else if (arg == "--withdraw-routes")
+            mode = Mode::withdraw_routes;
         else if (arg == "--version") {
             std::printf("fulcrumd %s\n", fulcrum::daemon::kVersion);
             return 0;
@@ -40,5 +44,10 @@ int main(int argc, char** argv)
             return usage(stderr, 2);
         }
     }
-    return check ? fulcrum::daemon::check_config(path) : fulcrum::daemon::run(path);
+    switch (mode) {
+    case Mode::check: return fulcrum::daemon::check_config(path);
+    case Mode::withdraw_routes: return fulcrum::daemon::withdraw_routes(path);
+    case Mode::run: break;
+    }
+    return fulcrum::daemon::run(path);
 }

@@ -85,6 +85,10 @@ for u in /lib/systemd/system/*; do
     cp -a "$u" "$ROOT/usr/lib/systemd/system/"
 done
 
+# ExecStopPost= runs /bin/sh, which every Debian system has: verify looks for it in DESTDIR.
+mkdir -p "$ROOT/bin"
+cp -L /bin/sh "$ROOT/bin/sh"
+
 step "DESTDIR=$ROOT meson install"
 if out=$(DESTDIR="$ROOT" meson install -C "$BUILD" --no-rebuild --quiet 2>&1); then
     ok "meson install exited 0"
@@ -203,6 +207,52 @@ step "systemd-analyze security --offline=yes fulcrum.service (remaining exposure
 exposure "$SERVICE"
 step "systemd-analyze security --offline=yes fulcrum-decap@eth0.service (remaining exposures)"
 exposure "$UNITDIR/fulcrum-decap@eth0.service"
+
+# --- 4. stopping for good withdraws the VIP routes --------------------------------------------
+# fulcrumd leaves its routes on every exit (a restart must not withdraw them); systemd knows when
+# the stop is for good. test_routes_stop.py proves what `fulcrumd --withdraw-routes` does in a lab;
+# this proves the units call it then and only then.
+step "stopped for good: fulcrum-withdraw.service (OnFailure=) and ExecStopPost= on a stop job"
+WITHDRAW=$(installed fulcrum-withdraw.service)
+if [ -n "$WITHDRAW" ] && [ -s "$ROOT$WITHDRAW" ]; then ok "fulcrum-withdraw.service -> $WITHDRAW"; else bad "fulcrum-withdraw.service is not installed"; fi
+expect_line "$ROOT$SERVICE" "OnFailure=fulcrum-withdraw.service"
+expect_line "$ROOT$WITHDRAW" "ExecStart=$SBINDIR/fulcrumd --withdraw-routes -c $CONFIG"
+if verify "$WITHDRAW"; then ok "verify ${WITHDRAW##*/}: no errors, no warnings"; else echo "$VERIFY_OUT"; bad "verify ${WITHDRAW##*/}"; fi
+exposure "$WITHDRAW"
+
+# The ExecStopPost= command as systemd would run it (%n expanded), with a fake systemctl that
+# lists one job of the given type (or none) and a fake fulcrumd that records its arguments.
+STOP_POST=$(sed -n 's/^ExecStopPost=//p' "$ROOT$SERVICE")
+FAKE="$ROOT/fake-bin"
+mkdir -p "$FAKE"
+cat > "$FAKE/systemctl" <<'FAKE_SYSTEMCTL'
+#!/bin/sh
+echo "$*" >> "$FAKE_LOG.systemctl"
+[ "$1" = list-jobs ] && [ -n "$FAKE_JOB" ] && echo "42 fulcrum.service $FAKE_JOB running"
+exit 0
+FAKE_SYSTEMCTL
+printf '#!/bin/sh\necho "$*" > "$FAKE_LOG.fulcrumd"\n' > "$FAKE/fulcrumd"
+chmod +x "$FAKE/systemctl" "$FAKE/fulcrumd"
+stop_post() {   # stop_post JOB_TYPE: runs ExecStopPost=; prints what the fake fulcrumd got
+    rm -f "$ROOT/fake.systemctl" "$ROOT/fake.fulcrumd"
+    local cmd=${STOP_POST//%n/fulcrum.service}
+    cmd=${cmd//"$SBINDIR/fulcrumd"/"$FAKE/fulcrumd"}
+    (export PATH="$FAKE:$PATH" FAKE_JOB="$1" FAKE_LOG="$ROOT/fake"; eval "$cmd") || echo "exit $?"
+    cat "$ROOT/fake.fulcrumd" 2>/dev/null
+}
+if [ -z "$STOP_POST" ]; then
+    bad "fulcrum.service has no ExecStopPost="
+else
+    got=$(stop_post stop)
+    [ "$got" = "--withdraw-routes -c $CONFIG" ] && ok "a stop job: fulcrumd --withdraw-routes -c $CONFIG" ||
+        bad "a stop job: want fulcrumd --withdraw-routes -c $CONFIG, got '$got'"
+    grep -q "list-jobs .*fulcrum.service" "$ROOT/fake.systemctl" && ok "it asks systemctl for fulcrum.service's jobs" ||
+        bad "it did not ask for fulcrum.service's jobs: $(cat "$ROOT/fake.systemctl" 2>/dev/null)"
+    got=$(stop_post restart)
+    [ -z "$got" ] && ok "a restart job: routes kept (fulcrumd not run)" || bad "a restart job: got '$got'"
+    got=$(stop_post "")
+    [ -z "$got" ] && ok "no job (a crash Restart= follows): routes kept" || bad "no job: got '$got'"
+fi
 
 echo
 if [ "$failures" -eq 0 ]; then
