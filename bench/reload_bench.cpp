@@ -25,13 +25,14 @@
 #include <string>
 #include <vector>
 
-#include "../tests/unit/fake_maps.h"
 #include "config/config.h"
 #include "dataplane/balancer_program.h"
 #include "maglev/maglev.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
 #include "util/json.h"
+
+#include "fake_maps.h"  // tests/unit, through test_support_dep
 
 namespace fulcrum::bench {
 namespace {

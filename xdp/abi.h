@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The one contract between the XDP programs and fulcrumd: map keys and values, limits, reasons.
  * Included by BPF C (clang -target bpf) and by C++ (g++); only <linux/types.h> and fixed-width
- * fields, explicit padding. The C++ side pins every layout with static_assert (src/dataplane/abi.cpp
+ * fields, explicit padding. The C++ side pins every layout with static_assert (src/dataplane/abi_layout.cpp
  * and tests/bpf). Multi-byte address and port fields are in network byte order (__be*). */
 #ifndef FULCRUM_ABI_H
 #define FULCRUM_ABI_H

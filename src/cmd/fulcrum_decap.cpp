@@ -25,6 +25,7 @@
 #include "dataplane/decap_program.h"
 #include "dataplane/reasons.h"
 #include "dataplane/xdp_attach.h"
+#include "util/json.h"
 #include "util/log.h"
 
 namespace fulcrum::decap {
@@ -420,24 +421,6 @@ int detach(const Options& o)
     return kExitOk;
 }
 
-std::string json_string(const std::string& s)
-{
-    std::string out = "\"";
-    for (unsigned char c : s) {
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (c < 0x20) {
-            char esc[8];
-            std::snprintf(esc, sizeof esc, "\\u%04x", c);
-            out += esc;
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out + "\"";
-}
-
 struct InterfaceStatus {
     std::string interface;
     std::string pin_dir;
@@ -542,39 +525,43 @@ void print_text(const std::vector<InterfaceStatus>& all)
 
 void print_json(const std::string& pin_path, const std::vector<InterfaceStatus>& all)
 {
-    std::string out = "{\"pin_path\":" + json_string(pin_path) + ",\"interfaces\":[";
-    for (std::size_t i = 0; i < all.size(); ++i) {
-        const auto& st = all[i];
+    JsonWriter w;
+    w.begin_object().field("pin_path", pin_path).key("interfaces").begin_array();
+    for (const InterfaceStatus& st : all) {
         const Attachment& a = st.attachment;
-        out += i ? "," : "";
-        out += "{\"interface\":" + json_string(st.interface);
-        out += ",\"pin_dir\":" + json_string(st.pin_dir);
-        out += ",\"attached\":" + std::string(a.any ? "true" : "false");
-        out += ",\"attached_program_id\":" + std::to_string(st.attached_id);
-        out += ",\"pinned_program_id\":" + std::to_string(st.pinned_id);
-        out += ",\"matches_pinned\":" + std::string(st.matches ? "true" : "false");
-        out += ",\"mode\":" + (a.any ? json_string(mode_name(a.mode)) : std::string("null"));
-        out += ",\"dispatcher\":" + std::string(a.dispatcher ? "true" : "false");
-        out += ",\"sources\":[";
-        for (std::size_t j = 0; j < st.sources.size(); ++j)
-            out += (j ? "," : "") + json_string(format_prefix(st.sources[j]));
-        out += "],\"local_addresses\":[";
-        for (std::size_t j = 0; j < st.addresses.size(); ++j)
-            out += (j ? "," : "") + json_string(format_address(st.addresses[j]));
-        out += "],\"counters\":{";
+        w.begin_object()
+            .field("interface", st.interface)
+            .field("pin_dir", st.pin_dir)
+            .field("attached", a.any)
+            .field("attached_program_id", st.attached_id)
+            .field("pinned_program_id", st.pinned_id)
+            .field("matches_pinned", st.matches)
+            .key("mode");
+        if (a.any)
+            w.value(mode_name(a.mode));
+        else
+            w.null();
+        w.field("dispatcher", a.dispatcher).key("sources").begin_array();
+        for (const auto& prefix : st.sources)
+            w.value(format_prefix(prefix));
+        w.end_array().key("local_addresses").begin_array();
+        for (const auto& address : st.addresses)
+            w.value(format_address(address));
+        w.end_array().key("counters").begin_object();
         for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; ++r) {
-            auto name = dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(r));
-            out += (r ? "," : "") + json_string(std::string(name)) +
-                   ":{\"packets\":" + std::to_string(st.counters[r].packets) +
-                   ",\"bytes\":" + std::to_string(st.counters[r].bytes) + "}";
+            w.key(dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(r)))
+                .begin_object()
+                .field("packets", st.counters[r].packets)
+                .field("bytes", st.counters[r].bytes)
+                .end_object();
         }
-        out += "},\"problems\":[";
-        for (std::size_t j = 0; j < st.problems.size(); ++j)
-            out += (j ? "," : "") + json_string(st.problems[j]);
-        out += "]}";
+        w.end_object().key("problems").begin_array();
+        for (const std::string& problem : st.problems)
+            w.value(problem);
+        w.end_array().end_object();
     }
-    out += "]}\n";
-    std::fputs(out.c_str(), stdout);
+    w.end_array().end_object();
+    std::printf("%s\n", w.str().c_str());
 }
 
 int status(const Options& o)

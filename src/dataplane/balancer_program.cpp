@@ -323,18 +323,6 @@ Status BalancerProgram::put_tx_port(std::uint32_t ifindex)
     return update(skel_->maps.tx_ports, &ifindex, &ifindex, "tx port");
 }
 
-Status BalancerProgram::clear_flows()
-{
-    int fd = bpf_map__fd(skel_->maps.flows);
-    fulcrum_flow_key key{}, next{};
-    while (bpf_map_get_next_key(fd, nullptr, &next) == 0) {
-        key = next;
-        if (bpf_map_delete_elem(fd, &key) != 0)
-            return errno_status("cannot clear the flow table", errno);
-    }
-    return {};
-}
-
 ServiceCounters BalancerProgram::service_counters(std::uint32_t service_id) const
 {
     ServiceCounters sum;

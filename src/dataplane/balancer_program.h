@@ -74,7 +74,6 @@ public:
     Status invalidate_nexthop(std::uint32_t backend_id);
     // How many valid next-hop entries put_backend has invalidated so far (address changes).
     std::uint64_t nexthop_invalidations() const { return nexthop_invalidations_; }
-    Status clear_flows();
 
     // CounterReader
     ServiceCounters service_counters(std::uint32_t service_id) const override;

@@ -1,5 +1,5 @@
 // Names of the data plane's pass/drop/answer reasons (xdp/abi.h), as used in metrics labels,
-// logs and tests. One table, so a new reason without a name fails the build.
+// logs and tests. A switch per enum, so a new reason without a name fails the build.
 #pragma once
 
 #include <string_view>

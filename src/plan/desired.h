@@ -1,5 +1,5 @@
-// The desired state of the data plane, derived from a validated config (and, later, health and
-// operator overrides): pure data, no ids. The reconciler turns it into map writes.
+// The desired state of the data plane, derived from a validated config, the health checks' verdicts
+// and operator overrides: pure data, no ids. The reconciler turns it into map writes.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +51,7 @@ struct Desired {
 };
 
 // Runtime decisions layered over the file: operator drains (fulcrumctl drain, kept across
-// reloads until undrained) and, later, health.
+// reloads until undrained) and the backends whose health checks fail.
 struct Overrides {
     std::set<std::pair<std::string, std::string>> drained;  // (service, canonical backend address)
     std::set<std::pair<std::string, std::string>> down;     // failing health checks

@@ -23,7 +23,6 @@ public:
     std::optional<std::uint32_t> allocate();
     void release(std::uint32_t id);
     bool mark_used(std::uint32_t id);  // adoption; false if out of range or already used
-    std::size_t in_use() const { return used_.size(); }
 
 private:
     std::uint32_t first_, last_, next_;

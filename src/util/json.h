@@ -1,5 +1,5 @@
-// A minimal JSON writer for the control socket's answers: objects, arrays, strings, numbers,
-// booleans; commas and escaping handled. Not a parser (the daemon never reads JSON).
+// A minimal JSON writer for the control socket's answers and fulcrum-decap status: objects,
+// arrays, strings, numbers, booleans, null; commas and escaping handled. Not a parser (the daemon never reads JSON).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,7 @@ public:
     JsonWriter& value(std::string_view v) { comma(); string(v); return *this; }
     JsonWriter& value(const char* v) { return value(std::string_view(v)); }
     JsonWriter& value(bool v) { comma(); out_ += v ? "true" : "false"; return *this; }
+    JsonWriter& null() { comma(); out_ += "null"; return *this; }
     JsonWriter& value(double v)
     {
         comma();

@@ -62,64 +62,73 @@ TEST_CASE("balancer forwards TCP and UDP of IPv4 and IPv6 services, encapsulated
     std::vector<Row> rows;
 
     Bytes in = frame4(to_vip4(kVip4), tcp(40000, 80, 10));
-    rows.push_back({"TCP to an IPv4 service, IPv4 backend", in, XDP_TX,
-                    lab.expected_encap(1, ip_of(in), 0), {}, 1, 1, true});
+    rows.push_back({.name = "TCP to an IPv4 service, IPv4 backend", .in = in, .action = XDP_TX,
+                    .out = lab.expected_encap(1, ip_of(in), 0), .service = 1, .backend = 1,
+                    .new_flow = true});
 
     V4 tos = to_vip4(kVip4);
     tos.tos = 0xb8;
     in = frame4(tos, tcp(40001, 80));
-    rows.push_back({"ToS copied to the outer header", in, XDP_TX, lab.expected_encap(1, ip_of(in), 0xb8),
-                    {}, 1, 1, true});
+    rows.push_back({.name = "ToS copied to the outer header", .in = in, .action = XDP_TX,
+                    .out = lab.expected_encap(1, ip_of(in), 0xb8), .service = 1, .backend = 1,
+                    .new_flow = true});
 
     in = frame4(to_vip4(kVip4, kUdp), udp(5353, 53, 20));
-    rows.push_back({"UDP to an IPv4 service over an IPv6 backend (IPv4-in-IPv6)", in, XDP_TX,
-                    lab.expected_encap(4, ip_of(in), 0, std::nullopt,
-                                       hash_of(lab, kClientV4, 5353, kVip4, 53, kUdp)),
-                    {}, 2, 4, true});
+    rows.push_back({.name = "UDP to an IPv4 service over an IPv6 backend (IPv4-in-IPv6)", .in = in,
+                    .action = XDP_TX,
+                    .out = lab.expected_encap(4, ip_of(in), 0, std::nullopt,
+                                              hash_of(lab, kClientV4, 5353, kVip4, 53, kUdp)),
+                    .service = 2, .backend = 4, .new_flow = true});
 
     V6 tc = to_vip6();
     tc.traffic_class = 0x28;
     tc.flow_label = 0x12345;
     in = frame6(tc, tcp(40000, 443, 30));
-    rows.push_back({"TCP to an IPv6 service (IPv6-in-IPv6), traffic class kept", in, XDP_TX,
-                    lab.expected_encap(5, ip_of(in), 0x28, std::nullopt,
-                                       hash_of(lab, kClientV6, 40000, kVip6, 443, kTcp)),
-                    {}, 3, 5, true});
+    rows.push_back({.name = "TCP to an IPv6 service (IPv6-in-IPv6), traffic class kept", .in = in,
+                    .action = XDP_TX,
+                    .out = lab.expected_encap(5, ip_of(in), 0x28, std::nullopt,
+                                              hash_of(lab, kClientV6, 40000, kVip6, 443, kTcp)),
+                    .service = 3, .backend = 5, .new_flow = true});
 
     in = frame6(to_vip6(kUdp), udp(7000, 53, 12));
-    rows.push_back({"UDP to an IPv6 service", in, XDP_TX,
-                    lab.expected_encap(9, ip_of(in), 0, std::nullopt,
-                                       hash_of(lab, kClientV6, 7000, kVip6, 53, kUdp)),
-                    {}, 10, 9, true});
+    rows.push_back({.name = "UDP to an IPv6 service", .in = in, .action = XDP_TX,
+                    .out = lab.expected_encap(9, ip_of(in), 0, std::nullopt,
+                                              hash_of(lab, kClientV6, 7000, kVip6, 53, kUdp)),
+                    .service = 10, .backend = 9, .new_flow = true});
 
     in = frame4(to_vip4(kVip4Port0), tcp(40000, 12345));
-    rows.push_back({"port-0 service takes any TCP port of its VIP", in, XDP_TX,
-                    lab.expected_encap(2, ip_of(in), 0), {}, 4, 2, true});
+    rows.push_back({.name = "port-0 service takes any TCP port of its VIP", .in = in, .action = XDP_TX,
+                    .out = lab.expected_encap(2, ip_of(in), 0), .service = 4, .backend = 2,
+                    .new_flow = true});
 
     in = frame4(to_vip4(kVip4), tcp(40002, 80), 0x0064);
-    rows.push_back({"802.1Q tagged frame to a service: refused by name, not sent with a wrong tag", in,
-                    XDP_DROP, {}, FULCRUM_DROP_VLAN});
+    rows.push_back({.name = "802.1Q tagged frame to a service: refused by name, not sent with a wrong tag",
+                    .in = in, .action = XDP_DROP, .reason = FULCRUM_DROP_VLAN});
 
     V4 options = to_vip4(kVip4);
     options.options = {0x01, 0x01, 0x01, 0x00};  // NOP NOP NOP EOL
     in = frame4(options, tcp(40003, 80));
-    rows.push_back({"IPv4 with header options", in, XDP_TX, lab.expected_encap(1, ip_of(in), 0), {}, 1,
-                    1, true});
+    rows.push_back({.name = "IPv4 with header options", .in = in, .action = XDP_TX,
+                    .out = lab.expected_encap(1, ip_of(in), 0), .service = 1, .backend = 1,
+                    .new_flow = true});
 
     V6 ext = to_vip6(kHopByHop);
     in = frame6(ext, concat(ext_header(kDstOpts), concat(ext_header(kTcp), tcp(40001, 443))));
-    rows.push_back({"IPv6 with hop-by-hop and destination-options headers", in, XDP_TX,
-                    lab.expected_encap(5, ip_of(in), 0, std::nullopt,
-                                       hash_of(lab, kClientV6, 40001, kVip6, 443, kTcp)),
-                    {}, 3, 5, true});
+    rows.push_back({.name = "IPv6 with hop-by-hop and destination-options headers", .in = in,
+                    .action = XDP_TX,
+                    .out = lab.expected_encap(5, ip_of(in), 0, std::nullopt,
+                                              hash_of(lab, kClientV6, 40001, kVip6, 443, kTcp)),
+                    .service = 3, .backend = 5, .new_flow = true});
 
     in = frame4(to_vip4(kVip4Other), tcp(40000, 80));
-    rows.push_back({"backend behind another interface: devmap redirect", in, XDP_REDIRECT,
-                    lab.expected_encap(8, ip_of(in), 0), {}, 8, 8, true});
+    rows.push_back({.name = "backend behind another interface: devmap redirect", .in = in,
+                    .action = XDP_REDIRECT, .out = lab.expected_encap(8, ip_of(in), 0), .service = 8,
+                    .backend = 8, .new_flow = true});
 
     in = frame4(to_vip4(kVip4), tcp(40000, 80, 10));
-    rows.push_back({"second packet of the first flow: a flow-table hit, not a new flow", in, XDP_TX,
-                    lab.expected_encap(1, ip_of(in), 0), {}, 1, 1, false});
+    rows.push_back({.name = "second packet of the first flow: a flow-table hit, not a new flow", .in = in,
+                    .action = XDP_TX, .out = lab.expected_encap(1, ip_of(in), 0), .service = 1,
+                    .backend = 1, .new_flow = false});
 
     run_table(lab, rows);
 }
@@ -130,28 +139,29 @@ TEST_CASE("balancer passes what is not for a service, byte for byte", "[bpf][bal
     standard_services(lab);
     std::vector<Row> rows;
 
-    rows.push_back({"IPv4 TCP to the balancer's own address (SSH)",
-                    frame4(V4{.src = kClientV4, .dst = kTunnelV4}, tcp(40000, 22)), XDP_PASS, {},
-                    FULCRUM_PASS_NOT_VIP});
-    rows.push_back({"IPv6 TCP to the balancer's own address",
-                    frame6(V6{.src = kClientV6, .dst = kTunnelV6}, tcp(40000, 179)), XDP_PASS, {},
-                    FULCRUM_PASS_NOT_VIP});
-    rows.push_back({"ARP", ethernet(kBalancerMac, kRouterMac, kEthArp, Bytes(28, 0x01)), XDP_PASS, {},
-                    FULCRUM_PASS_NOT_IP});
-    rows.push_back({"already tunnelled IPIP to our tunnel address",
-                    frame4(V4{.src = "198.18.0.99", .dst = kTunnelV4, .proto = kIpip},
-                           ipv4(to_vip4(kVip4), tcp(1, 80))),
-                    XDP_PASS, {}, FULCRUM_PASS_NOT_VIP});
-    rows.push_back({"IPv4 UDP to a non-VIP address on port 53",
-                    frame4(V4{.src = kClientV4, .dst = "198.18.100.200", .proto = kUdp}, udp(1, 53)),
-                    XDP_PASS, {}, FULCRUM_PASS_NOT_VIP});
-    rows.push_back({"802.1Q tagged non-service IPv4",
-                    frame4(V4{.src = kClientV4, .dst = kTunnelV4}, tcp(40000, 22), 7), XDP_PASS, {},
-                    FULCRUM_PASS_NOT_VIP});
-    rows.push_back({"two 802.1Q tags (QinQ) are not parsed: passed",
-                    ethernet(kBalancerMac, kRouterMac, kEthVlan,
-                             concat(Bytes{0x00, 0x08, 0x08, 0x00}, ipv4(to_vip4(kVip4), tcp(1, 80))), 5),
-                    XDP_PASS, {}, FULCRUM_PASS_NOT_IP});
+    rows.push_back({.name = "IPv4 TCP to the balancer's own address (SSH)",
+                    .in = frame4(V4{.src = kClientV4, .dst = kTunnelV4}, tcp(40000, 22)),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_VIP});
+    rows.push_back({.name = "IPv6 TCP to the balancer's own address",
+                    .in = frame6(V6{.src = kClientV6, .dst = kTunnelV6}, tcp(40000, 179)),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_VIP});
+    rows.push_back({.name = "ARP", .in = ethernet(kBalancerMac, kRouterMac, kEthArp, Bytes(28, 0x01)),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_IP});
+    rows.push_back({.name = "already tunnelled IPIP to our tunnel address",
+                    .in = frame4(V4{.src = "198.18.0.99", .dst = kTunnelV4, .proto = kIpip},
+                                 ipv4(to_vip4(kVip4), tcp(1, 80))),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_VIP});
+    rows.push_back({.name = "IPv4 UDP to a non-VIP address on port 53",
+                    .in = frame4(V4{.src = kClientV4, .dst = "198.18.100.200", .proto = kUdp}, udp(1, 53)),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_VIP});
+    rows.push_back({.name = "802.1Q tagged non-service IPv4",
+                    .in = frame4(V4{.src = kClientV4, .dst = kTunnelV4}, tcp(40000, 22), 7),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_VIP});
+    rows.push_back({.name = "two 802.1Q tags (QinQ) are not parsed: passed",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthVlan,
+                                   concat(Bytes{0x00, 0x08, 0x08, 0x00}, ipv4(to_vip4(kVip4), tcp(1, 80))),
+                                   5),
+                    .action = XDP_PASS, .reason = FULCRUM_PASS_NOT_IP});
     run_table(lab, rows);
 }
 
@@ -161,71 +171,80 @@ TEST_CASE("balancer drops what it cannot serve, counted by reason", "[bpf][balan
     standard_services(lab);
     std::vector<Row> rows;
 
-    rows.push_back({"VIP on a port it does not serve", frame4(to_vip4(kVip4), tcp(40000, 81)), XDP_DROP,
-                    {}, FULCRUM_DROP_PORT_UNSERVED});
-    rows.push_back({"UDP to a VIP whose port-0 service is TCP only",
-                    frame4(to_vip4(kVip4Port0, kUdp), udp(40000, 53)), XDP_DROP, {},
-                    FULCRUM_DROP_PORT_UNSERVED});
-    rows.push_back({"GRE to a VIP", frame4(to_vip4(kVip4, 47), Bytes(8, 0)), XDP_DROP, {},
-                    FULCRUM_DROP_PROTO_UNSERVED});
+    rows.push_back({.name = "VIP on a port it does not serve", .in = frame4(to_vip4(kVip4), tcp(40000, 81)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_PORT_UNSERVED});
+    rows.push_back({.name = "UDP to a VIP whose port-0 service is TCP only",
+                    .in = frame4(to_vip4(kVip4Port0, kUdp), udp(40000, 53)), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PORT_UNSERVED});
+    rows.push_back({.name = "GRE to a VIP", .in = frame4(to_vip4(kVip4, 47), Bytes(8, 0)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_PROTO_UNSERVED});
     V4 first = to_vip4(kVip4);
     first.flags_frag = 0x2000;  // MF, offset 0: has the TCP header
-    rows.push_back({"first IPv4 fragment to a VIP", frame4(first, tcp(40000, 80, 16)), XDP_DROP, {},
-                    FULCRUM_DROP_FRAGMENT});
+    rows.push_back({.name = "first IPv4 fragment to a VIP", .in = frame4(first, tcp(40000, 80, 16)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_FRAGMENT});
     V4 later = to_vip4(kVip4);
     later.flags_frag = 0x0003;  // offset 24 bytes, last fragment
-    rows.push_back({"later IPv4 fragment to a VIP", frame4(later, Bytes(16, 0xab)), XDP_DROP, {},
-                    FULCRUM_DROP_FRAGMENT});
-    rows.push_back({"IPv6 fragment to a VIP",
-                    frame6(to_vip6(kFragment), concat(fragment_header(kTcp, 0, true, 9), tcp(1, 443))),
-                    XDP_DROP, {}, FULCRUM_DROP_FRAGMENT});
-    rows.push_back({"service without a usable backend", frame4(to_vip4(kVip4Empty), tcp(40000, 80)),
-                    XDP_DROP, {}, FULCRUM_DROP_NO_BACKEND});
-    rows.push_back({"backend without a neighbour entry", frame4(to_vip4(kVip4NoNeigh), tcp(40000, 80)),
-                    XDP_DROP, {}, FULCRUM_DROP_NO_NEIGHBOUR});
-    rows.push_back({"backend without a route", frame4(to_vip4(kVip4NoRoute), tcp(40000, 80)), XDP_DROP,
-                    {}, FULCRUM_DROP_NO_ROUTE});
+    rows.push_back({.name = "later IPv4 fragment to a VIP", .in = frame4(later, Bytes(16, 0xab)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_FRAGMENT});
+    rows.push_back({.name = "IPv6 fragment to a VIP",
+                    .in = frame6(to_vip6(kFragment),
+                                 concat(fragment_header(kTcp, 0, true, 9), tcp(1, 443))),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_FRAGMENT});
+    rows.push_back({.name = "service without a usable backend",
+                    .in = frame4(to_vip4(kVip4Empty), tcp(40000, 80)), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_NO_BACKEND});
+    rows.push_back({.name = "backend without a neighbour entry",
+                    .in = frame4(to_vip4(kVip4NoNeigh), tcp(40000, 80)), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_NO_NEIGHBOUR});
+    rows.push_back({.name = "backend without a route", .in = frame4(to_vip4(kVip4NoRoute), tcp(40000, 80)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_NO_ROUTE});
     V4 no_df = to_vip4(kVip4);
     no_df.flags_frag = 0;
-    rows.push_back({"IPv4 without DF too big for the tunnel (policy: drop)",
-                    frame4(no_df, tcp(40000, 80, 1500 - 40)), XDP_DROP, {}, FULCRUM_DROP_TOO_BIG_NO_DF});
+    rows.push_back({.name = "IPv4 without DF too big for the tunnel (policy: drop)",
+                    .in = frame4(no_df, tcp(40000, 80, 1500 - 40)), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_TOO_BIG_NO_DF});
     Bytes short_tcp = ipv4(to_vip4(kVip4), slice(tcp(40000, 80), 0, 10));
-    rows.push_back({"IPv4 length consistent, TCP header cut at 10 bytes",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, short_tcp), XDP_DROP, {},
-                    FULCRUM_DROP_PARSE_L4});
-    rows.push_back({"IPv6 length consistent, UDP header cut at 4 bytes",
-                    frame6(to_vip6(kUdp), slice(udp(1, 53), 0, 4)), XDP_DROP, {}, FULCRUM_DROP_PARSE_L4});
+    rows.push_back({.name = "IPv4 length consistent, TCP header cut at 10 bytes",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, short_tcp), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L4});
+    rows.push_back({.name = "IPv6 length consistent, UDP header cut at 4 bytes",
+                    .in = frame6(to_vip6(kUdp), slice(udp(1, 53), 0, 4)), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L4});
     Bytes bad_ihl = ipv4(to_vip4(kVip4), tcp(40000, 80));
     bad_ihl[0] = 0x44;  // header length 16 bytes: impossible
-    rows.push_back({"IPv4 header length below 20", ethernet(kBalancerMac, kRouterMac, kEthIPv4, bad_ihl),
-                    XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    rows.push_back({.name = "IPv4 header length below 20",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, bad_ihl), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L3});
     Bytes long_len = ipv4(to_vip4(kVip4), tcp(40000, 80));
     long_len[3] += 40;  // total length beyond the frame
-    rows.push_back({"IPv4 total length beyond the frame", ethernet(kBalancerMac, kRouterMac, kEthIPv4, long_len),
-                    XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+    rows.push_back({.name = "IPv4 total length beyond the frame",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, long_len), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L3});
     Bytes chain = tcp(1, 443);
     for (int i = 0; i < 5; i++)
         chain = concat(ext_header(i == 0 ? kTcp : kDstOpts), chain);
-    rows.push_back({"IPv6 with more extension headers than the bounded walk",
-                    frame6(to_vip6(kDstOpts), chain), XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
-    rows.push_back({"ICMP timestamp request to a VIP", frame4(to_vip4(kVip4, kIcmp), icmp4(13, 0, 0, Bytes(12, 0))),
-                    XDP_DROP, {}, FULCRUM_DROP_ICMP_UNHANDLED});
+    rows.push_back({.name = "IPv6 with more extension headers than the bounded walk",
+                    .in = frame6(to_vip6(kDstOpts), chain), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L3});
+    rows.push_back({.name = "ICMP timestamp request to a VIP",
+                    .in = frame4(to_vip4(kVip4, kIcmp), icmp4(13, 0, 0, Bytes(12, 0))), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_ICMP_UNHANDLED});
 
     // Every truncation of a service frame: never forwarded, always counted. (BPF_PROG_TEST_RUN
     // refuses frames shorter than an Ethernet header, as NICs never deliver them; a cut inside
     // the 802.1Q tag below is how the L2 check is reached.)
     const Bytes whole4 = frame4(to_vip4(kVip4), tcp(40000, 80, 8));
     for (std::size_t len = 14; len < whole4.size(); len++)
-        rows.push_back({"IPv4 service frame truncated to " + std::to_string(len) + " bytes",
-                        slice(whole4, 0, len), XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+        rows.push_back({.name = "IPv4 service frame truncated to " + std::to_string(len) + " bytes",
+                        .in = slice(whole4, 0, len), .action = XDP_DROP, .reason = FULCRUM_DROP_PARSE_L3});
     const Bytes whole6 = frame6(to_vip6(kHopByHop), concat(ext_header(kTcp), tcp(40000, 443, 8)));
     for (std::size_t len = 14; len < whole6.size(); len++)
-        rows.push_back({"IPv6 service frame truncated to " + std::to_string(len) + " bytes",
-                        slice(whole6, 0, len), XDP_DROP, {}, FULCRUM_DROP_PARSE_L3});
+        rows.push_back({.name = "IPv6 service frame truncated to " + std::to_string(len) + " bytes",
+                        .in = slice(whole6, 0, len), .action = XDP_DROP, .reason = FULCRUM_DROP_PARSE_L3});
     const Bytes tagged = frame4(to_vip4(kVip4), tcp(40000, 80), 9);
     for (std::size_t len = 14; len < 18; len++)
-        rows.push_back({"802.1Q frame truncated in the tag to " + std::to_string(len) + " bytes",
-                        slice(tagged, 0, len), XDP_DROP, {}, FULCRUM_DROP_PARSE_L2});
+        rows.push_back({.name = "802.1Q frame truncated in the tag to " + std::to_string(len) + " bytes",
+                        .in = slice(tagged, 0, len), .action = XDP_DROP, .reason = FULCRUM_DROP_PARSE_L2});
     run_table(lab, rows);
 }
 
@@ -239,65 +258,74 @@ TEST_CASE("balancer answers ICMP for VIPs and steers quoted errors to the flow's
     Bytes body(24, 0x5a);
     V4 ping{.src = kClientV4, .dst = kVip4, .proto = kIcmp, .tos = 0, .ttl = 17, .id = 0x4242};
     V4 pong{.src = kVip4, .dst = kClientV4, .proto = kIcmp, .tos = 0, .ttl = 64, .id = 0x4242};
-    rows.push_back({"ICMP echo request to a VIP", frame4(ping, icmp4(8, 0, 0x00070001, body)), XDP_TX,
-                    ethernet(kRouterMac, kBalancerMac, kEthIPv4, ipv4(pong, icmp4(0, 0, 0x00070001, body))),
-                    FULCRUM_TX_ECHO_REPLY});
+    rows.push_back({.name = "ICMP echo request to a VIP", .in = frame4(ping, icmp4(8, 0, 0x00070001, body)),
+                    .action = XDP_TX,
+                    .out = ethernet(kRouterMac, kBalancerMac, kEthIPv4,
+                                    ipv4(pong, icmp4(0, 0, 0x00070001, body))),
+                    .reason = FULCRUM_TX_ECHO_REPLY});
     V6 ping6{.src = kClientV6, .dst = kVip6, .next = kIcmp6, .hop_limit = 9};
     V6 pong6{.src = kVip6, .dst = kClientV6, .next = kIcmp6, .hop_limit = 64};
-    rows.push_back({"ICMPv6 echo request to a VIP",
-                    frame6(ping6, icmp6(kClientV6, kVip6, 128, 0, 0x00090002, body)), XDP_TX,
-                    ethernet(kRouterMac, kBalancerMac, kEthIPv6,
-                             ipv6(pong6, icmp6(kVip6, kClientV6, 129, 0, 0x00090002, body))),
-                    FULCRUM_TX_ECHO_REPLY});
+    rows.push_back({.name = "ICMPv6 echo request to a VIP",
+                    .in = frame6(ping6, icmp6(kClientV6, kVip6, 128, 0, 0x00090002, body)),
+                    .action = XDP_TX,
+                    .out = ethernet(kRouterMac, kBalancerMac, kEthIPv6,
+                                    ipv6(pong6, icmp6(kVip6, kClientV6, 129, 0, 0x00090002, body))),
+                    .reason = FULCRUM_TX_ECHO_REPLY});
 
     // Errors quoting a backend's direct reply (VIP -> client) follow the flow client -> VIP.
     Bytes quoted = slice(ipv4(V4{.src = kVip4, .dst = kClientV4}, tcp(80, 40000)), 0, 28);
     Bytes in = frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp},
                       icmp4(3, 4, 1400, quoted));
-    rows.push_back({"ICMP frag-needed quoting a VIP flow goes to that flow's backend", in, XDP_TX,
-                    lab.expected_encap(1, ip_of(in), 0), FULCRUM_FWD_ICMP_ERROR, 1, 1, false});
+    rows.push_back({.name = "ICMP frag-needed quoting a VIP flow goes to that flow's backend", .in = in,
+                    .action = XDP_TX, .out = lab.expected_encap(1, ip_of(in), 0),
+                    .reason = FULCRUM_FWD_ICMP_ERROR, .service = 1, .backend = 1, .new_flow = false});
     Bytes quoted6 = ipv6(V6{.src = kVip6, .dst = kClientV6}, tcp(443, 40000, 40));
     in = frame6(V6{.src = "2001:db8:0:1::fe", .dst = kVip6, .next = kIcmp6},
                 icmp6("2001:db8:0:1::fe", kVip6, 2, 0, 1280, quoted6));
-    rows.push_back({"ICMPv6 packet-too-big quoting a VIP flow goes to that flow's backend", in, XDP_TX,
-                    lab.expected_encap(5, ip_of(in), 0, std::nullopt,
-                                       hash_of(lab, kClientV6, 40000, kVip6, 443, kTcp)),
-                    FULCRUM_FWD_ICMP_ERROR, 3, 5, false});
+    rows.push_back({.name = "ICMPv6 packet-too-big quoting a VIP flow goes to that flow's backend",
+                    .in = in, .action = XDP_TX,
+                    .out = lab.expected_encap(5, ip_of(in), 0, std::nullopt,
+                                              hash_of(lab, kClientV6, 40000, kVip6, 443, kTcp)),
+                    .reason = FULCRUM_FWD_ICMP_ERROR, .service = 3, .backend = 5, .new_flow = false});
     Bytes foreign = slice(ipv4(V4{.src = "198.18.9.9", .dst = kClientV4}, tcp(80, 40000)), 0, 28);
-    rows.push_back({"ICMP unreachable quoting a packet not sent from this VIP",
-                    frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp}, icmp4(3, 1, 0, foreign)),
-                    XDP_DROP, {}, FULCRUM_DROP_ICMP_UNHANDLED});
+    rows.push_back({.name = "ICMP unreachable quoting a packet not sent from this VIP",
+                    .in = frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp},
+                                 icmp4(3, 1, 0, foreign)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_ICMP_UNHANDLED});
     Bytes unserved = slice(ipv4(V4{.src = kVip4, .dst = kClientV4}, tcp(8080, 40000)), 0, 28);
-    rows.push_back({"ICMP unreachable quoting a port the VIP does not serve",
-                    frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp}, icmp4(3, 3, 0, unserved)),
-                    XDP_DROP, {}, FULCRUM_DROP_ICMP_UNHANDLED});
-    rows.push_back({"ICMP truncated before its 8-byte header",
-                    frame4(to_vip4(kVip4, kIcmp), Bytes{8, 0, 0, 0}), XDP_DROP, {}, FULCRUM_DROP_PARSE_L4});
+    rows.push_back({.name = "ICMP unreachable quoting a port the VIP does not serve",
+                    .in = frame4(V4{.src = "198.18.0.254", .dst = kVip4, .proto = kIcmp},
+                                 icmp4(3, 3, 0, unserved)),
+                    .action = XDP_DROP, .reason = FULCRUM_DROP_ICMP_UNHANDLED});
+    rows.push_back({.name = "ICMP truncated before its 8-byte header",
+                    .in = frame4(to_vip4(kVip4, kIcmp), Bytes{8, 0, 0, 0}), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L4});
 
     // Too big for the tunnel (fl-main has MTU 1500): tell the client the MTU it must use.
     Bytes big = ipv4(to_vip4(kVip4), tcp(40000, 80, 1500 - 40));
     V4 reply{.src = kVip4, .dst = kClientV4, .proto = kIcmp, .tos = 0, .ttl = 64, .id = 0, .flags_frag = 0};
-    rows.push_back({"IPv4 with DF too big for IPv4-in-IPv4: frag-needed, MTU 1480",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, big), XDP_TX,
-                    ethernet(kRouterMac, kBalancerMac, kEthIPv4, ipv4(reply, icmp4(3, 4, 1480, slice(big, 0, 28)))),
-                    FULCRUM_TX_TOO_BIG});
+    rows.push_back({.name = "IPv4 with DF too big for IPv4-in-IPv4: frag-needed, MTU 1480",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, big), .action = XDP_TX,
+                    .out = ethernet(kRouterMac, kBalancerMac, kEthIPv4,
+                                    ipv4(reply, icmp4(3, 4, 1480, slice(big, 0, 28)))),
+                    .reason = FULCRUM_TX_TOO_BIG});
     Bytes big_udp = ipv4(to_vip4(kVip4, kUdp), udp(5353, 53, 1500 - 28));
-    rows.push_back({"IPv4 with DF too big for IPv4-in-IPv6: frag-needed, MTU 1460",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, big_udp), XDP_TX,
-                    ethernet(kRouterMac, kBalancerMac, kEthIPv4,
-                             ipv4(reply, icmp4(3, 4, 1460, slice(big_udp, 0, 28)))),
-                    FULCRUM_TX_TOO_BIG});
+    rows.push_back({.name = "IPv4 with DF too big for IPv4-in-IPv6: frag-needed, MTU 1460",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, big_udp), .action = XDP_TX,
+                    .out = ethernet(kRouterMac, kBalancerMac, kEthIPv4,
+                                    ipv4(reply, icmp4(3, 4, 1460, slice(big_udp, 0, 28)))),
+                    .reason = FULCRUM_TX_TOO_BIG});
     Bytes big6 = ipv6(to_vip6(), tcp(40000, 443, 1500 - 60));
     V6 reply6{.src = kVip6, .dst = kClientV6, .next = kIcmp6, .hop_limit = 64};
-    rows.push_back({"IPv6 too big for IPv6-in-IPv6: packet-too-big, MTU 1460, quoting 1232 bytes",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv6, big6), XDP_TX,
-                    ethernet(kRouterMac, kBalancerMac, kEthIPv6,
-                             ipv6(reply6, icmp6(kVip6, kClientV6, 2, 0, 1460, slice(big6, 0, 1232)))),
-                    FULCRUM_TX_TOO_BIG});
+    rows.push_back({.name = "IPv6 too big for IPv6-in-IPv6: packet-too-big, MTU 1460, quoting 1232 bytes",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv6, big6), .action = XDP_TX,
+                    .out = ethernet(kRouterMac, kBalancerMac, kEthIPv6,
+                                    ipv6(reply6, icmp6(kVip6, kClientV6, 2, 0, 1460, slice(big6, 0, 1232)))),
+                    .reason = FULCRUM_TX_TOO_BIG});
     Bytes fits = ipv4(to_vip4(kVip4), tcp(40000, 80, 1480 - 40));
-    rows.push_back({"IPv4 of exactly the tunnel MTU is forwarded",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, fits), XDP_TX,
-                    lab.expected_encap(1, fits, 0), {}, 1, 1, true});
+    rows.push_back({.name = "IPv4 of exactly the tunnel MTU is forwarded",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, fits), .action = XDP_TX,
+                    .out = lab.expected_encap(1, fits, 0), .service = 1, .backend = 1, .new_flow = true});
     run_table(lab, rows);
 }
 
@@ -760,13 +788,16 @@ TEST_CASE("lengths come from the IP header: padding is not parsed and not tunnel
 
     Bytes ip = ipv4(to_vip4(kVip4), tcp(40100, 80, 6));
     Bytes padded = ethernet(kBalancerMac, kRouterMac, kEthIPv4, concat(ip, Bytes(18, 0xee)));
-    rows.push_back({"Ethernet padding after the IP packet is trimmed before encapsulation", padded, XDP_TX,
-                    lab.expected_encap(1, ip, 0), {}, 1, 1, true});
+    rows.push_back({.name = "Ethernet padding after the IP packet is trimmed before encapsulation",
+                    .in = padded, .action = XDP_TX, .out = lab.expected_encap(1, ip, 0), .service = 1,
+                    .backend = 1, .new_flow = true});
     Bytes ip6 = ipv6(to_vip6(), tcp(40100, 443));
-    rows.push_back({"IPv6: padding after the payload length is trimmed",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv6, concat(ip6, Bytes(7, 0xee))), XDP_TX,
-                    lab.expected_encap(5, ip6, 0, std::nullopt, hash_of(lab, kClientV6, 40100, kVip6, 443, kTcp)),
-                    {}, 3, 5, true});
+    rows.push_back({.name = "IPv6: padding after the payload length is trimmed",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv6, concat(ip6, Bytes(7, 0xee))),
+                    .action = XDP_TX,
+                    .out = lab.expected_encap(5, ip6, 0, std::nullopt,
+                                              hash_of(lab, kClientV6, 40100, kVip6, 443, kTcp)),
+                    .service = 3, .backend = 5, .new_flow = true});
     // An IP packet whose total length ends inside the TCP header, the rest of the frame padding:
     // the ports and flags must not be read from the padding.
     Bytes whole = ipv4(to_vip4(kVip4), tcp(40101, 80));
@@ -776,16 +807,17 @@ TEST_CASE("lengths come from the IP header: padding is not parsed and not tunnel
     std::uint16_t sum = inet_checksum(short_ip.data(), 20);
     short_ip[10] = static_cast<std::uint8_t>(sum >> 8);
     short_ip[11] = static_cast<std::uint8_t>(sum);
-    rows.push_back({"TCP header cut by the IP total length, completed by padding", ethernet(kBalancerMac, kRouterMac, kEthIPv4, short_ip),
-                    XDP_DROP, {}, FULCRUM_DROP_PARSE_L4});
+    rows.push_back({.name = "TCP header cut by the IP total length, completed by padding",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, short_ip), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L4});
     Bytes udp_whole = ipv4(to_vip4(kVip4, kUdp), udp(40101, 53));
     udp_whole[3] = 20 + 4;
     udp_whole[10] = udp_whole[11] = 0;
     sum = inet_checksum(udp_whole.data(), 20);
     udp_whole[10] = static_cast<std::uint8_t>(sum >> 8);
     udp_whole[11] = static_cast<std::uint8_t>(sum);
-    rows.push_back({"UDP header cut by the IP total length, completed by padding",
-                    ethernet(kBalancerMac, kRouterMac, kEthIPv4, udp_whole), XDP_DROP, {},
-                    FULCRUM_DROP_PARSE_L4});
+    rows.push_back({.name = "UDP header cut by the IP total length, completed by padding",
+                    .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, udp_whole), .action = XDP_DROP,
+                    .reason = FULCRUM_DROP_PARSE_L4});
     run_table(lab, rows);
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Packet parsing: a cursor over the frame, a bounds check before every access. Each parser
- * returns 0 on success or a negative value when the header is truncated or malformed. */
+ * returns a negative value when the header is truncated or malformed; on success 0, except
+ * parse_ethernet, which returns the ethertype (network order, so never negative). */
 #ifndef FULCRUM_LIB_PARSE_H
 #define FULCRUM_LIB_PARSE_H
 
