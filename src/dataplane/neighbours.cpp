@@ -1,9 +1,8 @@
-// Neighbour resolution: UDP nudges and an rtnetlink RTM_GETNEIGH dump; see neighbours.h.
+// Neighbour resolution: UDP nudges and an RTM_GETNEIGH dump on the netlink layer; see neighbours.h.
 #include "dataplane/neighbours.h"
 
 #include <arpa/inet.h>
 #include <linux/neighbour.h>
-#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,13 +12,11 @@
 #include <set>
 #include <thread>
 
+#include "dataplane/rtnl.h"
+#include "netlink/netlink.h"
+
 namespace fulcrum::dataplane {
 namespace {
-
-// The kernel's NUD_VALID (include/net/neighbour.h, not in the uapi headers): the states in
-// which bpf_fib_lookup uses an entry.
-constexpr unsigned kNudValid =
-    NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY;
 
 using AddrKey = std::pair<std::uint8_t, std::string>;  // family, raw bytes
 
@@ -50,47 +47,26 @@ void nudge(const NeighbourTarget& t)
     close(fd);
 }
 
-// Addresses with a valid (usable by bpf_fib_lookup) neighbour entry, from one netlink dump.
+// Addresses with a valid (usable by bpf_fib_lookup) neighbour entry, from one netlink dump; empty
+// when the dump fails (the caller then waits and tries again until its deadline).
 std::set<AddrKey> valid_neighbours()
 {
     std::set<AddrKey> valid;
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0)
+    netlink::Socket socket;
+    if (netlink::Socket::open({}, &socket) != 0)
         return valid;
-    struct {
-        nlmsghdr nh;
-        ndmsg nd;
-    } req{};
-    req.nh.nlmsg_len = sizeof req;
-    req.nh.nlmsg_type = RTM_GETNEIGH;
-    req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    req.nd.ndm_family = AF_UNSPEC;
-    if (send(fd, &req, sizeof req, 0) < 0) {
-        close(fd);
-        return valid;
-    }
-    alignas(nlmsghdr) char buf[32768];
-    for (bool done = false; !done;) {
-        ssize_t len = recv(fd, buf, sizeof buf, 0);
-        if (len <= 0)
-            break;
-        for (auto* nh = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(nh, static_cast<unsigned>(len));
-             nh = NLMSG_NEXT(nh, len)) {
-            if (nh->nlmsg_type == NLMSG_DONE || nh->nlmsg_type == NLMSG_ERROR) {
-                done = true;
-                break;
-            }
-            auto* nd = static_cast<ndmsg*>(NLMSG_DATA(nh));
-            if (!(nd->ndm_state & kNudValid))
-                continue;
-            int attr_len = static_cast<int>(RTM_PAYLOAD(nh));
-            for (auto* a = RTM_RTA(nd); RTA_OK(a, attr_len); a = RTA_NEXT(a, attr_len))
-                if (a->rta_type == NDA_DST)
-                    valid.insert(key_of(nd->ndm_family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6,
-                                        RTA_DATA(a)));
-        }
-    }
-    close(fd);
+    netlink::Message request(RTM_GETNEIGH, NLM_F_DUMP);
+    request.fixed<ndmsg>()->ndm_family = AF_UNSPEC;
+    (void)socket.transact(request, [&](const nlmsghdr* m) {
+        const auto* nd = netlink::fixed_of<ndmsg>(m);
+        if (m->nlmsg_type != RTM_NEWNEIGH || !nd || !rtnl::neighbour_state_valid(nd->ndm_state) ||
+            (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6))
+            return;
+        const std::uint8_t family = nd->ndm_family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
+        std::span<const std::uint8_t> dst = netlink::Attributes(m, sizeof(ndmsg)).bytes(NDA_DST);
+        if (dst.size() == (family == FULCRUM_AF_INET ? 4u : 16u))
+            valid.insert(key_of(family, dst.data()));
+    });
     return valid;
 }
 

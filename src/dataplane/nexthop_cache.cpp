@@ -435,10 +435,9 @@ NexthopUpkeep::NexthopUpkeep(boost::asio::io_context& io, BalancerProgram& progr
     store_ = make_program_store(program, &error);
     if (store_)
         resolver_ = make_kernel_resolver(interfaces_, std::nullopt, &error);
-    rtnl::Socket events;
     if (resolver_)
-        events = rtnl::open_event_socket(&error);
-    if (!events) {
+        events_socket_ = rtnl::open_event_socket(&error);
+    if (!events_socket_) {
         // Without notifications a cached entry could go stale unnoticed: no cache at all.
         LOG_WARN("nexthops: next-hop cache off, every packet uses bpf_fib_lookup: %s", error.c_str());
         resolver_.reset();
@@ -446,10 +445,16 @@ NexthopUpkeep::NexthopUpkeep(boost::asio::io_context& io, BalancerProgram& progr
     }
     cache_ = std::make_unique<NexthopCache>(*store_, *resolver_);
     boost::system::error_code ec;
-    const int fd = events.release();
-    events_.assign(fd, ec);  // Asio owns the fd from here
+    // Asio waits on a duplicate of the socket's descriptor (same socket, so the same readiness);
+    // events_socket_ reads the notifications. Each closes its own descriptor.
+    const int fd = dup(events_socket_.fd());
+    if (fd >= 0)
+        events_.assign(fd, ec);
+    else
+        ec.assign(errno, boost::system::system_category());
     if (ec) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         LOG_WARN("nexthops: next-hop cache off: cannot watch netlink: %s", ec.message().c_str());
         cache_.reset();
         return;
@@ -509,7 +514,7 @@ void NexthopUpkeep::wait_for_events()
 void NexthopUpkeep::on_events()
 {
     std::vector<rtnl::Event> events;
-    bool other = !rtnl::read_events(events_.native_handle(), &events);
+    bool other = !rtnl::read_events(events_socket_, &events);
     if (other)
         LOG_WARN("nexthops: netlink notifications were lost; re-resolving every next hop");
     for (const rtnl::Event& e : events) {

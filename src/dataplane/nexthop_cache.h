@@ -41,6 +41,7 @@
 
 #include "abi.h"
 #include "dataplane/map_writer.h"
+#include "netlink/netlink.h"
 #include "util/status.h"
 
 namespace fulcrum::dataplane {
@@ -193,7 +194,8 @@ private:
     std::unique_ptr<NexthopStore> store_;
     std::unique_ptr<NexthopResolver> resolver_;
     std::unique_ptr<NexthopCache> cache_;
-    boost::asio::posix::stream_descriptor events_;
+    netlink::Socket events_socket_;                  // route, neighbour, link, rule notifications
+    boost::asio::posix::stream_descriptor events_;  // readiness of events_socket_ for the loop
     boost::asio::steady_timer batch_timer_, refresh_timer_;
     bool batch_armed_ = false;
 };

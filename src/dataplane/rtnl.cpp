@@ -1,14 +1,12 @@
-// rtnetlink requests and notifications for the next-hop cache; see rtnl.h.
+// rtnetlink requests and notifications for the next-hop cache, on the netlink layer
+// (netlink/netlink.h); see rtnl.h.
 #include "dataplane/rtnl.h"
 
 #include <linux/fib_rules.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
-#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,8 +14,6 @@
 
 namespace fulcrum::dataplane::rtnl {
 namespace {
-
-constexpr std::size_t kBuffer = 65536;
 
 std::string errno_text(const char* what, int err)
 {
@@ -27,44 +23,24 @@ std::string errno_text(const char* what, int err)
 std::uint8_t to_kernel_family(std::uint8_t family) { return family == FULCRUM_AF_INET ? AF_INET : AF_INET6; }
 std::size_t addr_len(std::uint8_t family) { return family == FULCRUM_AF_INET ? 4 : 16; }
 
-// A request: header, fixed part, then attributes appended with add().
-struct Request {
-    alignas(nlmsghdr) char buf[512] = {};
-    nlmsghdr* nh() { return reinterpret_cast<nlmsghdr*>(buf); }
-    Request(std::uint16_t type, std::uint16_t flags, const void* fixed, std::size_t fixed_len)
-    {
-        nh()->nlmsg_type = type;
-        nh()->nlmsg_flags = static_cast<std::uint16_t>(NLM_F_REQUEST | flags);
-        std::memcpy(NLMSG_DATA(nh()), fixed, fixed_len);
-        nh()->nlmsg_len = static_cast<std::uint32_t>(NLMSG_LENGTH(fixed_len));
-    }
-    void add(std::uint16_t type, const void* data, std::size_t len)
-    {
-        auto* a = reinterpret_cast<rtattr*>(buf + NLMSG_ALIGN(nh()->nlmsg_len));
-        a->rta_type = type;
-        a->rta_len = static_cast<std::uint16_t>(RTA_LENGTH(len));
-        std::memcpy(RTA_DATA(a), data, len);
-        nh()->nlmsg_len = static_cast<std::uint32_t>(NLMSG_ALIGN(nh()->nlmsg_len) + RTA_ALIGN(a->rta_len));
-    }
-};
-
-// Calls f(type, data, len) for each attribute after a fixed header of fixed_len bytes.
-template <typename F>
-void for_each_attr(const nlmsghdr* nh, std::size_t fixed_len, F f)
+std::optional<std::array<std::uint8_t, 6>> mac_of(std::span<const std::uint8_t> bytes)
 {
-    int len = static_cast<int>(nh->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(fixed_len));
-    auto* a = reinterpret_cast<const rtattr*>(static_cast<const char*>(NLMSG_DATA(nh)) + NLMSG_ALIGN(fixed_len));
-    for (; len > 0 && RTA_OK(a, len); a = RTA_NEXT(a, len))
-        f(static_cast<std::uint16_t>(a->rta_type & NLA_TYPE_MASK), RTA_DATA(a), RTA_PAYLOAD(a));
-}
-
-std::optional<std::array<std::uint8_t, 6>> mac_of(const void* data, std::size_t len)
-{
-    if (len != 6)
+    if (bytes.size() != 6)
         return std::nullopt;
     std::array<std::uint8_t, 6> mac{};
-    std::memcpy(mac.data(), data, 6);
+    std::memcpy(mac.data(), bytes.data(), 6);
     return mac;
+}
+
+// One answer of a get request: its first message if of the expected type, else *error says why.
+const nlmsghdr* only_answer(const std::vector<std::vector<char>>& answers, std::uint16_t type, const char* what,
+                            std::string* error)
+{
+    if (answers.empty() || reinterpret_cast<const nlmsghdr*>(answers[0].data())->nlmsg_type != type) {
+        *error = std::string("netlink: unexpected answer to ") + what;
+        return nullptr;
+    }
+    return reinterpret_cast<const nlmsghdr*>(answers[0].data());
 }
 
 }  // namespace
@@ -74,215 +50,143 @@ bool neighbour_state_valid(std::uint16_t state)
     return state & (NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY);
 }
 
-Socket& Socket::operator=(Socket&& o) noexcept
-{
-    if (this != &o) {
-        if (fd_ >= 0)
-            close(fd_);
-        fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-}
-
-Socket::~Socket()
-{
-    if (fd_ >= 0)
-        close(fd_);
-}
-
 std::optional<Client> Client::open(std::string* error)
 {
-    Socket s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-    if (!s) {
-        *error = errno_text("netlink: cannot open a NETLINK_ROUTE socket", errno);
+    netlink::Socket s;
+    netlink::Options options;
+    options.receive_timeout_ms = 1000;
+    if (int e = netlink::Socket::open(options, &s); e != 0) {
+        *error = errno_text("netlink: cannot open a NETLINK_ROUTE socket", e);
         return std::nullopt;
     }
-    timeval tv{1, 0};
-    setsockopt(s.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(s.fd(), SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
     return Client(std::move(s));
 }
 
-bool Client::transact(void* req, std::uint32_t len, std::vector<std::vector<char>>* replies, std::string* error)
+bool Client::transact(netlink::Message& request, std::vector<std::vector<char>>* answers, std::string* error)
 {
-    auto* nh = static_cast<nlmsghdr*>(req);
-    const std::uint32_t seq = ++seq_;
-    nh->nlmsg_seq = seq;
-    const bool dump = nh->nlmsg_flags & NLM_F_DUMP;
-    if (send(socket_.fd(), req, len, 0) < 0) {
-        *error = errno_text("netlink: send", errno);
+    int e = socket_.transact(request, [&](const nlmsghdr* m) {
+        const char* p = reinterpret_cast<const char*>(m);
+        answers->emplace_back(p, p + m->nlmsg_len);
+    });
+    if (e != 0) {
+        *error = std::strerror(e);
+        errno = e;
         return false;
     }
-    std::vector<char> buf(kBuffer);
-    while (true) {
-        ssize_t n = recv(socket_.fd(), buf.data(), buf.size(), 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            *error = errno_text("netlink: receive", errno);
-            return false;
-        }
-        int left = static_cast<int>(n);
-        for (auto* m = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(m, static_cast<unsigned>(left));
-             m = NLMSG_NEXT(m, left)) {
-            if (m->nlmsg_seq != seq)
-                continue;  // a late answer to an earlier (timed-out) request
-            if (m->nlmsg_type == NLMSG_ERROR) {
-                auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(m));
-                if (e->error == 0)
-                    return true;
-                *error = std::strerror(-e->error);
-                errno = -e->error;
-                return false;
-            }
-            if (m->nlmsg_type == NLMSG_DONE)
-                return true;
-            const char* p = reinterpret_cast<const char*>(m);
-            replies->emplace_back(p, p + m->nlmsg_len);
-            if (!dump)
-                return true;
-        }
-    }
+    return true;
 }
 
 std::optional<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src,
                                    bool fib_match, std::string* error)
 {
-    rtmsg rt{};
-    rt.rtm_family = to_kernel_family(family);
-    rt.rtm_dst_len = static_cast<unsigned char>(addr_len(family) * 8);
-    rt.rtm_src_len = src ? rt.rtm_dst_len : 0;
-    rt.rtm_flags = fib_match ? RTM_F_FIB_MATCH : 0;
-    Request req(RTM_GETROUTE, 0, &rt, sizeof rt);
-    req.add(RTA_DST, dst.w, addr_len(family));
+    netlink::Message req(RTM_GETROUTE, 0);
+    auto* rt = req.fixed<rtmsg>();
+    rt->rtm_family = to_kernel_family(family);
+    rt->rtm_dst_len = static_cast<unsigned char>(addr_len(family) * 8);
+    rt->rtm_src_len = src ? rt->rtm_dst_len : 0;
+    rt->rtm_flags = fib_match ? RTM_F_FIB_MATCH : 0;
+    req.put(RTA_DST, dst.w, addr_len(family));
     if (src)
-        req.add(RTA_SRC, src->w, addr_len(family));
-    std::vector<std::vector<char>> replies;
-    if (!transact(req.buf, req.nh()->nlmsg_len, &replies, error))
+        req.put(RTA_SRC, src->w, addr_len(family));
+    std::vector<std::vector<char>> answers;
+    if (!transact(req, &answers, error))
         return std::nullopt;
-    if (replies.empty() || reinterpret_cast<nlmsghdr*>(replies[0].data())->nlmsg_type != RTM_NEWROUTE) {
-        *error = "netlink: unexpected answer to RTM_GETROUTE";
+    const nlmsghdr* m = only_answer(answers, RTM_NEWROUTE, "RTM_GETROUTE", error);
+    const auto* r = m ? netlink::fixed_of<rtmsg>(m) : nullptr;
+    if (!r)
         return std::nullopt;
-    }
-    const auto* m = reinterpret_cast<const nlmsghdr*>(replies[0].data());
-    const auto* r = static_cast<const rtmsg*>(NLMSG_DATA(m));
     Route out;
     out.type = r->rtm_type;
     out.src_len = r->rtm_src_len;
     out.tos = r->rtm_tos;
-    for_each_attr(m, sizeof(rtmsg), [&](std::uint16_t type, const void* data, std::size_t len) {
-        switch (type) {
-        case RTA_OIF:
-            if (len >= 4)
-                std::memcpy(&out.oif, data, 4);
-            break;
-        case RTA_GATEWAY:
-            if (len == addr_len(family)) {
-                fulcrum_addr gw{};
-                std::memcpy(gw.w, data, len);
-                out.gateway = gw;
-            }
-            break;
-        case RTA_MULTIPATH: out.multipath = true; break;
-        case RTA_VIA: out.via = true; break;
-        case RTA_ENCAP: out.encap = true; break;
-        case RTA_METRICS: {
-            int mlen = static_cast<int>(len);
-            for (auto* a = static_cast<const rtattr*>(data); RTA_OK(a, mlen); a = RTA_NEXT(a, mlen))
-                if (a->rta_type == RTAX_MTU && RTA_PAYLOAD(a) >= 4)
-                    std::memcpy(&out.mtu_metric, RTA_DATA(a), 4);
-            break;
-        }
-        default: break;
-        }
-    });
+    netlink::Attributes attrs(m, sizeof(rtmsg));
+    out.oif = attrs.u32(RTA_OIF).value_or(0);
+    if (auto gw = attrs.bytes(RTA_GATEWAY); gw.size() == addr_len(family)) {
+        fulcrum_addr g{};
+        std::memcpy(g.w, gw.data(), gw.size());
+        out.gateway = g;
+    }
+    out.multipath = attrs.has(RTA_MULTIPATH);
+    out.via = attrs.has(RTA_VIA);
+    out.encap = attrs.has(RTA_ENCAP);
+    if (const nlattr* metrics = attrs.get(RTA_METRICS))
+        out.mtu_metric = netlink::Attributes::nested(metrics).u32(RTAX_MTU).value_or(0);
     return out;
 }
 
 std::optional<Neighbour> Client::neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex,
                                            std::string* error)
 {
-    ndmsg nd{};
-    nd.ndm_family = to_kernel_family(family);
-    nd.ndm_ifindex = static_cast<int>(ifindex);
-    Request req(RTM_GETNEIGH, 0, &nd, sizeof nd);
-    req.add(NDA_DST, dst.w, addr_len(family));
-    std::vector<std::vector<char>> replies;
-    if (!transact(req.buf, req.nh()->nlmsg_len, &replies, error)) {
+    netlink::Message req(RTM_GETNEIGH, 0);
+    auto* nd = req.fixed<ndmsg>();
+    nd->ndm_family = to_kernel_family(family);
+    nd->ndm_ifindex = static_cast<int>(ifindex);
+    req.put(NDA_DST, dst.w, addr_len(family));
+    std::vector<std::vector<char>> answers;
+    if (!transact(req, &answers, error)) {
         if (errno == ENOENT)
             *error = "no entry";
         return std::nullopt;
     }
-    if (replies.empty() || reinterpret_cast<nlmsghdr*>(replies[0].data())->nlmsg_type != RTM_NEWNEIGH) {
-        *error = "netlink: unexpected answer to RTM_GETNEIGH";
+    const nlmsghdr* m = only_answer(answers, RTM_NEWNEIGH, "RTM_GETNEIGH", error);
+    const auto* got = m ? netlink::fixed_of<ndmsg>(m) : nullptr;
+    if (!got)
         return std::nullopt;
-    }
-    const auto* m = reinterpret_cast<const nlmsghdr*>(replies[0].data());
     Neighbour out;
-    out.state = static_cast<const ndmsg*>(NLMSG_DATA(m))->ndm_state;
-    for_each_attr(m, sizeof(ndmsg), [&](std::uint16_t type, const void* data, std::size_t len) {
-        if (type == NDA_LLADDR)
-            out.mac = mac_of(data, len);
-    });
+    out.state = got->ndm_state;
+    out.mac = mac_of(netlink::Attributes(m, sizeof(ndmsg)).bytes(NDA_LLADDR));
     return out;
 }
 
 std::optional<Link> Client::link(std::uint32_t ifindex, std::string* error)
 {
-    ifinfomsg ifi{};
-    ifi.ifi_family = AF_UNSPEC;
-    ifi.ifi_index = static_cast<int>(ifindex);
-    Request req(RTM_GETLINK, 0, &ifi, sizeof ifi);
-    std::uint32_t mask = RTEXT_FILTER_SKIP_STATS;
-    req.add(IFLA_EXT_MASK, &mask, sizeof mask);
-    std::vector<std::vector<char>> replies;
-    if (!transact(req.buf, req.nh()->nlmsg_len, &replies, error))
+    netlink::Message req(RTM_GETLINK, 0);
+    auto* ifi = req.fixed<ifinfomsg>();
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = static_cast<int>(ifindex);
+    req.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    std::vector<std::vector<char>> answers;
+    if (!transact(req, &answers, error))
         return std::nullopt;
-    if (replies.empty() || reinterpret_cast<nlmsghdr*>(replies[0].data())->nlmsg_type != RTM_NEWLINK) {
-        *error = "netlink: unexpected answer to RTM_GETLINK";
+    const nlmsghdr* m = only_answer(answers, RTM_NEWLINK, "RTM_GETLINK", error);
+    if (!m || !netlink::fixed_of<ifinfomsg>(m))
         return std::nullopt;
-    }
-    const auto* m = reinterpret_cast<const nlmsghdr*>(replies[0].data());
+    netlink::Attributes attrs(m, sizeof(ifinfomsg));
     Link out;
-    for_each_attr(m, sizeof(ifinfomsg), [&](std::uint16_t type, const void* data, std::size_t len) {
-        if (type == IFLA_ADDRESS)
-            out.mac = mac_of(data, len);
-        else if (type == IFLA_MTU && len >= 4)
-            std::memcpy(&out.mtu, data, 4);
-        else if (type == IFLA_IFNAME)
-            out.name.assign(static_cast<const char*>(data), strnlen(static_cast<const char*>(data), len));
-    });
+    out.mac = mac_of(attrs.bytes(IFLA_ADDRESS));
+    out.mtu = attrs.u32(IFLA_MTU).value_or(0);
+    std::span<const std::uint8_t> name = attrs.bytes(IFLA_IFNAME);
+    out.name.assign(reinterpret_cast<const char*>(name.data()),
+                    strnlen(reinterpret_cast<const char*>(name.data()), name.size()));
     return out;
 }
 
 bool Client::default_rules_only(std::uint8_t family, std::string* error)
 {
-    fib_rule_hdr hdr{};
-    hdr.family = to_kernel_family(family);
-    Request req(RTM_GETRULE, NLM_F_DUMP, &hdr, sizeof hdr);
-    std::vector<std::vector<char>> replies;
-    if (!transact(req.buf, req.nh()->nlmsg_len, &replies, error)) {
+    netlink::Message req(RTM_GETRULE, NLM_F_DUMP);
+    req.fixed<fib_rule_hdr>()->family = to_kernel_family(family);
+    std::vector<std::vector<char>> answers;
+    if (!transact(req, &answers, error)) {
         *error = "cannot read the ip rules: " + *error;
         return false;
     }
-    for (const auto& reply : replies) {
-        const auto* m = reinterpret_cast<const nlmsghdr*>(reply.data());
-        if (m->nlmsg_type != RTM_NEWRULE)
+    for (const auto& answer : answers) {
+        const auto* m = reinterpret_cast<const nlmsghdr*>(answer.data());
+        const auto* r = netlink::fixed_of<fib_rule_hdr>(m);
+        if (m->nlmsg_type != RTM_NEWRULE || !r)
             continue;
-        const auto* r = static_cast<const fib_rule_hdr*>(NLMSG_DATA(m));
-        std::uint32_t table = r->table, priority = 0;
+        netlink::Attributes attrs(m, sizeof(fib_rule_hdr));
+        std::uint32_t table = attrs.u32(FRA_TABLE).value_or(r->table);
+        std::uint32_t priority = attrs.u32(FRA_PRIORITY).value_or(0);
         bool other = r->action != FR_ACT_TO_TBL || r->src_len || r->dst_len || r->tos || r->flags;
-        for_each_attr(m, sizeof(fib_rule_hdr), [&](std::uint16_t type, const void* data, std::size_t len) {
-            if (type == FRA_TABLE && len >= 4)
-                std::memcpy(&table, data, 4);
-            else if (type == FRA_PRIORITY && len >= 4)
-                std::memcpy(&priority, data, 4);
-            else if (type == FRA_SUPPRESS_PREFIXLEN || type == FRA_SUPPRESS_IFGROUP)
-                other |= len < 4 || std::memcmp(data, "\xff\xff\xff\xff", 4) != 0;  // -1: unset (dumped anyway)
-            else if (type != FRA_PROTOCOL)
-                other = true;  // any selector or option (iif, fwmark, suppress_prefixlength, ...)
-        });
+        for (std::uint16_t type : attrs.types()) {
+            if (type == FRA_TABLE || type == FRA_PRIORITY || type == FRA_PROTOCOL)
+                continue;
+            if (type == FRA_SUPPRESS_PREFIXLEN || type == FRA_SUPPRESS_IFGROUP)
+                other |= attrs.u32(type) != 0xffffffffu;  // -1: unset (dumped anyway)
+            else
+                other = true;  // any selector or option (iif, fwmark, ...)
+        }
         if (other || (table != RT_TABLE_LOCAL && table != RT_TABLE_MAIN && table != RT_TABLE_DEFAULT)) {
             *error = "a policy-routing rule (priority " + std::to_string(priority) + ", table " +
                      std::to_string(table) + ") may make the route depend on the packet";
@@ -292,78 +196,47 @@ bool Client::default_rules_only(std::uint8_t family, std::string* error)
     return true;
 }
 
-Socket open_event_socket(std::string* error)
+netlink::Socket open_event_socket(std::string* error)
 {
-    Socket s(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
-    if (!s) {
-        *error = errno_text("netlink: cannot open the notification socket", errno);
+    netlink::Socket s;
+    netlink::Options options;
+    options.nonblocking = true;
+    options.groups = {RTNLGRP_NEIGH,      RTNLGRP_LINK,      RTNLGRP_IPV4_ROUTE,   RTNLGRP_IPV6_ROUTE,
+                      RTNLGRP_IPV4_RULE,  RTNLGRP_IPV6_RULE, RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF,
+                      RTNLGRP_NEXTHOP};
+    options.receive_buffer = 4 << 20;  // a burst of route changes must not overflow it
+    if (int e = netlink::Socket::open(options, &s); e != 0) {
+        *error = errno_text("netlink: cannot open the notification socket", e);
         return {};
     }
-    int size = 4 << 20;
-    if (setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
-        setsockopt(s.fd(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    sockaddr_nl sa{};
-    sa.nl_family = AF_NETLINK;
-    if (bind(s.fd(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-        *error = errno_text("netlink: cannot bind the notification socket", errno);
-        return {};
-    }
-    for (int group : {RTNLGRP_NEIGH, RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE, RTNLGRP_IPV4_RULE,
-                      RTNLGRP_IPV6_RULE, RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF, RTNLGRP_NEXTHOP})
-        if (setsockopt(s.fd(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
-            *error = errno_text(("netlink: cannot join notification group " + std::to_string(group)).c_str(), errno);
-            return {};
-        }
     return s;
 }
 
-bool read_events(int fd, std::vector<Event>* out)
+bool read_events(netlink::Socket& socket, std::vector<Event>* out)
 {
-    bool complete = true;
-    std::vector<char> buf(kBuffer);
-    while (true) {
-        ssize_t n = recv(fd, buf.data(), buf.size(), MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == ENOBUFS) {  // overflowed: notifications were dropped; keep draining
-                complete = false;
-                continue;
-            }
-            return complete;  // EAGAIN: drained
+    return socket.read_notifications([&](const nlmsghdr* m) {
+        if (m->nlmsg_type != RTM_NEWNEIGH && m->nlmsg_type != RTM_DELNEIGH) {
+            if (m->nlmsg_type >= RTM_BASE)
+                out->push_back(Event{});  // route, rule, link, netconf, nexthop: "other"
+            return;
         }
-        if (n == 0)
-            return complete;
-        int left = static_cast<int>(n);
-        for (auto* m = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(m, static_cast<unsigned>(left));
-             m = NLMSG_NEXT(m, left)) {
-            if (m->nlmsg_type != RTM_NEWNEIGH && m->nlmsg_type != RTM_DELNEIGH) {
-                if (m->nlmsg_type >= RTM_BASE)
-                    out->push_back(Event{});  // route, rule, link, netconf, nexthop: "other"
-                continue;
-            }
-            const auto* nd = static_cast<const ndmsg*>(NLMSG_DATA(m));
-            if (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6)
-                continue;  // bridge FDB and the like: not a next hop
-            Event e;
-            e.kind = Event::Kind::neighbour;
-            e.family = nd->ndm_family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
-            e.ifindex = static_cast<std::uint32_t>(nd->ndm_ifindex);
-            e.deleted = m->nlmsg_type == RTM_DELNEIGH;
-            e.state = nd->ndm_state;
-            bool have_dst = false;
-            for_each_attr(m, sizeof(ndmsg), [&](std::uint16_t type, const void* data, std::size_t len) {
-                if (type == NDA_DST && len == addr_len(e.family)) {
-                    std::memcpy(e.addr.w, data, len);
-                    have_dst = true;
-                } else if (type == NDA_LLADDR) {
-                    e.mac = mac_of(data, len);
-                }
-            });
-            if (have_dst)
-                out->push_back(e);
-        }
-    }
+        const auto* nd = netlink::fixed_of<ndmsg>(m);
+        if (!nd || (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6))
+            return;  // bridge FDB and the like: not a next hop
+        Event e;
+        e.kind = Event::Kind::neighbour;
+        e.family = nd->ndm_family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
+        e.ifindex = static_cast<std::uint32_t>(nd->ndm_ifindex);
+        e.deleted = m->nlmsg_type == RTM_DELNEIGH;
+        e.state = nd->ndm_state;
+        netlink::Attributes attrs(m, sizeof(ndmsg));
+        std::span<const std::uint8_t> dst = attrs.bytes(NDA_DST);
+        if (dst.size() != addr_len(e.family))
+            return;
+        std::memcpy(e.addr.w, dst.data(), dst.size());
+        e.mac = mac_of(attrs.bytes(NDA_LLADDR));
+        out->push_back(e);
+    });
 }
 
 }  // namespace fulcrum::dataplane::rtnl

@@ -1,7 +1,8 @@
-// Small rtnetlink client for the next-hop cache: the kernel's answer for one route, one neighbour
-// entry, one link, whether the policy-routing rules are the defaults, and a socket subscribed to
-// the change notifications that can make a cached next hop wrong. Synchronous requests on a
-// private socket (answers take microseconds); failures come back as text, never as exceptions.
+// The next-hop cache's rtnetlink queries, on the netlink layer (netlink/netlink.h): the kernel's
+// answer for one route, one neighbour entry, one link, whether the policy-routing rules are the
+// defaults, and a socket subscribed to the change notifications that can make a cached next hop
+// wrong. Synchronous requests on a private socket (answers take microseconds); failures come back
+// as text, never as exceptions.
 #pragma once
 
 #include <array>
@@ -12,30 +13,13 @@
 #include <vector>
 
 #include "abi.h"
+#include "netlink/netlink.h"
 
 namespace fulcrum::dataplane::rtnl {
 
 // The kernel's NUD_VALID (include/net/neighbour.h, not in the uapi headers): the states in which
 // bpf_fib_lookup uses a neighbour entry.
 bool neighbour_state_valid(std::uint16_t state);
-
-// A move-only netlink socket (RAII).
-class Socket {
-public:
-    Socket() = default;
-    explicit Socket(int fd) : fd_(fd) {}
-    Socket(Socket&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-    Socket& operator=(Socket&& o) noexcept;
-    Socket(const Socket&) = delete;
-    Socket& operator=(const Socket&) = delete;
-    ~Socket();
-    int fd() const { return fd_; }
-    int release() { return std::exchange(fd_, -1); }
-    explicit operator bool() const { return fd_ >= 0; }
-
-private:
-    int fd_ = -1;
-};
 
 struct Route {
     std::uint8_t type = 0;           // RTN_*
@@ -81,16 +65,16 @@ public:
     bool default_rules_only(std::uint8_t family, std::string* error);
 
 private:
-    explicit Client(Socket s) : socket_(std::move(s)) {}
-    // Sends req and collects the answers with its sequence number (several for a dump).
-    bool transact(void* req, std::uint32_t len, std::vector<std::vector<char>>* replies, std::string* error);
-    Socket socket_;
-    std::uint32_t seq_ = 1;
+    explicit Client(netlink::Socket s) : socket_(std::move(s)) {}
+    // Sends the request and collects its answers (several for a dump). On failure *error is the
+    // errno's text and errno is set.
+    bool transact(netlink::Message& request, std::vector<std::vector<char>>* answers, std::string* error);
+    netlink::Socket socket_;
 };
 
 // Change notifications that may change a next hop: neighbours, IPv4/IPv6 routes, rules, netconf
 // (forwarding), links, nexthop objects. Non-blocking, large receive buffer.
-Socket open_event_socket(std::string* error);
+netlink::Socket open_event_socket(std::string* error);
 
 struct Event {
     enum class Kind { neighbour, other } kind = Kind::other;
@@ -105,6 +89,6 @@ struct Event {
 
 // Reads every queued notification. Returns false when some were lost (ENOBUFS: the receive
 // buffer overflowed), in which case the caller must assume anything changed.
-bool read_events(int fd, std::vector<Event>* out);
+bool read_events(netlink::Socket& socket, std::vector<Event>* out);
 
 }  // namespace fulcrum::dataplane::rtnl

@@ -1,6 +1,6 @@
-// A small rtnetlink client for VIP host routes: list, add and delete /32 and /128 routes of one
-// routing protocol number in one kernel table. Blocking calls on a NETLINK_ROUTE socket (the
-// kernel answers at once); every failure is returned as an errno, never thrown.
+// VIP host routes over the netlink layer (netlink/netlink.h): list, add and delete /32 and /128
+// routes of one routing protocol number in one kernel table. Blocking calls on a NETLINK_ROUTE
+// socket (the kernel answers at once); every failure is returned as an errno, never thrown.
 #pragma once
 
 #include <array>
@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "netlink/netlink.h"
 
 namespace fulcrum::routes {
 
@@ -22,7 +24,6 @@ struct HostRoute {
 class Rtnetlink {
 public:
     Rtnetlink() = default;
-    ~Rtnetlink();
     Rtnetlink(const Rtnetlink&) = delete;
     Rtnetlink& operator=(const Rtnetlink&) = delete;
 
@@ -36,10 +37,8 @@ public:
 
 private:
     int open_socket();
-    int request(void* message, std::uint32_t length);  // one request with NLM_F_ACK: 0 or errno
     int dump(int family, std::uint32_t table, std::uint8_t protocol, std::vector<HostRoute>* out);
-    int fd_ = -1;
-    std::uint32_t seq_ = 0;
+    netlink::Socket socket_;
 };
 
 }  // namespace fulcrum::routes
