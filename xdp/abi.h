@@ -8,6 +8,15 @@
 
 #include <linux/types.h>
 
+/* The version of what pinned maps hold: every layout, enum value and flag bit below and every map
+ * definition in lib/maps.h (type, sizes, flags, the Maglev inner-map template). fulcrumd pins it
+ * beside the maps (map `abi`) and adopts pinned maps only when it equals the built one; any other
+ * pinned state is replaced whole (flows, counters and operator drains start fresh).
+ * Bump it with any change to this file or lib/maps.h other than comments and whitespace: the
+ * build refuses otherwise (xdp/abi_guard.py checks the text against xdp/abi_history, where each
+ * version records its checksum; append a line for the new version). */
+#define FULCRUM_ABI_VERSION 1
+
 /* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
 #define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1 (fit a __u16); 0 means "none" */
 #define FULCRUM_MAX_VIPS 4096
@@ -201,6 +210,17 @@ enum fulcrum_reason {
 	FULCRUM_DROP_VLAN,              /* 802.1Q-tagged frame to a service (policy: README) */
 	FULCRUM_DROP_LENGTH,            /* IP length too large to encapsulate (outer length field) */
 	FULCRUM_REASON_COUNT
+};
+
+/* operator_drains: backends drained with `fulcrumctl drain`, kept with the pinned state so that a
+ * restarted fulcrumd restores them before its first apply. Read and written by fulcrumd only. */
+#define FULCRUM_SERVICE_NAME_MAX 64       /* config: a service name has 1 to 64 characters */
+#define FULCRUM_MAX_OPERATOR_DRAINS 65536
+struct fulcrum_drain_key {
+	char service[FULCRUM_SERVICE_NAME_MAX]; /* NUL-padded; not terminated when 64 long */
+	struct fulcrum_addr backend;
+	__u8 family;
+	__u8 pad[3];
 };
 
 /* decap (backends). A tunnel packet is decapsulated only when its outer source is one of the

@@ -273,11 +273,11 @@ int attach(const Options& o)
 
     // The pin directory, before touching the interface: a pin path we cannot use fails early.
     std::string on = existing_ancestor(dir);
-    if (!dataplane::is_bpffs(on))
+    if (!dataplane::is_bpffs(on) && dataplane::under_bpffs_root(dir))
         LOG_WARN("bpffs: %s is not on a BPF filesystem; mounting one on %s. Inside `ip netns exec` that "
                  "mount, and the pins in it, vanish when this command exits (status will not see them); "
                  "use `nsenter --net=...` or a --pin-path on a shared bpffs",
-                 o.pin_path.c_str(), on.c_str());
+                 o.pin_path.c_str(), dataplane::kBpffsRoot);
     if (Status s = dataplane::ensure_bpffs_dir(dir); !s.ok())
         return failure(s.message());
     // Failing from here on leaves no empty pin directory behind (rmdir keeps a non-empty one).

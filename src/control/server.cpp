@@ -148,30 +148,64 @@ Server::~Server()
 {
     boost::system::error_code ignored;
     acceptor_.close(ignored);
-    if (!path_.empty())
+    // Only the socket this server bound: after a refused start the file is another daemon's.
+    struct stat st {};
+    if (bound_ && stat(path_.c_str(), &st) == 0 && std::make_pair(st.st_dev, st.st_ino) == *bound_)
         unlink(path_.c_str());
 }
 
 const ServerStats& Server::stats() const { return shared_->stats; }
 const Limits& Server::limits() const { return shared_->limits; }
 
+namespace {
+
+// What is at `path` before binding: nothing, a stale socket (its daemon died: nobody accepts), a
+// live one (another fulcrumd, whatever its pin path: the lock only covers the pins), or something
+// that is not a socket at all. Only nothing and stale may be replaced.
+Status check_socket_path(const std::string& path)
+{
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0)
+        return {};
+    if (!S_ISSOCK(st.st_mode))
+        return Status::failure("control: " + path + " exists and is not a socket; refusing to replace it "
+                               "(set control.socket to another path, or remove it)");
+    boost::asio::io_context io;
+    stream_protocol::socket probe(io);
+    boost::system::error_code ec;
+    probe.connect(stream_protocol::endpoint(path), ec);
+    if (!ec)
+        return Status::failure("control: another fulcrumd answers on " + path +
+                               "; refusing to start (give this one another control.socket)");
+    if (ec != boost::asio::error::connection_refused)
+        return Status::failure("control: cannot tell whether a daemon answers on " + path + ": " + ec.message() +
+                               "; refusing to replace it");
+    return {};
+}
+
+}  // namespace
+
 Status Server::start()
 {
     std::error_code fs_error;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), fs_error);
-    // A socket file left by a daemon that died is stale: nobody can be listening on it, since a
-    // live fulcrumd holds the lock this one took before getting here.
-    unlink(path_.c_str());
+    if (Status s = check_socket_path(path_); !s.ok())
+        return s;
+    unlink(path_.c_str());  // stale: left by a daemon that died
     boost::system::error_code ec;
     acceptor_.open(stream_protocol(), ec);
     if (!ec)
         acceptor_.bind(stream_protocol::endpoint(path_), ec);
+    struct stat st {};
+    if (!ec && stat(path_.c_str(), &st) != 0)
+        ec.assign(errno, boost::system::system_category());
     if (!ec && chmod(path_.c_str(), 0600) != 0)
         ec.assign(errno, boost::system::system_category());
     if (!ec)
         acceptor_.listen(64, ec);
     if (ec)
         return Status::failure("control: cannot listen on " + path_ + ": " + ec.message());
+    bound_ = std::make_pair(st.st_dev, st.st_ino);
     accept();
     return {};
 }

@@ -10,10 +10,12 @@
 #include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
 
 #include <boost/asio.hpp>
+#include <sys/types.h>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -58,7 +60,8 @@ public:
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Binds (replacing a stale socket file), restricts it to root (0600) and starts accepting.
+    // Binds (replacing a stale socket file, never one a daemon answers on, nor a file that is not
+    // a socket), restricts it to root (0600) and starts accepting.
     Status start();
 
     const ServerStats& stats() const;
@@ -76,6 +79,7 @@ private:
     boost::asio::io_context& io_;
     std::string path_;
     std::shared_ptr<Shared> shared_;
+    std::optional<std::pair<dev_t, ino_t>> bound_;  // the socket file this server made (unlinked at the end)
     boost::asio::local::stream_protocol::acceptor acceptor_;
     boost::asio::steady_timer retry_timer_;
     // A run of failed accepts is one episode: logged when it starts and when accepting works again.

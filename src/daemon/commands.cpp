@@ -187,10 +187,13 @@ Response Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool
         return failed(s.message());
     }
     LOG_INFO("control: %s %s %s", verb, service.c_str(), address.c_str());
+    // Kept with the pinned state, so a restarted fulcrumd restores it (Daemon::restore_operator_drains).
+    if (Status s = program_->keep_operator_drain(service, address, drain); !s.ok())
+        LOG_WARN("%s; the %s holds until fulcrumd restarts", s.message().c_str(), verb);
     JsonWriter j;
     j.begin_object().field("service", service).field("backend", address).field("drained", drain).end_object();
     std::string text = drain ? "drained " + address + " of " + service +
-                                   ": existing flows stay, new flows go to the others (kept across reloads)\n"
+                                   ": existing flows stay, new flows go to the others (kept across reloads and restarts)\n"
                              : "undrained " + address + " of " + service + ": it takes new flows again\n";
     return {control::kOk, json ? j.str() + "\n" : text};
 }

@@ -14,7 +14,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <optional>
@@ -84,23 +83,21 @@ void log_forwarding(const std::string& iface)
         LOG_DEBUG("sysctl: IP forwarding is on for %s (fulcrumd does not need it)", iface.c_str());
 }
 
-// One fulcrumd per pin path: a lock in /run/fulcrum, held for the life of the process.
+// One fulcrumd per pin path: an exclusive flock on the pin directory itself, held for the life of
+// the process. The directory's inode is the identity, so every spelling of one path ("/x/", "/x",
+// "//x", "/a/../x") meets the same lock and different directories never do (the lock files in
+// /run/fulcrum of earlier versions were named after the path text); it needs nothing outside the
+// pins, and dies with the process.
 int take_lock(const std::string& pin_path, Status* error)
 {
-    std::string name = pin_path;
-    for (char& c : name)
-        if (c == '/')
-            c = '_';
-    std::filesystem::create_directories("/run/fulcrum");
-    std::string path = "/run/fulcrum/lock" + name;
-    int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(pin_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        *error = Status::failure("lock: cannot open " + path + ": " + std::strerror(errno));
+        *error = Status::failure("lock: cannot open " + pin_path + ": " + std::strerror(errno));
         return -1;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         *error = Status::failure("lock: another fulcrumd already owns the pins under " + pin_path +
-                                 " (lock " + path + " is held)");
+                                 " (it holds the lock on that directory); refusing to start");
         close(fd);
         return -1;
     }
@@ -218,6 +215,31 @@ void Daemon::on_health_change()
         LOG_ERROR("health: cannot apply the new backend states: %s", s.message().c_str());
 }
 
+// Operator drains pinned by an earlier fulcrumd (BalancerProgram::operator_drains) are restored
+// before the first apply, so the tables it computes are the ones in the maps and no flow moves.
+// A drain of a backend the file no longer has is dropped, with a line.
+void Daemon::restore_operator_drains(const config::Config& cfg)
+{
+    const plan::Desired plan = plan::make_desired(cfg, hash_seed_);
+    for (const auto& [service, address] : program_->operator_drains()) {
+        bool known = false;
+        for (const plan::ServicePlan& s : plan.services)
+            if (s.name == service)
+                for (const plan::BackendPlan& b : s.backends)
+                    known |= b.address == address;
+        if (known) {
+            overrides_.drained.insert({service, address});
+            LOG_INFO("control: operator drain of %s in %s restored from the pinned state", address.c_str(),
+                     service.c_str());
+            continue;
+        }
+        LOG_WARN("control: operator drain of %s in %s dropped: %s has no such backend", address.c_str(),
+                 service.c_str(), path_.c_str());
+        if (Status s = program_->keep_operator_drain(service, address, false); !s.ok())
+            LOG_WARN("%s", s.message().c_str());
+    }
+}
+
 Status Daemon::bring_up()
 {
     config::ParseResult parsed = config::load_file(path_);
@@ -228,12 +250,12 @@ Status Daemon::bring_up()
     config_ = std::move(parsed.config);
     const config::Config& cfg = *config_;
 
+    if (Status s = dataplane::ensure_bpffs_dir(cfg.pin_path); !s.ok())
+        return s;
     Status error;
     lock_fd_ = take_lock(cfg.pin_path, &error);
     if (lock_fd_ < 0)
         return error;
-    if (Status s = dataplane::ensure_bpffs_dir(cfg.pin_path); !s.ok())
-        return s;
 
     dataplane::LoadOptions options;
     options.udp_idle_timeout_ns = static_cast<std::uint64_t>(cfg.flows.udp_idle_timeout.count()) * 1'000'000;
@@ -268,14 +290,17 @@ Status Daemon::bring_up()
     collector_ = std::make_shared<metrics::Collector>(*program_, kVersion, "balancer");
     writer_ = std::make_unique<dataplane::NexthopWriter>(*program_);
     reconciler_ = std::make_unique<plan::Reconciler>(*writer_);
-    std::set<health::BackendKey> was_active;  // adopted from a running data plane: assumed up
+    // Adopted from a running data plane: assumed up. A draining backend was up too (down wins
+    // over drain): starting it down would re-hash the flows it keeps.
+    std::set<health::BackendKey> was_active;
     if (program_->adopted_pins() > 0) {
         reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg, hash_seed_));
         for (const auto& [name, svc] : reconciler_->services())
             for (const auto& [address, b] : svc.backends)
-                if (b.value.state == FULCRUM_BACKEND_ACTIVE)
+                if (b.value.state == FULCRUM_BACKEND_ACTIVE || b.value.state == FULCRUM_BACKEND_DRAINING)
                     was_active.insert({name, address});
     }
+    restore_operator_drains(cfg);
     health_ = std::make_unique<health::Manager>(
         io_,
         [this](const config::HealthCheck& c, const health::Target& t, health::Done d) {
@@ -321,12 +346,22 @@ Status Daemon::bring_up()
         return s;
     for (const config::Interface& i : cfg.interfaces) {
         log_forwarding(i.name);
+        // Only the balancer pinned under our pin path (an earlier run of this instance) is
+        // replaced; a balancer of another pin path belongs to another fulcrumd.
+        const unsigned current_id = dataplane::attached_program_id(i.name);
         std::string current = dataplane::attached_program_name(i.name);
-        if (current == "balancer") {
-            if (Status s = dataplane::replace_attached(i.name, program_->program_fd()); !s.ok()) {
+        if (current_id != 0 && current_id == program_->previous_program_id()) {
+            if (Status s = dataplane::replace_attached(i.name, program_->program_fd(), current_id); !s.ok()) {
                 undo();
                 return s;
             }
+        } else if (current == "balancer") {
+            undo();
+            return Status::failure("xdp: " + i.name + " already runs a Fulcrum balancer (program id " +
+                                   std::to_string(current_id) + ") that is not the one pinned under " +
+                                   cfg.pin_path + ": it belongs to another fulcrumd (another bpf.pin_path); "
+                                   "refusing to replace it. If no fulcrumd owns it any more, detach it first "
+                                   "(ip link set dev " + i.name + " xdp off)");
         } else if (!current.empty()) {
             undo();
             return Status::failure("xdp: " + i.name + " already runs XDP program \"" + current +

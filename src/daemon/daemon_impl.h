@@ -34,6 +34,7 @@ public:
 private:
     // lifecycle (daemon.cpp)
     Status bring_up();
+    void restore_operator_drains(const config::Config& cfg);
     // Plans and writes the maps; `cause` (config, health, operator) labels fulcrum_applies_total.
     Status apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause);
     Status reload();

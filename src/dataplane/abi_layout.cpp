@@ -26,3 +26,5 @@ static_assert(sizeof(fulcrum_reason_stats) == 16);
 static_assert(sizeof(fulcrum_decap_key) == 20);
 static_assert(sizeof(fulcrum_nexthop) == 24 && offsetof(fulcrum_nexthop, ifindex) == 12 &&
               offsetof(fulcrum_nexthop, mtu) == 16 && offsetof(fulcrum_nexthop, valid) == 20);
+static_assert(sizeof(fulcrum_drain_key) == 84 && offsetof(fulcrum_drain_key, backend) == 64 &&
+              offsetof(fulcrum_drain_key, family) == 80);

@@ -1,6 +1,7 @@
 // Loading the balancer skeleton and writing its maps; every failure names the map and errno.
 #include "dataplane/balancer_program.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <unistd.h>
@@ -50,6 +51,29 @@ void for_each_cpu(const bpf_map* map, std::uint32_t key, Fold fold)
         fold(v);
 }
 
+// operator_drains keys: the service name NUL-padded, the backend address in the key layout.
+bool drain_key(const std::string& service, const std::string& address, fulcrum_drain_key* key)
+{
+    *key = fulcrum_drain_key{};
+    if (service.empty() || service.size() > sizeof key->service)
+        return false;
+    std::memcpy(key->service, service.data(), service.size());
+    if (inet_pton(AF_INET, address.c_str(), &key->backend) == 1)
+        key->family = FULCRUM_AF_INET;
+    else if (inet_pton(AF_INET6, address.c_str(), &key->backend) == 1)
+        key->family = FULCRUM_AF_INET6;
+    else
+        return false;
+    return true;
+}
+
+std::pair<std::string, std::string> drain_of(const fulcrum_drain_key& key)
+{
+    char text[INET6_ADDRSTRLEN] = "";
+    inet_ntop(key.family == FULCRUM_AF_INET6 ? AF_INET6 : AF_INET, &key.backend, text, sizeof text);
+    return {std::string(key.service, strnlen(key.service, sizeof key.service)), text};
+}
+
 }  // namespace
 
 BalancerProgram::BalancerProgram(balancer_bpf* skel) : skel_(skel) {}
@@ -87,6 +111,7 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
     }
     if (!options.pin_path.empty()) {
         program->pin_path_ = options.pin_path;
+        program->previous_program_id_ = pinned_program_id(options.pin_path, "balancer");
         if (Status s = prepare_map_pins(skel->obj, options.pin_path, &program->adopted_pins_); !s.ok()) {
             *error = s;
             return nullptr;
@@ -94,6 +119,12 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
     }
     if (int err = balancer_bpf::load(skel)) {
         *error = errno_status("cannot load the balancer program", err);
+        return nullptr;
+    }
+    // The version these maps are laid out for (pinning.h): what the next start compares.
+    const std::uint32_t zero = 0, abi_version = FULCRUM_ABI_VERSION;
+    if (Status s = update(skel->maps.abi, &zero, &abi_version, "ABI version"); !s.ok()) {
+        *error = s;
         return nullptr;
     }
     // VIPs adopted from pins need their filter bits (a filter map new to this version is empty).
@@ -165,6 +196,31 @@ fulcrum_settings BalancerProgram::read_settings() const
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settings), &zero, &settings) != 0)
         return fulcrum_settings{};
     return settings;
+}
+
+std::vector<std::pair<std::string, std::string>> BalancerProgram::operator_drains() const
+{
+    std::vector<std::pair<std::string, std::string>> out;
+    int fd = bpf_map__fd(skel_->maps.operator_drains);
+    fulcrum_drain_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        out.push_back(drain_of(next));
+        key = next;
+        prev = &key;
+    }
+    return out;
+}
+
+Status BalancerProgram::keep_operator_drain(const std::string& service, const std::string& address, bool drained)
+{
+    fulcrum_drain_key key;
+    if (!drain_key(service, address, &key))
+        return Status::failure("bpf: cannot keep the operator drain of " + address + " in " + service +
+                               ": not a service name and backend address");
+    const std::uint32_t one = 1;
+    return drained ? update(skel_->maps.operator_drains, &key, &one, "operator drain")
+                   : erase(skel_->maps.operator_drains, &key, "operator drain");
 }
 
 Status BalancerProgram::set_settings(const fulcrum_settings& settings)

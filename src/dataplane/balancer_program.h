@@ -44,6 +44,9 @@ public:
     int program_fd() const;
     // Maps adopted from pins at load (0 on a fresh start).
     int adopted_pins() const { return adopted_pins_; }
+    // The id of the program pinned under pin_path before this load replaced the pin: an earlier
+    // fulcrumd's on this pin path, the only balancer this one may replace on an interface. 0: none.
+    unsigned previous_program_id() const { return previous_program_id_; }
     MapSnapshot snapshot() const;
     // Removes the pins (on_exit: detach).
     void unpin();
@@ -51,6 +54,12 @@ public:
     // The settings entry as the maps hold it: what an earlier fulcrumd wrote to adopted pins,
     // all zero in a fresh map (or when it cannot be read).
     fulcrum_settings read_settings() const;
+
+    // Operator drains kept with the pinned state (map operator_drains), as (service, canonical
+    // backend address): written by `fulcrumctl drain`/`undrain`, read back at start, so a restart
+    // keeps them. Replaced with the rest of the state when that is not adopted.
+    std::vector<std::pair<std::string, std::string>> operator_drains() const;
+    Status keep_operator_drain(const std::string& service, const std::string& address, bool drained);
 
     // MapWriter
     Status set_settings(const fulcrum_settings& settings) override;
@@ -96,6 +105,7 @@ private:
     balancer_bpf* skel_;
     std::string pin_path_;
     int adopted_pins_ = 0;
+    unsigned previous_program_id_ = 0;
     std::uint64_t nexthop_invalidations_ = 0;
 };
 

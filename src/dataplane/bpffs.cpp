@@ -15,15 +15,31 @@
 namespace fulcrum::dataplane {
 namespace {
 
-Status mount_bpffs(const std::string& where)
+namespace fs = std::filesystem;
+
+// Whether `path` is /sys/fs/bpf or below it, by its components (after removing "." and "..").
+bool under_root(const fs::path& path)
 {
-    if (mount("bpf", where.c_str(), "bpf", 0, "mode=0700") != 0)
-        return Status::failure("bpffs: cannot mount bpffs on " + where + ": " + std::strerror(errno));
-    LOG_INFO("bpffs: mounted a BPF filesystem on %s", where.c_str());
+    const fs::path root(kBpffsRoot);
+    auto p = path.begin();
+    for (auto r = root.begin(); r != root.end(); ++r, ++p)
+        if (p == path.end() || *p != *r)
+            return false;
+    return true;
+}
+
+Status mount_bpffs_root()
+{
+    if (mount("bpf", kBpffsRoot, "bpf", 0, "mode=0700") != 0)
+        return Status::failure(std::string("bpffs: cannot mount bpffs on ") + kBpffsRoot + ": " + std::strerror(errno));
+    LOG_INFO("bpffs: mounted a BPF filesystem on %s (it was not one: a private /sys, as in `ip netns exec`?)",
+             kBpffsRoot);
     return {};
 }
 
 }  // namespace
+
+bool under_bpffs_root(const std::string& path) { return under_root(fs::path(path).lexically_normal()); }
 
 bool is_bpffs(const std::string& path)
 {
@@ -33,28 +49,32 @@ bool is_bpffs(const std::string& path)
 
 Status ensure_bpffs_dir(const std::string& path)
 {
-    namespace fs = std::filesystem;
+    const fs::path target = fs::path(path).lexically_normal();
+    if (!target.is_absolute())
+        return Status::failure("bpffs: pin path " + path + " is not absolute");
     std::error_code ec;
-    if (fs::exists(path, ec)) {
-        if (is_bpffs(path))
-            return {};
-        return mount_bpffs(path);
-    }
-    if (fs::create_directories(path, ec) && is_bpffs(path))
+    if (fs::exists(target, ec) && is_bpffs(target.string()))
         return {};
-    // Could not create it, or created it on something else: mount bpffs on the deepest existing
-    // ancestor that is not bpffs (e.g. /sys/fs/bpf inside `ip netns exec`), then create the rest.
-    fs::path ancestor = fs::path(path);
-    while (!fs::exists(ancestor, ec) && ancestor.has_parent_path() && ancestor != ancestor.parent_path())
-        ancestor = ancestor.parent_path();
-    if (fs::exists(path, ec))
-        ancestor = path;
-    if (!is_bpffs(ancestor.string()))
-        if (Status s = mount_bpffs(ancestor.string()); !s.ok())
-            return s;
-    fs::create_directories(path, ec);
+    if (under_root(target)) {
+        if (!is_bpffs(kBpffsRoot))
+            if (Status s = mount_bpffs_root(); !s.ok())
+                return s;
+    } else {
+        fs::path ancestor = target;
+        while (!fs::exists(ancestor, ec) && ancestor.has_parent_path() && ancestor != ancestor.parent_path())
+            ancestor = ancestor.parent_path();
+        if (!is_bpffs(ancestor.string()))
+            return Status::failure("bpffs: pin path " + path + " is not on a BPF filesystem (" + ancestor.string() +
+                                   " is not bpffs) and is not under " + kBpffsRoot +
+                                   ", the only place fulcrumd mounts one: mount a bpffs for it first (mount -t "
+                                   "bpf bpf DIR) or set bpf.pin_path under " + kBpffsRoot);
+    }
+    fs::create_directories(target, ec);
     if (ec)
         return Status::failure("bpffs: cannot create " + path + ": " + ec.message());
+    if (!is_bpffs(target.string()))
+        return Status::failure("bpffs: pin path " + path + " is not on a BPF filesystem (something else is "
+                               "mounted on it or between it and " + std::string(kBpffsRoot) + ")");
     return {};
 }
 

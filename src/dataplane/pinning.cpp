@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "abi.h"
 #include "util/log.h"
 
 namespace fulcrum::dataplane {
@@ -62,6 +64,37 @@ bool compatible(const bpf_map* map, const std::string& path, std::string* why)
     return true;
 }
 
+// Whether the state pinned under dir was made for this build's ABI (abi.h FULCRUM_ABI_VERSION,
+// pinned in map `abi`); else *why says what differed.
+bool abi_matches(const std::string& dir, std::string* why)
+{
+    const std::string path = dir + "/abi";
+    if (access(path.c_str(), F_OK) != 0) {
+        *why = "no ABI version pinned (maps of a fulcrumd from before ABI versions), version " +
+               std::to_string(FULCRUM_ABI_VERSION) + " built";
+        return false;
+    }
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+        *why = "cannot open the pinned ABI version " + path + ": " + std::strerror(errno);
+        return false;
+    }
+    std::uint32_t key = 0, version = 0;
+    int err = bpf_map_lookup_elem(fd, &key, &version);
+    int saved = errno;
+    close(fd);
+    if (err != 0) {
+        *why = "cannot read the pinned ABI version " + path + ": " + std::strerror(saved);
+        return false;
+    }
+    if (version != FULCRUM_ABI_VERSION) {
+        *why = "ABI version " + std::to_string(version) + " pinned, version " + std::to_string(FULCRUM_ABI_VERSION) +
+               " built";
+        return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
@@ -72,9 +105,23 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
         if (!is_internal(map))
             maps.push_back(map);
 
+    // Another ABI version (or none): nothing pinned is adopted, whatever the sizes say; an enum,
+    // a flag bit or the inner-map template may mean something else at equal sizes.
+    bool any_pinned = false;
+    for (bpf_map* m : maps)
+        any_pinned |= access((dir + "/" + bpf_map__name(m)).c_str(), F_OK) == 0;
+    std::string abi_why;
+    const bool all_fresh = any_pinned && !abi_matches(dir, &abi_why);
+    if (all_fresh)
+        LOG_WARN("pin: %s: pinned state not adopted: %s; replacing every pinned map (state, flow table, "
+                 "counters and operator drains start fresh)",
+                 dir.c_str(), abi_why.c_str());
+
     bool state_fresh = false;
     std::set<std::string> unlink_names;
     for (bpf_map* m : maps) {
+        if (all_fresh)
+            break;
         std::string name = bpf_map__name(m), path = dir + "/" + name, why;
         if (kAlwaysFresh.contains(name)) {
             unlink_names.insert(name);
@@ -95,7 +142,7 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
     *adopted = 0;
     for (bpf_map* m : maps) {
         std::string name = bpf_map__name(m), path = dir + "/" + name;
-        bool fresh = unlink_names.contains(name) ||
+        bool fresh = all_fresh || unlink_names.contains(name) ||
                      (state_fresh && (name == "flows" || !kReplaceableAlone.contains(name)));
         if (fresh && unlink(path.c_str()) != 0 && errno != ENOENT)
             return Status::failure("pin: cannot remove " + path + ": " + std::strerror(errno));
@@ -105,6 +152,18 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
             return Status::failure("pin: cannot set the pin path of " + name + ": " + std::strerror(-err));
     }
     return {};
+}
+
+unsigned pinned_program_id(const std::string& dir, const std::string& name)
+{
+    int fd = bpf_obj_get((dir + "/" + name).c_str());
+    if (fd < 0)
+        return 0;
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof info;
+    const int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    return err == 0 ? info.id : 0;
 }
 
 Status pin_program(bpf_program* program, const std::string& dir, const std::string& name)

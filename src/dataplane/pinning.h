@@ -16,8 +16,13 @@ namespace fulcrum::dataplane {
 // the flow table and counters may be replaced alone (capacity changed: flows start empty), but
 // if any state map (services, backends, tables, ...) is incompatible all state maps and the flow
 // table start fresh together, so no flow can point at a backend id that means something else.
-// Returns how many pins will be adopted, in *adopted.
+// Before any of that, the ABI version pinned in map `abi` must equal this build's
+// (FULCRUM_ABI_VERSION): pinned state of another version, or of none, is replaced whole, with a
+// log line naming both versions. Returns how many pins will be adopted, in *adopted.
 Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted);
+
+// The id of the program pinned at DIR/<name> (an earlier fulcrumd's), 0 if none.
+unsigned pinned_program_id(const std::string& dir, const std::string& name);
 
 // Pins the program at DIR/<name>, replacing an older pin.
 Status pin_program(bpf_program* program, const std::string& dir, const std::string& name);

@@ -189,7 +189,7 @@ std::string attached_program_name(const std::string& interface)
     return name;
 }
 
-Status replace_attached(const std::string& interface, int new_fd)
+Status replace_attached(const std::string& interface, int new_fd, unsigned expected_id)
 {
     int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
     if (ifindex == 0)
@@ -208,6 +208,9 @@ Status replace_attached(const std::string& interface, int new_fd)
     } else {
         return Status::failure("xdp: " + interface + " has no single program to replace");
     }
+    if (expected_id != 0 && old_id != expected_id)
+        return Status::failure("xdp: " + interface + " runs program " + std::to_string(old_id) + ", not " +
+                               std::to_string(expected_id) + " any more; not replacing it");
     int old_fd = bpf_prog_get_fd_by_id(old_id);
     if (old_fd < 0)
         return Status::failure("xdp: cannot open the program on " + interface + ": " + std::strerror(errno));

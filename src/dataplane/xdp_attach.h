@@ -52,6 +52,7 @@ std::string attached_program_name(const std::string& interface);
 // Atomically swaps the XDP program attached to the interface (same mode) for new_fd: the
 // kernel's XDP_FLAGS_REPLACE, so no packet meets the interface without a program. Used when a
 // restarted or upgraded fulcrumd takes over from the program an earlier one left attached.
-Status replace_attached(const std::string& interface, int new_fd);
+// expected_id: the program the caller checked (0: any); another one found there is not replaced.
+Status replace_attached(const std::string& interface, int new_fd, unsigned expected_id = 0);
 
 }  // namespace fulcrum::dataplane

@@ -342,8 +342,5 @@ print('\\n'.join(names))
             sh(f"ip netns del {name}", check=False)
         for path in [self.pin_path, f"/sys/fs/bpf/{self.prefix}-sw"] + [f"/sys/fs/bpf/{b}" for b in self.backends]:
             shutil.rmtree(path, ignore_errors=True)
-        lock = "/run/fulcrum/lock" + self.pin_path.replace("/", "_")
-        if os.path.exists(lock):
-            os.unlink(lock)
         if not os.environ.get("FULCRUM_KEEP_LOGS"):
             shutil.rmtree(self.workdir, ignore_errors=True)

@@ -164,7 +164,7 @@ def part_a(lab, names):
     step(f"fulcrumctl drain web {address}")
     r = ctl(lab, "drain", "web", address)
     check(r.returncode == 0 and r.stdout == f"drained {address} of web: existing flows stay, new flows go to "
-                                            f"the others (kept across reloads)\n",
+                                            f"the others (kept across reloads and restarts)\n",
           f"drain exits 0: {r.stdout.strip()}", f"exit {r.returncode}: {r.stdout}{r.stderr}")
     check(all(echo.say(f"after drain {i}") == owner for i in range(20)),
           f"the existing connection keeps working, still answered by {owner} (20 lines)")

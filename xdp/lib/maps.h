@@ -130,4 +130,23 @@ struct {
 	__type(value, struct fulcrum_reason_stats);
 } reason_stats SEC(".maps");
 
+/* abi: one entry, the FULCRUM_ABI_VERSION of the fulcrumd that created the pinned maps (written
+ * by it right after load). Checked before pinned maps are adopted; the program never reads it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} abi SEC(".maps");
+
+/* operator_drains (abi.h fulcrum_drain_key -> 1): drains that outlive fulcrumd; the program never
+ * reads it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, FULCRUM_MAX_OPERATOR_DRAINS);
+	__type(key, struct fulcrum_drain_key);
+	__type(value, __u32);
+} operator_drains SEC(".maps");
+
 #endif /* FULCRUM_LIB_MAPS_H */
