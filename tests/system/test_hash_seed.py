@@ -34,6 +34,13 @@ def ctl(lab, *args):
                           capture_output=True, text=True, timeout=60)
 
 
+def detach_balancer(lab):
+    """What an operator does before moving fulcrumd to another pin path: detach the balancer the
+    old one left attached (on_exit: keep). fulcrumd replaces only the balancer pinned under its own
+    pin path; another pin path's is another instance's, and it refuses to touch it."""
+    lab.run(lab.balancer, "ip link set dev eth0 xdp off")
+
+
 def pinned_seed(pin_path):
     """hash_seed of the pinned settings map (bpftool; BTF-formatted or raw bytes, offset 28)."""
     v = json.loads(fl.sh(f"bpftool -j map lookup pinned {pin_path}/settings key 0 0 0 0", capture=True))
@@ -109,6 +116,7 @@ def test():
 
         step("3. a fulcrumd on fresh pins with bpf.hash_seed = the seed read from the first pins")
         lab.stop_fulcrumd()
+        detach_balancer(lab)
         lab.pin_path = other_pins
         log = start(lab, seed)
         check("bpf: flow-hash seed from config" in log, "log: 'flow-hash seed from config'", log)
@@ -119,6 +127,7 @@ def test():
 
         step("4. the first pins again, with another bpf.hash_seed")
         lab.stop_fulcrumd()
+        detach_balancer(lab)
         lab.pin_path = first_pins
         other = seed ^ 0x5A5A5A5A
         log = start(lab, other)
