@@ -330,6 +330,14 @@ Status BalancerProgram::put_nexthop(std::uint32_t backend_id, const fulcrum_next
     return update(skel_->maps.nexthops, &backend_id, &nexthop, "next hop");
 }
 
+std::optional<fulcrum_nexthop> BalancerProgram::nexthop(std::uint32_t backend_id) const
+{
+    fulcrum_nexthop entry{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nexthops), &backend_id, &entry) != 0)
+        return std::nullopt;
+    return entry;
+}
+
 Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
 {
     // Only `valid` changes: a packet that read valid=1 just before keeps reading the old, whole

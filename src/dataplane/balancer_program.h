@@ -81,6 +81,8 @@ public:
     // used instead of bpf_fib_lookup while valid. put_backend invalidates the backend's entry.
     Status put_nexthop(std::uint32_t backend_id, const fulcrum_nexthop& nexthop);
     Status invalidate_nexthop(std::uint32_t backend_id);
+    // The entry as the program reads it; nullopt if the map cannot be read.
+    std::optional<fulcrum_nexthop> nexthop(std::uint32_t backend_id) const;
     // How many valid next-hop entries put_backend has invalidated so far (address changes).
     std::uint64_t nexthop_invalidations() const { return nexthop_invalidations_; }
 

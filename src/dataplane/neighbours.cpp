@@ -14,6 +14,7 @@
 
 #include "dataplane/rtnl.h"
 #include "netlink/netlink.h"
+#include "util/address.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -87,11 +88,8 @@ std::vector<std::string> resolve_neighbours(const std::vector<NeighbourTarget>& 
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     std::vector<std::string> names;
-    for (const NeighbourTarget& t : missing) {
-        char text[INET6_ADDRSTRLEN] = "";
-        inet_ntop(t.family == FULCRUM_AF_INET ? AF_INET : AF_INET6, t.addr.w, text, sizeof text);
-        names.push_back(text);
-    }
+    for (const NeighbourTarget& t : missing)
+        names.push_back(address_text(t.addr, t.family));
     return names;
 }
 

@@ -7,6 +7,11 @@
 // an egress fulcrumd does not run on, no usable neighbour) stays invalid and the program falls
 // back to bpf_fib_lookup, which decides and counts as before (forwarding_off while it is off).
 //
+// Four parts, one file each: the cache's logic (this file; unit-tested alone in
+// tests/unit/test_nexthop.cpp through the NexthopResolver and NexthopStore seams), the kernel's
+// answers (nexthop_resolver.h, on the netlink layer), the map store and the reconciler's writer
+// (nexthop_store.h), and the upkeep on the event loop (nexthop_upkeep.h).
+//
 // Entries are made before a backend enters a table (NexthopWriter, prepare()), and kept valid:
 // neighbour notifications re-resolve the backends behind that neighbour (a changed MAC is
 // invalidated at once); any route, rule, link, netconf or nexthop-object notification
@@ -27,27 +32,17 @@
 // entry) are covered by entries_touched_elsewhere().
 #pragma once
 
-#include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
-
-#include <boost/asio.hpp>
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <optional>
 #include <set>
-#include <span>
 #include <string>
 #include <vector>
 
 #include "abi.h"
-#include "dataplane/map_writer.h"
-#include "netlink/netlink.h"
 #include "util/status.h"
 
 namespace fulcrum::dataplane {
-
-class BalancerProgram;
-class NexthopUpkeep;
 
 struct NexthopTarget {
     std::uint32_t id = 0;  // backend id (key of backends and nexthops)
@@ -134,70 +129,6 @@ private:
     std::map<NeighbourKey, std::set<std::uint32_t>> by_neighbour_;
     std::set<std::uint32_t> pending_;
     bool need_grace_ = true;  // entries may have been valid before we started
-};
-
-// The kernel side: rtnetlink questions (src/dataplane/rtnl.h) for the given interfaces.
-std::unique_ptr<NexthopResolver> make_kernel_resolver(std::vector<std::string> interfaces,
-                                                      std::optional<fulcrum_addr> source_v6, std::string* error);
-// The balancer's nexthops map: writes through BalancerProgram::put_nexthop, reads through an fd
-// of the map found from the program's map ids; readers waited for with membarrier.
-std::unique_ptr<NexthopStore> make_program_store(BalancerProgram& program, std::string* error);
-
-// The reconciler's MapWriter for the real maps: forwards every write to the program, and when
-// backends that become usable have been written (MapWriter::backends_written, before any table
-// names them) gives them their next-hop entries, so no packet of a new backend meets the fib path
-// (which drops with forwarding off).
-class NexthopWriter final : public MapWriter {
-public:
-    explicit NexthopWriter(BalancerProgram& program) : program_(program) {}
-    void set_upkeep(NexthopUpkeep* upkeep) { upkeep_ = upkeep; }
-
-    Status set_settings(const fulcrum_settings& settings) override;
-    Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) override;
-    Status delete_vip(const fulcrum_vip_key& key) override;
-    Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) override;
-    Status delete_service(const fulcrum_service_key& key) override;
-    Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
-    Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
-    Status delete_table(std::uint32_t service_id) override;
-    Status backends_written() override;
-
-private:
-    BalancerProgram& program_;
-    NexthopUpkeep* upkeep_ = nullptr;
-    std::vector<NexthopTarget> written_;  // since the last backends_written
-    bool touched_ = false;
-};
-
-// Runs the cache on the daemon's io_context: notifications, batching, the periodic refresh.
-// Without netlink (or the map) it keeps every entry of its targets invalid: always correct.
-class NexthopUpkeep {
-public:
-    NexthopUpkeep(boost::asio::io_context& io, BalancerProgram& program, std::vector<std::string> interfaces);
-    ~NexthopUpkeep();
-    // After each apply: the backends of the applied state, and the IPv6 tunnel source.
-    void set_backends(std::vector<NexthopTarget> targets, std::optional<fulcrum_addr> source_v6);
-    // During an apply, before a table may name them: entries for these backends now.
-    // entries_touched: something else invalidated valid entries since the last write (readers
-    // must be waited for before rewriting them).
-    void prepare(std::vector<NexthopTarget> targets, bool entries_touched);
-
-private:
-    void wait_for_events();
-    void on_events();
-    void arm(std::chrono::milliseconds delay);
-    void schedule_refresh();
-    void report(const char* what, const NexthopCache::Result& r, bool info);
-
-    BalancerProgram& program_;
-    std::vector<std::string> interfaces_;
-    std::unique_ptr<NexthopStore> store_;
-    std::unique_ptr<NexthopResolver> resolver_;
-    std::unique_ptr<NexthopCache> cache_;
-    netlink::Socket events_socket_;                  // route, neighbour, link, rule notifications
-    boost::asio::posix::stream_descriptor events_;  // readiness of events_socket_ for the loop
-    boost::asio::steady_timer batch_timer_, refresh_timer_;
-    bool batch_armed_ = false;
 };
 
 }  // namespace fulcrum::dataplane

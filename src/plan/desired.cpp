@@ -24,13 +24,6 @@ std::uint8_t to_fulcrum_family(const config::Address& address)
     return address.family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
 }
 
-std::string address_text(const fulcrum_addr& addr, std::uint8_t family)
-{
-    char text[INET6_ADDRSTRLEN] = "";
-    inet_ntop(family == FULCRUM_AF_INET ? AF_INET : AF_INET6, addr.w, text, sizeof text);
-    return text;
-}
-
 namespace {
 
 // The low `bits` bits of a 32-bit word, in network order, as the "vary" mask of the settings.

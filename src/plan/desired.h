@@ -12,6 +12,7 @@
 
 #include "abi.h"
 #include "config/config.h"
+#include "util/address.h"
 
 namespace fulcrum::plan {
 
@@ -81,7 +82,7 @@ std::uint32_t random_seed();
 
 fulcrum_addr to_fulcrum_addr(const config::Address& address);
 // Canonical text of an address (inet_ntop): the identity of a backend within its service.
-std::string address_text(const fulcrum_addr& addr, std::uint8_t family);
+using fulcrum::address_text;
 std::uint8_t to_fulcrum_family(const config::Address& address);
 
 }  // namespace fulcrum::plan

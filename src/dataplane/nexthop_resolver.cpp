@@ -1,0 +1,147 @@
+// The kernel's answers for the next-hop cache; see nexthop_resolver.h.
+#include "dataplane/nexthop_resolver.h"
+
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "dataplane/rtnl.h"
+#include "util/address.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+std::string read_sysctl(const std::string& path)
+{
+    std::ifstream f(path);
+    std::string v;
+    f >> v;
+    return v;
+}
+
+class KernelResolver final : public NexthopResolver {
+public:
+    KernelResolver(rtnl::Client client, std::vector<std::string> interfaces)
+        : client_(std::move(client)), interfaces_(std::move(interfaces)) {}
+
+    void set_source_v6(std::optional<fulcrum_addr> source) override { source_v6_ = source; }
+
+    void begin() override
+    {
+        egress_.clear();
+        links_.clear();
+        for (std::uint8_t family : {FULCRUM_AF_INET, FULCRUM_AF_INET6}) {
+            std::string& why = family_why_[family];
+            why.clear();
+            // The forwarding sysctls do not matter here: the cache is how service packets are
+            // forwarded with them off (their default; bpf_fib_lookup then answers FWD_DISABLED,
+            // with or without BPF_FIB_LOOKUP_OUTPUT), so the host need not route anything itself.
+            (void)client_.default_rules_only(family, &why);
+        }
+        for (const std::string& i : interfaces_)
+            if (unsigned index = if_nametoindex(i.c_str()))
+                egress_.insert(index);
+    }
+
+    Resolution resolve(const fulcrum_addr& addr, std::uint8_t family) override
+    {
+        Resolution r;
+        auto fail = [&](std::string why) {
+            r.why_not = std::move(why);
+            return r;
+        };
+        const auto* bytes = reinterpret_cast<const std::uint8_t*>(addr.w);
+        if (family == FULCRUM_AF_INET6 && (bytes[0] == 0xff || (bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80)))
+            return fail("link-local or multicast address (the fib path refuses to forward it)");
+        if (!family_why_[family].empty())
+            return fail(family_why_[family]);
+        std::string err;
+        const fulcrum_addr* src = family == FULCRUM_AF_INET6 && source_v6_ ? &*source_v6_ : nullptr;
+        // The fib entry itself: its type, paths, metrics.
+        std::optional<rtnl::Route> fib = client_.route(family, addr, src, true, &err);
+        if (!fib)
+            return fail("no route (" + err + ")");
+        if (fib->type != RTN_UNICAST)
+            return fail("route type " + std::to_string(fib->type) + " is not unicast");
+        if (fib->multipath)
+            return fail("multipath route (the fib path spreads flows over its next hops)");
+        if (fib->via || fib->encap)
+            return fail(fib->via ? "route via another family's gateway" : "route with a lightweight tunnel");
+        if (fib->src_len || fib->tos)
+            return fail("source- or TOS-specific route");
+        if (fib->mtu_metric)
+            return fail("route has an MTU metric (" + std::to_string(fib->mtu_metric) + ")");
+        if (!fib->oif)
+            return fail("route without a single output interface");
+        // The resolved route: shows a path-MTU exception, which the fib path would honour.
+        std::optional<rtnl::Route> out = client_.route(family, addr, src, false, &err);
+        if (!out)
+            return fail("no route (" + err + ")");
+        if (out->mtu_metric)
+            return fail("path MTU exception (" + std::to_string(out->mtu_metric) + ")");
+        if (out->oif != fib->oif || out->gateway.has_value() != fib->gateway.has_value() ||
+            (out->gateway && std::memcmp(out->gateway->w, fib->gateway->w, 16) != 0))
+            return fail("route lookup and fib entry disagree (changing?)");
+
+        NeighbourKey key{family, fib->gateway.value_or(addr), fib->oif};
+        r.neighbour = key;
+        if (!egress_.contains(fib->oif))
+            return fail("egress interface " + std::to_string(fib->oif) + " is not one fulcrumd runs on");
+        std::optional<rtnl::Neighbour> n = client_.neighbour(family, key.addr, key.ifindex, &err);
+        const std::string nh = address_text(key.addr, family);
+        if (!n)
+            return fail("no ARP/ND entry for next hop " + nh + " (" + err + ")");
+        if (!rtnl::neighbour_state_valid(n->state) || !n->mac)
+            return fail("next hop " + nh + " has no usable ARP/ND entry (state 0x" + std::to_string(n->state) + ")");
+        auto l = links_.find(fib->oif);
+        if (l == links_.end()) {
+            std::optional<rtnl::Link> got = client_.link(fib->oif, &err);
+            if (!got || !got->mac || !got->mtu)
+                return fail("cannot read egress interface " + std::to_string(fib->oif) + " (" + err + ")");
+            l = links_.emplace(fib->oif, *got).first;
+        }
+        fulcrum_nexthop e{};
+        std::memcpy(e.dmac, n->mac->data(), 6);
+        std::memcpy(e.smac, l->second.mac->data(), 6);
+        e.ifindex = fib->oif;
+        if (family == FULCRUM_AF_INET) {
+            e.mtu = std::min<std::uint32_t>(l->second.mtu, 0xFFF0);  // the kernel's IP_MAX_MTU
+        } else {
+            // IPv6 uses the device's mtu6 (may differ from the link MTU, e.g. set by an RA).
+            std::string v = read_sysctl("/proc/sys/net/ipv6/conf/" + l->second.name + "/mtu");
+            e.mtu = static_cast<std::uint32_t>(std::strtoul(v.c_str(), nullptr, 10));
+            if (!e.mtu)
+                return fail("cannot read the IPv6 MTU of " + l->second.name);
+        }
+        e.valid = 1;
+        r.entry = e;
+        return r;
+    }
+
+private:
+    rtnl::Client client_;
+    std::vector<std::string> interfaces_;
+    std::optional<fulcrum_addr> source_v6_;
+    std::set<std::uint32_t> egress_;
+    std::map<std::uint32_t, rtnl::Link> links_;  // per batch
+    std::map<std::uint8_t, std::string> family_why_;
+};
+
+}  // namespace
+
+std::unique_ptr<NexthopResolver> make_kernel_resolver(std::vector<std::string> interfaces,
+                                                      std::optional<fulcrum_addr> source_v6, std::string* error)
+{
+    std::optional<rtnl::Client> client = rtnl::Client::open(error);
+    if (!client)
+        return nullptr;
+    auto r = std::make_unique<KernelResolver>(std::move(*client), std::move(interfaces));
+    r->set_source_v6(source_v6);
+    return r;
+}
+
+}  // namespace fulcrum::dataplane

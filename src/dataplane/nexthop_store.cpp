@@ -1,0 +1,81 @@
+// The nexthops map as the cache's store, and the reconciler's writer; see nexthop_store.h.
+#include "dataplane/nexthop_store.h"
+
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include "dataplane/balancer_program.h"
+#include "dataplane/nexthop_upkeep.h"
+
+namespace fulcrum::dataplane {
+namespace {
+
+class ProgramNexthopStore final : public NexthopStore {
+public:
+    explicit ProgramNexthopStore(BalancerProgram& program) : program_(program) {}
+
+    std::optional<fulcrum_nexthop> get(std::uint32_t id) override { return program_.nexthop(id); }
+    Status put(std::uint32_t id, const fulcrum_nexthop& entry) override { return program_.put_nexthop(id, entry); }
+    void wait_for_readers() override
+    {
+        // MEMBARRIER_CMD_GLOBAL is synchronize_rcu(); XDP programs run inside RCU read-side
+        // sections (NAPI softirq, or generic XDP under rcu_read_lock), so once it returns every
+        // run that started before has ended. Refused on nohz_full kernels: then wait far longer
+        // than any program run (microseconds) instead.
+        if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+
+private:
+    BalancerProgram& program_;
+};
+
+}  // namespace
+
+std::unique_ptr<NexthopStore> make_program_store(BalancerProgram& program)
+{
+    return std::make_unique<ProgramNexthopStore>(program);
+}
+
+Status NexthopWriter::set_settings(const fulcrum_settings& settings) { return program_.set_settings(settings); }
+Status NexthopWriter::put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value)
+{
+    return program_.put_vip(key, value);
+}
+Status NexthopWriter::delete_vip(const fulcrum_vip_key& key) { return program_.delete_vip(key); }
+Status NexthopWriter::put_service(const fulcrum_service_key& key, const fulcrum_service_value& value)
+{
+    return program_.put_service(key, value);
+}
+Status NexthopWriter::delete_service(const fulcrum_service_key& key) { return program_.delete_service(key); }
+Status NexthopWriter::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+{
+    return program_.put_table(service_id, table);
+}
+Status NexthopWriter::delete_table(std::uint32_t service_id) { return program_.delete_table(service_id); }
+
+Status NexthopWriter::put_backend(std::uint32_t id, const fulcrum_backend& backend)
+{
+    const std::uint64_t before = program_.nexthop_invalidations();
+    if (Status s = program_.update_backend(id, backend); !s.ok())
+        return s;
+    touched_ = touched_ || program_.nexthop_invalidations() != before;
+    if (backend.state != FULCRUM_BACKEND_UNUSED)
+        written_.push_back({id, backend.addr, backend.family});
+    return {};
+}
+
+Status NexthopWriter::backends_written()
+{
+    if (upkeep_ && !written_.empty())
+        upkeep_->prepare(std::move(written_), touched_);
+    written_.clear();
+    touched_ = false;
+    return {};  // an entry that cannot be made leaves the fib path, which decides and counts
+}
+
+}  // namespace fulcrum::dataplane
