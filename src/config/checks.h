@@ -13,12 +13,14 @@ namespace fulcrum::config::detail {
 // Where the walk found the values these checks point at. A spot is empty when its value was
 // missing or invalid: that was reported already, and a check built on it would only add noise.
 struct ServiceSpots {
+    Spot at;  // the service's item in the list
     std::optional<Spot> name, vip, port, protocol;
     std::vector<std::optional<Spot>> backend_addresses;  // parallel to Service::backends
 };
 
 struct Spots {
     std::vector<std::optional<Spot>> interface_names;  // parallel to Config::interfaces
+    Spot interfaces_at;                                // the interfaces list
     std::vector<ServiceSpots> services;                // parallel to Config::services
     bool source_v4_given = false;                      // the key is present, valid or not
     bool source_v6_given = false;
@@ -26,5 +28,7 @@ struct Spots {
 };
 
 void check_consistency(const Config& config, const Spots& spots, Errors& errors);
+// What the data-plane maps can hold (config/limits.cpp): counts per map against xdp/abi.h.
+void check_capacity(const Config& config, const Spots& spots, Errors& errors);
 
 }  // namespace fulcrum::config::detail

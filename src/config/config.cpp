@@ -49,6 +49,7 @@ std::optional<CheckType> parse_check_type(Errors& errors, const Value& value)
 
 void read_interfaces(Errors& errors, const Value& value, Config& config, Spots& spots)
 {
+    spots.interfaces_at = value.spot;
     auto items = list_items(errors, value, "a list of interfaces");
     if (!items) return;
     if (items->empty()) errors.expected(value, "at least one interface");
@@ -307,6 +308,7 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
         if (auto items = list_items(errors, *v, "a list of services"))
             for (const Value& item : *items) {
                 spots.services.emplace_back();
+                spots.services.back().at = item.spot;
                 config.services.push_back(read_service(errors, item, defaults, reported, spots.services.back()));
             }
     return config;
@@ -352,6 +354,7 @@ ParseResult parse_text(const std::string& text, const std::string& name)
             config = read_config(errors, Value{documents[0], spot_of(documents[0].Mark(), "")}, spots);
             config->file = name;
             check_consistency(*config, spots, errors);
+            check_capacity(*config, spots, errors);
             if (spots.hash_seed && config->hash_seed == 0u)
                 warnings.push_back(Error{name, spots.hash_seed->line, spots.hash_seed->column, spots.hash_seed->path,
                                          "warning: 0 is the well-known seed: anyone can craft flows that all "

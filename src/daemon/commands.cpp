@@ -54,7 +54,19 @@ const plan::ServicePlan* find_service(const plan::Desired& d, const std::string&
 
 const char* protocol_name(std::uint8_t proto) { return proto == IPPROTO_TCP ? "tcp" : "udp"; }
 
+const plan::AppliedBackend* find_backend(const plan::AppliedService& svc, const std::string& address)
+{
+    auto it = svc.backends.find(address);
+    return it == svc.backends.end() ? nullptr : &it->second;
+}
+
 }  // namespace
+
+const plan::AppliedService* Daemon::applied_service(const std::string& name) const
+{
+    auto it = reconciler_->services().find(name);
+    return it == reconciler_->services().end() ? nullptr : &it->second;
+}
 
 Response Daemon::handle(const control::Request& r)
 {
@@ -85,9 +97,11 @@ Response Daemon::cmd_status(bool json)
     const auto health = health_->snapshot();
     const auto now = std::chrono::system_clock::now();
     for (const plan::ServicePlan& s : desired_.services) {
-        const plan::AppliedService& applied = reconciler_->services().at(s.name);
+        // desired_ and the applied state change together (Daemon::apply); a name missing from
+        // one of them is shown as such rather than ending the daemon.
+        const plan::AppliedService* applied = applied_service(s.name);
         unsigned port = ntohs(s.key.port);
-        double rate = service_rate_[applied.id];
+        double rate = applied ? service_rate_[applied->id] : 0;
         text += fmt("service %-16s %s%s%s:%u/%s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
                     s.key.family == FULCRUM_AF_INET6 ? "[" : "", s.vip.c_str(),
                     s.key.family == FULCRUM_AF_INET6 ? "]" : "", port, protocol_name(s.key.proto), s.table_size,
@@ -105,8 +119,8 @@ Response Daemon::cmd_status(bool json)
             const char* why = !b.drained    ? ""
                               : by_operator ? " (fulcrumctl drain)"
                                             : " (config)";
-            std::uint32_t id = applied.backends.at(b.address).id;
-            double brate = backend_rate_[id];
+            const plan::AppliedBackend* ab = applied ? find_backend(*applied, b.address) : nullptr;
+            double brate = ab ? backend_rate_[ab->id] : 0;
             std::string health_state = "unknown", last = "-";
             double since = 0;
             if (auto h = health.find({s.name, b.address}); h != health.end()) {
@@ -172,18 +186,16 @@ Response Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool
     const std::string service = svc->name;
     const bool drained_by_config = backend->drained && !overrides_.drained.contains({svc->name, address});
     std::pair<std::string, std::string> key{service, address};
+    plan::Overrides next = overrides_;  // in force only if the apply succeeds
     if (drain) {
-        if (!overrides_.drained.insert(key).second)
+        if (!next.drained.insert(key).second)
             return failed("backend " + address + " of " + service + " is already drained by fulcrumctl");
-    } else if (overrides_.drained.erase(key) == 0) {
+    } else if (next.drained.erase(key) == 0) {
         return failed("backend " + address + " of " + service + " is not drained by fulcrumctl" +
                       (drained_by_config ? " (the config file drains it)" : ""));
     }
-    if (Status s = apply(*config_, overrides_, "operator"); !s.ok()) {
-        if (drain)
-            overrides_.drained.erase(key);
-        else
-            overrides_.drained.insert(key);
+    if (Status s = apply(*config_, next, "operator"); !s.ok()) {
+        LOG_ERROR("control: %s %s %s failed: %s", verb, service.c_str(), address.c_str(), s.message().c_str());
         return failed(s.message());
     }
     LOG_INFO("control: %s %s %s", verb, service.c_str(), address.c_str());
@@ -227,12 +239,16 @@ Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
     key.family = svc->key.family;
 
     // Same decision as the data plane: a usable flow-table entry first, else the Maglev slot.
-    const plan::AppliedService& applied = reconciler_->services().at(svc->name);
+    const plan::AppliedService* found = applied_service(svc->name);
+    if (!found)
+        return failed("service " + svc->name + " is not in the maps (its last apply failed); see the log");
+    const plan::AppliedService& applied = *found;
     std::map<std::uint32_t, const plan::AppliedBackend*> by_id;
     for (const auto& [address, b] : applied.backends)
         by_id[b.id] = &b;
-    auto address_of = [&](std::uint32_t id) {
-        return plan::address_text(by_id.at(id)->value.addr, by_id.at(id)->value.family);
+    auto address_of = [&](std::uint32_t id) -> std::string {
+        auto it = by_id.find(id);
+        return it == by_id.end() ? "" : plan::address_text(it->second->value.addr, it->second->value.family);
     };
     std::string backend, source;
     std::uint32_t slot = 0;
@@ -258,8 +274,11 @@ Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
         }
     }
     if (backend.empty()) {
+        // An adopted service has no table in memory until its first apply rewrites it.
+        if (applied.table_size == 0 || applied.table.size() != applied.table_size)
+            return failed("service " + svc->name + " has no Maglev table in memory yet; try again after the next apply");
         slot = fulcrum_flow_hash(&key, desired_.settings.hash_seed) % applied.table_size;
-        std::uint32_t id = applied.table.at(slot);
+        std::uint32_t id = applied.table[slot];
         backend = id ? address_of(id) : "";
         source = "maglev";
     }
@@ -285,7 +304,8 @@ Response Daemon::cmd_stats(bool json)
     j.begin_object().field("generation", generation_).field("reloads_ok", reloads_ok_);
     j.field("reloads_failed", reloads_failed_).key("services").begin_array();
     for (const plan::ServicePlan& s : desired_.services) {
-        auto c = program_->service_counters(reconciler_->services().at(s.name).id);
+        const plan::AppliedService* applied = applied_service(s.name);
+        auto c = applied ? program_->service_counters(applied->id) : dataplane::ServiceCounters{};
         text += fmt("service %-16s packets %-12llu bytes %-14llu new flows %llu\n", s.name.c_str(),
                     static_cast<unsigned long long>(c.packets), static_cast<unsigned long long>(c.bytes),
                     static_cast<unsigned long long>(c.new_flows));

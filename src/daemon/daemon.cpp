@@ -161,19 +161,27 @@ Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides
     for (const std::string& a : missing)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
                  a.c_str());
+    // All or nothing (plan/reconciler.h): on failure the maps and the applied state are the
+    // previous ones, and so is everything below that follows them (desired state, overrides,
+    // topology, routes); the caller keeps its config and health as they were.
     Status applied = reconciler_->apply(desired);
-    if (nexthops_)  // also after a partial apply: the applied state is what the maps hold
+    if (nexthops_)  // also after a failed apply: re-resolves whatever the undo put back
         nexthops_->set_backends(nexthop_targets(*reconciler_),
                                 cfg.tunnel.source_v6 ? std::optional(plan::to_fulcrum_addr(*cfg.tunnel.source_v6))
                                                      : std::nullopt);
     if (!applied.ok())
         return applied;
     desired_ = std::move(desired);
+    overrides_ = overrides;
     publish_topology();
-    // Maps are applied; a route problem is logged and must not fail the change.
-    if (routes_)
+    // Maps are applied; routes follow them (a reload's routes.table/need too). A route problem
+    // is logged and must not fail the change.
+    if (routes_) {
+        if (Status s = routes_->reconfigure(cfg.routes_table, cfg.routes_need); !s.ok())
+            LOG_WARN("%s", s.message().c_str());
         if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
             LOG_WARN("%s", s.message().c_str());
+    }
     if (health_ && !health_->settled()) {
         LOG_INFO("health: first checks pending: every non-drained backend is in use until each has been checked");
         return {};
@@ -210,9 +218,11 @@ void Daemon::on_health_change()
 {
     if (!health_->settled())
         return;  // first results still coming in: keep the start-up table (see Manager::settled)
-    overrides_.down = health_->down();
-    if (Status s = apply(*config_, overrides_, "health"); !s.ok())
-        LOG_ERROR("health: cannot apply the new backend states: %s", s.message().c_str());
+    plan::Overrides next = overrides_;
+    next.down = health_->down();
+    if (Status s = apply(*config_, next, "health"); !s.ok())
+        LOG_ERROR("health: cannot apply the new backend states (the data plane keeps the previous ones until "
+                  "the next health change): %s", s.message().c_str());
 }
 
 // Operator drains pinned by an earlier fulcrumd (BalancerProgram::operator_drains) are restored
@@ -413,28 +423,26 @@ Status Daemon::reload()
             next.control_socket != config_->control_socket || next.metrics_listen != config_->metrics_listen)
             LOG_WARN("config: bpf.pin_path, flows.capacity, flows.udp_idle_timeout, control.socket and "
                      "metrics.listen take effect at the next restart");
-        if (Status s = routes_->reconfigure(next.routes_table, next.routes_need); !s.ok())
-            LOG_WARN("%s", s.message().c_str());
         log_warnings(parsed.warnings);
-        health_->sync(next);  // new backends start down (unless start_up), removed ones stop
-        overrides_.down = health_->down();
+        // Planned with the health the new file will have (new backends start down unless
+        // start_up; kept ones keep theirs), but health itself, like the routes (in apply), follows
+        // only a successful apply: a failed reload changes nothing.
+        plan::Overrides candidate = overrides_;
+        candidate.down = health_->down_after(next);
         // The running seed plays the pinned one: a file without bpf.hash_seed keeps it.
         const std::uint32_t old_seed = hash_seed_;
         plan::SeedChoice seed = plan::choose_hash_seed(next.hash_seed, hash_seed_, plan::random_seed);
         hash_seed_ = seed.seed;
-        result = apply(next, overrides_, "config");
-        if (!result.ok())
+        result = apply(next, candidate, "config");
+        if (!result.ok()) {
             hash_seed_ = old_seed;
-        else if (hash_seed_ != old_seed)
-            LOG_INFO("bpf: flow-hash seed changed (now from %s): every Maglev table is rebuilt; recorded flows "
-                     "keep their backend", plan::to_string(seed.source));
-        if (result.ok())
-            collector_->set_generation(++generation_);
-        if (result.ok()) {
-            config_ = std::move(parsed.config);
         } else {
-            health_->sync(*config_);
-            overrides_.down = health_->down();
+            if (hash_seed_ != old_seed)
+                LOG_INFO("bpf: flow-hash seed changed (now from %s): every Maglev table is rebuilt; recorded flows "
+                         "keep their backend", plan::to_string(seed.source));
+            health_->sync(next);  // checks start for new backends, stop for removed ones
+            collector_->set_generation(++generation_);
+            config_ = std::move(parsed.config);
         }
     }
     collector_->count_reload(result.ok());
@@ -445,6 +453,9 @@ Status Daemon::reload()
     } else {
         reloads_failed_++;
         last_reload_error_ = result.message();
+        // Parse errors were logged one by one above; an apply error is the reason itself.
+        if (parsed.errors.empty())
+            LOG_ERROR("config: reload failed: %s", result.message().c_str());
         LOG_ERROR("config: reload failed; the running configuration stays in force");
     }
     sd_notify(0, "READY=1");

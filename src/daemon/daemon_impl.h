@@ -55,6 +55,8 @@ private:
     control::Response cmd_drain(bool json, const std::vector<std::string>& args, bool drain);
     control::Response cmd_lookup(bool json, const std::vector<std::string>& args);
     control::Response cmd_stats(bool json);
+    // The applied state of a service, or nullptr: commands never assume a name is there.
+    const plan::AppliedService* applied_service(const std::string& name) const;
 
     // First member, so destroyed last: timers, sockets and the control server below hold it.
     boost::asio::io_context io_;

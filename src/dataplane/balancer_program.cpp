@@ -22,14 +22,14 @@ Status errno_status(const std::string& what, int err)
     return Status::failure("bpf: " + what + ": " + std::strerror(err < 0 ? -err : err));
 }
 
-Status update(const bpf_map* map, const void* key, const void* value, const char* what)
+Status raw_update(const bpf_map* map, const void* key, const void* value, const char* what)
 {
     if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY) != 0)
         return errno_status(std::string("cannot update ") + bpf_map__name(map) + " (" + what + ")", errno);
     return {};
 }
 
-Status erase(const bpf_map* map, const void* key, const char* what)
+Status raw_erase(const bpf_map* map, const void* key, const char* what)
 {
     if (bpf_map_delete_elem(bpf_map__fd(map), key) != 0 && errno != ENOENT)
         return errno_status(std::string("cannot delete from ") + bpf_map__name(map) + " (" + what + ")", errno);
@@ -77,7 +77,68 @@ std::pair<std::string, std::string> drain_of(const fulcrum_drain_key& key)
 }  // namespace
 
 BalancerProgram::BalancerProgram(balancer_bpf* skel) : skel_(skel) {}
-BalancerProgram::~BalancerProgram() { balancer_bpf::destroy(skel_); }
+BalancerProgram::~BalancerProgram()
+{
+    drop_staged_tables();
+    balancer_bpf::destroy(skel_);
+}
+
+// Every write of a map goes through here: inside a transaction, the key's previous bytes are
+// kept first (map_journal.h), so rollback() can put them back.
+Status BalancerProgram::journal(const bpf_map* map, const void* key)
+{
+    if (!journal_.active())
+        return {};
+    MapJournal::Kind kind = map == skel_->maps.maglev_tables ? MapJournal::Kind::map_of_maps
+                            : map == skel_->maps.nexthops    ? MapJournal::Kind::nexthop
+                                                             : MapJournal::Kind::plain;
+    if (Status s = journal_.record(bpf_map__fd(map), bpf_map__name(map), key, bpf_map__key_size(map),
+                                   bpf_map__value_size(map), kind);
+        !s.ok())
+        return Status::failure("bpf: " + s.message());
+    return {};
+}
+
+Status BalancerProgram::update(const bpf_map* map, const void* key, const void* value, const char* what)
+{
+    if (Status s = journal(map, key); !s.ok())
+        return s;
+    return raw_update(map, key, value, what);
+}
+
+Status BalancerProgram::erase(const bpf_map* map, const void* key, const char* what)
+{
+    if (Status s = journal(map, key); !s.ok())
+        return s;
+    return raw_erase(map, key, what);
+}
+
+void BalancerProgram::begin()
+{
+    drop_staged_tables();
+    journal_.begin();
+}
+
+void BalancerProgram::commit()
+{
+    journal_.commit();
+    drop_staged_tables();
+}
+
+Status BalancerProgram::rollback()
+{
+    Status s = journal_.rollback();
+    drop_staged_tables();
+    return s;
+}
+
+void BalancerProgram::drop_staged_tables()
+{
+    for (const auto& [id, fd] : staged_tables_)
+        close(fd);  // a table swapped in lives on in maglev_tables; the others are freed
+    staged_tables_.clear();
+    staged_sizes_.clear();
+}
 
 std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& options, Status* error)
 {
@@ -351,7 +412,8 @@ Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
     return update(skel_->maps.nexthops, &backend_id, &entry, "next hop");
 }
 
-Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+// A new inner array for the service, filled, referenced by nothing yet: *fd owns it.
+Status BalancerProgram::make_table(std::uint32_t service_id, std::span<const std::uint32_t> table, int* fd)
 {
     if (table.empty() || table.size() > FULCRUM_MAX_TABLE_SIZE)
         return Status::failure("bpf: maglev table of service " + std::to_string(service_id) +
@@ -368,11 +430,39 @@ Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std:
     for (std::uint32_t i = 0; i < keys.size(); i++)
         keys[i] = i;
     std::uint32_t count = static_cast<std::uint32_t>(table.size());
-    Status status;
-    if (bpf_map_update_batch(inner, keys.data(), table.data(), &count, nullptr) != 0)
-        status = errno_status("cannot fill the maglev table of service " + std::to_string(service_id), errno);
-    else if (bpf_map_update_elem(bpf_map__fd(skel_->maps.maglev_tables), &service_id, &inner, BPF_ANY) != 0)
-        status = errno_status("cannot swap in the maglev table of service " + std::to_string(service_id), errno);
+    if (bpf_map_update_batch(inner, keys.data(), table.data(), &count, nullptr) != 0) {
+        Status s = errno_status("cannot fill the maglev table of service " + std::to_string(service_id), errno);
+        close(inner);
+        return s;
+    }
+    *fd = inner;
+    return {};
+}
+
+Status BalancerProgram::prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+{
+    int fd = -1;
+    if (Status s = make_table(service_id, table, &fd); !s.ok())
+        return s;
+    if (auto old = staged_tables_.find(service_id); old != staged_tables_.end())
+        close(old->second);
+    staged_tables_[service_id] = fd;
+    staged_sizes_[service_id] = table.size();
+    return {};
+}
+
+Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+{
+    int inner = -1;
+    auto staged = staged_tables_.find(service_id);
+    if (staged != staged_tables_.end() && staged_sizes_[service_id] == table.size()) {
+        inner = staged->second;  // prepared by prepare_table with this content
+        staged_tables_.erase(staged);
+    } else if (Status s = make_table(service_id, table, &inner); !s.ok()) {
+        return s;
+    }
+    Status status = update(skel_->maps.maglev_tables, &service_id, &inner,
+                           ("swap in the maglev table of service " + std::to_string(service_id)).c_str());
     close(inner);  // the outer map holds its own reference
     return status;
 }

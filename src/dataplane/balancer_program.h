@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -12,10 +13,12 @@
 
 #include "abi.h"
 #include "dataplane/counter_reader.h"
+#include "dataplane/map_journal.h"
 #include "dataplane/map_writer.h"
 #include "util/status.h"
 
 struct balancer_bpf;  // generated skeleton (build/xdp/balancer.skel.h)
+struct bpf_map;
 
 namespace fulcrum::dataplane {
 
@@ -61,7 +64,13 @@ public:
     std::vector<std::pair<std::string, std::string>> operator_drains() const;
     Status keep_operator_drain(const std::string& service, const std::string& address, bool drained);
 
-    // MapWriter
+    // MapWriter. A transaction journals every map write, the side ones included (vip_filter bits,
+    // next-hop invalidations, next-hop entries made during the apply), and rollback() puts them
+    // all back (map_journal.h).
+    void begin() override;
+    void commit() override;
+    Status rollback() override;
+    Status prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
     Status set_settings(const fulcrum_settings& settings) override;
     Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) override;
     Status delete_vip(const fulcrum_vip_key& key) override;
@@ -72,8 +81,8 @@ public:
     // put_backend, except that a backend whose address is unchanged (a change of state: drain,
     // down, up) keeps its next-hop entry: with forwarding off, an invalid entry drops its packets.
     Status update_backend(std::uint32_t id, const fulcrum_backend& backend);
-    // Builds a new inner array for the service aside, fills it, then swaps it into
-    // maglev_tables in one update: packets see the old table or the new one, never a mix.
+    // Swaps the prepared inner array (else one built aside here) into maglev_tables in one
+    // update: packets see the old table or the new one, never a mix.
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
     Status delete_table(std::uint32_t service_id) override;
     Status put_tx_port(std::uint32_t ifindex);
@@ -104,7 +113,15 @@ private:
     Status set_vip_filter_bit(const fulcrum_vip_key& key);
     Status clear_vip_filter_bit_if_unused(const fulcrum_vip_key& key);
     Status rebuild_vip_filter();
+    Status journal(const bpf_map* map, const void* key);
+    Status update(const bpf_map* map, const void* key, const void* value, const char* what);
+    Status erase(const bpf_map* map, const void* key, const char* what);
+    Status make_table(std::uint32_t service_id, std::span<const std::uint32_t> table, int* fd);
+    void drop_staged_tables();
     balancer_bpf* skel_;
+    MapJournal journal_;
+    std::map<std::uint32_t, int> staged_tables_;  // prepared tables by service id (fds we own)
+    std::map<std::uint32_t, std::size_t> staged_sizes_;
     std::string pin_path_;
     int adopted_pins_ = 0;
     unsigned previous_program_id_ = 0;

@@ -20,16 +20,31 @@ struct MapSnapshot {
     std::vector<std::pair<std::uint32_t, fulcrum_backend>> backends;  // only slots in use
 };
 
+// Every apply is one transaction (plan/reconciler.h): begin(), the writes, then commit() - or,
+// after a failed write, rollback(), which puts back every entry the writes since begin() changed
+// (the previous bytes, or the key's absence) in reverse order, so the maps hold exactly what they
+// held before. A writer that forwards to another forwards these three as well.
 class MapWriter {
 public:
     virtual ~MapWriter() = default;
+    virtual void begin() = 0;
+    virtual void commit() = 0;
+    // Returns what could not be put back (an undo that itself failed), or ok.
+    virtual Status rollback() = 0;
+    // Creates and fills the service's next Maglev table aside, where no packet sees it: creating
+    // it is the write most likely to fail (memory), so an apply prepares every new table before
+    // it writes anything live. put_table with the same service id then swaps this one in. A
+    // prepared table not swapped in by the end of the transaction is freed.
+    virtual Status prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table) = 0;
+
     virtual Status set_settings(const fulcrum_settings& settings) = 0;
     virtual Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) = 0;
     virtual Status delete_vip(const fulcrum_vip_key& key) = 0;
     virtual Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) = 0;
     virtual Status delete_service(const fulcrum_service_key& key) = 0;
     virtual Status put_backend(std::uint32_t id, const fulcrum_backend& backend) = 0;
-    // Replaces the service's whole Maglev table in one step (built aside, then swapped).
+    // Replaces the service's whole Maglev table in one step (the prepared one, else built aside
+    // here, then swapped).
     virtual Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) = 0;
     virtual Status delete_table(std::uint32_t service_id) = 0;
     // Called after the backends that become usable have been written and before any table that

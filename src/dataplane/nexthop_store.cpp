@@ -41,6 +41,23 @@ std::unique_ptr<NexthopStore> make_program_store(BalancerProgram& program)
     return std::make_unique<ProgramNexthopStore>(program);
 }
 
+void NexthopWriter::begin()
+{
+    written_.clear();
+    touched_ = false;
+    program_.begin();
+}
+void NexthopWriter::commit() { program_.commit(); }
+Status NexthopWriter::rollback()
+{
+    written_.clear();
+    touched_ = false;
+    return program_.rollback();  // the daemon then re-resolves the applied backends (set_backends)
+}
+Status NexthopWriter::prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
+{
+    return program_.prepare_table(service_id, table);
+}
 Status NexthopWriter::set_settings(const fulcrum_settings& settings) { return program_.set_settings(settings); }
 Status NexthopWriter::put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value)
 {

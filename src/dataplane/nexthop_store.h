@@ -29,6 +29,12 @@ public:
     explicit NexthopWriter(BalancerProgram& program) : program_(program) {}
     void set_upkeep(NexthopUpkeep* upkeep) { upkeep_ = upkeep; }
 
+    // The transaction is the program's: next-hop entries made for new backends during an apply
+    // are journaled with the rest and put back by rollback().
+    void begin() override;
+    void commit() override;
+    Status rollback() override;
+    Status prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
     Status set_settings(const fulcrum_settings& settings) override;
     Status put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value) override;
     Status delete_vip(const fulcrum_vip_key& key) override;

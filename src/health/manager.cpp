@@ -187,6 +187,21 @@ std::set<BackendKey> Manager::down() const
     return out;
 }
 
+std::set<BackendKey> Manager::down_after(const config::Config& cfg) const
+{
+    // As sync(cfg): a kept backend keeps its state, a new one starts down unless start_up.
+    std::set<BackendKey> out;
+    for (const config::Service& svc : cfg.services)
+        for (const config::Backend& b : svc.backends) {
+            BackendKey key{svc.name, canonical(b.address)};
+            const config::HealthCheck& check = b.healthcheck ? *b.healthcheck : svc.healthcheck;
+            auto it = entries_.find(key);
+            if (it != entries_.end() ? !it->second->state.up() : !check.start_up)
+                out.insert(key);
+        }
+    return out;
+}
+
 std::map<BackendKey, BackendReport> Manager::snapshot() const
 {
     std::lock_guard lock(mutex_);

@@ -51,6 +51,9 @@ public:
     void sync(const config::Config& cfg, const std::set<BackendKey>& initially_up = {});
 
     std::set<BackendKey> down() const;  // backends currently down (for the planner)
+    // What down() would be after sync(cfg), without changing anything: a reload plans with it
+    // and syncs only once its apply has succeeded (a failed reload leaves health untouched).
+    std::set<BackendKey> down_after(const config::Config& cfg) const;
     // True once, after start, every backend has either come up or had `rise` results: until
     // then the daemon keeps its first table (all backends, in panic) instead of rebuilding as
     // each backend passes, which would pour every new flow onto the first one up. Becoming

@@ -1,9 +1,10 @@
-// The reconciler: see reconciler.h for the ordering rules.
+// The reconciler: see reconciler.h for the ordering rules and the transaction.
 #include "plan/reconciler.h"
 
 #include <netinet/in.h>
 
 #include <cstring>
+#include <set>
 
 #include "maglev/maglev.h"
 
@@ -33,6 +34,17 @@ std::uint8_t data_plane_state(BackendUse use)
     return FULCRUM_BACKEND_DOWN;
 }
 
+const char* state_name(std::uint8_t state)
+{
+    switch (state) {
+    case FULCRUM_BACKEND_UNUSED: return "freed";
+    case FULCRUM_BACKEND_ACTIVE: return "active";
+    case FULCRUM_BACKEND_DRAINING: return "draining";
+    case FULCRUM_BACKEND_DOWN: return "down";
+    }
+    return "?";
+}
+
 fulcrum_vip_key vip_key_of(const fulcrum_service_key& key)
 {
     fulcrum_vip_key vk{};
@@ -41,7 +53,68 @@ fulcrum_vip_key vip_key_of(const fulcrum_service_key& key)
     return vk;
 }
 
+std::string service_key_text(const fulcrum_service_key& key)
+{
+    return address_text(key.vip, key.family) + " port " + std::to_string(ntohs(key.port)) +
+           (key.proto == IPPROTO_TCP ? "/tcp" : "/udp");
+}
+
 }  // namespace
+
+// One write of a planned apply; `name` is the service it belongs to (messages only).
+struct Reconciler::Write {
+    enum class Kind { settings, put_vip, delete_vip, put_service, delete_service, put_backend,
+                      backends_written, put_table, delete_table };
+    explicit Write(Kind k) : kind(k) {}
+    Kind kind;
+    const std::string* name = nullptr;
+    std::uint32_t id = 0;  // backend id (put_backend), service id (tables)
+    fulcrum_settings settings{};
+    fulcrum_vip_key vip{};
+    fulcrum_vip_value vip_value{};
+    fulcrum_service_key service{};
+    fulcrum_service_value service_value{};
+    fulcrum_backend backend{};
+    const std::vector<std::uint32_t>* table = nullptr;  // into Plan::services
+
+    // What this write is, for the operator: the map, the key, the value that matters.
+    std::string describe() const
+    {
+        const std::string of = name ? " of service " + *name : "";
+        switch (kind) {
+        case Kind::settings: return "settings";
+        case Kind::put_vip: return "vips entry " + address_text(vip.addr, vip.family);
+        case Kind::delete_vip: return "vips entry " + address_text(vip.addr, vip.family) + " (delete)";
+        case Kind::put_service:
+            return "services entry " + service_key_text(service) + of + " (id " + std::to_string(service_value.id) +
+                   ", table " + std::to_string(service_value.table_size) + ")";
+        case Kind::delete_service: return "services entry " + service_key_text(service) + of + " (delete)";
+        case Kind::put_backend:
+            return "backends entry " + std::to_string(id) +
+                   (backend.state == FULCRUM_BACKEND_UNUSED ? "" : " " + address_text(backend.addr, backend.family)) +
+                   of + " (" + state_name(backend.state) + ")";
+        case Kind::backends_written: return "next hops of the new backends" + of;
+        case Kind::put_table:
+            return "maglev_tables entry " + std::to_string(id) + of + " (" + std::to_string(table->size()) + " slots)";
+        case Kind::delete_table: return "maglev_tables entry " + std::to_string(id) + of + " (delete)";
+        }
+        return "?";
+    }
+};
+
+// Everything an apply will write, and the applied state once it has: made without touching
+// the maps or this object, so a plan that cannot be made changes nothing.
+struct Reconciler::Plan {
+    std::vector<Write> writes;
+    std::optional<fulcrum_settings> settings;
+    std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips;
+    std::set<std::string> removed;  // applied services that go (or are re-created under a new key)
+    // The next value of every desired service. Its table is empty unless rebuilt (then listed in
+    // `rebuilt`): an unchanged table is moved over from the applied state at commit, not copied.
+    std::map<std::string, AppliedService> services;
+    std::set<std::string> rebuilt;
+    IdPool service_ids{1, 1}, backend_ids{1, 1};
+};
 
 std::optional<std::uint32_t> IdPool::allocate()
 {
@@ -49,21 +122,25 @@ std::optional<std::uint32_t> IdPool::allocate()
     for (std::uint32_t tried = 0; tried < span; tried++) {
         std::uint32_t id = next_;
         next_ = next_ == last_ ? first_ : next_ + 1;
-        if (!used_.contains(id)) {
-            used_[id] = true;
+        if (!used(id)) {
+            used_[id - first_] = true;
             return id;
         }
     }
     return std::nullopt;
 }
 
-void IdPool::release(std::uint32_t id) { used_.erase(id); }
+void IdPool::release(std::uint32_t id)
+{
+    if (id >= first_ && id <= last_)
+        used_[id - first_] = false;
+}
 
 bool IdPool::mark_used(std::uint32_t id)
 {
-    if (id < first_ || id > last_ || used_.contains(id))
+    if (id < first_ || id > last_ || used(id))
         return false;
-    used_[id] = true;
+    used_[id - first_] = true;
     if (id >= next_)  // keep cycling forward from the highest adopted id
         next_ = id == last_ ? first_ : id + 1;
     return true;
@@ -101,119 +178,201 @@ void Reconciler::adopt(const dataplane::MapSnapshot& snapshot, const Desired& de
 
 Status Reconciler::apply(const Desired& desired)
 {
-    if (!settings_ || !same_bytes(*settings_, desired.settings)) {
-        if (Status s = maps_.set_settings(desired.settings); !s.ok())
-            return s;
-        settings_ = desired.settings;
+    Plan plan;
+    if (Status s = make_plan(desired, plan); !s.ok())
+        return s;  // nothing written
+    if (!plan.writes.empty()) {
+        maps_.begin();
+        Status failed;
+        std::size_t at = 0;
+        // Tables first, aside: the likeliest failure (memory) happens before anything is live.
+        for (const Write& w : plan.writes)
+            if (w.kind == Write::Kind::put_table)
+                if (Status s = maps_.prepare_table(w.id, *w.table); !s.ok()) {
+                    failed = Status::failure("apply: cannot prepare the " + w.describe() + ": " + s.message() +
+                                             " (before any live write)");
+                    break;
+                }
+        for (; failed.ok() && at < plan.writes.size(); at++)
+            if (Status s = execute(plan.writes[at]); !s.ok())
+                failed = Status::failure("apply: cannot write the " + plan.writes[at].describe() + ": " + s.message() +
+                                         " (write " + std::to_string(at + 1) + " of " +
+                                         std::to_string(plan.writes.size()) + ")");
+        if (!failed.ok()) {
+            if (Status undo = maps_.rollback(); !undo.ok()) {
+                rewrite_all_ = true;
+                return Status::failure(failed.message() + "; UNDO FAILED, the maps may hold part of this change "
+                                       "(the next apply rewrites every entry): " + undo.message());
+            }
+            return Status::failure(failed.message() + "; every earlier write was undone: the maps hold the "
+                                   "previous state");
+        }
+        maps_.commit();
+    }
+    commit(plan);
+    return {};
+}
+
+Status Reconciler::execute(const Write& w)
+{
+    switch (w.kind) {
+    case Write::Kind::settings: return maps_.set_settings(w.settings);
+    case Write::Kind::put_vip: return maps_.put_vip(w.vip, w.vip_value);
+    case Write::Kind::delete_vip: return maps_.delete_vip(w.vip);
+    case Write::Kind::put_service: return maps_.put_service(w.service, w.service_value);
+    case Write::Kind::delete_service: return maps_.delete_service(w.service);
+    case Write::Kind::put_backend: return maps_.put_backend(w.id, w.backend);
+    case Write::Kind::backends_written: return maps_.backends_written();
+    case Write::Kind::put_table: return maps_.put_table(w.id, *w.table);
+    case Write::Kind::delete_table: return maps_.delete_table(w.id);
+    }
+    return Status::failure("apply: unknown write");
+}
+
+void Reconciler::commit(Plan& plan)
+{
+    settings_ = plan.settings;
+    vips_ = std::move(plan.vips);
+    for (auto& [name, svc] : plan.services)
+        if (!plan.rebuilt.contains(name))
+            if (auto old = services_.find(name); old != services_.end() && !plan.removed.contains(name))
+                svc.table = std::move(old->second.table);
+    services_ = std::move(plan.services);
+    service_ids_ = std::move(plan.service_ids);
+    backend_ids_ = std::move(plan.backend_ids);
+    rewrite_all_ = false;
+}
+
+Status Reconciler::make_plan(const Desired& desired, Plan& plan) const
+{
+    plan.settings = settings_;
+    plan.vips = vips_;
+    plan.service_ids = service_ids_;
+    plan.backend_ids = backend_ids_;
+    if (rewrite_all_ || !settings_ || !same_bytes(*settings_, desired.settings)) {
+        Write w{Write::Kind::settings};
+        w.settings = desired.settings;
+        plan.writes.push_back(w);
+        plan.settings = desired.settings;
     }
     // Services gone from the file, or whose (VIP, port, protocol) changed: removed first, so a
     // changed service is re-created under its new key.
-    std::vector<std::string> gone;
+    std::map<std::string, const ServicePlan*> by_name;
+    for (const ServicePlan& s : desired.services)
+        by_name[s.name] = &s;
     for (const auto& [name, applied] : services_) {
-        bool kept = false;
-        for (const ServicePlan& plan : desired.services)
-            if (plan.name == name && same_bytes(plan.key, applied.key))
-                kept = true;
-        if (!kept)
-            gone.push_back(name);
+        auto it = by_name.find(name);
+        if (it == by_name.end() || !same_bytes(it->second->key, applied.key))
+            plan_removal(name, applied, plan);
     }
-    for (const std::string& name : gone)
-        if (Status s = remove_service(name); !s.ok())
-            return s;
-    if (Status s = sync_vips(desired, false); !s.ok())
-        return s;
-    for (const ServicePlan& plan : desired.services)
-        if (Status s = upsert_service(plan, desired.settings.hash_seed); !s.ok())
-            return s;
-    return sync_vips(desired, true);
+    plan_vips(desired, false, plan);
+    for (const ServicePlan& s : desired.services)
+        if (Status st = plan_service(s, desired.settings.hash_seed, plan); !st.ok())
+            return st;
+    plan_vips(desired, true, plan);
+    return {};
 }
 
 // VIP entries: added/changed before services are written (removals = false), deleted after
 // their last service went (removals = true).
-Status Reconciler::sync_vips(const Desired& desired, bool removals)
+void Reconciler::plan_vips(const Desired& desired, bool removals, Plan& plan) const
 {
     std::map<std::vector<std::uint8_t>, fulcrum_vip_value> want;
-    for (const ServicePlan& plan : desired.services) {
-        fulcrum_vip_value& v = want[bytes_of(vip_key_of(plan.key))];
-        if (plan.key.port == 0)
-            v.flags |= plan.key.proto == IPPROTO_TCP ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
+    for (const ServicePlan& s : desired.services) {
+        fulcrum_vip_value& v = want[bytes_of(vip_key_of(s.key))];
+        if (s.key.port == 0)
+            v.flags |= s.key.proto == IPPROTO_TCP ? FULCRUM_VIP_PORT0_TCP : FULCRUM_VIP_PORT0_UDP;
         // Echo requests to the VIP are answered only while one of its services can serve.
-        for (const BackendPlan& b : plan.backends)
+        for (const BackendPlan& b : s.backends)
             if (b.use == BackendUse::active && b.weight > 0)
                 v.flags |= FULCRUM_VIP_SERVING;
     }
     if (!removals) {
         for (const auto& [key_bytes, value] : want) {
-            auto it = vips_.find(key_bytes);
-            if (it != vips_.end() && same_bytes(it->second, value))
+            auto it = plan.vips.find(key_bytes);
+            if (!rewrite_all_ && it != plan.vips.end() && same_bytes(it->second, value))
                 continue;
-            fulcrum_vip_key key;
-            std::memcpy(&key, key_bytes.data(), sizeof key);
-            if (Status s = maps_.put_vip(key, value); !s.ok())
-                return s;
-            vips_[key_bytes] = value;
+            Write w{Write::Kind::put_vip};
+            std::memcpy(&w.vip, key_bytes.data(), sizeof w.vip);
+            w.vip_value = value;
+            plan.writes.push_back(w);
+            plan.vips[key_bytes] = value;
         }
-        return {};
+        return;
     }
-    for (auto it = vips_.begin(); it != vips_.end();) {
+    for (auto it = plan.vips.begin(); it != plan.vips.end();) {
         if (want.contains(it->first)) {
             ++it;
             continue;
         }
-        fulcrum_vip_key key;
-        std::memcpy(&key, it->first.data(), sizeof key);
-        if (Status s = maps_.delete_vip(key); !s.ok())
-            return s;
-        it = vips_.erase(it);
+        Write w{Write::Kind::delete_vip};
+        std::memcpy(&w.vip, it->first.data(), sizeof w.vip);
+        plan.writes.push_back(w);
+        it = plan.vips.erase(it);
     }
-    return {};
 }
 
-Status Reconciler::remove_service(const std::string& name)
+void Reconciler::plan_removal(const std::string& name, const AppliedService& svc, Plan& plan) const
 {
-    AppliedService& svc = services_.at(name);
-    if (Status s = maps_.delete_service(svc.key); !s.ok())
-        return s;
-    if (Status s = maps_.delete_table(svc.id); !s.ok())
-        return s;
-    for (auto& [address, backend] : svc.backends) {
-        fulcrum_backend freed{};  // UNUSED: flows still pointing here re-hash (and find no service)
-        if (Status s = maps_.put_backend(backend.id, freed); !s.ok())
-            return s;
-        backend_ids_.release(backend.id);
+    Write del{Write::Kind::delete_service};
+    del.name = &name;
+    del.service = svc.key;
+    plan.writes.push_back(del);
+    Write table{Write::Kind::delete_table};
+    table.name = &name;
+    table.id = svc.id;
+    plan.writes.push_back(table);
+    for (const auto& [address, backend] : svc.backends) {
+        Write free{Write::Kind::put_backend};  // UNUSED: flows still pointing here re-hash (and find no service)
+        free.name = &name;
+        free.id = backend.id;
+        plan.writes.push_back(free);
+        plan.backend_ids.release(backend.id);
     }
-    service_ids_.release(svc.id);
-    services_.erase(name);
-    return {};
+    plan.service_ids.release(svc.id);
+    plan.removed.insert(name);
 }
 
-Status Reconciler::upsert_service(const ServicePlan& plan, std::uint32_t seed)
+Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, Plan& plan) const
 {
-    bool fresh = !services_.contains(plan.name);
+    const AppliedService* old = nullptr;
+    if (auto it = services_.find(wanted.name); it != services_.end() && !plan.removed.contains(wanted.name))
+        old = &it->second;
+    const bool fresh = old == nullptr;
+    AppliedService& svc = plan.services[wanted.name];
+    const std::string* name = &wanted.name;
     if (fresh) {
-        auto id = service_ids_.allocate();
+        auto id = plan.service_ids.allocate();
         if (!id)
-            return Status::failure("plan: no free service id for " + plan.name);
-        AppliedService created;
-        created.id = *id;
-        created.vip = plan.vip;
-        created.key = plan.key;
-        services_[plan.name] = created;
+            return Status::failure("plan: no free service id for " + wanted.name + " (the maps hold " +
+                                   std::to_string(FULCRUM_MAX_SERVICES - 1) + " services); nothing was written");
+        svc.id = *id;
+        svc.vip = wanted.vip;
+        svc.key = wanted.key;
+    } else {
+        svc.id = old->id;
+        svc.vip = old->vip;
+        svc.key = old->key;
+        svc.table_size = old->table_size;
+        svc.table_input = old->table_input;
+        svc.backends = old->backends;
     }
-    AppliedService& svc = services_.at(plan.name);
 
     // Desired map values of every backend, allocating ids for new ones.
     std::map<std::string, AppliedBackend> want;
     std::vector<maglev::Backend> ring;
-    for (const BackendPlan& b : plan.backends) {
+    for (const BackendPlan& b : wanted.backends) {
         AppliedBackend ab;
         auto have = svc.backends.find(b.address);
         if (have != svc.backends.end()) {
             ab.id = have->second.id;
         } else {
-            auto id = backend_ids_.allocate();
+            auto id = plan.backend_ids.allocate();
             if (!id)
-                return Status::failure("plan: no free backend id for " + b.address + " in " + plan.name);
+                return Status::failure("plan: no free backend id for " + b.address + " in " + wanted.name +
+                                       " (the maps hold " + std::to_string(FULCRUM_MAX_BACKENDS - 1) +
+                                       " backends, counting those this change frees only once it has); nothing "
+                                       "was written");
             ab.id = *id;
         }
         ab.value.addr = b.addr;
@@ -225,69 +384,80 @@ Status Reconciler::upsert_service(const ServicePlan& plan, std::uint32_t seed)
         if (b.use == BackendUse::active)
             ring.push_back({b.address, ab.id, b.weight});
     }
-    std::string table_input = std::to_string(plan.table_size) + "/" + std::to_string(seed);
+    std::string table_input = std::to_string(wanted.table_size) + "/" + std::to_string(seed);
     for (const maglev::Backend& b : ring)
         table_input += " " + b.key + "=" + std::to_string(b.id) + "x" + std::to_string(b.weight);
-    maglev::TableResult table;
-    if (fresh || table_input != svc.table_input) {
-        table = maglev::build_table(ring, plan.table_size, seed);
+    bool table_changed = false;
+    if (fresh || rewrite_all_ || table_input != svc.table_input) {
+        maglev::TableResult table = maglev::build_table(ring, wanted.table_size, seed);
         if (!table.ok())
-            return Status::failure("plan: service " + plan.name + ": " + table.error);
-    } else {
-        table.table = svc.table;  // same input, same table
+            return Status::failure("plan: service " + wanted.name + ": " + table.error + "; nothing was written");
+        table_changed = fresh || rewrite_all_ || table.table != old->table;
+        if (table_changed) {
+            svc.table = std::move(table.table);
+            plan.rebuilt.insert(wanted.name);
+        }
     }
 
-    auto write_backend = [&](const std::string& address, const AppliedBackend& ab) -> Status {
+    auto write_backend = [&](const std::string& address, const AppliedBackend& ab) {
         auto have = svc.backends.find(address);
-        if (have != svc.backends.end() && same_bytes(have->second.value, ab.value)) {
+        if (!rewrite_all_ && have != svc.backends.end() && same_bytes(have->second.value, ab.value)) {
             have->second.weight = ab.weight;
-            return {};
+            return false;
         }
-        if (Status s = maps_.put_backend(ab.id, ab.value); !s.ok())
-            return s;
+        Write w{Write::Kind::put_backend};
+        w.name = name;
+        w.id = ab.id;
+        w.backend = ab.value;
+        plan.writes.push_back(w);
         svc.backends[address] = ab;
-        return {};
+        return true;
     };
     // 1. Backends that become usable go in before any table names them.
+    bool usable_written = false;
     for (const auto& [address, ab] : want)
         if (ab.value.state == FULCRUM_BACKEND_ACTIVE)
-            if (Status s = write_backend(address, ab); !s.ok())
-                return s;
-    if (Status s = maps_.backends_written(); !s.ok())
-        return s;
+            usable_written = write_backend(address, ab) || usable_written;
+    if (usable_written) {
+        Write w{Write::Kind::backends_written};
+        w.name = name;
+        plan.writes.push_back(w);
+    }
     // 2. The table and the service entry. The modulus (table_size) and the table change in two
     //    writes: shrink the modulus before swapping in a smaller table, grow it after swapping in
     //    a bigger one, so every index a packet computes exists in the table it finds.
-    fulcrum_service_value value{svc.id, plan.table_size};
-    bool table_changed = fresh || table.table != svc.table;
-    bool shrinking = !fresh && plan.table_size < svc.table_size;
+    Write entry{Write::Kind::put_service};
+    entry.name = name;
+    entry.service = wanted.key;
+    entry.service_value = fulcrum_service_value{svc.id, wanted.table_size};
+    const bool shrinking = !fresh && wanted.table_size < svc.table_size;
     if (shrinking)
-        if (Status s = maps_.put_service(plan.key, value); !s.ok())
-            return s;
+        plan.writes.push_back(entry);
     if (table_changed) {
-        if (Status s = maps_.put_table(svc.id, table.table); !s.ok())
-            return s;
-        svc.table = std::move(table.table);
+        Write w{Write::Kind::put_table};
+        w.name = name;
+        w.id = svc.id;
+        w.table = &svc.table;  // svc lives in plan.services (a std::map): the address is stable
+        plan.writes.push_back(w);
     }
     svc.table_input = std::move(table_input);
-    if (!shrinking && (fresh || plan.table_size != svc.table_size))
-        if (Status s = maps_.put_service(plan.key, value); !s.ok())
-            return s;
-    svc.table_size = plan.table_size;
+    if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size))
+        plan.writes.push_back(entry);
+    svc.table_size = wanted.table_size;
     // 3. Backends leaving the table (draining/down) once no table names them; removed ones freed.
     for (const auto& [address, ab] : want)
         if (ab.value.state != FULCRUM_BACKEND_ACTIVE)
-            if (Status s = write_backend(address, ab); !s.ok())
-                return s;
+            write_backend(address, ab);
     for (auto it = svc.backends.begin(); it != svc.backends.end();) {
         if (want.contains(it->first)) {
             ++it;
             continue;
         }
-        fulcrum_backend freed{};
-        if (Status s = maps_.put_backend(it->second.id, freed); !s.ok())
-            return s;
-        backend_ids_.release(it->second.id);
+        Write w{Write::Kind::put_backend};  // freed: all zero
+        w.name = name;
+        w.id = it->second.id;
+        plan.writes.push_back(w);
+        plan.backend_ids.release(it->second.id);
         it = svc.backends.erase(it);
     }
     return {};

@@ -2,6 +2,13 @@
 // the difference, in an order that never lets a packet see a half-made change (new backends
 // before the table that names them, the table swapped in one step, removed backends freed after).
 // Owns the allocation of service and backend ids.
+//
+// An apply is all or nothing. It is planned first, with no write: ids allocated, Maglev tables
+// built, every write listed (a plan that cannot be made - no free id - fails here). Then the new
+// tables are created aside (MapWriter::prepare_table), then the live writes run in one MapWriter
+// transaction. If any write fails, the transaction is rolled back (every changed entry gets its
+// previous bytes back, in reverse order) and the applied state stays the previous one: the maps
+// and this object both hold exactly what they held before, and the error names the write.
 #pragma once
 
 #include <cstdint>
@@ -25,8 +32,9 @@ public:
     bool mark_used(std::uint32_t id);  // adoption; false if out of range or already used
 
 private:
+    bool used(std::uint32_t id) const { return used_[id - first_]; }
     std::uint32_t first_, last_, next_;
-    std::map<std::uint32_t, bool> used_;
+    std::vector<bool> used_ = std::vector<bool>(last_ - first_ + 1);  // a plan copies the pools: keep them small
 };
 
 struct AppliedBackend {
@@ -59,18 +67,27 @@ public:
     // unchanged service). Call once, before the first apply.
     void adopt(const dataplane::MapSnapshot& snapshot, const Desired& desired);
 
-    // Writes what differs between `desired` and the applied state. On a failed write, stops and
-    // returns the error; the applied state then reflects exactly the writes that succeeded.
+    // Writes what differs between `desired` and the applied state, all or nothing (above). On
+    // failure the maps and the applied state are the previous ones, unless the undo itself
+    // failed: the message then says so, and the next apply rewrites every entry it wants.
     Status apply(const Desired& desired);
 
     const std::map<std::string, AppliedService>& services() const { return services_; }
 
 private:
-    Status remove_service(const std::string& name);
-    Status upsert_service(const ServicePlan& plan, std::uint32_t seed);
-    Status sync_vips(const Desired& desired, bool removals);
+    struct Write;
+    struct Plan;
+    Status make_plan(const Desired& desired, Plan& plan) const;
+    void plan_removal(const std::string& name, const AppliedService& svc, Plan& plan) const;
+    Status plan_service(const ServicePlan& wanted, std::uint32_t seed, Plan& plan) const;
+    void plan_vips(const Desired& desired, bool removals, Plan& plan) const;
+    Status execute(const Write& write);
+    void commit(Plan& plan);
 
     dataplane::MapWriter& maps_;
+    // Set when an undo failed: the maps may differ from the applied state, so the next apply
+    // writes every entry it wants instead of only the difference.
+    bool rewrite_all_ = false;
     std::optional<fulcrum_settings> settings_;
     std::map<std::string, AppliedService> services_;
     std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips_;  // by the key's bytes

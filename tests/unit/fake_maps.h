@@ -1,10 +1,13 @@
 // An in-memory MapWriter for unit tests: keeps the maps as plain containers, logs every write
-// (so tests can assert what was written and in which order), and can be told to fail a write.
+// (so tests can assert what was written and in which order), and can be told to fail a write or
+// the undo of a transaction.
 #pragma once
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
+#include <algorithm>
 #include <vector>
 
 #include "dataplane/map_writer.h"
@@ -27,6 +30,61 @@ public:
     std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
     std::vector<std::string> log;  // "put_table 3", "put_backend 7 state=1", ...
     int fail_after = -1;           // >= 0: that many more writes succeed, then one fails
+    bool fail_rollback = false;    // rollback() fails (and restores nothing)
+
+    struct State {
+        fulcrum_settings settings;
+        std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips;
+        std::map<std::vector<std::uint8_t>, fulcrum_service_value> services;
+        std::map<std::uint32_t, fulcrum_backend> backends;
+        std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
+        bool operator==(const State& o) const
+        {
+            return std::memcmp(&settings, &o.settings, sizeof settings) == 0 && vips.size() == o.vips.size() &&
+                   std::equal(vips.begin(), vips.end(), o.vips.begin(),
+                              [](const auto& a, const auto& b) { return a.first == b.first && a.second.flags == b.second.flags; }) &&
+                   services.size() == o.services.size() &&
+                   std::equal(services.begin(), services.end(), o.services.begin(),
+                              [](const auto& a, const auto& b) {
+                                  return a.first == b.first && a.second.id == b.second.id &&
+                                         a.second.table_size == b.second.table_size;
+                              }) &&
+                   backends.size() == o.backends.size() &&
+                   std::equal(backends.begin(), backends.end(), o.backends.begin(),
+                              [](const auto& a, const auto& b) {
+                                  return a.first == b.first && std::memcmp(&a.second, &b.second, sizeof a.second) == 0;
+                              }) &&
+                   tables == o.tables;
+        }
+    };
+    State state() const { return {settings, vips, services, backends, tables}; }
+
+    // Transactions and tables prepared aside are not live writes: only "rollback" is logged.
+    void begin() override { saved_ = state(); }
+    void commit() override { saved_.reset(); }
+    Status rollback() override
+    {
+        log.push_back("rollback");
+        if (fail_rollback)
+            return Status::failure("fake: injected undo failure");
+        if (saved_) {
+            settings = saved_->settings;
+            vips = saved_->vips;
+            services = saved_->services;
+            backends = saved_->backends;
+            tables = saved_->tables;
+        }
+        saved_.reset();
+        return {};
+    }
+    Status prepare_table(std::uint32_t service_id, std::span<const std::uint32_t>) override
+    {
+        if (fail_after == 0)
+            return Status::failure("fake: injected failure at prepare_table " + std::to_string(service_id));
+        if (fail_after > 0)
+            fail_after--;
+        return {};
+    }
 
     Status set_settings(const fulcrum_settings& s) override
     {
@@ -85,6 +143,7 @@ public:
     }
 
 private:
+    std::optional<State> saved_;
     template <typename F>
     Status write(const std::string& what, F apply)
     {

@@ -143,6 +143,32 @@ TEST_CASE("backends adopted from a running data plane start up", "[health]")
     CHECK(m.down() == std::set<health::BackendKey>{{"web", "198.18.0.11"}, {"web", "198.18.0.13"}});
 }
 
+TEST_CASE("down_after foresees a sync without making it: a reload plans with it, syncs only once applied",
+          "[health]")
+{
+    boost::asio::io_context io;
+    health::Manager m(io, [](const config::HealthCheck&, const health::Target&, health::Done) {}, [] {});
+    m.sync(three_backends(), {{"web", "198.18.0.11"}, {"web", "198.18.0.12"}});  // .13 down
+    const auto reports = m.snapshot();
+    config::Config next = three_backends();
+    next.services[0].backends.erase(next.services[0].backends.begin());  // .11 goes
+    config::Backend fresh, starts_up;
+    fresh.address = addr("198.18.0.14");
+    starts_up.address = addr("198.18.0.15");
+    starts_up.healthcheck = next.services[0].healthcheck;
+    starts_up.healthcheck->start_up = true;
+    next.services[0].backends.push_back(fresh);
+    next.services[0].backends.push_back(starts_up);
+    const auto foreseen = m.down_after(next);
+    CHECK(foreseen == std::set<health::BackendKey>{{"web", "198.18.0.13"}, {"web", "198.18.0.14"}});
+    // Nothing changed: .11 is still checked and up, its report (and its age) the same.
+    CHECK(m.down() == std::set<health::BackendKey>{{"web", "198.18.0.13"}});
+    CHECK(m.snapshot().size() == reports.size());
+    CHECK(m.snapshot().at({"web", "198.18.0.11"}).last_change == reports.at({"web", "198.18.0.11"}).last_change);
+    m.sync(next);
+    CHECK(m.down() == foreseen);
+}
+
 TEST_CASE("planner: down backends leave the table; below min_healthy every non-drained one is used", "[health]")
 {
     config::Config cfg = three_backends();
