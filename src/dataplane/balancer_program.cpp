@@ -184,7 +184,7 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
     }
     // The version these maps are laid out for (pinning.h): what the next start compares.
     const std::uint32_t zero = 0, abi_version = FULCRUM_ABI_VERSION;
-    if (Status s = update(skel->maps.abi, &zero, &abi_version, "ABI version"); !s.ok()) {
+    if (Status s = raw_update(skel->maps.abi, &zero, &abi_version, "ABI version"); !s.ok()) {
         *error = s;
         return nullptr;
     }
