@@ -230,13 +230,13 @@ void Daemon::on_health_change()
 // A drain of a backend the file no longer has is dropped, with a line.
 void Daemon::restore_operator_drains(const config::Config& cfg)
 {
-    const plan::Desired plan = plan::make_desired(cfg, hash_seed_);
     for (const auto& [service, address] : program_->operator_drains()) {
-        bool known = false;
-        for (const plan::ServicePlan& s : plan.services)
+        bool known = false;  // the file's backends, in the planner's canonical text
+        for (const config::Service& s : cfg.services)
             if (s.name == service)
-                for (const plan::BackendPlan& b : s.backends)
-                    known |= b.address == address;
+                for (const config::Backend& b : s.backends)
+                    known |= plan::address_text(plan::to_fulcrum_addr(b.address), plan::to_fulcrum_family(b.address)) ==
+                             address;
         if (known) {
             overrides_.drained.insert({service, address});
             LOG_INFO("control: operator drain of %s in %s restored from the pinned state", address.c_str(),
@@ -300,14 +300,12 @@ Status Daemon::bring_up()
     collector_ = std::make_shared<metrics::Collector>(*program_, kVersion, "balancer");
     writer_ = std::make_unique<dataplane::NexthopWriter>(*program_);
     reconciler_ = std::make_unique<plan::Reconciler>(*writer_);
-    // Adopted from a running data plane: assumed up. A draining backend was up too (down wins
-    // over drain): starting it down would re-hash the flows it keeps.
-    std::set<health::BackendKey> was_active;
+    std::set<health::BackendKey> was_active;  // adopted from a running data plane: assumed up
     if (program_->adopted_pins() > 0) {
         reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg, hash_seed_));
         for (const auto& [name, svc] : reconciler_->services())
             for (const auto& [address, b] : svc.backends)
-                if (b.value.state == FULCRUM_BACKEND_ACTIVE || b.value.state == FULCRUM_BACKEND_DRAINING)
+                if (b.value.state == FULCRUM_BACKEND_ACTIVE)
                     was_active.insert({name, address});
     }
     restore_operator_drains(cfg);

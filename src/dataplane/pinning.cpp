@@ -79,6 +79,16 @@ bool abi_matches(const std::string& dir, std::string* why)
         *why = "cannot open the pinned ABI version " + path + ": " + std::strerror(errno);
         return false;
     }
+    // A pinned `abi` of another shape (some other version's) is not read into a __u32.
+    bpf_map_info info{};
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != BPF_MAP_TYPE_ARRAY ||
+        info.key_size != sizeof(std::uint32_t) || info.value_size != sizeof(std::uint32_t)) {
+        close(fd);
+        *why = "the pinned ABI version " + path + " is not a __u32 array (another version's layout), version " +
+               std::to_string(FULCRUM_ABI_VERSION) + " built";
+        return false;
+    }
     std::uint32_t key = 0, version = 0;
     int err = bpf_map_lookup_elem(fd, &key, &version);
     int saved = errno;

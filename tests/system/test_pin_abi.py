@@ -12,6 +12,8 @@ service web (TCP 198.18.100.14:80), `on_exit: keep`:
      drain is gone with the rest; the service still balances.
   4. no version at all (pins of a fulcrumd from before ABI versions: `abi` unpinned): replaced too,
      and the log says no version was pinned.
+  5. an `abi` map of another shape (8-byte values): replaced, and the log says so (it is not read
+     into a 4-byte value).
 """
 import json
 import os
@@ -121,6 +123,20 @@ def body(lab):
     check("no ABI version pinned" in line, f"the log says so: {line.split('pin: ', 1)[-1]}", log)
     now = map_ids(lab)
     check(all(now[m] != ids[m] for m in MAPS if m != "abi"), "every pinned map is a new one")
+    check(pinned_version(lab) == 1, "ABI version 1 pinned again")
+
+    step("an `abi` map of another shape (a later version's, say 8-byte values): replaced, not misread")
+    ids = map_ids(lab)
+
+    def other_shape():
+        os.unlink(f"{lab.pin_path}/abi")
+        bpftool("map", "create", f"{lab.pin_path}/abi", "type", "array", "key", "4", "value", "8",
+                "entries", "1", "name", "abi")
+    log = restart(lab, cfg, other_shape)
+    line = next((ln for ln in log.splitlines() if "pinned state not adopted" in ln), "")
+    check("is not a __u32 array" in line, f"the log says so: {line.split('pin: ', 1)[-1]}", log)
+    now = map_ids(lab)
+    check(all(now[m] != ids[m] for m in MAPS), "every pinned map is a new one")
     check(pinned_version(lab) == 1, "ABI version 1 pinned again")
 
 

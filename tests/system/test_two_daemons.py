@@ -76,10 +76,18 @@ def run_refused(lab, cfg, expect, netns_exec=False):
     """Runs fulcrumd on cfg in the balancer's namespace; it must exit non-zero saying `expect`."""
     cmd = (f"ip netns exec {lab.balancer} {fl.FULCRUMD} -c {cfg}" if netns_exec
            else lab.ns(lab.balancer, f"{fl.FULCRUMD} -c {cfg}"))
-    r = subprocess.run(cmd.split(), capture_output=True, text=True, timeout=60)
-    out = r.stdout + r.stderr
+    log_path = f"{lab.workdir}/refused.log"
+    p = subprocess.Popen(cmd.split(), stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        rc = p.wait(30)  # a refusal comes before any check or packet; an accepted start runs on
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise TestFailure(f"fulcrumd -c {os.path.basename(cfg)} did not refuse: still running after 30 s\n"
+                          + "".join(open(log_path).readlines()[-8:]))
+    out = open(log_path).read()
     line = next((ln for ln in out.splitlines() if expect in ln), "")
-    check(r.returncode != 0 and line, f"refused (exit {r.returncode}): {line.split('] ', 1)[-1]}", out)
+    check(rc != 0 and line, f"refused (exit {rc}): {line.split('] ', 1)[-1]}", out)
     return out
 
 
