@@ -89,18 +89,6 @@ int failure(const std::string& message)
     return kExitFailure;
 }
 
-// libxdp's own messages, through our logger one level lower (like libbpf's, see util/log.h).
-int libxdp_printer(enum libxdp_print_level level, const char* format, va_list args)
-{
-    char message[1024];
-    std::vsnprintf(message, sizeof message, format, args);
-    if (level == LIBXDP_WARN)
-        LOG_INFO("libxdp: %s", message);
-    else
-        LOG_DEBUG("libxdp: %s", message);
-    return 0;
-}
-
 // One --from value (one prefix, or several separated by commas or spaces) into options->sources;
 // returns -1 to go on, else the exit status of a usage error.
 int parse_from(const char* value, Options* options)
@@ -594,8 +582,7 @@ int main(int argc, char** argv)
     Options options;
     if (int code = parse(argc, argv, &options); code >= 0)
         return code;
-    fulcrum::log::route_libbpf();
-    libxdp_set_print(libxdp_printer);
+    fulcrum::log::route_bpf_libraries();
     int code = options.command == "attach"   ? attach(options)
                : options.command == "sync"   ? sync_maps(options)
                : options.command == "detach" ? detach(options)

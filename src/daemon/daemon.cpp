@@ -542,7 +542,7 @@ void Daemon::wait_for_stop()
 
 int Daemon::run()
 {
-    log::route_libbpf();
+    log::route_bpf_libraries();
     if (Status s = bring_up(); !s.ok()) {
         LOG_ERROR("%s", s.message().c_str());
         return 1;

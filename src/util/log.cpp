@@ -2,6 +2,7 @@
 #include "util/log.h"
 
 #include <bpf/libbpf.h>
+#include <xdp/libxdp.h>
 
 #include <cstdarg>
 #include <cstdio>
@@ -43,11 +44,23 @@ int libbpf_printer(enum libbpf_print_level level, const char* format, va_list ar
     return 0;
 }
 
+int libxdp_printer(enum libxdp_print_level level, const char* format, va_list args)
+{
+    char message[2048];
+    std::vsnprintf(message, sizeof message, format, args);
+    write(level == LIBXDP_WARN ? Level::info : Level::debug, "libxdp: %s", message);
+    return 0;
+}
+
 }  // namespace
 
 void set_level(Level l) { g_level = l; }
 Level level() { return g_level; }
-void route_libbpf() { libbpf_set_print(libbpf_printer); }
+void route_bpf_libraries()
+{
+    libbpf_set_print(libbpf_printer);
+    libxdp_set_print(libxdp_printer);
+}
 
 void write(Level l, const char* format, ...)
 {

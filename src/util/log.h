@@ -1,5 +1,5 @@
 // Logging to stderr with levels (journald reads stderr; the "<N>" prefix is its priority).
-// Format-checked like printf. libbpf's own messages are routed here one level lower.
+// Format-checked like printf. libbpf's and libxdp's own messages are routed here one level lower.
 #pragma once
 
 namespace fulcrum::log {
@@ -8,8 +8,9 @@ enum class Level { error = 3, warning = 4, info = 6, debug = 7 };
 
 void set_level(Level level);
 Level level();
-// Sends libbpf's messages through this logger (warnings become info, info becomes debug).
-void route_libbpf();
+// Sends libbpf's and libxdp's messages through this logger (warnings become info, info becomes
+// debug). Every program that loads or attaches BPF calls it first.
+void route_bpf_libraries();
 
 void write(Level level, const char* format, ...) __attribute__((format(printf, 2, 3)));
 
