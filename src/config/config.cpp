@@ -2,6 +2,7 @@
 // be), file reading and YAML syntax errors, and the rest of the API of config.h.
 #include "config/config.h"
 
+#include <pwd.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "config/checks.h"
 #include "config/fields.h"
@@ -161,7 +163,7 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
     Mapping m(errors, value,
               {"type", "interval", "timeout", "rise", "fall", "jitter", "start_up", "port", "address",
                "source", "method", "path", "host", "expect_status", "expect_body", "tls_verify", "payload",
-               "expect", "require_reply", "query_name", "query_type", "command"});
+               "expect", "require_reply", "query_name", "query_type", "command", "user"});
     CheckLayer layer = parent;
     HealthCheck& check = layer.check;
     std::size_t errors_before = errors.count();
@@ -187,6 +189,7 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
     if (auto v = m.get("query_name")) assign(check.query_name, parse_dns_name(errors, *v));
     if (auto v = m.get("query_type")) assign(check.query_type, parse_query_type(errors, *v));
     if (auto v = m.get("command")) assign(check.command, parse_nonempty_string(errors, *v, "a command line"));
+    if (auto v = m.get("user")) assign(check.user, parse_user(errors, *v));
     // A key that did not read left the parent's value: checks built on it would only add noise.
     if (!m.is_mapping() || errors.count() != errors_before) return layer;
 
@@ -296,10 +299,11 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
     read_daemon_sections(errors, top, config, spots);
     // Defaults before services wherever they are written: services start from them.
     CheckLayer defaults;
+    defaults.check.user = default_check_user();
     ReportedSpots reported;
     if (auto v = top.get("defaults")) {
         Mapping m(errors, *v, {"healthcheck"});
-        if (auto h = m.get("healthcheck")) defaults = read_healthcheck(errors, *h, CheckLayer{}, reported);
+        if (auto h = m.get("healthcheck")) defaults = read_healthcheck(errors, *h, defaults, reported);
     }
     config.default_healthcheck = defaults.check;
     // `services` is required so a file that lost its services by mistake is not read as "none";
@@ -387,6 +391,21 @@ ParseResult load_file(const std::string& path)
         return result;
     }
     return parse_text(text, path);
+}
+
+std::optional<RunAs> lookup_user(const std::string& name)
+{
+    passwd pw{}, *found = nullptr;
+    std::vector<char> buffer(16384);
+    if (getpwnam_r(name.c_str(), &pw, buffer.data(), buffer.size(), &found) != 0 || !found) return std::nullopt;
+    return RunAs{name, pw.pw_uid, pw.pw_gid};
+}
+
+RunAs default_check_user()
+{
+    for (const char* name : {"fulcrum", "nobody"})
+        if (auto user = lookup_user(name)) return *user;
+    return RunAs{};
 }
 
 std::string Error::to_string() const

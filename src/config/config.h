@@ -56,6 +56,13 @@ struct Icmp {
     std::uint32_t replies_per_second = 1000;
 };
 
+// The user an exec check's command runs as (key `user`), resolved when the file is read.
+struct RunAs {
+    std::string name = "nobody";
+    std::uint32_t uid = 65534, gid = 65534;  // the kernel's overflow ids, if `nobody` is missing too
+    bool operator==(const RunAs&) const = default;
+};
+
 // A range of HTTP status codes, both ends included (a single code is lo == hi).
 struct StatusRange {
     unsigned lo = 200, hi = 200;
@@ -94,6 +101,8 @@ struct HealthCheck {
     std::string query_type = "A";         // A | AAAA | NS | SOA | TXT | ... (mnemonic)
     // exec
     std::string command;                  // run with /bin/sh -c; exit 0 = up; env FULCRUM_* describe the target
+    // Never root: the system user `fulcrum` if it exists, else `nobody` (config::default_check_user).
+    RunAs user;
 };
 
 struct Backend {
@@ -167,5 +176,11 @@ ParseResult load_file(const std::string& path);
 ParseResult parse_text(const std::string& text, const std::string& name);
 
 std::string to_string(Protocol p);  // "tcp" | "udp"
+
+// A user of the passwd database by name (getpwnam_r), or nothing.
+std::optional<RunAs> lookup_user(const std::string& name);
+// The default of healthcheck.user: the user `fulcrum` if the passwd database has it, else `nobody`
+// (else the overflow ids 65534).
+RunAs default_check_user();
 
 }  // namespace fulcrum::config

@@ -432,6 +432,23 @@ std::optional<std::string> parse_query_type(Errors& errors, const Value& value)
     return upper;
 }
 
+std::optional<RunAs> parse_user(Errors& errors, const Value& value)
+{
+    constexpr std::string_view kWhat = "the name of an existing user other than root";
+    auto text = parse_text_value(errors, value, kWhat);
+    if (!text) return std::nullopt;
+    auto user = lookup_user(*text);
+    if (!user) {
+        errors.expected(value, "the name of an existing user (no such user in the passwd database)");
+        return std::nullopt;
+    }
+    if (user->uid == 0) {
+        errors.expected(value, "a user other than root (uid 0): exec checks never run with root's rights");
+        return std::nullopt;
+    }
+    return user;
+}
+
 std::string duration_text(std::chrono::milliseconds d)
 {
     auto ms = static_cast<std::uint64_t>(d.count());

@@ -56,6 +56,9 @@ std::optional<E> parse_choice(Errors& errors, const Value& value,
     return std::nullopt;
 }
 
+// An existing user other than root (uid 0), looked up in the passwd database (getpwnam).
+std::optional<RunAs> parse_user(Errors& errors, const Value& value);
+
 // A service name: [a-z0-9_-]+, at most 64 characters (it becomes a metric label and a CLI word).
 std::optional<std::string> parse_service_name(Errors& errors, const Value& value);
 

@@ -10,6 +10,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -386,6 +387,15 @@ Status Daemon::bring_up()
         attached_.push_back(i.name);
     }
 
+    for (const std::string& name : attached_) {
+        dataplane::XdpDetacher d = dataplane::XdpDetacher::open(name, &error);
+        if (d.interface().empty() || !error.ok())
+            LOG_WARN("%s (on_exit: detach will try again at exit, which needs CAP_SYS_ADMIN)", error.message().c_str());
+        else
+            detachers_.push_back(std::move(d));
+        error = {};
+    }
+
     // Announce VIPs only once the program is attached and serving them.
     routes_ = std::make_unique<routes::VipRoutes>(cfg.routes_table, cfg.routes_need);
     if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
@@ -484,9 +494,13 @@ void Daemon::schedule_neighbour_refresh()
 void Daemon::shut_down()
 {
     if (config_ && config_->on_exit == config::OnExit::detach) {
-        for (const std::string& iface : attached_)
-            if (Status s = dataplane::detach_any(iface); !s.ok())
+        for (const std::string& iface : attached_) {
+            auto d = std::find_if(detachers_.begin(), detachers_.end(),
+                                  [&iface](const dataplane::XdpDetacher& x) { return x.interface() == iface; });
+            Status s = d != detachers_.end() ? d->detach() : dataplane::detach_any(iface);
+            if (!s.ok())
                 LOG_ERROR("%s", s.message().c_str());
+        }
         program_->unpin();
         if (routes_)
             if (Status s = routes_->withdraw_all(); !s.ok())
@@ -545,6 +559,13 @@ int Daemon::run()
     log::route_bpf_libraries();
     if (Status s = bring_up(); !s.ok()) {
         LOG_ERROR("%s", s.message().c_str());
+        return 1;
+    }
+    // Up: give up what only the start needed before serving anything. A daemon that cannot is
+    // not left running with root's full set.
+    if (Status s = drop_privileges(); !s.ok()) {
+        LOG_ERROR("%s; stopping", s.message().c_str());
+        shut_down();
         return 1;
     }
     wait_for_stop();

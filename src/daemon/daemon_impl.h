@@ -18,6 +18,7 @@
 #include "dataplane/balancer_program.h"
 #include "dataplane/nexthop_store.h"
 #include "dataplane/nexthop_upkeep.h"
+#include "dataplane/xdp_attach.h"
 #include "health/manager.h"
 #include "routes/vip_routes.h"
 #include "metrics/collector.h"
@@ -39,6 +40,8 @@ private:
     // Plans and writes the maps; `cause` (config, health, operator) labels fulcrum_applies_total.
     Status apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause);
     Status reload();
+    // After bring_up: every capability but the few the event loop uses is gone (privileges.cpp).
+    Status drop_privileges();
     void shut_down();
     void wait_for_stop();
     void wait_for_reload();
@@ -75,6 +78,8 @@ private:
     std::unique_ptr<routes::VipRoutes> routes_;  // host routes of VIPs for a BGP speaker
     std::set<std::string> panicking_;  // services in panic at the last apply (logged on change)
     std::vector<std::string> attached_;
+    // Opened at start, while programs can still be opened by id: on_exit: detach uses them.
+    std::vector<dataplane::XdpDetacher> detachers_;
     boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
     boost::asio::signal_set reload_signal_{io_, SIGHUP};
     boost::asio::steady_timer neighbour_timer_{io_};

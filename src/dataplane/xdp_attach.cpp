@@ -147,6 +147,61 @@ Status detach_any(const std::string& interface)
     return {};
 }
 
+XdpDetacher XdpDetacher::open(const std::string& interface, Status* error)
+{
+    XdpDetacher d;
+    d.interface_ = interface;
+    const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
+    if (ifindex == 0) {
+        *error = Status::failure("xdp: no interface " + interface + ": " + std::strerror(errno));
+        return {};
+    }
+    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
+    if (!mp || libxdp_get_error(mp)) {
+        const long err = mp ? libxdp_get_error(mp) : -ENOENT;
+        *error = Status::failure("xdp: cannot open the program attached to " + interface + ": " +
+                                 std::strerror(static_cast<int>(err < 0 ? -err : err)));
+        return {};
+    }
+    d.mp_ = mp;
+    return d;
+}
+
+XdpDetacher::XdpDetacher(XdpDetacher&& o) noexcept : mp_(o.mp_), interface_(std::move(o.interface_))
+{
+    o.mp_ = nullptr;
+}
+
+XdpDetacher& XdpDetacher::operator=(XdpDetacher&& o) noexcept
+{
+    if (this != &o) {
+        if (mp_)
+            xdp_multiprog__close(mp_);
+        mp_ = o.mp_;
+        interface_ = std::move(o.interface_);
+        o.mp_ = nullptr;
+    }
+    return *this;
+}
+
+XdpDetacher::~XdpDetacher()
+{
+    if (mp_)
+        xdp_multiprog__close(mp_);
+}
+
+Status XdpDetacher::detach()
+{
+    if (!mp_)
+        return Status::failure("xdp: nothing to detach from " + interface_);
+    int err = xdp_multiprog__detach(mp_);
+    xdp_multiprog__close(mp_);
+    mp_ = nullptr;
+    if (err != 0)
+        return Status::failure("xdp: cannot detach from " + interface_ + ": " + std::strerror(-err));
+    return {};
+}
+
 unsigned attached_program_id(const std::string& interface)
 {
     int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));

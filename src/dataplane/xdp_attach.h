@@ -10,6 +10,7 @@
 #include "util/status.h"
 
 struct xdp_program;
+struct xdp_multiprog;
 
 namespace fulcrum::dataplane {
 
@@ -41,6 +42,26 @@ private:
 Status detach_any(const std::string& interface);
 // The id of the program attached to the interface in any mode, 0 if none.
 unsigned attached_program_id(const std::string& interface);
+
+// What is attached to an interface (the program alone, or libxdp's dispatcher), opened while the
+// process may still open programs by id (bpf(BPF_PROG_GET_FD_BY_ID) needs CAP_SYS_ADMIN), so that
+// detach() can remove it later with CAP_NET_ADMIN alone: fulcrumd gives CAP_SYS_ADMIN up after
+// start-up and detaches at exit (on_exit: detach). If something else replaced it meanwhile, the
+// kernel refuses the detach (XDP_FLAGS_REPLACE on the handle's program) rather than remove that.
+class XdpDetacher {
+public:
+    static XdpDetacher open(const std::string& interface, Status* error);
+    XdpDetacher() = default;
+    XdpDetacher(XdpDetacher&& other) noexcept;
+    XdpDetacher& operator=(XdpDetacher&& other) noexcept;
+    ~XdpDetacher();  // closes the handle; the program stays attached
+    const std::string& interface() const { return interface_; }
+    Status detach();
+
+private:
+    xdp_multiprog* mp_ = nullptr;
+    std::string interface_;
+};
 
 }  // namespace fulcrum::dataplane
 

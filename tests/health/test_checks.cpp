@@ -10,7 +10,9 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +25,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -726,11 +730,12 @@ TEST_CASE("exec check: exit codes, signals, environment, timeout without zombies
     r = run(io, hc, t, "command not found");
     CHECK(r.detail == "exit 127");
 
-    // What the command leaves behind in its group (detached from fd 3) is killed at its exit.
+    // What the command leaves behind in its group is killed at its exit.
     char dir_template[] = "/tmp/hc-test-XXXXXX";
     REQUIRE(mkdtemp(dir_template));
+    REQUIRE(chmod(dir_template, 0777) == 0);  // the command runs as healthcheck.user, not root
     const std::string pid_file = std::string(dir_template) + "/pid";
-    hc.command = "sleep 30 3>&- & echo $! > " + pid_file + "; exit 0";
+    hc.command = "sleep 30 & echo $! > " + pid_file + "; exit 0";
     CHECK(run(io, hc, t, "leaves a background process").ok());
     {
         std::ifstream in(pid_file);
@@ -761,6 +766,109 @@ TEST_CASE("exec check: exit codes, signals, environment, timeout without zombies
     hc.command = "";
     r = run(io, hc, t, "no command");
     CHECK(r.failure == Failure::exec_failed);
+}
+
+// Run by an exec check's command: the shell's ids, capabilities, initial environment, descriptors
+// (the probe's own, inherited from the shell and probed before it opens a file) and cwd.
+constexpr const char* kExecProbe = R"PY(
+# What an exec check's shell was given, seen by a child started before the shell opened anything:
+# the shell's descriptors are this process's (inherited; probed before opening a file), its ids,
+# its /proc status and initial environment (read through the parent's /proc entry), its cwd.
+import os
+import sys
+
+fds = []
+for fd in range(4096):
+    try:
+        os.fstat(fd)
+        fds.append(fd)
+    except OSError:
+        pass
+shell = os.getppid()
+lines = [f"uid {os.getuid()} gid {os.getgid()} groups {' '.join(str(g) for g in os.getgroups())}"]
+with open(f"/proc/{shell}/status") as f:
+    lines += [line.rstrip("\n") for line in f if line.startswith(("Cap", "NoNewPrivs"))]
+with open(f"/proc/{shell}/environ", "rb") as f:
+    lines += ["env " + e.decode() for e in f.read().split(b"\0") if e]
+lines += [f"fd {fd}" for fd in fds]
+lines.append("cwd " + os.readlink(f"/proc/{shell}/cwd"))
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write("\n".join(lines) + "\n")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+)PY";
+
+// What a command sees of the daemon: run by a root process with every capability, a secret and
+// NOTIFY_SOCKET in its environment and descriptors open without close-on-exec, the command must
+// still be healthcheck.user with no capability, only PATH and FULCRUM_*, and fds 0-2.
+TEST_CASE("exec check: runs as healthcheck.user, no capabilities, minimal environment, fds 0-2 only", "[health]")
+{
+    asio::io_context io;
+    const auto nobody = fulcrum::config::lookup_user("nobody");
+    REQUIRE(nobody);
+    REQUIRE(getuid() == 0);  // the tests run as root: the command must not
+    ::setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+    ::setenv("FULCRUM_TEST_SECRET", "do-not-leak", 1);
+    const int leaked = open("/dev/null", O_RDONLY);  // no O_CLOEXEC, like Asio's sockets
+    REQUIRE(leaked > 2);
+
+    char dir_template[] = "/tmp/hc-who-XXXXXX";
+    REQUIRE(mkdtemp(dir_template));
+    REQUIRE(chmod(dir_template, 0777) == 0);
+    const std::string report = std::string(dir_template) + "/report";
+    auto hc = make_check(CheckType::exec, 5000ms);
+    hc.user = *nobody;
+    // A child of the shell, started before the shell opened anything, reports what the shell was given.
+    const std::string probe = std::string(dir_template) + "/probe.py";
+    std::ofstream(probe) << kExecProbe;
+    REQUIRE(chmod(probe.c_str(), 0644) == 0);
+    hc.command = "/usr/bin/python3 " + probe + " " + report + "; exit 0";
+    auto r = run(io, hc, target("10.1.2.3", 8080, "web"), "who am i");
+    ::unsetenv("NOTIFY_SOCKET");
+    ::unsetenv("FULCRUM_TEST_SECRET");
+    close(leaked);
+    REQUIRE(r.ok());
+
+    std::ifstream in(report);
+    std::vector<std::string> env, fds;
+    std::map<std::string, std::string> fields;
+    std::string line;
+    while (std::getline(in, line)) {
+        std::cout << "    " << line << "\n";
+        if (line.rfind("env ", 0) == 0) {
+            env.push_back(line.substr(4));
+        } else if (line.rfind("fd ", 0) == 0) {
+            fds.push_back(line.substr(3));
+        } else if (line.rfind("Cap", 0) == 0 || line.rfind("NoNewPrivs:", 0) == 0) {  // "CapEff:\t0000..."
+            const auto colon = line.find(':');
+            fields[line.substr(0, colon)] = line.substr(line.find_first_not_of(" \t", colon + 1));
+        } else {  // "uid 65534 gid ...", "cwd /"
+            fields[line.substr(0, line.find(' '))] = line.substr(line.find(' ') + 1);
+        }
+    }
+    const std::string id = std::to_string(nobody->gid);
+    CHECK(fields["uid"] == std::to_string(nobody->uid) + " gid " + id + " groups " + id);
+    CHECK(fields["CapEff"] == "0000000000000000");
+    CHECK(fields["CapPrm"] == "0000000000000000");
+    CHECK(fields["CapInh"] == "0000000000000000");
+    CHECK(fields["CapAmb"] == "0000000000000000");
+    CHECK(fields["NoNewPrivs"] == "1");
+    CHECK(fields["cwd"] == "/");
+    std::sort(env.begin(), env.end());
+    CHECK(env == std::vector<std::string>{"FULCRUM_ADDRESS=10.1.2.3", "FULCRUM_PORT=8080", "FULCRUM_SERVICE=web",
+                                          "PATH=/usr/sbin:/usr/bin:/sbin:/bin"});
+    CHECK(fds == std::vector<std::string>{"0", "1", "2"});
+    std::remove(report.c_str());
+    std::remove(probe.c_str());
+    rmdir(dir_template);
+
+    // A user that cannot be taken (uid -1 is "unchanged" to setresuid, so it is refused, never run as
+    // root): a clear reason, not "exit 126".
+    hc.user = fulcrum::config::RunAs{"ghost", 0xffffffffu, 0xffffffffu};
+    hc.command = "exit 0";
+    r = run(io, hc, target("10.1.2.3", 8080), "unmappable user");
+    CHECK(r.failure == Failure::exec_failed);
+    CHECK(contains(r.detail, "cannot run the command as ghost"));
+    CHECK(run_until(io, no_children));
 }
 
 // ---- never blocking -----------------------------------------------------------------------------

@@ -8,17 +8,22 @@
 #      without a single warning (it also checks that every Exec*= program exists in DESTDIR), and
 #      refuses deliberately broken copies, so the check is known to bite.
 #   3. `systemd-analyze security --offline=yes` for both units: the exposure table, the settings
-#      that must hold, and the overall exposure below MAX_EXPOSURE.
+#      that must hold, and the overall exposure at or below MAX_EXPOSURE.
 set -u
 
 BUILD=${FULCRUM_BUILD_DIR:?FULCRUM_BUILD_DIR must point to the build directory}
 
-# Exposure is 0 (locked down) to 10 (nothing); systemd calls < 5 "OK", 5-7 "MEDIUM". These units
-# score 2.8: what remains is what an XDP balancer cannot give up (root with CAP_SYS_ADMIN,
-# CAP_NET_ADMIN and CAP_BPF, the host's network, ProtectKernelTunables= off because it would make
-# /sys/fs/bpf read-only). 3.5 leaves room for systemd's weights to move between versions, and
-# still fails if a sandboxing block (capabilities, syscall filter, ProtectSystem=...) is dropped.
-MAX_EXPOSURE=3.5
+# Exposure is 0 (locked down) to 10 (nothing); systemd calls < 5 "OK", 5-7 "MEDIUM".
+# fulcrum.service scores 2.8 (systemd 252): what remains is what an XDP balancer that health-checks
+# with exec commands cannot give up: root with CAP_SYS_ADMIN at start (BPF_*_GET_FD_BY_ID),
+# CAP_NET_ADMIN and CAP_BPF, CAP_SETUID/CAP_SETGID (exec checks become healthcheck.user) and
+# CAP_KILL (stopping them), the host's network, ProtectKernelTunables= off (it would make
+# /sys/fs/bpf read-only; /proc/sys is read-only by ReadOnlyPaths= instead, which the score does
+# not count). Measured with this systemd: the exec-check capabilities add 0.3, and even without
+# them and CAP_SYS_ADMIN the unit scores 2.2; 2.0 needs User= (not root), PrivateUsers= or
+# IPAddressDeny=, none of which an XDP balancer on the host's interfaces can use. The bound is
+# the measured value: any sandboxing setting dropped fails it.
+MAX_EXPOSURE=2.8
 
 failures=0
 step() { echo "--- $*"; }
@@ -112,6 +117,19 @@ expect_line "$ROOT$SERVICE" "ExecStartPre=$SBINDIR/fulcrumd --check -c $CONFIG"
 expect_line "$ROOT$SERVICE" "ExecStart=$SBINDIR/fulcrumd -c $CONFIG"
 expect_line "$ROOT$SERVICE" "ExecReload=$SBINDIR/fulcrumctl reload"
 expect_line "$ROOT$SERVICE" "Type=notify"
+# Least privilege (README "Security"): bpffs is required, never mounted by fulcrumd under the unit
+# (no @mount), the sysctls are read-only, descriptors for thousands of checks, and the capabilities
+# fulcrumd narrows further once it is up.
+expect_line "$ROOT$SERVICE" "RequiresMountsFor=/sys/fs/bpf"
+expect_line "$ROOT$SERVICE" "ReadOnlyPaths=/proc/sys"
+expect_line "$ROOT$SERVICE" "LimitNOFILE=65536"
+expect_line "$ROOT$SERVICE" "NoNewPrivileges=yes"
+expect_line "$ROOT$SERVICE" "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_SETUID CAP_SETGID CAP_KILL CAP_SETPCAP"
+if grep -E '^SystemCallFilter=' "$ROOT$SERVICE" | grep -qE '@mount|(^|[ =])mount( |$)'; then
+    bad "fulcrum.service allows mount(2) (@mount in SystemCallFilter=): bpffs must come from the host"
+else
+    ok "fulcrum.service: no @mount in SystemCallFilter="
+fi
 expect_line "$ROOT$DECAP" "EnvironmentFile=-$SYSCONFDIR/fulcrum/decap.env"
 expect_line "$ROOT$DECAP" "ExecStart=$SBINDIR/fulcrum-decap attach %I --from \${FULCRUM_DECAP_FROM} \$FULCRUM_DECAP_ARGS"
 expect_line "$ROOT$DECAP" "ExecReload=$SBINDIR/fulcrum-decap sync %I --from \${FULCRUM_DECAP_FROM}"
@@ -197,10 +215,10 @@ exposure() {
     if [ -z "$score" ]; then
         echo "$out" | tail -n 5
         bad "$name: no overall exposure level in systemd-analyze's output"
-    elif awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s < m) }'; then
-        ok "$name: exposure $score < $MAX_EXPOSURE"
+    elif awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s <= m) }'; then
+        ok "$name: exposure $score <= $MAX_EXPOSURE"
     else
-        bad "$name: exposure $score, want < $MAX_EXPOSURE"
+        bad "$name: exposure $score, want <= $MAX_EXPOSURE"
     fi
 }
 step "systemd-analyze security --offline=yes fulcrum.service (remaining exposures)"

@@ -378,6 +378,34 @@ services:
     CHECK(f.services.at(1).healthcheck.host.empty());  // "" undoes the inherited host
 }
 
+TEST_CASE("healthcheck.user: the user `fulcrum` or `nobody` by default, a name from the passwd database", "[config]")
+{
+    const auto nobody = fulcrum::config::lookup_user("nobody");
+    REQUIRE(nobody);  // Debian always has it (uid 65534)
+    CHECK(nobody->uid == 65534);
+    // The default: `fulcrum` when this machine has that system user, else `nobody`.
+    const auto fulcrum_user = fulcrum::config::lookup_user("fulcrum");
+    const auto expected = fulcrum_user ? *fulcrum_user : *nobody;
+    CHECK(fulcrum::config::default_check_user() == expected);
+    CHECK_FALSE(fulcrum::config::lookup_user("no-such-user-fulcrum"));
+
+    Config c = valid(kHead + "services:\n"
+                             "  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n"
+                             "    healthcheck: {type: exec, command: /bin/true}\n"
+                             "    backends:\n"
+                             "      - address: 192.0.2.11\n"
+                             "      - address: 192.0.2.12\n"
+                             "        healthcheck: {user: daemon}\n");
+    CHECK(c.default_healthcheck.user == expected);
+    CHECK(c.services[0].healthcheck.user == expected);  // inherited from the defaults
+    const auto daemon_user = fulcrum::config::lookup_user("daemon");
+    REQUIRE(daemon_user);
+    REQUIRE(c.services[0].backends[1].healthcheck);
+    CHECK(c.services[0].backends[1].healthcheck->user == *daemon_user);  // the backend's own, by name
+    CHECK(c.services[0].backends[1].healthcheck->user.name == "daemon");
+    CHECK(c.services[0].backends[1].healthcheck->user.uid != 0);
+}
+
 TEST_CASE("healthcheck layers: defaults < service < backend, key by key", "[config]")
 {
     Config c = valid(kHead + R"(defaults:
@@ -491,6 +519,14 @@ TEST_CASE("each kind of healthcheck error has its exact message and position", "
           "exec)"}},
         {"an empty command", kHead + "defaults:\n  healthcheck: {type: exec, command: \"\"}\nservices: []\n",
          {"t.yaml:4:38: defaults.healthcheck.command: expected a command line, got \"\""}},
+        {"an exec user the passwd database does not know",
+         kHead + "defaults:\n  healthcheck:\n    user: no-such-user-fulcrum\nservices: []\n",
+         {"t.yaml:5:11: defaults.healthcheck.user: expected the name of an existing user (no such user in the "
+          "passwd database), got \"no-such-user-fulcrum\""}},
+        {"root as the exec user",
+         kHead + "services:\n" + svc + "    healthcheck: {type: exec, command: /bin/true, user: root}\n    backends: []\n",
+         {"t.yaml:8:57: services[0].healthcheck.user: expected a user other than root (uid 0): exec checks never "
+          "run with root's rights, got \"root\""}},
         {"a source of the other family than the backend it checks",
          kHead + "defaults:\n  healthcheck: {source: 198.51.100.1}\nservices:\n"
                  "  - {name: web6, vip: \"2001:db8::10\", port: 80, protocol: tcp, backends: [{address: "
