@@ -80,6 +80,8 @@ def expected_user():
 
 def body(lab):
     user = expected_user()
+    step("lab up: service web (tcp checks), service probe (an exec check that reports what it sees)")
+    lab_up(lab)  # (re)creates lab.workdir: the check's files go in after it
     report_dir = f"{lab.workdir}/probe"
     os.makedirs(report_dir, exist_ok=True)
     os.chmod(lab.workdir, 0o755)
@@ -93,8 +95,6 @@ def body(lab):
     os.chmod(probe, 0o644)
     command = f"{fl.PYTHON} {probe} {report}; sleep 300 & echo $! > {report_dir}/left.$$; exit 0"
 
-    step("lab up: service web (tcp checks), service probe (an exec check that reports what it sees)")
-    lab_up(lab)
     lab.add_vip_to_backends("198.18.100.10")
     lab.attach_decap()
     lab.start_servers()
