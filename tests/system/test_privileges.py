@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Least privilege (issue 13 point 1), seen from outside on a running fulcrumd in a lab:
 
-  1. Once up, every thread of fulcrumd (/proc/PID/task/*/status) holds exactly CAP_BPF and
-     CAP_NET_ADMIN effective; CAP_SETUID, CAP_SETGID and CAP_KILL only permitted; the bounding set
+  1. Once up, every thread of fulcrumd (/proc/PID/task/*/status) holds exactly CAP_BPF,
+     CAP_NET_ADMIN and CAP_SYS_ADMIN effective; CAP_SETUID, CAP_SETGID and CAP_KILL only permitted; the bounding set
      equals the permitted set; nothing inheritable or ambient; NoNewPrivs 1. (fulcrumd started as
      root with every capability here, so without the drop every one of these fails.)
   2. An exec health check reports, from inside its own shell, its uid/gid/groups (healthcheck.user
@@ -26,8 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fulcrum_lab as fl  # noqa: E402
 from st_helpers import TestFailure, check, daemon_log_tail, lab_up, main, step  # noqa: E402
 
-CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_ADMIN, CAP_BPF = 5, 6, 7, 12, 39
-EFFECTIVE = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN)
+CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 5, 6, 7, 12, 21, 39
+# CAP_SYS_ADMIN: an apply's transaction opens the previous inner map by id (src/daemon/privileges.cpp)
+EFFECTIVE = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN) | (1 << CAP_SYS_ADMIN)
 PERMITTED = EFFECTIVE | (1 << CAP_SETUID) | (1 << CAP_SETGID) | (1 << CAP_KILL)
 ENV_KEYS = ["FULCRUM_ADDRESS", "FULCRUM_PORT", "FULCRUM_SERVICE", "PATH"]
 
@@ -129,7 +130,7 @@ def body(lab):
               f"got {({k: hex(v) for k, v in got.items()})} NoNewPrivs {f['NoNewPrivs']}; want "
               f"{({k: hex(v) for k, v in want.items()})} NoNewPrivs 1\n" + daemon_log_tail(lab, 40))
     log = open(lab.daemon_log).read()
-    check("caps: every thread now holds only cap_net_admin cap_bpf" in log, "the log says what was kept",
+    check("caps: every thread now holds only cap_net_admin cap_sys_admin cap_bpf" in log, "the log says what was kept",
           daemon_log_tail(lab))
 
     step("2. what the exec check sees")
@@ -195,7 +196,7 @@ def body(lab):
           r.stdout + r.stderr + daemon_log_tail(lab))
     code = lab.stop_fulcrumd()
     check(code == 0, "SIGTERM: exit 0", daemon_log_tail(lab))
-    check(not lab.xdp_attached(lab.balancer, "eth0"), "on_exit: detach removed the program without CAP_SYS_ADMIN",
+    check(not lab.xdp_attached(lab.balancer, "eth0"), "on_exit: detach removed the program (through the handle opened at start)",
           daemon_log_tail(lab))
     for p in left:
         subprocess.run(["kill", "-9", str(p)], capture_output=True)
