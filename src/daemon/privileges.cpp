@@ -17,9 +17,10 @@ using caps::bit;
 // Effective for the life of the daemon:
 //   CAP_BPF        a reload or health change builds new Maglev tables as new inner maps (BPF_MAP_CREATE)
 //   CAP_NET_ADMIN  VIP routes for BGP (RTM_NEWROUTE/DELROUTE) and detaching at exit (on_exit: detach)
-//   CAP_SYS_ADMIN  an apply's transaction holds the previous inner map of a table it swaps, opened
-//                  by id (BPF_MAP_GET_FD_BY_ID, CAP_SYS_ADMIN only), so a failed apply can put it back
-constexpr caps::Mask kEffective = bit(CAP_BPF) | bit(CAP_NET_ADMIN) | bit(CAP_SYS_ADMIN);
+// Not CAP_SYS_ADMIN: what start-up opened by id (adopted Maglev tables, the attached programs to
+// detach at exit) stays open, and every table swapped in later is held from its creation
+// (dataplane/live_tables.h), so nothing after start opens a BPF object by id.
+constexpr caps::Mask kEffective = bit(CAP_BPF) | bit(CAP_NET_ADMIN);
 // Permitted only, raised where used:
 //   CAP_SETUID, CAP_SETGID  in an exec check's child, to become healthcheck.user (they leave with uid 0)
 //   CAP_KILL                around kill(): an exec check left running is another user's process group

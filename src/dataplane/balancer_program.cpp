@@ -92,8 +92,11 @@ Status BalancerProgram::journal(const bpf_map* map, const void* key)
     MapJournal::Kind kind = map == skel_->maps.maglev_tables ? MapJournal::Kind::map_of_maps
                             : map == skel_->maps.nexthops    ? MapJournal::Kind::nexthop
                                                              : MapJournal::Kind::plain;
+    int held = -1;
+    if (kind == MapJournal::Kind::map_of_maps)
+        held = tables_.fd(*static_cast<const std::uint32_t*>(key));
     if (Status s = journal_.record(bpf_map__fd(map), bpf_map__name(map), key, bpf_map__key_size(map),
-                                   bpf_map__value_size(map), kind);
+                                   bpf_map__value_size(map), kind, held);
         !s.ok())
         return Status::failure("bpf: " + s.message());
     return {};
@@ -117,17 +120,20 @@ void BalancerProgram::begin()
 {
     drop_staged_tables();
     journal_.begin();
+    tables_.begin();
 }
 
 void BalancerProgram::commit()
 {
     journal_.commit();
+    tables_.commit();
     drop_staged_tables();
 }
 
 Status BalancerProgram::rollback()
 {
     Status s = journal_.rollback();
+    tables_.rollback();
     drop_staged_tables();
     return s;
 }
@@ -190,6 +196,10 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
     }
     // VIPs adopted from pins need their filter bits (a filter map new to this version is empty).
     if (Status s = program->rebuild_vip_filter(); !s.ok()) {
+        *error = s;
+        return nullptr;
+    }
+    if (Status s = program->hold_adopted_tables(); !s.ok()) {
         *error = s;
         return nullptr;
     }
@@ -463,13 +473,39 @@ Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std:
     }
     Status status = update(skel_->maps.maglev_tables, &service_id, &inner,
                            ("swap in the maglev table of service " + std::to_string(service_id)).c_str());
-    close(inner);  // the outer map holds its own reference
+    if (status.ok())
+        tables_.installed(service_id, inner);
+    else
+        close(inner);
     return status;
 }
 
 Status BalancerProgram::delete_table(std::uint32_t service_id)
 {
-    return erase(skel_->maps.maglev_tables, &service_id, "maglev table");
+    Status status = erase(skel_->maps.maglev_tables, &service_id, "maglev table");
+    if (status.ok())
+        tables_.removed(service_id);
+    return status;
+}
+
+Status BalancerProgram::hold_adopted_tables()
+{
+    const int outer = bpf_map__fd(skel_->maps.maglev_tables);
+    std::uint32_t key = 0, next = 0;
+    const std::uint32_t* prev = nullptr;
+    while (bpf_map_get_next_key(outer, prev, &next) == 0) {
+        std::uint32_t id = 0;
+        if (bpf_map_lookup_elem(outer, &next, &id) == 0) {
+            int fd = bpf_map_get_fd_by_id(id);
+            if (fd < 0)
+                return errno_status("cannot open the adopted maglev table of service " + std::to_string(next) +
+                                    " (map id " + std::to_string(id) + ")", errno);
+            tables_.installed(next, fd);
+        }
+        key = next;
+        prev = &key;
+    }
+    return {};
 }
 
 Status BalancerProgram::put_tx_port(std::uint32_t ifindex)

@@ -13,6 +13,7 @@
 
 #include "abi.h"
 #include "dataplane/counter_reader.h"
+#include "dataplane/live_tables.h"
 #include "dataplane/map_journal.h"
 #include "dataplane/map_writer.h"
 #include "util/status.h"
@@ -117,9 +118,12 @@ private:
     Status update(const bpf_map* map, const void* key, const void* value, const char* what);
     Status erase(const bpf_map* map, const void* key, const char* what);
     Status make_table(std::uint32_t service_id, std::span<const std::uint32_t> table, int* fd);
+    // Opens the inner maps of adopted pins by id (start-up still holds CAP_SYS_ADMIN).
+    Status hold_adopted_tables();
     void drop_staged_tables();
     balancer_bpf* skel_;
     MapJournal journal_;
+    LiveTables tables_;  // what maglev_tables references, held open for rollbacks
     std::map<std::uint32_t, int> staged_tables_;  // prepared tables by service id (fds we own)
     std::map<std::uint32_t, std::size_t> staged_sizes_;
     std::string pin_path_;

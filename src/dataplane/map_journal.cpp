@@ -2,6 +2,7 @@
 #include "dataplane/map_journal.h"
 
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -38,6 +39,19 @@ bool same_fields(fulcrum_nexthop a, fulcrum_nexthop b)
     return std::memcmp(&a, &b, sizeof a) == 0;
 }
 
+// A descriptor of inner map `id` that this entry owns: a duplicate of the caller's when that is the
+// map the slot references, else opened by id (CAP_SYS_ADMIN only; tests and a start-up still hold it).
+int hold_inner_map(int held_fd, std::uint32_t id)
+{
+    if (held_fd >= 0) {
+        bpf_map_info info{};
+        std::uint32_t len = sizeof info;
+        if (bpf_obj_get_info_by_fd(held_fd, &info, &len) == 0 && info.id == id)
+            return fcntl(held_fd, F_DUPFD_CLOEXEC, 0);
+    }
+    return bpf_map_get_fd_by_id(id);
+}
+
 }  // namespace
 
 void wait_for_xdp_readers()
@@ -57,7 +71,7 @@ void MapJournal::begin()
 }
 
 Status MapJournal::record(int map_fd, const char* map_name, const void* key, std::uint32_t key_size,
-                          std::uint32_t value_size, Kind kind)
+                          std::uint32_t value_size, Kind kind, int held_inner_fd)
 {
     Entry e;
     e.map_fd = map_fd;
@@ -70,7 +84,7 @@ Status MapJournal::record(int map_fd, const char* map_name, const void* key, std
         if (kind == Kind::map_of_maps) {
             std::uint32_t id = 0;
             std::memcpy(&id, value.data(), sizeof id);
-            e.inner_fd = bpf_map_get_fd_by_id(id);
+            e.inner_fd = hold_inner_map(held_inner_fd, id);
             if (e.inner_fd < 0)
                 return failed("hold the previous inner map of", e.map, e.key, errno);
         }

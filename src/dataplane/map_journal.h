@@ -7,7 +7,9 @@
 //   plain        the previous value bytes, or a delete for a key that was absent;
 //   map_of_maps  the previous inner map itself: its fd is held from the moment its slot is
 //                first written, so the very same table (same map id) goes back, and nothing can
-//                fail for lack of memory on the way back;
+//                fail for lack of memory on the way back. The caller passes the descriptor it
+//                holds for that inner map (live_tables.h); opening it by id instead needs
+//                CAP_SYS_ADMIN, which fulcrumd no longer has after start-up;
 //   nexthop      an entry the program reads field by field while `valid` is 1: put back with the
 //                next-hop cache's protocol (nexthop_cache.h): valid = 0, wait for readers, the
 //                fields, then valid.
@@ -38,9 +40,10 @@ public:
     bool active() const { return active_; }
     void begin();
     // Call before writing `key` of the map while active: keeps what the key holds now. A key that
-    // cannot be read fails the write before it is made.
+    // cannot be read fails the write before it is made. map_of_maps: `held_inner_fd` is the
+    // caller's descriptor of the inner map the key references now (-1: none held).
     Status record(int map_fd, const char* map_name, const void* key, std::uint32_t key_size,
-                  std::uint32_t value_size, Kind kind);
+                  std::uint32_t value_size, Kind kind, int held_inner_fd = -1);
     // Puts everything back (the transaction ends). Lists every entry that could not be put back.
     Status rollback();
     // Keeps the writes (the transaction ends); releases the previous inner maps.

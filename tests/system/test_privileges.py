@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Least privilege (issue 13 point 1), seen from outside on a running fulcrumd in a lab:
 
-  1. Once up, every thread of fulcrumd (/proc/PID/task/*/status) holds exactly CAP_BPF,
-     CAP_NET_ADMIN and CAP_SYS_ADMIN effective; CAP_SETUID, CAP_SETGID and CAP_KILL only permitted; the bounding set
+  1. Once up, every thread of fulcrumd (/proc/PID/task/*/status) holds exactly CAP_BPF and
+     CAP_NET_ADMIN effective (no CAP_SYS_ADMIN); CAP_SETUID, CAP_SETGID and CAP_KILL only permitted; the bounding set
      equals the permitted set; nothing inheritable or ambient; NoNewPrivs 1. (fulcrumd started as
      root with every capability here, so without the drop every one of these fails.)
   2. An exec health check reports, from inside its own shell, its uid/gid/groups (healthcheck.user
@@ -12,12 +12,17 @@
   3. What the check left running in its process group (a background sleep, another user's
      process) is killed when the check ends: CAP_KILL, raised around the kill, works.
   4. Still able to do its job after the drop: a reload that rebuilds a Maglev table (a new inner
-     map: CAP_BPF) is applied, and `on_exit: detach` removes the program at SIGTERM (CAP_NET_ADMIN,
-     with the handle opened before CAP_SYS_ADMIN went).
+     map: CAP_BPF; the previous one held open for a rollback, since opening it by id would need
+     CAP_SYS_ADMIN) is applied and the replaced table is freed; the same after a SIGKILL and a
+     restart that adopted the pins; `on_exit: detach`
+     removes the program at SIGTERM (CAP_NET_ADMIN, with the handle opened before the drop).
 """
 import glob
 import os
+import json
 import pwd
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,9 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fulcrum_lab as fl  # noqa: E402
 from st_helpers import TestFailure, check, daemon_log_tail, lab_up, main, step  # noqa: E402
 
-CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 5, 6, 7, 12, 21, 39
-# CAP_SYS_ADMIN: an apply's transaction opens the previous inner map by id (src/daemon/privileges.cpp)
-EFFECTIVE = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN) | (1 << CAP_SYS_ADMIN)
+CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_NET_ADMIN, CAP_BPF = 5, 6, 7, 12, 39
+EFFECTIVE = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN)
 PERMITTED = EFFECTIVE | (1 << CAP_SETUID) | (1 << CAP_SETGID) | (1 << CAP_KILL)
 ENV_KEYS = ["FULCRUM_ADDRESS", "FULCRUM_PORT", "FULCRUM_SERVICE", "PATH"]
 
@@ -77,6 +81,39 @@ def expected_user():
         except KeyError:
             pass
     raise TestFailure("this machine has neither a `fulcrum` nor a `nobody` user")
+
+
+def inner_tables(lab):
+    """maglev_tables as pinned: service id -> the id of its inner map."""
+    r = subprocess.run(["bpftool", "-j", "map", "dump", "pinned", f"{lab.pin_path}/maglev_tables"],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise TestFailure("bpftool map dump maglev_tables: " + r.stderr)
+    out = {}
+    for e in json.loads(r.stdout):
+        key = int.from_bytes(bytes(int(b, 16) for b in e["key"]), "little")
+        out[key] = int.from_bytes(bytes(int(b, 16) for b in e["value"]), "little")
+    return out
+
+
+def map_exists(map_id):
+    return subprocess.run(["bpftool", "map", "show", "id", str(map_id)], capture_output=True).returncode == 0
+
+
+def reload_swaps_a_table(lab, services, before, what):
+    """A reload with `services` swaps in a new table for one service; the table it replaced is
+    freed (fulcrumd held it for a possible rollback, and let go at commit)."""
+    lab.write_config(lab.config_text(services))
+    r = subprocess.run([fl.CTL, "-s", f"{lab.workdir}/fulcrumd.sock", "reload"], capture_output=True, text=True,
+                       timeout=60)
+    check(r.returncode == 0, f"fulcrumctl reload ({what}) exits 0", r.stdout + r.stderr + daemon_log_tail(lab))
+    after = inner_tables(lab)
+    swapped = [sid for sid in before if after.get(sid) != before[sid]]
+    check(len(swapped) == 1 and set(after) == set(before),
+          f"one service's table was swapped (service ids {sorted(before)}; inner map {before.get(swapped[0]) if swapped else '-'}"
+          f" -> {after.get(swapped[0]) if swapped else '-'})", f"before {before}, after {after}")
+    check(not map_exists(before[swapped[0]]), f"the replaced table (map id {before[swapped[0]]}) is freed, not leaked",
+          subprocess.run(["bpftool", "map", "show", "id", str(before[swapped[0]])], capture_output=True, text=True).stdout)
 
 
 def body(lab):
@@ -130,7 +167,7 @@ def body(lab):
               f"got {({k: hex(v) for k, v in got.items()})} NoNewPrivs {f['NoNewPrivs']}; want "
               f"{({k: hex(v) for k, v in want.items()})} NoNewPrivs 1\n" + daemon_log_tail(lab, 40))
     log = open(lab.daemon_log).read()
-    check("caps: every thread now holds only cap_net_admin cap_sys_admin cap_bpf" in log, "the log says what was kept",
+    check("caps: every thread now holds only cap_net_admin cap_bpf " in log, "the log says what was kept",
           daemon_log_tail(lab))
 
     step("2. what the exec check sees")
@@ -187,13 +224,22 @@ def body(lab):
     check(not alive(left[0]), f"background sleep {left[0]} (uid {user.pw_uid}) is gone")
     check("cannot run the command" not in open(lab.daemon_log).read(), "no check failed to start")
 
-    step("4. still able to change the data plane: a reload that rebuilds a table, then detach")
+    step("4. still able to change the data plane without CAP_SYS_ADMIN: reloads that swap tables, "
+         "also after a restart that adopted the pins")
+    before = inner_tables(lab)
     weights = web.replace(f"      - address: {fl.backend_v4(2)}\n", f"      - address: {fl.backend_v4(2)}\n        weight: 300\n")
-    lab.write_config(lab.config_text(weights + probe))
-    r = subprocess.run([fl.CTL, "-s", f"{lab.workdir}/fulcrumd.sock", "reload"], capture_output=True, text=True,
-                       timeout=60)
-    check(r.returncode == 0, "fulcrumctl reload (new weights: a new Maglev table) exits 0",
-          r.stdout + r.stderr + daemon_log_tail(lab))
+    reload_swaps_a_table(lab, weights + probe, before, "new weights")
+
+    # SIGKILL leaves the program attached and the maps pinned; the next fulcrumd adopts them, opens
+    # their Maglev tables by id while it may (before the drop), and its first apply swaps in tables
+    # of its own (same content: the plan of an adopted service starts without one).
+    lab.stop_fulcrumd(signal.SIGKILL)
+    lab.start_fulcrumd(path)
+    adopted = re.findall(r"balancer loaded; (\d+) pinned maps adopted", open(lab.daemon_log).read())
+    check(len(adopted) == 2 and int(adopted[-1]) > 0, f"the restarted fulcrumd adopted {adopted[-1]} pinned maps",
+          daemon_log_tail(lab))
+    reload_swaps_a_table(lab, web + probe, inner_tables(lab), "weights back, after a restart that adopted the pins")
+
     code = lab.stop_fulcrumd()
     check(code == 0, "SIGTERM: exit 0", daemon_log_tail(lab))
     check(not lab.xdp_attached(lab.balancer, "eth0"), "on_exit: detach removed the program (through the handle opened at start)",
