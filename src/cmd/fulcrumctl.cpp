@@ -47,6 +47,7 @@ const std::vector<Command> kCommands = {
     {"undrain", {"SERVICE", "BACKEND"}, 0},
     {"lookup", {"SERVICE", "SRC_IP", "SRC_PORT", "DST_PORT"}, 1},
     {"stats", {}, 0},
+    {"diff", {"FILE"}, 0},
 };
 
 const char kHelp[] =
@@ -59,6 +60,9 @@ const char kHelp[] =
     "  undrain   make a drained backend active again\n"
     "  lookup    which backend a flow from SRC_IP:SRC_PORT goes to (DST_PORT: for port-0 services)\n"
     "  stats     counters\n"
+    "  diff      what a reload of FILE would change: services and backends added, removed or changed,\n"
+    "            the share of flow hashes that would go to another backend, and the recorded flows\n"
+    "            that would lose theirs; changes nothing (FILE is read by fulcrumd)\n"
     "\n"
     "  -s, --socket PATH   control socket (default $FULCRUM_SOCKET, else /run/fulcrum/fulcrumd.sock)\n"
     "  --json              answer as JSON (may appear anywhere)\n"
@@ -152,6 +156,22 @@ std::string check_argument(std::string_view placeholder, const std::string& valu
     }
     if (!is_one_word(value)) return quoted + " must be one word (no spaces or control characters)";
     return "";
+}
+
+// diff FILE: fulcrumd reads the file from its own working directory (/), so a relative path is
+// made absolute here. The file must exist; fulcrumd reports what is wrong inside it.
+std::optional<int> absolute_file_argument(std::vector<std::string>& words)
+{
+    if (words.size() != 2 || words[0] != "diff") return std::nullopt;
+    char* resolved = realpath(words[1].c_str(), nullptr);
+    if (!resolved)
+        return usage_error("diff: FILE \"" + words[1] + "\": " + std::strerror(errno), find_command("diff"));
+    words[1] = resolved;
+    std::free(resolved);
+    if (!is_one_word(words[1]))
+        return usage_error("diff: FILE \"" + words[1] + "\" must be one word (no spaces or control characters)",
+                           find_command("diff"));
+    return std::nullopt;
 }
 
 // Splits argv into options and words; returns an exit code if the program should stop here.
@@ -363,6 +383,7 @@ int run(int argc, char** argv)
     Options options;
     if (std::optional<int> done = parse_options(argc, argv, options)) return *done;
     if (std::optional<int> bad = validate_command(options.words)) return *bad;
+    if (std::optional<int> bad = absolute_file_argument(options.words)) return *bad;
 
     std::string request = request_line(options);
     if (request.size() > control::kMaxRequestBytes)

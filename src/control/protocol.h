@@ -8,7 +8,7 @@
 //
 // The daemon renders BODY in the requested format (human text, or one JSON object), so the client
 // only prints it. Commands: status | reload | drain SERVICE BACKEND | undrain SERVICE BACKEND |
-// lookup SERVICE SRC_IP SRC_PORT [DST_PORT] | stats. Arguments contain no spaces.
+// lookup SERVICE SRC_IP SRC_PORT [DST_PORT] | stats | diff ABSOLUTE_FILE. Arguments contain no spaces.
 //
 // Limits (server.h): the request line must arrive within kRequestTimeout of connecting and the
 // answer be read within kAnswerTimeout, else the daemon closes the connection without a word; at

@@ -80,6 +80,8 @@ Response Daemon::handle(const control::Request& r)
         return cmd_lookup(r.json, r.args);
     if (r.command == "stats" && r.args.empty())
         return cmd_stats(r.json);
+    if (r.command == "diff")
+        return cmd_diff(r.json, r.args);
     return usage("unknown command or wrong arguments: " + r.command);
 }
 

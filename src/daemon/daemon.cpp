@@ -432,16 +432,13 @@ Status Daemon::reload()
             LOG_WARN("config: bpf.pin_path, flows.capacity, flows.udp_idle_timeout, control.socket and "
                      "metrics.listen take effect at the next restart");
         log_warnings(parsed.warnings);
-        // Planned with the health the new file will have (new backends start down unless
-        // start_up; kept ones keep theirs), but health itself, like the routes (in apply), follows
-        // only a successful apply: a failed reload changes nothing.
-        plan::Overrides candidate = overrides_;
-        candidate.down = health_->down_after(next);
-        // The running seed plays the pinned one: a file without bpf.hash_seed keeps it.
+        // Planned with the health the new file will have, but health itself, like the routes (in
+        // apply), follows only a successful apply: a failed reload changes nothing.
+        const ReloadInputs inputs = reload_inputs(next);
+        const plan::SeedChoice& seed = inputs.seed;
         const std::uint32_t old_seed = hash_seed_;
-        plan::SeedChoice seed = plan::choose_hash_seed(next.hash_seed, hash_seed_, plan::random_seed);
         hash_seed_ = seed.seed;
-        result = apply(next, candidate, "config");
+        result = apply(next, inputs.overrides, "config");
         if (!result.ok()) {
             hash_seed_ = old_seed;
         } else {
@@ -468,6 +465,15 @@ Status Daemon::reload()
     }
     sd_notify(0, "READY=1");
     return result;
+}
+
+Daemon::ReloadInputs Daemon::reload_inputs(const config::Config& next) const
+{
+    ReloadInputs inputs{overrides_, {}};
+    inputs.overrides.down = health_->down_after(next);
+    // The running seed plays the pinned one: a file without bpf.hash_seed keeps it.
+    inputs.seed = plan::choose_hash_seed(next.hash_seed, hash_seed_, plan::random_seed);
+    return inputs;
 }
 
 void Daemon::wait_for_reload()

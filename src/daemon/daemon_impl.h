@@ -40,6 +40,14 @@ private:
     // Plans and writes the maps; `cause` (config, health, operator) labels fulcrum_applies_total.
     Status apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause);
     Status reload();
+    // What a reload of `next` would apply with: the health it would have (new backends start down
+    // unless start_up; kept ones keep theirs) and the flow-hash seed (a file without
+    // bpf.hash_seed keeps the running one). Shared by reload and diff.
+    struct ReloadInputs {
+        plan::Overrides overrides;
+        plan::SeedChoice seed;
+    };
+    ReloadInputs reload_inputs(const config::Config& next) const;
     // After bring_up: every capability but the few the event loop uses is gone (privileges.cpp).
     Status drop_privileges();
     void shut_down();
@@ -58,6 +66,7 @@ private:
     control::Response cmd_drain(bool json, const std::vector<std::string>& args, bool drain);
     control::Response cmd_lookup(bool json, const std::vector<std::string>& args);
     control::Response cmd_stats(bool json);
+    control::Response cmd_diff(bool json, const std::vector<std::string>& args);  // diff_command.cpp
     // The applied state of a service, or nullptr: commands never assume a name is there.
     const plan::AppliedService* applied_service(const std::string& name) const;
 

@@ -562,6 +562,37 @@ std::vector<fulcrum_flow_value> BalancerProgram::flow_entries(const fulcrum_flow
     return found;
 }
 
+std::optional<std::map<std::uint32_t, std::uint64_t>> BalancerProgram::flows_per_backend() const
+{
+    std::map<std::uint32_t, std::uint64_t> counts;
+    const int confirmed = bpf_map__fd(skel_->maps.flows);
+    for (FlowTable table : {FlowTable::confirmed, FlowTable::first_packets}) {
+        const int fd = bpf_map__fd(table == FlowTable::confirmed ? skel_->maps.flows : skel_->maps.new_flows);
+        constexpr std::uint32_t kBatch = 4096;
+        std::vector<fulcrum_flow_key> keys(kBatch);
+        std::vector<fulcrum_flow_value> values(kBatch);
+        fulcrum_flow_key token{};  // the kernel's position between batches (at most a key's size)
+        bool first = true, done = false;
+        while (!done) {
+            std::uint32_t count = kBatch;
+            int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(), values.data(), &count,
+                                          nullptr);
+            if (rc != 0 && errno != ENOENT)
+                return std::nullopt;
+            done = rc != 0;  // ENOENT: this was the last batch (count may still be > 0)
+            first = false;
+            for (std::uint32_t i = 0; i < count; i++) {
+                fulcrum_flow_value other{};
+                if (values[i].backend_id == 0 ||
+                    (table == FlowTable::first_packets && bpf_map_lookup_elem(confirmed, &keys[i], &other) == 0))
+                    continue;
+                counts[values[i].backend_id]++;
+            }
+        }
+    }
+    return counts;
+}
+
 std::uint64_t BalancerProgram::flow_event_count(fulcrum_flow_event event) const
 {
     std::uint64_t sum = 0;

@@ -105,6 +105,10 @@ public:
     // The key's entry in one of the two tables: `flows` (confirmed) or `new_flows` (first packets).
     enum class FlowTable { confirmed, first_packets };
     std::optional<fulcrum_flow_value> flow_entry(const fulcrum_flow_key& key, FlowTable table) const;
+    // Recorded flows per backend id, over both tables (a flow in both counted once): what
+    // `fulcrumctl diff` reports as the flows a change would move. One batched pass per table.
+    // nullopt (errno set) if a table cannot be read.
+    std::optional<std::map<std::uint32_t, std::uint64_t>> flows_per_backend() const;
     // fulcrum_flows_not_recorded_total{reason}, summed over CPUs.
     std::uint64_t flow_event_count(fulcrum_flow_event event) const override;
 

@@ -4,6 +4,8 @@
 #include <netinet/in.h>
 
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <set>
 
 #include "maglev/maglev.h"
@@ -57,6 +59,40 @@ std::string service_key_text(const fulcrum_service_key& key)
 {
     return address_text(key.vip, key.family) + " port " + std::to_string(ntohs(key.port)) +
            (key.proto == IPPROTO_TCP ? "/tcp" : "/udp");
+}
+
+std::string backend_text(const AppliedBackend& b)
+{
+    return std::string(state_name(b.value.state)) + ", weight " + std::to_string(b.weight);
+}
+
+// Backend id -> address, for comparing two tables by who their slots name.
+std::function<std::string(std::uint32_t)> names_of(const AppliedService& svc)
+{
+    auto names = std::make_shared<std::map<std::uint32_t, std::string>>();
+    for (const auto& [address, b] : svc.backends)
+        (*names)[b.id] = address;
+    return [names](std::uint32_t id) {
+        auto it = names->find(id);
+        return it == names->end() ? std::string("#") + std::to_string(id) : it->second;
+    };
+}
+
+// A service that goes: every recorded flow of it loses its backend.
+ServiceDiff removal_diff(const std::string& name, const AppliedService& svc)
+{
+    ServiceDiff d;
+    d.name = name;
+    d.change = ServiceDiff::Change::removed;
+    d.key = service_key_text(svc.key);
+    d.table_before = svc.table_size;
+    d.slots_moved = 1;
+    for (const auto& [address, b] : svc.backends) {
+        d.backends.push_back({address, backend_text(b), ""});
+        d.leaving_backends.push_back(b.id);
+        d.backends_now.push_back(b.id);
+    }
+    return d;
 }
 
 }  // namespace
@@ -210,6 +246,62 @@ Status Reconciler::apply(const Desired& desired)
         maps_.commit();
     }
     commit(plan);
+    return {};
+}
+
+Status Reconciler::preview(const Desired& desired, Diff* diff) const
+{
+    Plan plan;
+    if (Status s = make_plan(desired, plan); !s.ok())
+        return s;
+    for (const Write& w : plan.writes) {
+        diff->writes += w.kind != Write::Kind::backends_written;  // a marker for the next-hop cache, not a map write
+        diff->settings_changed = diff->settings_changed || w.kind == Write::Kind::settings;
+    }
+    for (const std::string& name : plan.removed)
+        diff->services.push_back(removal_diff(name, services_.at(name)));
+    for (const ServicePlan& wanted : desired.services) {
+        const AppliedService& next = plan.services.at(wanted.name);
+        const AppliedService* old = nullptr;
+        if (auto it = services_.find(wanted.name); it != services_.end() && !plan.removed.contains(wanted.name))
+            old = &it->second;
+        ServiceDiff d;
+        d.name = wanted.name;
+        d.key = service_key_text(wanted.key);
+        d.table_after = wanted.table_size;
+        d.table_rebuilt = plan.rebuilt.contains(wanted.name);
+        if (!old) {
+            d.change = ServiceDiff::Change::added;
+            d.slots_moved = 1;
+            for (const auto& [address, b] : next.backends)
+                d.backends.push_back({address, "", backend_text(b)});
+            diff->services.push_back(std::move(d));
+            continue;
+        }
+        d.table_before = old->table_size;
+        for (const auto& [address, b] : old->backends) {
+            d.backends_now.push_back(b.id);
+            auto n = next.backends.find(address);
+            if (n == next.backends.end()) {
+                d.backends.push_back({address, backend_text(b), ""});
+                d.leaving_backends.push_back(b.id);
+                continue;
+            }
+            if (backend_text(b) != backend_text(n->second))
+                d.backends.push_back({address, backend_text(b), backend_text(n->second)});
+            if (n->second.value.state == FULCRUM_BACKEND_DOWN && b.value.state != FULCRUM_BACKEND_DOWN)
+                d.leaving_backends.push_back(b.id);
+        }
+        for (const auto& [address, b] : next.backends)
+            if (!old->backends.contains(address))
+                d.backends.push_back({address, "", backend_text(b)});
+        if (d.table_rebuilt)
+            d.slots_moved = moved_share(old->table, names_of(*old), next.table, names_of(next));
+        d.change = d.backends.empty() && d.table_before == d.table_after && d.slots_moved == 0
+                       ? ServiceDiff::Change::unchanged
+                       : ServiceDiff::Change::changed;
+        diff->services.push_back(std::move(d));
+    }
     return {};
 }
 

@@ -19,6 +19,7 @@
 
 #include "dataplane/map_writer.h"
 #include "plan/desired.h"
+#include "plan/diff.h"
 #include "util/status.h"
 
 namespace fulcrum::plan {
@@ -71,6 +72,10 @@ public:
     // failure the maps and the applied state are the previous ones, unless the undo itself
     // failed: the message then says so, and the next apply rewrites every entry it wants.
     Status apply(const Desired& desired);
+
+    // What apply(desired) would change (diff.h), from the very plan it would execute; nothing is
+    // written and the applied state stays as it is. Fails where apply would fail to plan.
+    Status preview(const Desired& desired, Diff* diff) const;
 
     const std::map<std::string, AppliedService>& services() const { return services_; }
 

@@ -455,3 +455,101 @@ TEST_CASE("hash seed: the seed in force goes into settings and tables, not the f
     CHECK(a.log == std::vector<std::string>{"set_settings", "put_table " + std::to_string(ra.services().at("web").id)});
     CHECK(slots_by_address(a, ra, "web") == slots_by_address(b, rb, "web"));
 }
+
+TEST_CASE("moved share: equal sizes compare slot by slot; other sizes as the data plane indexes (hash % size)",
+          "[plan][diff]")
+{
+    auto name = [](std::uint32_t id) { return std::string(1, static_cast<char>('A' + id - 1)); };
+    // 1 = A, 2 = B, 3 = C; 0 = no backend
+    CHECK(moved_share({1, 2, 1, 2}, name, {1, 2, 1, 2}, name) == 0);
+    CHECK(moved_share({1, 2, 1, 2}, name, {1, 3, 1, 2}, name) == 0.25);
+    CHECK(moved_share({1, 2, 0, 2}, name, {1, 2, 1, 2}, name) == 0.25);
+    // The same backend under another id is no move: names are compared, not ids.
+    auto renamed = [](std::uint32_t id) { return std::string(1, static_cast<char>('A' + (id == 9 ? 2 : id) - 1)); };
+    CHECK(moved_share({1, 2}, name, {1, 9}, renamed) == 0);
+    // [A, B] -> [A, B, A, B]: h % 2 and h % 4 agree on every hash; [A, B] -> [A, A, B, B]: half differ.
+    CHECK(moved_share({1, 2}, name, {1, 2, 1, 2}, name) == 0);
+    CHECK(moved_share({1, 2}, name, {1, 1, 2, 2}, name) == 0.5);
+    CHECK(moved_share({}, name, {1}, name) == 1);
+}
+
+TEST_CASE("preview: says what apply then does, and writes nothing", "[plan][diff]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(two_services()).ok());
+    const std::vector<std::string> web_before = slots_by_address(maps, r, "web");
+    const std::size_t logged_before = maps.log.size();
+
+    Desired next = two_services();
+    next.services[0].backends = {backend("198.18.1.1"), backend("198.18.1.3"), backend("198.18.1.2", 300)};
+    next.services.pop_back();  // api goes
+    next.services.push_back(service("db", "198.18.100.3", 5432, {backend("198.18.3.1")}));
+    Diff diff;
+    REQUIRE(r.preview(next, &diff).ok());
+    CHECK(maps.log.size() == logged_before);  // nothing written
+    CHECK(r.services().contains("api"));      // applied state untouched
+    CHECK_FALSE(r.services().contains("db"));
+
+    std::map<std::string, const ServiceDiff*> by_name;
+    for (const ServiceDiff& s : diff.services)
+        by_name[s.name] = &s;
+    REQUIRE(by_name.size() == 3);
+    CHECK(by_name["api"]->change == ServiceDiff::Change::removed);
+    CHECK(by_name["api"]->leaving_backends.size() == 2);
+    CHECK(by_name["db"]->change == ServiceDiff::Change::added);
+    const ServiceDiff& web = *by_name["web"];
+    CHECK(web.change == ServiceDiff::Change::changed);
+    REQUIRE(web.backends.size() == 2);
+    for (const BackendDiff& b : web.backends) {
+        if (b.address == "198.18.1.3") {
+            CHECK(b.before.empty());
+            CHECK(b.after == "active, weight 100");
+        } else {
+            CHECK(b.address == "198.18.1.2");
+            CHECK(b.before == "active, weight 100");
+            CHECK(b.after == "active, weight 300");
+        }
+    }
+    CHECK(web.leaving_backends.empty());  // a weight change and an addition take no recorded flow
+    CHECK(web.backends_now.size() == 2);
+    CHECK(web.table_rebuilt);
+
+    // The share it gave is the share of slots the apply then changed (equal sizes: exact).
+    std::size_t writes = diff.writes;
+    REQUIRE(r.apply(next).ok());
+    CHECK(maps.log.size() - logged_before == writes);
+    const std::vector<std::string> web_after = slots_by_address(maps, r, "web");
+    REQUIRE(web_after.size() == web_before.size());
+    std::size_t moved = 0;
+    for (std::size_t i = 0; i < web_after.size(); i++)
+        moved += web_after[i] != web_before[i];
+    CHECK(web.slots_moved == static_cast<double>(moved) / static_cast<double>(web_after.size()));
+    CHECK(moved > 0);
+
+    Diff none;
+    REQUIRE(r.preview(next, &none).ok());
+    CHECK(none.writes == 0);
+    for (const ServiceDiff& s : none.services)
+        CHECK(s.change == ServiceDiff::Change::unchanged);
+}
+
+TEST_CASE("preview: a backend going down loses its recorded flows; a drained one keeps them", "[plan][diff]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(two_services()).ok());
+    Desired next = two_services();
+    next.services[0].backends[0].use = BackendUse::down;
+    next.services[1].backends[0].use = BackendUse::draining;
+    Diff diff;
+    REQUIRE(r.preview(next, &diff).ok());
+    for (const ServiceDiff& s : diff.services) {
+        const std::uint32_t first = r.services().at(s.name).backends.at(s.name == "web" ? "198.18.1.1" : "198.18.2.1").id;
+        if (s.name == "web")
+            CHECK(s.leaving_backends == std::vector<std::uint32_t>{first});
+        else
+            CHECK(s.leaving_backends.empty());
+        CHECK(s.change == ServiceDiff::Change::changed);
+    }
+}
