@@ -213,65 +213,6 @@ std::vector<fulcrum_decap_key> host_local_addresses(Status* error)
     return keys;
 }
 
-const AttachedProgram* Attachment::find_decap(unsigned pinned_id) const
-{
-    if (pinned_id != 0)
-        for (const auto& p : programs)
-            if (p.id == pinned_id)
-                return &p;
-    for (const auto& p : programs)
-        if (p.name == kProgramName)
-            return &p;
-    return nullptr;
-}
-
-Attachment read_attachment(int ifindex)
-{
-    Attachment a;
-    xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
-    if (!mp || libxdp_get_error(mp))
-        return a;  // nothing attached (or the interface is gone)
-    xdp_program* main = xdp_multiprog__main_prog(mp);
-    if (main) {
-        a.any = true;
-        a.mode = xdp_multiprog__attach_mode(mp);
-        a.main_id = xdp_program__id(main);
-        a.dispatcher = !xdp_multiprog__is_legacy(mp);
-        if (a.dispatcher) {
-            for (xdp_program* p = xdp_multiprog__next_prog(nullptr, mp); p; p = xdp_multiprog__next_prog(p, mp))
-                a.programs.push_back({xdp_program__id(p), xdp_program__name(p)});
-        } else {
-            a.programs.push_back({a.main_id, xdp_program__name(main)});
-        }
-    }
-    xdp_multiprog__close(mp);
-    return a;
-}
-
-const char* mode_name(xdp_attach_mode mode)
-{
-    switch (mode) {
-    case XDP_MODE_NATIVE: return "native";
-    case XDP_MODE_SKB: return "generic";
-    case XDP_MODE_HW: return "offload";
-    case XDP_MODE_UNSPEC: break;
-    }
-    return "unknown";
-}
-
-Status detach_program(const std::string& interface, int ifindex, unsigned id, xdp_attach_mode mode)
-{
-    xdp_program* program = xdp_program__from_id(id);
-    if (!program || libxdp_get_error(program))
-        return Status::failure("xdp: cannot open program id " + std::to_string(id) + " on " + interface + ": " +
-                               errno_text(program ? static_cast<int>(libxdp_get_error(program)) : errno));
-    int err = xdp_program__detach(program, ifindex, mode, 0);
-    xdp_program__close(program);
-    if (err != 0)
-        return Status::failure("xdp: cannot detach decap from " + interface + ": " + errno_text(err));
-    return {};
-}
-
 std::string pin_dir(const std::string& pin_path, const std::string& interface)
 {
     return (std::filesystem::path(pin_path) / interface).string();

@@ -1,9 +1,7 @@
 // fulcrum-decap's view of the kernel: this host's local addresses, the balancers' tunnel-source
-// prefixes, what XDP has attached to an interface, and the program and maps pinned under
-// PIN_PATH/IFACE/ by an earlier `attach`.
+// prefixes, and the program and maps pinned under PIN_PATH/IFACE/ by an earlier `attach`. What XDP
+// has attached to an interface, and which of it is ours, is dataplane/xdp_attach.h's.
 #pragma once
-
-#include <xdp/libxdp.h>
 
 #include <cstdint>
 #include <string>
@@ -68,28 +66,6 @@ KeyDiff<fulcrum_decap_key> diff_addresses(const std::vector<fulcrum_decap_key>& 
                                           const std::vector<fulcrum_decap_key>& wanted);
 KeyDiff<fulcrum_decap_source_key> diff_prefixes(const std::vector<fulcrum_decap_source_key>& current,
                                                 const std::vector<fulcrum_decap_source_key>& wanted);
-
-struct AttachedProgram {
-    unsigned id = 0;
-    std::string name;
-};
-
-// What XDP has on an interface: nothing, one program alone ("legacy" in libxdp's words), or
-// libxdp's dispatcher with its component programs.
-struct Attachment {
-    bool any = false;
-    bool dispatcher = false;
-    xdp_attach_mode mode = XDP_MODE_UNSPEC;
-    unsigned main_id = 0;                   // the program the kernel runs (dispatcher or alone)
-    std::vector<AttachedProgram> programs;  // the programs that do the work
-    // Our program: the one with this id, else (pinned_id 0 or absent) one named "decap".
-    const AttachedProgram* find_decap(unsigned pinned_id) const;
-};
-
-Attachment read_attachment(int ifindex);
-const char* mode_name(xdp_attach_mode mode);
-// Detaches one program (by id) from the interface, leaving any others in a dispatcher.
-Status detach_program(const std::string& interface, int ifindex, unsigned id, xdp_attach_mode mode);
 
 // The objects pinned by `attach` for one interface; fds are invalid where a pin is missing.
 struct Pins {

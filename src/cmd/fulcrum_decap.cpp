@@ -235,6 +235,9 @@ std::vector<fulcrum_decap_key> local_addresses(Status* error)
     return addresses;
 }
 
+// fulcrum-decap's program: the pinned one, or (its pins lost) one named "decap".
+dataplane::XdpOwner decap_owner(unsigned pinned_id) { return {kProgramName, pinned_id, true}; }
+
 int attach(const Options& o)
 {
     const std::string& iface = o.interface;
@@ -251,13 +254,16 @@ int attach(const Options& o)
     // dispatcher can run both).
     const std::string dir = pin_dir(o.pin_path, iface);
     Pins old_pins = open_pins(dir);
-    unsigned old_pinned_id = program_id(old_pins.program.get());
-    Attachment before = read_attachment(ifindex);
-    const AttachedProgram* old = before.find_decap(old_pinned_id);
-    if (before.any && !old && !before.dispatcher)
+    const dataplane::XdpOwner owner = decap_owner(program_id(old_pins.program.get()));
+    Status read;
+    const dataplane::XdpInterface before = dataplane::read_xdp(iface, &read);
+    if (!read.ok())
+        return failure(read.message());
+    const dataplane::XdpProgramRef* old = dataplane::find_ours(before, owner);
+    if (dataplane::occupied_by_other(before, owner))
         return failure("xdp: cannot attach decap to " + iface + ": it already has XDP program id " +
-                       std::to_string(before.main_id) + " (" + before.programs.front().name +
-                       "), which is not fulcrum-decap's; detach that first");
+                       std::to_string(before.main_id) + " (" + before.programs.front().name + ", " +
+                       before.mode_name() + " mode), which is not fulcrum-decap's; detach that first");
 
     // The pin directory, before touching the interface: a pin path we cannot use fails early.
     std::string on = existing_ancestor(dir);
@@ -291,7 +297,7 @@ int attach(const Options& o)
 
     if (old) {
         unsigned old_id = old->id;
-        if (Status s = detach_program(iface, ifindex, old_id, before.mode); !s.ok())
+        if (Status s = dataplane::detach_program(before, old_id); !s.ok())
             return fail(s.message() + " (replacing program id " + std::to_string(old_id) + ")");
         std::printf("replacing decap program id %u on %s: detached it\n", old_id, iface.c_str());
     }
@@ -316,7 +322,9 @@ int attach(const Options& o)
                                                        : "; and " + undone.message()));
     }
 
-    Attachment after = read_attachment(ifindex);
+    attachment.keep();  // the attachment outlives this command; the pins find it again
+    Status ignored;
+    const dataplane::XdpInterface after = dataplane::read_xdp(iface, &ignored);
     std::printf("attached decap program id %u to %s in %s mode%s\n", program_id(program->program_fd()),
                 iface.c_str(), attachment.mode_name(),
                 after.dispatcher ? " through libxdp's dispatcher"
@@ -387,20 +395,22 @@ int detach(const Options& o)
         return s.ok() ? "; removed the stale pins under " + dir : "; " + s.message();
     };
 
-    int ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
-    if (ifindex == 0) {
+    if (if_nametoindex(iface.c_str()) == 0) {
         int err = errno;
         return failure("xdp: cannot detach decap from " + iface + ": " + std::strerror(err) + drop_stale_pins());
     }
-    Attachment a = read_attachment(ifindex);
-    const AttachedProgram* ours = a.find_decap(pinned_id);
+    Status read;
+    const dataplane::XdpInterface a = dataplane::read_xdp(iface, &read);
+    if (!read.ok())
+        return failure(read.message());
+    const dataplane::XdpProgramRef* ours = dataplane::find_ours(a, decap_owner(pinned_id));
     if (!ours) {
         std::string what = a.any ? " (it has XDP program id " + std::to_string(a.main_id) + ", not fulcrum-decap's: left alone)"
                                  : "";
         return failure("xdp: nothing to detach: no decap program is attached to " + iface + what + drop_stale_pins());
     }
     unsigned id = ours->id;
-    if (Status s = detach_program(iface, ifindex, id, a.mode); !s.ok())
+    if (Status s = dataplane::detach_program(a, id); !s.ok())
         return failure(s.message());
     if (Status s = remove_pins(dir); !s.ok())
         return failure(s.message() + " (decap program id " + std::to_string(id) + " was detached from " + iface + ")");
@@ -413,7 +423,7 @@ struct InterfaceStatus {
     std::string interface;
     std::string pin_dir;
     int ifindex = 0;
-    Attachment attachment;
+    dataplane::XdpInterface attachment;
     unsigned pinned_id = 0;
     unsigned attached_id = 0;  // our program's id on the interface, or the foreign main program's
     bool matches = false;      // the pinned program is the one attached
@@ -435,9 +445,14 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
     st.ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
     if (st.ifindex == 0)
         st.problems.push_back("no interface " + iface + " here: " + std::strerror(errno));
-    else
-        st.attachment = read_attachment(st.ifindex);
-    const AttachedProgram* ours = st.pinned_id ? st.attachment.find_decap(st.pinned_id) : nullptr;
+    else {
+        Status read;
+        st.attachment = dataplane::read_xdp(iface, &read);
+        if (!read.ok())
+            st.problems.push_back(read.message());
+    }
+    const dataplane::XdpProgramRef* ours =
+        st.pinned_id ? dataplane::find_ours(st.attachment, decap_owner(st.pinned_id)) : nullptr;
     st.matches = ours && ours->id == st.pinned_id;
     st.attached_id = ours ? ours->id : st.attachment.main_id;
     if (st.ifindex != 0 && !st.attachment.any)
@@ -481,14 +496,14 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
 void print_text(const std::vector<InterfaceStatus>& all)
 {
     for (const auto& st : all) {
-        const Attachment& a = st.attachment;
+        const dataplane::XdpInterface& a = st.attachment;
         if (st.matches)
             std::printf("%s: decap program id %u attached in %s mode%s (matches the pinned program)\n",
-                        st.interface.c_str(), st.attached_id, mode_name(a.mode),
+                        st.interface.c_str(), st.attached_id, a.mode_name(),
                         a.dispatcher ? " through libxdp's dispatcher" : "");
         else if (a.any)
             std::printf("%s: XDP program id %u attached in %s mode, NOT the pinned decap program (id %u)\n",
-                        st.interface.c_str(), st.attached_id, mode_name(a.mode), st.pinned_id);
+                        st.interface.c_str(), st.attached_id, a.mode_name(), st.pinned_id);
         else
             std::printf("%s: decap NOT attached (pinned program id %u)\n", st.interface.c_str(), st.pinned_id);
         std::printf("  pins: %s\n", st.pin_dir.c_str());
@@ -516,7 +531,7 @@ void print_json(const std::string& pin_path, const std::vector<InterfaceStatus>&
     JsonWriter w;
     w.begin_object().field("pin_path", pin_path).key("interfaces").begin_array();
     for (const InterfaceStatus& st : all) {
-        const Attachment& a = st.attachment;
+        const dataplane::XdpInterface& a = st.attachment;
         w.begin_object()
             .field("interface", st.interface)
             .field("pin_dir", st.pin_dir)
@@ -526,7 +541,7 @@ void print_json(const std::string& pin_path, const std::vector<InterfaceStatus>&
             .field("matches_pinned", st.matches)
             .key("mode");
         if (a.any)
-            w.value(mode_name(a.mode));
+            w.value(a.mode_name());
         else
             w.null();
         w.field("dispatcher", a.dispatcher).key("sources").begin_array();

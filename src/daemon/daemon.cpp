@@ -335,13 +335,8 @@ Status Daemon::bring_up()
     collector_->count_reload(true);
     reloads_ok_++;
 
-    // Listeners before attaching: a start that fails must not leave a program behind.
-    std::vector<std::string> fresh_attachments;
-    // Undoes what this start attached; programs it replaced stay (they were already running).
-    auto undo = [&fresh_attachments] {
-        for (const std::string& done : fresh_attachments)
-            (void)dataplane::detach_any(done);
-    };
+    // Listeners before attaching: a start that fails must not leave a program behind (the
+    // attachments made here detach when their handles go, unless kept).
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
         exposer_->RegisterCollectable(collector_);
@@ -353,55 +348,43 @@ Status Daemon::bring_up()
                                                  [this](const control::Request& r) { return handle(r); });
     if (Status s = control_->start(); !s.ok())
         return s;
+    std::vector<dataplane::XdpAttachment> attachments;
     for (const config::Interface& i : cfg.interfaces) {
         log_forwarding(i.name);
         // Only the balancer pinned under our pin path (an earlier run of this instance) is
-        // replaced; a balancer of another pin path belongs to another fulcrumd.
-        const unsigned current_id = dataplane::attached_program_id(i.name);
-        std::string current = dataplane::attached_program_name(i.name);
-        if (current_id != 0 && current_id == program_->previous_program_id()) {
-            if (Status s = dataplane::replace_attached(i.name, program_->program_fd(), current_id); !s.ok()) {
-                undo();
-                return s;
-            }
-        } else if (current == "balancer") {
-            undo();
+        // ours to replace; a balancer of another pin path belongs to another fulcrumd.
+        dataplane::XdpInterface on = dataplane::read_xdp(i.name, &error);
+        if (!error.ok())
+            return error;
+        const dataplane::XdpOwner owner{"balancer", program_->previous_program_id(), false};
+        dataplane::XdpAttachment a;
+        if (const dataplane::XdpProgramRef* ours = dataplane::find_ours(on, owner)) {
+            a = dataplane::XdpAttachment::replace(on, *ours, program_->program_fd(), &error);
+        } else if (const dataplane::XdpProgramRef* other = dataplane::find_namesake(on, owner)) {
             return Status::failure("xdp: " + i.name + " already runs a Fulcrum balancer (program id " +
-                                   std::to_string(current_id) + ") that is not the one pinned under " +
+                                   std::to_string(other->id) + ") that is not the one pinned under " +
                                    cfg.pin_path + ": it belongs to another fulcrumd (another bpf.pin_path); "
                                    "refusing to replace it. If no fulcrumd owns it any more, detach it first "
                                    "(ip link set dev " + i.name + " xdp off)");
-        } else if (!current.empty()) {
-            undo();
-            return Status::failure("xdp: " + i.name + " already runs XDP program \"" + current +
-                                   "\", not Fulcrum's; refusing to replace it");
+        } else if (dataplane::occupied_by_other(on, owner)) {
+            return Status::failure("xdp: " + i.name + " already runs XDP program \"" + on.programs.front().name +
+                                   "\" (id " + std::to_string(on.main_id) + ", " + on.mode_name() +
+                                   " mode), not Fulcrum's; refusing to replace it");
         } else {
-            dataplane::XdpAttachment a =
-                dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode), &error);
-            if (!a.attached()) {
-                undo();
-                return error;
-            }
-            fresh_attachments.push_back(i.name);
+            a = dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode), &error);
         }
-        attached_.push_back(i.name);
+        if (!a.attached())
+            return error;
+        attachments.push_back(std::move(a));
     }
-
-    for (const std::string& name : attached_) {
-        dataplane::XdpDetacher d = dataplane::XdpDetacher::open(name, &error);
-        if (d.interface().empty() || !error.ok())
-            LOG_WARN("%s (on_exit: detach will try again at exit, which needs CAP_SYS_ADMIN)", error.message().c_str());
-        else
-            detachers_.push_back(std::move(d));
-        error = {};
-    }
+    attachments_ = std::move(attachments);
 
     // Announce VIPs only once the program is attached and serving them.
     routes_ = std::make_unique<routes::VipRoutes>(cfg.routes_table, cfg.routes_need);
     if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
         LOG_WARN("%s", s.message().c_str());
     LOG_INFO("fulcrumd %s: %zu services on %zu interfaces; metrics on http://%s/metrics", kVersion,
-             cfg.services.size(), attached_.size(), cfg.metrics_listen.c_str());
+             cfg.services.size(), attachments_.size(), cfg.metrics_listen.c_str());
     return {};
 }
 
@@ -500,19 +483,17 @@ void Daemon::schedule_neighbour_refresh()
 void Daemon::shut_down()
 {
     if (config_ && config_->on_exit == config::OnExit::detach) {
-        for (const std::string& iface : attached_) {
-            auto d = std::find_if(detachers_.begin(), detachers_.end(),
-                                  [&iface](const dataplane::XdpDetacher& x) { return x.interface() == iface; });
-            Status s = d != detachers_.end() ? d->detach() : dataplane::detach_any(iface);
-            if (!s.ok())
+        for (dataplane::XdpAttachment& a : attachments_)
+            if (Status s = a.detach(); !s.ok())
                 LOG_ERROR("%s", s.message().c_str());
-        }
         program_->unpin();
         if (routes_)
             if (Status s = routes_->withdraw_all(); !s.ok())
                 LOG_ERROR("%s", s.message().c_str());
         LOG_INFO("fulcrumd: detached, unpinned and VIP routes withdrawn (on_exit: detach)");
     } else {
+        for (dataplane::XdpAttachment& a : attachments_)
+            a.keep();
         LOG_INFO("fulcrumd: exiting; the balancer stays attached and pinned (on_exit: keep)");
     }
 }

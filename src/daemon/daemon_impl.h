@@ -86,9 +86,9 @@ private:
     std::unique_ptr<health::Manager> health_;
     std::unique_ptr<routes::VipRoutes> routes_;  // host routes of VIPs for a BGP speaker
     std::set<std::string> panicking_;  // services in panic at the last apply (logged on change)
-    std::vector<std::string> attached_;
-    // Opened at start, while programs can still be opened by id: on_exit: detach uses them.
-    std::vector<dataplane::XdpDetacher> detachers_;
+    // Our program on each interface. Each handle holds its own descriptor of the program, so
+    // on_exit: detach works after CAP_SYS_ADMIN is given up; shut_down() detaches or keeps them.
+    std::vector<dataplane::XdpAttachment> attachments_;
     boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
     boost::asio::signal_set reload_signal_{io_, SIGHUP};
     boost::asio::steady_timer neighbour_timer_{io_};
