@@ -268,15 +268,6 @@ std::vector<std::string> pinned_interfaces(const std::string& pin_path)
     return names;
 }
 
-unsigned program_id(int program_fd)
-{
-    bpf_prog_info info{};
-    std::uint32_t len = sizeof info;
-    if (program_fd < 0 || bpf_obj_get_info_by_fd(program_fd, &info, &len) != 0)
-        return 0;
-    return info.id;
-}
-
 namespace {
 
 // Every key of a map (bounded by twice its size, in case entries change while we walk it).

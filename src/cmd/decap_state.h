@@ -83,7 +83,6 @@ Status remove_pins(const std::string& dir);
 // The interface directories under the pin path (sorted); empty if the path does not exist.
 std::vector<std::string> pinned_interfaces(const std::string& pin_path);
 
-unsigned program_id(int program_fd);
 std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error);
 std::vector<fulcrum_decap_source_key> read_prefixes(int map_fd, Status* error);
 // Applies a diff to the pinned maps: adds first, then removes, so an address or prefix that stays

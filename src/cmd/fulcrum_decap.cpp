@@ -254,7 +254,7 @@ int attach(const Options& o)
     // dispatcher can run both).
     const std::string dir = pin_dir(o.pin_path, iface);
     Pins old_pins = open_pins(dir);
-    const dataplane::XdpOwner owner = decap_owner(program_id(old_pins.program.get()));
+    const dataplane::XdpOwner owner = decap_owner(dataplane::program_id_of(old_pins.program.get()));
     Status read;
     const dataplane::XdpInterface before = dataplane::read_xdp(iface, &read);
     if (!read.ok())
@@ -325,7 +325,7 @@ int attach(const Options& o)
     attachment.keep();  // the attachment outlives this command; the pins find it again
     Status ignored;
     const dataplane::XdpInterface after = dataplane::read_xdp(iface, &ignored);
-    std::printf("attached decap program id %u to %s in %s mode%s\n", program_id(program->program_fd()),
+    std::printf("attached decap program id %u to %s in %s mode%s\n", dataplane::program_id_of(program->program_fd()),
                 iface.c_str(), attachment.mode_name(),
                 after.dispatcher ? " through libxdp's dispatcher"
                                  : " alone (without libxdp's dispatcher, which this kernel cannot run)");
@@ -385,7 +385,7 @@ int detach(const Options& o)
     const std::string dir = pin_dir(o.pin_path, iface);
     Pins pins = open_pins(dir);
     bool had_pins = pins.any();
-    unsigned pinned_id = program_id(pins.program.get());
+    unsigned pinned_id = dataplane::program_id_of(pins.program.get());
     pins = Pins{};  // close our fds: the pins, not this process, should hold the objects
 
     auto drop_stale_pins = [&]() -> std::string {
@@ -439,7 +439,7 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
     st.interface = iface;
     st.pin_dir = pin_dir(pin_path, iface);
     Pins pins = open_pins(st.pin_dir);
-    st.pinned_id = program_id(pins.program.get());
+    st.pinned_id = dataplane::program_id_of(pins.program.get());
     if (!pins.program.valid())
         st.problems.push_back("no pinned program at " + st.pin_dir + "/" + kPinProgram);
     st.ifindex = static_cast<int>(if_nametoindex(iface.c_str()));

@@ -50,15 +50,6 @@ int ifindex_of(const std::string& interface, Status* error)
     return ifindex;
 }
 
-unsigned id_of(int program_fd)
-{
-    bpf_prog_info info{};
-    std::uint32_t len = sizeof info;
-    if (program_fd < 0 || bpf_obj_get_info_by_fd(program_fd, &info, &len) != 0)
-        return 0;
-    return info.id;
-}
-
 // The id of the program the kernel runs on the interface in `mode` (0: none). A netlink query:
 // needs no capability, so it works after fulcrumd gave CAP_SYS_ADMIN up.
 unsigned running_id(int ifindex, int mode)
@@ -107,6 +98,15 @@ Status libxdp_detach(int program_fd, unsigned id, const std::string& interface, 
 }  // namespace
 
 const char* XdpInterface::mode_name() const { return name_of(mode); }
+
+unsigned program_id_of(int program_fd)
+{
+    bpf_prog_info info{};
+    std::uint32_t len = sizeof info;
+    if (program_fd < 0 || bpf_obj_get_info_by_fd(program_fd, &info, &len) != 0)
+        return 0;
+    return info.id;
+}
 
 XdpInterface read_xdp(const std::string& interface, Status* error)
 {
@@ -205,7 +205,7 @@ XdpAttachment XdpAttachment::attach(int program_fd, const std::string& interface
     xdp_program__close(program);  // libxdp's own copy of the descriptor
     a.mode_name_ = name_of(a.attach_mode_);
     a.fd_ = fcntl(program_fd, F_DUPFD_CLOEXEC, 3);
-    a.id_ = id_of(program_fd);
+    a.id_ = program_id_of(program_fd);
     log_how_attached(interface, a.mode_name_);
     if (a.fd_ < 0) {
         // Cannot happen short of running out of descriptors; then the handle cannot detach later.
@@ -264,7 +264,7 @@ XdpAttachment XdpAttachment::replace(const XdpInterface& on, const XdpProgramRef
     LOG_INFO("xdp: replaced program %u on %s in place (%s mode%s)", old.id, on.interface.c_str(), a.mode_name_,
              on.dispatcher ? ", through libxdp's dispatcher" : "");
     a.fd_ = fcntl(program_fd, F_DUPFD_CLOEXEC, 3);
-    a.id_ = id_of(program_fd);
+    a.id_ = program_id_of(program_fd);
     if (a.fd_ < 0) {
         *error = Status::failure("xdp: replaced the program on " + on.interface +
                                  " but cannot keep a descriptor of it: " + std::strerror(errno));

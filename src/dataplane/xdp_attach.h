@@ -49,6 +49,9 @@ struct XdpInterface {
 // with nothing attached is not an error.
 XdpInterface read_xdp(const std::string& interface, Status* error);
 
+// The kernel's id of a loaded program (0 for an invalid descriptor).
+unsigned program_id_of(int program_fd);
+
 // Who owns a program: the one place that decides "is this program ours".
 struct XdpOwner {
     std::string name;        // our program's name as the kernel reports it: "balancer", "decap"
