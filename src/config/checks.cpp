@@ -3,10 +3,18 @@
 
 #include <sys/socket.h>
 
+#include <map>
 #include <string>
 
 namespace fulcrum::config::detail {
 namespace {
+
+// An address as a map key: equal keys exactly when Address::operator== holds.
+std::string key_of(const Address& a)
+{
+    std::size_t length = a.family == AF_INET ? 4 : 16;
+    return std::string(1, static_cast<char>(a.family)) + std::string(reinterpret_cast<const char*>(a.bytes), length);
+}
 
 std::string first_at(const Spot& first)
 {
@@ -65,6 +73,7 @@ void check_backends(const Config& config, const Spots& spots, Errors& errors)
     for (std::size_t i = 0; i < config.services.size(); ++i) {
         const Service& service = config.services[i];
         const ServiceSpots& where = spots.services[i];
+        std::map<std::string, std::size_t> first_with;  // address (family and bytes) -> backend index
         for (std::size_t k = 0; k < service.backends.size(); ++k) {
             if (!where.backend_addresses[k]) continue;
             const Address& address = service.backends[k].address;
@@ -75,12 +84,11 @@ void check_backends(const Config& config, const Spots& spots, Errors& errors)
                                " (IPv6 in IPv4 is not supported), got \"" + address.text + "\"");
                 continue;
             }
-            for (std::size_t j = 0; j < k; ++j)
-                if (where.backend_addresses[j] && service.backends[j].address == address) {
-                    errors.add(*where.backend_addresses[k],
-                               "duplicate backend " + address.text + first_at(*where.backend_addresses[j]));
-                    break;
-                }
+            // The first backend with this address, by value (a map: a service may have 100,000s).
+            auto [first, inserted] = first_with.try_emplace(key_of(address), k);
+            if (!inserted)
+                errors.add(*where.backend_addresses[k],
+                           "duplicate backend " + address.text + first_at(*where.backend_addresses[first->second]));
         }
     }
 }

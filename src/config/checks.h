@@ -5,10 +5,18 @@
 #include <optional>
 #include <vector>
 
+#include "abi.h"
 #include "config/config.h"
 #include "config/yaml_walk.h"
 
 namespace fulcrum::config::detail {
+
+// What the data-plane maps hold (xdp/abi.h). Ids 0 mean "none" in the maps, so services and
+// backends get 1..MAX-1. The walk stops reading a list one item past its limit: check_capacity
+// reports that item, and nothing after it is built (YAML aliases could repeat it endlessly).
+constexpr std::size_t kMaxServices = FULCRUM_MAX_SERVICES - 1;
+constexpr std::size_t kMaxBackends = FULCRUM_MAX_BACKENDS - 1;
+constexpr std::size_t kMaxInterfaces = FULCRUM_MAX_INTERFACES;
 
 // Where the walk found the values these checks point at. A spot is empty when its value was
 // missing or invalid: that was reported already, and a check built on it would only add noise.

@@ -16,6 +16,7 @@
 
 #include "config/checks.h"
 #include "config/fields.h"
+#include "config/yaml_load.h"
 #include "config/yaml_walk.h"
 
 namespace fulcrum::config {
@@ -56,6 +57,8 @@ void read_interfaces(Errors& errors, const Value& value, Config& config, Spots& 
     if (!items) return;
     if (items->empty()) errors.expected(value, "at least one interface");
     for (const Value& item : *items) {
+        if (config.interfaces.size() > kMaxInterfaces) break;  // reported by check_capacity
+        if (!errors.build(item.spot, sizeof(Interface) + sizeof(Spot))) return;
         Mapping m(errors, item, {"name", "mode"});
         Interface interface;
         std::optional<Spot> name_spot;
@@ -139,6 +142,14 @@ struct CheckLayer {
     std::optional<Spot> source, address;
 };
 
+// What a copy of `check` builds, for Errors::build: the struct and the text it holds.
+std::size_t built_size(const HealthCheck& c)
+{
+    return sizeof(HealthCheck) + c.method.size() + c.path.size() + c.host.size() + c.expect_body.size() +
+           c.payload.size() + c.expect.size() + c.query_name.size() + c.query_type.size() + c.command.size() +
+           c.user.name.size() + c.expect_status.size() * sizeof(StatusRange);
+}
+
 // Sources already reported as of the wrong family: one written in defaults may be inherited by
 // many backends, but one error at the key is enough.
 using ReportedSpots = std::set<std::pair<int, int>>;
@@ -165,6 +176,7 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
                "source", "method", "path", "host", "expect_status", "expect_body", "tls_verify", "payload",
                "expect", "require_reply", "query_name", "query_type", "command", "user"});
     CheckLayer layer = parent;
+    if (!errors.build(value.spot, built_size(parent.check))) return layer;
     HealthCheck& check = layer.check;
     std::size_t errors_before = errors.count();
     if (auto v = m.get("type")) assign(check.type, parse_check_type(errors, *v));
@@ -216,6 +228,10 @@ Backend read_backend(Errors& errors, const Value& value, const CheckLayer& servi
     Mapping m(errors, value, {"address", "weight", "state", "healthcheck"});
     Backend backend;
     backend.line = value.spot.line;
+    // The backend, its spots and the copy of its service's check below.
+    if (!errors.build(value.spot, sizeof(Backend) + sizeof(Spot) + value.spot.path.size() +
+                                      built_size(service_check.check)))
+        return backend;
     if (auto v = m.require("address"); v && assign(backend.address, parse_address(errors, *v)))
         address_spot = v->spot;
     if (auto v = m.get("weight")) assign(backend.weight, parse_uint<std::uint32_t>(errors, *v, 0, 65535));
@@ -240,13 +256,15 @@ Backend read_backend(Errors& errors, const Value& value, const CheckLayer& servi
     return backend;
 }
 
+// `backends_read` counts the backends of all services read so far.
 Service read_service(Errors& errors, const Value& value, const CheckLayer& defaults, ReportedSpots& reported,
-                     ServiceSpots& spots)
+                     ServiceSpots& spots, std::size_t& backends_read)
 {
     Mapping m(errors, value,
               {"name", "vip", "port", "protocol", "table_size", "min_healthy", "healthcheck", "backends"});
     Service service;
     CheckLayer check = defaults;
+    if (!errors.build(value.spot, sizeof(Service) + sizeof(ServiceSpots) + built_size(defaults.check))) return service;
     // Each spot is kept only for a valid value: the checks across services use these.
     auto keep = [](std::optional<Spot>& spot, const Value& v, bool valid) {
         if (valid) spot = v.spot;
@@ -275,6 +293,8 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
     if (auto v = m.require("backends"))
         if (auto items = list_items(errors, *v, "a list of backends"))
             for (const Value& item : *items) {
+                if (backends_read > kMaxBackends) break;  // reported by check_capacity
+                ++backends_read;
                 spots.backend_addresses.emplace_back();
                 CheckLayer backend_check;
                 service.backends.push_back(read_backend(errors, item, check, port_zero, reported,
@@ -308,12 +328,15 @@ Config read_config(Errors& errors, const Value& root, Spots& spots)
     config.default_healthcheck = defaults.check;
     // `services` is required so a file that lost its services by mistake is not read as "none";
     // an explicit empty list is fine (a balancer being set up).
+    std::size_t backends_read = 0;
     if (auto v = top.require("services"))
         if (auto items = list_items(errors, *v, "a list of services"))
             for (const Value& item : *items) {
+                if (config.services.size() > kMaxServices) break;  // reported by check_capacity
                 spots.services.emplace_back();
                 spots.services.back().at = item.spot;
-                config.services.push_back(read_service(errors, item, defaults, reported, spots.services.back()));
+                config.services.push_back(
+                    read_service(errors, item, defaults, reported, spots.services.back(), backends_read));
             }
     return config;
 }
@@ -347,15 +370,14 @@ ParseResult parse_text(const std::string& text, const std::string& name)
     // yaml-cpp reports syntax errors by exception; nothing may escape this API (STYLE.md), and the
     // catch-all keeps even an unexpected failure a config error rather than a crashed daemon.
     try {
-        std::vector<YAML::Node> documents = YAML::LoadAll(text);
-        if (documents.size() > 1) {
-            errors.add(spot_of(documents[1].Mark(), ""),
-                       "expected one YAML document, found " + std::to_string(documents.size()));
-        } else if (documents.empty() || documents[0].IsNull()) {
+        std::optional<YAML::Node> document = load_one_document(text, errors);
+        if (!document) {
+            // Reported: too large, more than one document, or unreadable (yaml_load.h).
+        } else if (document->IsNull()) {
             errors.add(Spot{}, "expected a mapping with interfaces and services, got an empty file");
         } else {
             Spots spots;
-            config = read_config(errors, Value{documents[0], spot_of(documents[0].Mark(), "")}, spots);
+            config = read_config(errors, Value{*document, spot_of(document->Mark(), "")}, spots);
             config->file = name;
             check_consistency(*config, spots, errors);
             check_capacity(*config, spots, errors);

@@ -57,6 +57,7 @@ std::optional<std::string> parse_text_value(Errors& errors, const Value& value, 
         errors.expected(value, what);
         return std::nullopt;
     }
+    if (!errors.build(value.spot, value.node.Scalar().size())) return std::nullopt;
     return value.node.Scalar();
 }
 

@@ -8,16 +8,9 @@
 #include "config/checks.h"
 
 namespace fulcrum::config::detail {
-namespace {
 
-// Ids 0 mean "none" in the maps, so services and backends get 1..MAX-1.
-constexpr std::size_t kMaxServices = FULCRUM_MAX_SERVICES - 1;
-constexpr std::size_t kMaxBackends = FULCRUM_MAX_BACKENDS - 1;
 // Every VIP has a service, so the service limit keeps the VIPs within the vips map too.
 static_assert(FULCRUM_MAX_VIPS >= FULCRUM_MAX_SERVICES - 1, "config/limits.cpp: add a check of distinct VIPs");
-constexpr std::size_t kMaxInterfaces = FULCRUM_MAX_INTERFACES;
-
-}  // namespace
 
 void check_capacity(const Config& config, const Spots& spots, Errors& errors)
 {

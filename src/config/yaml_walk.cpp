@@ -7,7 +7,37 @@ namespace fulcrum::config::detail {
 
 void Errors::add(const Spot& at, std::string message)
 {
+    // Errors are built too: an alias repeats the errors of what it names.
+    if (!build(at, sizeof(Error) + at.path.size() + message.size())) return;
     errors_.push_back(Error{file_, at.line, at.column, at.path, std::move(message)});
+}
+
+void Errors::exhaust(const Spot& at, std::string message)
+{
+    if (exhausted_) return;
+    errors_.push_back(Error{file_, at.line, at.column, at.path, std::move(message)});
+    exhausted_ = true;
+}
+
+bool Errors::visit(const Spot& at)
+{
+    if (exhausted_) return false;
+    if (++visits_ <= file_nodes_ + kMaxAliasVisits) return true;
+    exhaust(at, "expected at most " + std::to_string(file_nodes_ + kMaxAliasVisits) +
+                    " list items and keys walked (the file's " + std::to_string(file_nodes_) + " YAML nodes and " +
+                    std::to_string(kMaxAliasVisits) + " more through aliases: each *alias counts all that its "
+                    "&anchor holds, every time), got more by here");
+    return false;
+}
+
+bool Errors::build(const Spot& at, std::size_t bytes)
+{
+    if (exhausted_) return false;
+    built_bytes_ += bytes;
+    if (built_bytes_ <= kMaxBuiltBytes) return true;
+    exhaust(at, "expected a configuration of at most " + std::to_string(kMaxBuiltBytes / (1024 * 1024)) +
+                    " MiB once YAML aliases and inherited health checks are expanded, got more by here");
+    return false;
 }
 
 void Errors::expected(const Value& got, std::string_view expected)
@@ -28,8 +58,14 @@ std::vector<Error> Errors::sorted() const
 std::string describe(const YAML::Node& node)
 {
     switch (node.Type()) {
-        case YAML::NodeType::Scalar:
-            return "\"" + node.Scalar() + "\"";
+        case YAML::NodeType::Scalar: {
+            // A message quotes what it refuses; a long value is cut, or each error of a value that
+            // an alias repeats would copy all of it.
+            constexpr std::size_t kShown = 100;
+            const std::string& text = node.Scalar();
+            if (text.size() <= kShown) return "\"" + text + "\"";
+            return "\"" + text.substr(0, kShown) + "...\" (" + std::to_string(text.size()) + " characters)";
+        }
         case YAML::NodeType::Sequence:
             return node.size() == 0 ? "an empty list" : "a list";
         case YAML::NodeType::Map:
@@ -108,7 +144,9 @@ std::optional<std::vector<Value>> list_items(Errors& errors, const Value& value,
     std::vector<Value> items;
     for (std::size_t i = 0; i < value.node.size(); ++i) {
         YAML::Node item = value.node[i];
-        items.push_back(Value{item, spot_of(item.Mark(), index_path(value.spot.path, i))});
+        Spot spot = spot_of(item.Mark(), index_path(value.spot.path, i));
+        if (!errors.visit(spot)) return std::nullopt;
+        items.push_back(Value{item, std::move(spot)});
     }
     return items;
 }
@@ -125,6 +163,7 @@ Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_vie
     // one place a key written twice (silently "last wins" elsewhere) can be caught.
     for (const auto& pair : value.node) {
         Spot key_spot = spot_of(pair.first.Mark(), spot_.path);
+        if (!errors.visit(key_spot)) return;
         if (!pair.first.IsScalar()) {
             errors.add(key_spot, "expected a key name, got " + describe(pair.first));
             continue;

@@ -29,11 +29,31 @@ struct Value {
     Spot spot;
 };
 
-// Every error of one file, collected rather than thrown so the user sees them all at once.
+// Bounds of the walk over the tree (README: Configuration reference > Limits). A YAML alias
+// (*name) stands for the whole node its anchor (&name) marks, so a file of a few kilobytes can name
+// one service thousands of times, each with thousands of backends; and every service and backend
+// copies the health check it inherits. Unbounded, both grow into gigabytes. Without aliases the
+// walk visits each node at most once, so it may visit the file's own nodes (counted by
+// load_one_document, which sets the limit) and kMaxAliasVisits more: an anchored health check of
+// 20 keys named by 5000 services fits. A file at the data plane's limits builds about 100 MB.
+constexpr std::size_t kMaxAliasVisits = 100'000;         // list items and mapping entries walked
+constexpr std::size_t kMaxBuiltBytes = 256 * 1024 * 1024;  // scalars, services, backends and checks built
+
+// Every error of one file, collected rather than thrown so the user sees them all at once. It
+// also keeps the walk's bounds: past one, it holds a single error for it, at the place the walk
+// had reached, and takes no more errors (the walk then stops short and nothing it does counts).
 class Errors {
 public:
     explicit Errors(std::string file) : file_(std::move(file)) {}
     void add(const Spot& at, std::string message);
+    // The file has `nodes` YAML nodes: the walk may visit them and kMaxAliasVisits more.
+    void limit_visits(std::size_t nodes) { file_nodes_ = nodes; }
+    // Counts one list item or mapping entry at `at`; false past the limit.
+    bool visit(const Spot& at);
+    // Counts `bytes` built at `at` (a scalar copied, a service, a backend, a health check); false
+    // past kMaxBuiltBytes.
+    bool build(const Spot& at, std::size_t bytes);
+    bool exhausted() const { return exhausted_; }
     // Reports `got` as not being `expected`: "expected EXPECTED, got DESCRIPTION".
     void expected(const Value& got, std::string_view expected);
     std::size_t count() const { return errors_.size(); }
@@ -41,8 +61,12 @@ public:
     std::vector<Error> sorted() const;
 
 private:
+    void exhaust(const Spot& at, std::string message);
+
     std::string file_;
     std::vector<Error> errors_;
+    std::size_t visits_ = 0, built_bytes_ = 0, file_nodes_ = 0;
+    bool exhausted_ = false;
 };
 
 // How a node reads in a message: "\"text\"", "a list", "an empty list", "a mapping", "nothing"...

@@ -1,0 +1,37 @@
+// Reading the text of a config file into one YAML document, within bounds: yaml-cpp builds a tree
+// of heavy nodes (measured here: 50 to 250 bytes of memory per byte of YAML), and yaml-cpp 0.7
+// (Debian 12) never ends on some inputs. A config file must not make fulcrumd or --check use
+// unbounded memory, so the text is walked once with yaml-cpp's event parser, which builds nothing,
+// before the tree is built (README: Configuration reference > Limits).
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "config/yaml_walk.h"
+
+namespace fulcrum::config::detail {
+
+// The largest config file read: about twice a file at the data plane's limits (4095 services
+// with 131071 backends is 4.4 MiB in compact flow style), so every config the maps can hold fits.
+// It bounds the event pass below: yaml-cpp holds about 270 bytes per token while it scans a flow
+// collection that may still turn out to be a key ("[0,0,...]" at the start of a line), so 8 MiB
+// of that costs about 1.1 GB for a few seconds (measured); any other shape far less.
+constexpr std::size_t kMaxConfigBytes = 8 * 1024 * 1024;
+
+// The most YAML nodes (scalars, lists, mappings, aliases; a mapping's keys count) one file may
+// have, which bounds the tree YAML::Load builds (about 500 bytes a node). The compact file at the
+// data plane's limits above has about 450,000.
+constexpr std::size_t kMaxYamlNodes = 1'000'000;
+
+// The one document of `text`, or nothing after adding an error: text over kMaxConfigBytes, more
+// than kMaxYamlNodes nodes, more than one document, or a token yaml-cpp 0.7 cannot place (a ','
+// where a document starts: YAML::LoadAll would loop forever there, adding empty documents until
+// memory runs out). A file with no content gives a null node. YAML syntax errors are thrown, as
+// by YAML::Load (YAML::ParserException, with the mark).
+std::optional<YAML::Node> load_one_document(const std::string& text, Errors& errors);
+
+}  // namespace fulcrum::config::detail
