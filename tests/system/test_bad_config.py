@@ -4,7 +4,7 @@ and refusing touches nothing in the kernel.
 
 For each broken file (YAML syntax error, unknown key with a suggestion, bad address, non-prime
 table_size, IPv6 VIP with an IPv4 backend, missing tunnel.source_v4 for IPv4 backends, duplicate
-service, bad duration, missing file):
+service, bad duration, a ',' where a YAML document starts, a file over 8 MiB, missing file):
 - `fulcrumd --check -c FILE` exits 1 and prints exactly the expected error lines and the count;
 - plain `fulcrumd -c FILE` in the balancer namespace exits non-zero with the same lines on stderr,
   and nothing is attached: no XDP on the balancer's eth0, no pin directory, no lock file.
@@ -54,6 +54,13 @@ def cases(lab):
          ['FILE:23:11: services[1].name: duplicate service name "web" (first at line 15)']),
         ("bad duration", lab.config_text(good_svc, extra="flows:\n  udp_idle_timeout: 30x\n"),
          ['FILE:15:21: flows.udp_idle_timeout: expected a duration like 500ms, 2s, 1m or 1h, got "30x"']),
+        # yaml-cpp 0.7 reported an empty document at the ',' without consuming it, for ever: --check
+        # used gigabytes until killed (the config fuzzer's out-of-memory, issue 13).
+        ("a ',' where a YAML document starts", base + "---\n,\n",
+         [f"FILE:{len(lines) + 2}:1: invalid YAML: expected a value or the end of the file here "
+          "(is a ',' outside [ ] or { }?)"]),
+        ("a file over 8 MiB", base + "#" + "x" * (8 * 1024 * 1024) + "\n",
+         [f"FILE:1:1: expected a file of at most 8 MiB (8388608 bytes), got {len(base) + 8 * 1024 * 1024 + 2} bytes"]),
         ("missing file", None, ["FILE: cannot read the file: No such file or directory"]),
     ]
 
