@@ -64,7 +64,9 @@ std::string describe(const YAML::Node& node)
             constexpr std::size_t kShown = 100;
             const std::string& text = node.Scalar();
             if (text.size() <= kShown) return "\"" + text + "\"";
-            return "\"" + text.substr(0, kShown) + "...\" (" + std::to_string(text.size()) + " characters)";
+            std::size_t cut = kShown;
+            while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // a UTF-8 character whole
+            return "\"" + text.substr(0, cut) + "...\" (" + std::to_string(text.size()) + " bytes)";
         }
         case YAML::NodeType::Sequence:
             return node.size() == 0 ? "an empty list" : "a list";
@@ -126,6 +128,10 @@ std::optional<std::string_view> closest_key(std::string_view key, const std::vec
     std::optional<std::string_view> best;
     std::size_t best_distance = 3;
     for (std::string_view candidate : known) {
+        // The distance is at least the difference in length: skip what cannot be close, so a key
+        // of megabytes costs nothing here (edit_distance takes the product of the lengths).
+        std::size_t longer = std::max(key.size(), candidate.size()), shorter = std::min(key.size(), candidate.size());
+        if (longer - shorter >= best_distance) continue;
         std::size_t d = edit_distance(key, candidate);
         if (d < best_distance && d < key.size()) {
             best = candidate;

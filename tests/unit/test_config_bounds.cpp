@@ -144,3 +144,12 @@ TEST_CASE("a long health check string inherited by every service stops at 256 Mi
     CHECK(e.line == 5 + index);
     CHECK(e.column == 5);
 }
+
+TEST_CASE("a long value is quoted in its error cut after 100 bytes", "[config][bounds]")
+{
+    // Each error of a value an alias repeats would otherwise copy all of it.
+    const std::string name = std::string(99, 'e') + "\xc3\xa9" + std::string(1000, 'x');  // an é across byte 100
+    CHECK(errors_of("interfaces: [{name: " + name + "}]\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:1:21: interfaces[0].name: expected an interface name of 1 to 15 characters "
+                                   "without '/', ':' or spaces, got \"" + std::string(99, 'e') + "...\" (1101 bytes)"});
+}
