@@ -122,25 +122,25 @@ TEST_CASE("aliases that repeat a service's backends thousands of times stop 100,
     CHECK(result.errors.size() < 100'000);
 }
 
-TEST_CASE("a long health check string inherited by every service stops at 256 MiB built", "[config][bounds]")
+TEST_CASE("a long health check string inherited by every service stops at 512 MiB built", "[config][bounds]")
 {
-    // 1 MB of payload in defaults, copied into each of 300 services: 300 MB from a 1 MB file.
+    // 1 MB of payload in defaults, copied into each of 600 services: 600 MB from a 1 MB file.
     std::string text = "interfaces: [{name: eth0}]\ntunnel: {source_v4: 198.18.0.1}\n"
                        "defaults: {healthcheck: {type: udp, payload: " + std::string(1'000'000, 'x') + "}}\nservices:\n";
-    for (int i = 0; i < 300; ++i)
+    for (int i = 0; i < 600; ++i)
         text += "  - {name: s" + std::to_string(i) + ", vip: 198.18.1." + std::to_string(i % 250) + ", port: " +
                 std::to_string(1000 + i) + ", protocol: udp, backends: []}\n";
     auto result = parse_text(text, "t.yaml");
     CHECK_FALSE(result.config.has_value());
     REQUIRE(result.errors.size() == 1);
     const auto& e = result.errors[0];
-    CHECK(e.message == "expected a configuration of at most 256 MiB once YAML aliases and inherited health checks "
+    CHECK(e.message == "expected a configuration of at most 512 MiB once YAML aliases and inherited health checks "
                        "are expanded, got more by here");
-    // At the first service past the bound: the 256th or so (each costs 1 MB and a little).
+    // At the first service past the bound: the 536th or so (each costs 1 MB and a little).
     REQUIRE(e.key_path.rfind("services[", 0) == 0);
     const int index = std::stoi(e.key_path.substr(9));
-    CHECK(index > 200);
-    CHECK(index < 270);
+    CHECK(index > 480);
+    CHECK(index < 540);
     CHECK(e.line == 5 + index);
     CHECK(e.column == 5);
 }
