@@ -209,10 +209,11 @@ int BenchLab::floor_tx_fd() const { return bpf_program__fd(floors_->progs.floor_
 Status BenchLab::load_balancer()
 {
     dataplane::LoadOptions options;  // production defaults: flow table size, UDP timeout
+    auto loaded = dataplane::BalancerProgram::load(options);
+    if (!loaded.ok())
+        return loaded.status();
+    balancer_ = std::move(loaded).value();
     Status s;
-    balancer_ = dataplane::BalancerProgram::load(options, &s);
-    if (!balancer_)
-        return s;
 
     settings_.source_v4 = ipv4(kTunnelSource);
     settings_.hash_seed = 0x5eed5eed;

@@ -717,7 +717,13 @@ void run_applies(const Options& o, SizeRun& run, const plan::Desired& base, cons
             Status err;
             dataplane::LoadOptions lo;
             lo.flow_capacity = o.flow_capacity;
-            load.samples.push_back(measure(nullptr, [&] { program = dataplane::BalancerProgram::load(lo, &err); }));
+            load.samples.push_back(measure(nullptr, [&] {
+                auto loaded = dataplane::BalancerProgram::load(lo);
+                if (loaded.ok())
+                    program = std::move(loaded).value();
+                else
+                    err = loaded.status();
+            }));
             if (!program)
                 die("cannot load the balancer (root needed; or --fake-only): " + err.message());
         } else {

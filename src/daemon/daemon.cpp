@@ -89,18 +89,15 @@ void log_forwarding(const std::string& iface)
 // "//x", "/a/../x") meets the same lock and different directories never do (the lock files in
 // /run/fulcrum of earlier versions were named after the path text); it needs nothing outside the
 // pins, and dies with the process.
-int take_lock(const std::string& pin_path, Status* error)
+Result<int> take_lock(const std::string& pin_path)
 {
     int fd = open(pin_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-        *error = Status::failure("lock: cannot open " + pin_path + ": " + std::strerror(errno));
-        return -1;
-    }
+    if (fd < 0)
+        return Status::failure("lock: cannot open " + pin_path + ": " + std::strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        *error = Status::failure("lock: another fulcrumd already owns the pins under " + pin_path +
-                                 " (it holds the lock on that directory); refusing to start");
         close(fd);
-        return -1;
+        return Status::failure("lock: another fulcrumd already owns the pins under " + pin_path +
+                               " (it holds the lock on that directory); refusing to start");
     }
     return fd;
 }
@@ -263,19 +260,20 @@ Status Daemon::bring_up()
 
     if (Status s = dataplane::ensure_bpffs_dir(cfg.pin_path); !s.ok())
         return s;
-    Status error;
-    lock_fd_ = take_lock(cfg.pin_path, &error);
-    if (lock_fd_ < 0)
-        return error;
+    Result<int> lock = take_lock(cfg.pin_path);
+    if (!lock.ok())
+        return lock.status();
+    lock_fd_ = *lock;
 
     dataplane::LoadOptions options;
     options.udp_idle_timeout_ns = static_cast<std::uint64_t>(cfg.flows.udp_idle_timeout.count()) * 1'000'000;
     options.flow_capacity = cfg.flows.capacity;
     options.pin_path = cfg.pin_path;
     loaded_udp_idle_timeout_ns_ = options.udp_idle_timeout_ns;
-    program_ = dataplane::BalancerProgram::load(options, &error);
-    if (!program_)
-        return error;
+    Result<std::unique_ptr<dataplane::BalancerProgram>> program = dataplane::BalancerProgram::load(options);
+    if (!program.ok())
+        return program.status();
+    program_ = std::move(program).value();
     LOG_INFO("bpf: balancer loaded; %d pinned maps adopted from %s", program_->adopted_pins(),
              cfg.pin_path.c_str());
     log_warnings(parsed.warnings);
@@ -337,6 +335,7 @@ Status Daemon::bring_up()
 
     // Listeners before attaching: a start that fails must not leave a program behind (the
     // attachments made here detach when their handles go, unless kept).
+    Status error;  // the attach module's calls (dataplane/xdp_attach.h)
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
         exposer_->RegisterCollectable(collector_);

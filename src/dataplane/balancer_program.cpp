@@ -6,7 +6,9 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -36,17 +38,35 @@ Status raw_erase(const bpf_map* map, const void* key, const char* what)
     return {};
 }
 
-// Reads one key of a per-CPU map and hands each CPU's value to fold.
+// A counter that cannot be read is reported as 0 to the scrape (a metric has no error value), and
+// logged, at most once a minute across all counters (scrapes run on the exposer's threads).
+void log_unreadable_counter(const bpf_map* map, std::uint32_t key, const char* why)
+{
+    static std::atomic<std::int64_t> last_logged{0};
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch()).count();
+    std::int64_t last = last_logged.load();
+    if ((last == 0 || now - last >= 60) && last_logged.compare_exchange_strong(last, now))
+        LOG_WARN("metrics: cannot read %s key %u (%s): reported as 0 (logged at most once a minute)",
+                 bpf_map__name(map), key, why);
+}
+
+// Reads one key of a per-CPU map and hands each CPU's value to fold; a failed read folds nothing
+// and is logged.
 template <typename Value, typename Fold>
 void for_each_cpu(const bpf_map* map, std::uint32_t key, Fold fold)
 {
     int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0)
+    if (cpus <= 0) {
+        log_unreadable_counter(map, key, "cannot count the possible CPUs");
         return;
+    }
     std::vector<Value> values(static_cast<std::size_t>(cpus));
     static_assert(sizeof(Value) % 8 == 0, "per-CPU values are laid out 8-byte aligned");
-    if (bpf_map_lookup_elem(bpf_map__fd(map), &key, values.data()) != 0)
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &key, values.data()) != 0) {
+        log_unreadable_counter(map, key, std::strerror(errno));
         return;
+    }
     for (const Value& v : values)
         fold(v);
 }
@@ -146,23 +166,17 @@ void BalancerProgram::drop_staged_tables()
     staged_sizes_.clear();
 }
 
-std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& options, Status* error)
+Result<std::unique_ptr<BalancerProgram>> BalancerProgram::load(const LoadOptions& options)
 {
     balancer_bpf* skel = balancer_bpf::open();
-    if (!skel) {
-        *error = errno_status("cannot open the balancer object", errno);
-        return nullptr;
-    }
+    if (!skel)
+        return errno_status("cannot open the balancer object", errno);
     std::unique_ptr<BalancerProgram> program(new BalancerProgram(skel));
     skel->rodata->udp_idle_timeout_ns = options.udp_idle_timeout_ns;
-    if (int err = bpf_map__set_max_entries(skel->maps.flows, options.flow_capacity)) {
-        *error = errno_status("cannot size the flow table", err);
-        return nullptr;
-    }
-    if (int err = bpf_map__set_max_entries(skel->maps.new_flows, new_flows_capacity(options.flow_capacity))) {
-        *error = errno_status("cannot size the new-flow table", err);
-        return nullptr;
-    }
+    if (int err = bpf_map__set_max_entries(skel->maps.flows, options.flow_capacity))
+        return errno_status("cannot size the flow table", err);
+    if (int err = bpf_map__set_max_entries(skel->maps.new_flows, new_flows_capacity(options.flow_capacity)))
+        return errno_status("cannot size the new-flow table", err);
     // Each CPU's LRU list holds its share of the entries (BPF_F_NO_COMMON_LRU), counted over the
     // possible CPUs: on a machine that reports more possible than online CPUs, a share is smaller
     // than capacity / online CPUs. Say so once, with the numbers.
@@ -179,35 +193,23 @@ std::unique_ptr<BalancerProgram> BalancerProgram::load(const LoadOptions& option
     if (!options.pin_path.empty()) {
         program->pin_path_ = options.pin_path;
         program->previous_program_id_ = pinned_program_id(options.pin_path, "balancer");
-        if (Status s = prepare_map_pins(skel->obj, options.pin_path, &program->adopted_pins_); !s.ok()) {
-            *error = s;
-            return nullptr;
-        }
+        if (Status s = prepare_map_pins(skel->obj, options.pin_path, &program->adopted_pins_); !s.ok())
+            return s;
     }
-    if (int err = balancer_bpf::load(skel)) {
-        *error = errno_status("cannot load the balancer program", err);
-        return nullptr;
-    }
+    if (int err = balancer_bpf::load(skel))
+        return errno_status("cannot load the balancer program", err);
     // The version these maps are laid out for (pinning.h): what the next start compares.
     const std::uint32_t zero = 0, abi_version = FULCRUM_ABI_VERSION;
-    if (Status s = raw_update(skel->maps.abi, &zero, &abi_version, "ABI version"); !s.ok()) {
-        *error = s;
-        return nullptr;
-    }
+    if (Status s = raw_update(skel->maps.abi, &zero, &abi_version, "ABI version"); !s.ok())
+        return s;
     // VIPs adopted from pins need their filter bits (a filter map new to this version is empty).
-    if (Status s = program->rebuild_vip_filter(); !s.ok()) {
-        *error = s;
-        return nullptr;
-    }
-    if (Status s = program->hold_adopted_tables(); !s.ok()) {
-        *error = s;
-        return nullptr;
-    }
+    if (Status s = program->rebuild_vip_filter(); !s.ok())
+        return s;
+    if (Status s = program->hold_adopted_tables(); !s.ok())
+        return s;
     if (!options.pin_path.empty())
-        if (Status s = pin_program(skel->progs.balancer, options.pin_path, "balancer"); !s.ok()) {
-            *error = s;
-            return nullptr;
-        }
+        if (Status s = pin_program(skel->progs.balancer, options.pin_path, "balancer"); !s.ok())
+            return s;
     return program;
 }
 

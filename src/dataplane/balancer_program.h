@@ -38,9 +38,8 @@ struct LoadOptions {
 
 class BalancerProgram final : public MapWriter, public CounterReader {
 public:
-    // Opens, configures and loads the program (not attached). On failure returns nullptr and
-    // sets *error to a message naming the phase and errno.
-    static std::unique_ptr<BalancerProgram> load(const LoadOptions& options, Status* error);
+    // Opens, configures and loads the program (not attached). A failure names the phase and errno.
+    static Result<std::unique_ptr<BalancerProgram>> load(const LoadOptions& options);
     ~BalancerProgram();
     BalancerProgram(const BalancerProgram&) = delete;
     BalancerProgram& operator=(const BalancerProgram&) = delete;

@@ -35,12 +35,10 @@ public:
         egress_.clear();
         links_.clear();
         for (std::uint8_t family : {FULCRUM_AF_INET, FULCRUM_AF_INET6}) {
-            std::string& why = family_why_[family];
-            why.clear();
             // The forwarding sysctls do not matter here: the cache is how service packets are
             // forwarded with them off (their default; bpf_fib_lookup then answers FWD_DISABLED,
             // with or without BPF_FIB_LOOKUP_OUTPUT), so the host need not route anything itself.
-            (void)client_.default_rules_only(family, &why);
+            family_why_[family] = client_.default_rules_only(family).message();
         }
         for (const std::string& i : interfaces_)
             if (unsigned index = if_nametoindex(i.c_str()))
@@ -59,12 +57,11 @@ public:
             return fail("link-local or multicast address (the fib path refuses to forward it)");
         if (!family_why_[family].empty())
             return fail(family_why_[family]);
-        std::string err;
         const fulcrum_addr* src = family == FULCRUM_AF_INET6 && source_v6_ ? &*source_v6_ : nullptr;
         // The fib entry itself: its type, paths, metrics.
-        std::optional<rtnl::Route> fib = client_.route(family, addr, src, true, &err);
-        if (!fib)
-            return fail("no route (" + err + ")");
+        Result<rtnl::Route> fib = client_.route(family, addr, src, true);
+        if (!fib.ok())
+            return fail("no route (" + fib.message() + ")");
         if (fib->type != RTN_UNICAST)
             return fail("route type " + std::to_string(fib->type) + " is not unicast");
         if (fib->multipath)
@@ -78,9 +75,9 @@ public:
         if (!fib->oif)
             return fail("route without a single output interface");
         // The resolved route: shows a path-MTU exception, which the fib path would honour.
-        std::optional<rtnl::Route> out = client_.route(family, addr, src, false, &err);
-        if (!out)
-            return fail("no route (" + err + ")");
+        Result<rtnl::Route> out = client_.route(family, addr, src, false);
+        if (!out.ok())
+            return fail("no route (" + out.message() + ")");
         if (out->mtu_metric)
             return fail("path MTU exception (" + std::to_string(out->mtu_metric) + ")");
         if (out->oif != fib->oif || out->gateway.has_value() != fib->gateway.has_value() ||
@@ -91,17 +88,19 @@ public:
         r.neighbour = key;
         if (!egress_.contains(fib->oif))
             return fail("egress interface " + std::to_string(fib->oif) + " is not one fulcrumd runs on");
-        std::optional<rtnl::Neighbour> n = client_.neighbour(family, key.addr, key.ifindex, &err);
+        Result<rtnl::Neighbour> n = client_.neighbour(family, key.addr, key.ifindex);
         const std::string nh = address_text(key.addr, family);
-        if (!n)
-            return fail("no ARP/ND entry for next hop " + nh + " (" + err + ")");
+        if (!n.ok())
+            return fail("no ARP/ND entry for next hop " + nh + " (" + n.message() + ")");
         if (!rtnl::neighbour_state_valid(n->state) || !n->mac)
             return fail("next hop " + nh + " has no usable ARP/ND entry (state 0x" + std::to_string(n->state) + ")");
         auto l = links_.find(fib->oif);
         if (l == links_.end()) {
-            std::optional<rtnl::Link> got = client_.link(fib->oif, &err);
-            if (!got || !got->mac || !got->mtu)
-                return fail("cannot read egress interface " + std::to_string(fib->oif) + " (" + err + ")");
+            Result<rtnl::Link> got = client_.link(fib->oif);
+            if (!got.ok())
+                return fail("cannot read egress interface " + std::to_string(fib->oif) + " (" + got.message() + ")");
+            if (!got->mac || !got->mtu)
+                return fail("egress interface " + std::to_string(fib->oif) + " has no MAC address or MTU");
             l = links_.emplace(fib->oif, *got).first;
         }
         fulcrum_nexthop e{};
@@ -133,15 +132,15 @@ private:
 
 }  // namespace
 
-std::unique_ptr<NexthopResolver> make_kernel_resolver(std::vector<std::string> interfaces,
-                                                      std::optional<fulcrum_addr> source_v6, std::string* error)
+Result<std::unique_ptr<NexthopResolver>> make_kernel_resolver(std::vector<std::string> interfaces,
+                                                              std::optional<fulcrum_addr> source_v6)
 {
-    std::optional<rtnl::Client> client = rtnl::Client::open(error);
-    if (!client)
-        return nullptr;
-    auto r = std::make_unique<KernelResolver>(std::move(*client), std::move(interfaces));
+    Result<rtnl::Client> client = rtnl::Client::open();
+    if (!client.ok())
+        return client.status();
+    auto r = std::make_unique<KernelResolver>(std::move(client).value(), std::move(interfaces));
     r->set_source_v6(source_v6);
-    return r;
+    return std::unique_ptr<NexthopResolver>(std::move(r));
 }
 
 }  // namespace fulcrum::dataplane

@@ -9,11 +9,12 @@
 #include <vector>
 
 #include "dataplane/nexthop_cache.h"
+#include "util/status.h"
 
 namespace fulcrum::dataplane {
 
 // The kernel side: rtnetlink questions (src/dataplane/rtnl.h) for the given interfaces.
-std::unique_ptr<NexthopResolver> make_kernel_resolver(std::vector<std::string> interfaces,
-                                                      std::optional<fulcrum_addr> source_v6, std::string* error);
+Result<std::unique_ptr<NexthopResolver>> make_kernel_resolver(std::vector<std::string> interfaces,
+                                                              std::optional<fulcrum_addr> source_v6);
 
 }  // namespace fulcrum::dataplane

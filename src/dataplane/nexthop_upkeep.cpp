@@ -24,17 +24,16 @@ NexthopUpkeep::NexthopUpkeep(boost::asio::io_context& io, BalancerProgram& progr
                              std::vector<std::string> interfaces)
     : program_(program), interfaces_(std::move(interfaces)), events_(io), batch_timer_(io), refresh_timer_(io)
 {
-    std::string error;
     store_ = make_program_store(program);
-    resolver_ = make_kernel_resolver(interfaces_, std::nullopt, &error);
-    if (resolver_)
-        events_socket_ = rtnl::open_event_socket(&error);
-    if (!events_socket_) {
+    Result<std::unique_ptr<NexthopResolver>> resolver = make_kernel_resolver(interfaces_, std::nullopt);
+    Result<netlink::Socket> events = resolver.ok() ? rtnl::open_event_socket() : resolver.status();
+    if (!events.ok()) {
         // Without notifications a cached entry could go stale unnoticed: no cache at all.
-        LOG_WARN("nexthops: next-hop cache off, every packet uses bpf_fib_lookup: %s", error.c_str());
-        resolver_.reset();
+        LOG_WARN("nexthops: next-hop cache off, every packet uses bpf_fib_lookup: %s", events.message().c_str());
         return;
     }
+    resolver_ = std::move(resolver).value();
+    events_socket_ = std::move(events).value();
     cache_ = std::make_unique<NexthopCache>(*store_, *resolver_);
     boost::system::error_code ec;
     // Asio waits on a duplicate of the socket's descriptor (same socket, so the same readiness);

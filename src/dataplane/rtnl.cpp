@@ -15,9 +15,9 @@
 namespace fulcrum::dataplane::rtnl {
 namespace {
 
-std::string errno_text(const char* what, int err)
+Status errno_failure(const char* what, int err)
 {
-    return std::string(what) + ": " + std::strerror(err);
+    return Status::failure(std::string(what) + ": " + std::strerror(err));
 }
 
 std::uint8_t to_kernel_family(std::uint8_t family) { return family == FULCRUM_AF_INET ? AF_INET : AF_INET6; }
@@ -32,15 +32,20 @@ std::optional<std::array<std::uint8_t, 6>> mac_of(std::span<const std::uint8_t> 
     return mac;
 }
 
-// One answer of a get request: its first message if of the expected type, else *error says why.
-const nlmsghdr* only_answer(const std::vector<std::vector<char>>& answers, std::uint16_t type, const char* what,
-                            std::string* error)
+// One answer of a get request: its first message if of the expected type (and long enough for
+// the fixed header F), else nullptr.
+template <typename F>
+const nlmsghdr* only_answer(const std::vector<std::vector<char>>& answers, std::uint16_t type)
 {
-    if (answers.empty() || reinterpret_cast<const nlmsghdr*>(answers[0].data())->nlmsg_type != type) {
-        *error = std::string("netlink: unexpected answer to ") + what;
+    if (answers.empty())
         return nullptr;
-    }
-    return reinterpret_cast<const nlmsghdr*>(answers[0].data());
+    const auto* m = reinterpret_cast<const nlmsghdr*>(answers[0].data());
+    return m->nlmsg_type == type && netlink::fixed_of<F>(m) ? m : nullptr;
+}
+
+Status unexpected_answer(const char* what)
+{
+    return Status::failure(std::string("netlink: unexpected answer to ") + what);
 }
 
 }  // namespace
@@ -50,34 +55,30 @@ bool neighbour_state_valid(std::uint16_t state)
     return state & (NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY);
 }
 
-std::optional<Client> Client::open(std::string* error)
+Result<Client> Client::open()
 {
     netlink::Socket s;
     netlink::Options options;
     options.receive_timeout_ms = 1000;
-    if (int e = netlink::Socket::open(options, &s); e != 0) {
-        *error = errno_text("netlink: cannot open a NETLINK_ROUTE socket", e);
-        return std::nullopt;
-    }
+    if (int e = netlink::Socket::open(options, &s); e != 0)
+        return errno_failure("netlink: cannot open a NETLINK_ROUTE socket", e);
     return Client(std::move(s));
 }
 
-bool Client::transact(netlink::Message& request, std::vector<std::vector<char>>* answers, std::string* error)
+Status Client::transact(netlink::Message& request, std::vector<std::vector<char>>* answers)
 {
     int e = socket_.transact(request, [&](const nlmsghdr* m) {
         const char* p = reinterpret_cast<const char*>(m);
         answers->emplace_back(p, p + m->nlmsg_len);
     });
     if (e != 0) {
-        *error = std::strerror(e);
         errno = e;
-        return false;
+        return Status::failure(std::strerror(e));
     }
-    return true;
+    return {};
 }
 
-std::optional<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src,
-                                   bool fib_match, std::string* error)
+Result<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src, bool fib_match)
 {
     netlink::Message req(RTM_GETROUTE, 0);
     auto* rt = req.fixed<rtmsg>();
@@ -89,12 +90,12 @@ std::optional<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst,
     if (src)
         req.put(RTA_SRC, src->w, addr_len(family));
     std::vector<std::vector<char>> answers;
-    if (!transact(req, &answers, error))
-        return std::nullopt;
-    const nlmsghdr* m = only_answer(answers, RTM_NEWROUTE, "RTM_GETROUTE", error);
-    const auto* r = m ? netlink::fixed_of<rtmsg>(m) : nullptr;
-    if (!r)
-        return std::nullopt;
+    if (Status s = transact(req, &answers); !s.ok())
+        return s;
+    const nlmsghdr* m = only_answer<rtmsg>(answers, RTM_NEWROUTE);
+    if (!m)
+        return unexpected_answer("RTM_GETROUTE");
+    const auto* r = netlink::fixed_of<rtmsg>(m);
     Route out;
     out.type = r->rtm_type;
     out.src_len = r->rtm_src_len;
@@ -114,8 +115,7 @@ std::optional<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst,
     return out;
 }
 
-std::optional<Neighbour> Client::neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex,
-                                           std::string* error)
+Result<Neighbour> Client::neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex)
 {
     netlink::Message req(RTM_GETNEIGH, 0);
     auto* nd = req.fixed<ndmsg>();
@@ -123,22 +123,19 @@ std::optional<Neighbour> Client::neighbour(std::uint8_t family, const fulcrum_ad
     nd->ndm_ifindex = static_cast<int>(ifindex);
     req.put(NDA_DST, dst.w, addr_len(family));
     std::vector<std::vector<char>> answers;
-    if (!transact(req, &answers, error)) {
-        if (errno == ENOENT)
-            *error = "no entry";
-        return std::nullopt;
-    }
-    const nlmsghdr* m = only_answer(answers, RTM_NEWNEIGH, "RTM_GETNEIGH", error);
-    const auto* got = m ? netlink::fixed_of<ndmsg>(m) : nullptr;
-    if (!got)
-        return std::nullopt;
+    if (Status s = transact(req, &answers); !s.ok())
+        return errno == ENOENT ? Status::failure("no entry") : s;
+    const nlmsghdr* m = only_answer<ndmsg>(answers, RTM_NEWNEIGH);
+    if (!m)
+        return unexpected_answer("RTM_GETNEIGH");
+    const auto* got = netlink::fixed_of<ndmsg>(m);
     Neighbour out;
     out.state = got->ndm_state;
     out.mac = mac_of(netlink::Attributes(m, sizeof(ndmsg)).bytes(NDA_LLADDR));
     return out;
 }
 
-std::optional<Link> Client::link(std::uint32_t ifindex, std::string* error)
+Result<Link> Client::link(std::uint32_t ifindex)
 {
     netlink::Message req(RTM_GETLINK, 0);
     auto* ifi = req.fixed<ifinfomsg>();
@@ -146,11 +143,11 @@ std::optional<Link> Client::link(std::uint32_t ifindex, std::string* error)
     ifi->ifi_index = static_cast<int>(ifindex);
     req.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
     std::vector<std::vector<char>> answers;
-    if (!transact(req, &answers, error))
-        return std::nullopt;
-    const nlmsghdr* m = only_answer(answers, RTM_NEWLINK, "RTM_GETLINK", error);
-    if (!m || !netlink::fixed_of<ifinfomsg>(m))
-        return std::nullopt;
+    if (Status s = transact(req, &answers); !s.ok())
+        return s;
+    const nlmsghdr* m = only_answer<ifinfomsg>(answers, RTM_NEWLINK);
+    if (!m)
+        return unexpected_answer("RTM_GETLINK");
     netlink::Attributes attrs(m, sizeof(ifinfomsg));
     Link out;
     out.mac = mac_of(attrs.bytes(IFLA_ADDRESS));
@@ -161,15 +158,13 @@ std::optional<Link> Client::link(std::uint32_t ifindex, std::string* error)
     return out;
 }
 
-bool Client::default_rules_only(std::uint8_t family, std::string* error)
+Status Client::default_rules_only(std::uint8_t family)
 {
     netlink::Message req(RTM_GETRULE, NLM_F_DUMP);
     req.fixed<fib_rule_hdr>()->family = to_kernel_family(family);
     std::vector<std::vector<char>> answers;
-    if (!transact(req, &answers, error)) {
-        *error = "cannot read the ip rules: " + *error;
-        return false;
-    }
+    if (Status s = transact(req, &answers); !s.ok())
+        return Status::failure("cannot read the ip rules: " + s.message());
     for (const auto& answer : answers) {
         const auto* m = reinterpret_cast<const nlmsghdr*>(answer.data());
         const auto* r = netlink::fixed_of<fib_rule_hdr>(m);
@@ -187,16 +182,14 @@ bool Client::default_rules_only(std::uint8_t family, std::string* error)
             else
                 other = true;  // any selector or option (iif, fwmark, ...)
         }
-        if (other || (table != RT_TABLE_LOCAL && table != RT_TABLE_MAIN && table != RT_TABLE_DEFAULT)) {
-            *error = "a policy-routing rule (priority " + std::to_string(priority) + ", table " +
-                     std::to_string(table) + ") may make the route depend on the packet";
-            return false;
-        }
+        if (other || (table != RT_TABLE_LOCAL && table != RT_TABLE_MAIN && table != RT_TABLE_DEFAULT))
+            return Status::failure("a policy-routing rule (priority " + std::to_string(priority) + ", table " +
+                                   std::to_string(table) + ") may make the route depend on the packet");
     }
-    return true;
+    return {};
 }
 
-netlink::Socket open_event_socket(std::string* error)
+Result<netlink::Socket> open_event_socket()
 {
     netlink::Socket s;
     netlink::Options options;
@@ -205,10 +198,8 @@ netlink::Socket open_event_socket(std::string* error)
                       RTNLGRP_IPV4_RULE,  RTNLGRP_IPV6_RULE, RTNLGRP_IPV4_NETCONF, RTNLGRP_IPV6_NETCONF,
                       RTNLGRP_NEXTHOP};
     options.receive_buffer = 4 << 20;  // a burst of route changes must not overflow it
-    if (int e = netlink::Socket::open(options, &s); e != 0) {
-        *error = errno_text("netlink: cannot open the notification socket", e);
-        return {};
-    }
+    if (int e = netlink::Socket::open(options, &s); e != 0)
+        return errno_failure("netlink: cannot open the notification socket", e);
     return s;
 }
 

@@ -2,7 +2,7 @@
 // answer for one route, one neighbour entry, one link, whether the policy-routing rules are the
 // defaults, and a socket subscribed to the change notifications that can make a cached next hop
 // wrong. Synchronous requests on a private socket (answers take microseconds); failures come back
-// as text, never as exceptions.
+// as a Result's Status, never as exceptions.
 #pragma once
 
 #include <array>
@@ -14,6 +14,7 @@
 
 #include "abi.h"
 #include "netlink/netlink.h"
+#include "util/status.h"
 
 namespace fulcrum::dataplane::rtnl {
 
@@ -47,34 +48,31 @@ struct Link {
 // Requests on one private NETLINK_ROUTE socket (blocking, 1 s receive timeout).
 class Client {
 public:
-    // Empty (operator bool false) when the socket cannot be made; *error says why.
-    static std::optional<Client> open(std::string* error);
+    static Result<Client> open();
 
     // RTM_GETROUTE for dst (no RTA_IIF: an output lookup). fib_match: RTM_F_FIB_MATCH, the fib
     // entry itself (shows multipath and route metrics); otherwise the resolved route (shows a PMTU
     // exception in its metrics). src: RTA_SRC, only if given.
-    std::optional<Route> route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src,
-                               bool fib_match, std::string* error);
-    // RTM_GETNEIGH for (dst, ifindex); nullopt with *error "no entry" when there is none.
-    std::optional<Neighbour> neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex,
-                                       std::string* error);
-    std::optional<Link> link(std::uint32_t ifindex, std::string* error);
+    Result<Route> route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src, bool fib_match);
+    // RTM_GETNEIGH for (dst, ifindex); the failure "no entry" when there is none.
+    Result<Neighbour> neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex);
+    Result<Link> link(std::uint32_t ifindex);
     // True when the family's policy-routing rules are only the kernel's defaults (local, main,
     // default tables, no selectors): then a route lookup does not depend on the receiving
-    // interface, mark, source or ports. False with *error saying which rule is not.
-    bool default_rules_only(std::uint8_t family, std::string* error);
+    // interface, mark, source or ports. A failure says which rule is not (or why none could be read).
+    Status default_rules_only(std::uint8_t family);
 
 private:
     explicit Client(netlink::Socket s) : socket_(std::move(s)) {}
-    // Sends the request and collects its answers (several for a dump). On failure *error is the
-    // errno's text and errno is set.
-    bool transact(netlink::Message& request, std::vector<std::vector<char>>* answers, std::string* error);
+    // Sends the request and collects its answers (several for a dump). On failure the message is
+    // the errno's text and errno is set.
+    Status transact(netlink::Message& request, std::vector<std::vector<char>>* answers);
     netlink::Socket socket_;
 };
 
 // Change notifications that may change a next hop: neighbours, IPv4/IPv6 routes, rules, netconf
 // (forwarding), links, nexthop objects. Non-blocking, large receive buffer.
-netlink::Socket open_event_socket(std::string* error);
+Result<netlink::Socket> open_event_socket();
 
 struct Event {
     enum class Kind { neighbour, other } kind = Kind::other;

@@ -111,10 +111,10 @@ BalancerLab::BalancerLab(std::uint64_t udp_idle_timeout_ns)
     dataplane::LoadOptions options;
     options.udp_idle_timeout_ns = udp_idle_timeout_ns;
     options.flow_capacity = 4096;
-    Status error;
-    program_ = dataplane::BalancerProgram::load(options, &error);
-    if (!program_)
-        throw std::runtime_error(error.message());
+    auto program = dataplane::BalancerProgram::load(options);
+    if (!program.ok())
+        throw std::runtime_error(program.message());
+    program_ = std::move(program).value();
     settings_.source_v4 = to_addr(kTunnelV4).w[0];
     settings_.source_v6 = to_addr(kTunnelV6);
     settings_.hash_seed = kHashSeed;

@@ -125,10 +125,10 @@ TEST_CASE("a write failing anywhere in a large change leaves every real map exac
 {
     dataplane::LoadOptions options;
     options.flow_capacity = 4096;
-    Status error;
-    auto program = dataplane::BalancerProgram::load(options, &error);
-    INFO(error.message());
-    REQUIRE(program);
+    auto loaded = dataplane::BalancerProgram::load(options);
+    INFO(loaded.message());
+    REQUIRE(loaded.ok());
+    auto program = std::move(loaded).value();
     FaultyWriter faulty(*program);
     Reconciler r(faulty);
 
@@ -180,9 +180,10 @@ TEST_CASE("a change that cannot be planned writes nothing", "[apply][atomic]")
 {
     dataplane::LoadOptions options;
     options.flow_capacity = 4096;
-    Status error;
-    auto program = dataplane::BalancerProgram::load(options, &error);
-    REQUIRE(program);
+    auto loaded = dataplane::BalancerProgram::load(options);
+    INFO(loaded.message());
+    REQUIRE(loaded.ok());
+    auto program = std::move(loaded).value();
     Reconciler r(*program);
     REQUIRE(r.apply(before()).ok());
     const auto was = test::dump_program_maps(program->program_fd());
