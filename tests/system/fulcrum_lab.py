@@ -19,7 +19,9 @@ import urllib.request
 SOURCE_DIR = os.environ.get("FULCRUM_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 BUILD_DIR = os.environ.get("FULCRUM_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
-FULCRUMD = os.path.join(BUILD_DIR, "src", "cmd", "fulcrumd")
+# FULCRUM_FULCRUMD replaces this build's fulcrumd: tests/run_all runs some tests again against the
+# ASan+UBSan build's (build-asan/, the asan/... runs).
+FULCRUMD = os.environ.get("FULCRUM_FULCRUMD") or os.path.join(BUILD_DIR, "src", "cmd", "fulcrumd")
 DECAP = os.path.join(BUILD_DIR, "src", "cmd", "fulcrum-decap")
 CTL = os.path.join(BUILD_DIR, "src", "cmd", "fulcrumctl")
 FLOORS = os.path.join(BUILD_DIR, "xdp", "floors.bpf.o")
