@@ -14,6 +14,15 @@ exactly the honest count:
   skip      a system test that exits 0 but prints "skip: ..." fails; one that prints nothing
             like it passes: 1 passed, 1 failed; a skip listed in SKIP_ALLOWED passes and is
             printed with its reason; the allow-list is printed in the last lines.
+
+The sanitized runs (asan/NAME), with build/tests/fake_catch2_asan (the same fake, built with
+ASan+UBSan) as a scratch sanitized build's test_unit and "fulcrumd":
+  pass      asan/test_unit: 3 passed, 0 failed (control)
+  leak      asan/test_unit: every case passes but LeakSanitizer reports at exit: 3 passed, 1 failed
+  overflow  asan/test_unit: heap-buffer-overflow in second: 1 passed, 2 failed (third not run)
+  ub        asan/test_unit: signed overflow in second: 1 passed, 2 failed
+  daemon    asan/test_metrics.py, a scratch test that runs the fake in leak mode in the background
+            and exits 0 without reading its status: 0 passed, 1 failed (the report fails it)
 """
 import importlib.machinery
 import importlib.util
@@ -31,6 +40,7 @@ SOURCE = os.environ.get("FULCRUM_SOURCE_DIR") or os.path.dirname(os.path.dirname
 BUILD = os.environ.get("FULCRUM_BUILD_DIR") or os.path.join(SOURCE, "build")
 RUN_ALL = os.path.join(SOURCE, "tests", "run_all")
 FAKE = os.path.join(BUILD, "tests", "fake_catch2")
+FAKE_ASAN = os.path.join(BUILD, "tests", "fake_catch2_asan")
 LAST = re.compile(r"^(\d+) passed, (\d+) failed$")
 
 failures = 0
@@ -48,9 +58,10 @@ def check(cond, msg, output=""):
         print(f"  nested run_all| {line}", flush=True)
 
 
-def run_all(build_dir, system_dir, timeout=60, **env):
+def run_all(build_dir, system_dir, timeout=60, pattern=None, **env):
     e = dict(os.environ, FULCRUM_SYSTEM_TESTS_DIR=system_dir, FULCRUM_TEST_TIMEOUT=str(timeout), **env)
-    r = subprocess.run([RUN_ALL, build_dir], env=e, capture_output=True, text=True, timeout=120)
+    r = subprocess.run([RUN_ALL, build_dir] + ([pattern] if pattern else []), env=e, capture_output=True,
+                       text=True, timeout=120)
     out = r.stdout + r.stderr
     lines = r.stdout.rstrip("\n").splitlines()
     m = LAST.match(lines[-1]) if lines else None
@@ -59,9 +70,10 @@ def run_all(build_dir, system_dir, timeout=60, **env):
 
 
 def main():
-    if not os.access(FAKE, os.X_OK):
-        print(f"FAIL test_run_all_honesty: {FAKE} is not built")
-        return 1
+    for fake in (FAKE, FAKE_ASAN):
+        if not os.access(fake, os.X_OK):
+            print(f"FAIL test_run_all_honesty: {fake} is not built")
+            return 1
     work = tempfile.mkdtemp(prefix="runall-honesty-")
     try:
         build = os.path.join(work, "build")
@@ -123,6 +135,8 @@ def main():
         check(isinstance(module.SKIP_ALLOWED, dict) and all(
             isinstance(v, str) and v.strip() for v in module.SKIP_ALLOWED.values()),
             f"every entry of the real SKIP_ALLOWED has a reason ({len(module.SKIP_ALLOWED)} entries)")
+
+        sanitized_runs(work, empty)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -131,6 +145,46 @@ def main():
         return 1
     print("PASS test_run_all_honesty")
     return 0
+
+
+def sanitized_runs(work, empty):
+    """asan/NAME: a sanitizer report fails the run even when every case passed or the process's
+    exit status was never read."""
+    print("--- sanitized runs (fake_catch2_asan as asan/test_unit and as the daemon)", flush=True)
+    asan = os.path.join(work, "build-asan")
+    for sub in ("tests", os.path.join("src", "cmd")):
+        os.makedirs(os.path.join(asan, sub))
+    os.symlink(FAKE_ASAN, os.path.join(asan, "tests", "test_unit"))
+    os.symlink(FAKE_ASAN, os.path.join(asan, "src", "cmd", "fulcrumd"))
+    no_binaries = os.path.join(work, "build-none")
+    os.makedirs(no_binaries)
+    for mode, want, report, why in (
+            ("pass", (3, 0), None, "control: three passing cases, no report"),
+            ("leak", (3, 1), "LeakSanitizer", "every case passed, the leak reported at exit fails the run"),
+            ("overflow", (1, 2), "heap-buffer-overflow", "ASan stops case 2 of 3: case 2 failed, case 3 not run"),
+            ("ub", (1, 2), "signed integer overflow", "UBSan stops case 2 of 3: case 2 failed, case 3 not run")):
+        rc, counts, out = run_all(no_binaries, empty, 60, "asan/test_unit", FAKE_CATCH2_MODE=mode,
+                                  FULCRUM_ASAN_BUILD_DIR=asan)
+        check(counts == want and (rc == 0) == (want[1] == 0),
+              f"asan {mode}: last line {counts and '%d passed, %d failed' % counts} (want "
+              f"'{want[0]} passed, {want[1]} failed'), exit {rc}: {why}", out)
+        if report:
+            check(report in out, f"asan {mode}: the output shows the report ({report})", out)
+
+    # A system test that starts the sanitized daemon, never reads its status, and exits 0.
+    system = os.path.join(work, "system-asan")
+    os.makedirs(system)
+    path = os.path.join(system, "test_metrics.py")
+    with open(path, "w") as f:
+        f.write("import os, subprocess\n"
+                "subprocess.Popen([os.environ['FULCRUM_FULCRUMD']], env=dict(os.environ, FAKE_CATCH2_MODE='leak'),\n"
+                "                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).wait()\n"
+                "print('all good')\n")
+    os.chmod(path, 0o755)
+    rc, counts, out = run_all(no_binaries, system, 60, "asan/test_metrics.py", FULCRUM_ASAN_BUILD_DIR=asan)
+    check(counts == (0, 1) and rc == 1 and "LeakSanitizer" in out,
+          f"asan daemon: a leak reported by a process whose status the test ignored fails it: {counts} "
+          f"(want (0, 1))", out)
 
 
 if __name__ == "__main__":
