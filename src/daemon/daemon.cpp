@@ -155,6 +155,8 @@ Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides
 {
     collector_->count_apply(cause);
     plan::Desired desired = plan::make_desired(cfg, hash_seed_, overrides);
+    if (Status s = tables_.build(desired); !s.ok())
+        return s;  // nothing written
     auto missing = dataplane::resolve_neighbours(neighbour_targets(desired, reconciler_.get()), kNeighbourWait);
     for (const std::string& a : missing)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",

@@ -24,6 +24,7 @@
 #include "metrics/collector.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
+#include "plan/tables.h"
 
 namespace fulcrum::daemon {
 
@@ -76,6 +77,7 @@ private:
     std::optional<config::Config> config_;
     plan::Overrides overrides_;
     plan::Desired desired_;
+    plan::TableCache tables_;  // the last Maglev table of each service (plan/tables.h)
     int lock_fd_ = -1;
     std::unique_ptr<dataplane::BalancerProgram> program_;
     std::unique_ptr<dataplane::NexthopWriter> writer_;  // the reconciler's maps (next hops first)

@@ -109,13 +109,22 @@ control::Response Daemon::cmd_diff(bool json, const std::vector<std::string>& ar
     }
     const config::Config& next = *parsed.config;
     const ReloadInputs inputs = reload_inputs(next);
+    // As a reload plans it, on a copy of the table cache (the preview must not evict a table the
+    // running state will need again).
+    auto preview = [&](const plan::Overrides& overrides, plan::Diff* diff) {
+        plan::TableCache tables = tables_;
+        plan::Desired desired = plan::make_desired(next, inputs.seed.seed, overrides);
+        if (Status s = tables.build(desired); !s.ok())
+            return s;
+        return reconciler_->preview(desired, diff);
+    };
     plan::Diff diff, when_up;
-    if (Status s = reconciler_->preview(plan::make_desired(next, inputs.seed.seed, inputs.overrides), &diff); !s.ok())
+    if (Status s = preview(inputs.overrides, &diff); !s.ok())
         return {control::kFailed, "diff: a reload of " + file + " would fail: " + s.message() + "\n"};
     // The added backends up, the others with the health they have now.
     plan::Overrides up = inputs.overrides;
     up.down = overrides_.down;
-    if (Status s = reconciler_->preview(plan::make_desired(next, inputs.seed.seed, up), &when_up); !s.ok())
+    if (Status s = preview(up, &when_up); !s.ok())
         return {control::kFailed, "diff: a reload of " + file + " would fail: " + s.message() + "\n"};
     for (plan::ServiceDiff& s : diff.services) {
         s.slots_moved_when_up = s.slots_moved;

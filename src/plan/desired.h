@@ -1,9 +1,11 @@
 // The desired state of the data plane, derived from a validated config, the health checks' verdicts
-// and operator overrides: pure data, no ids. The reconciler turns it into map writes.
+// and operator overrides: pure data, no ids. make_desired makes it, TableCache::build adds the
+// Maglev tables (plan/tables.h), and the reconciler turns it into map writes.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <utility>
@@ -15,6 +17,8 @@
 #include "util/address.h"
 
 namespace fulcrum::plan {
+
+struct SlotTable;  // plan/tables.h
 
 enum class BackendUse {
     active,    // in the Maglev table with its weight
@@ -44,6 +48,9 @@ struct ServicePlan {
     // Fewer healthy than needed: every non-drained backend is used, down or not, rather than
     // sending the service's traffic nowhere (the panic threshold).
     bool panic = false;
+    // The Maglev table of the active backends, filled by TableCache::build (plan/tables.h);
+    // shared with the cache and the applied state, never copied.
+    std::shared_ptr<const SlotTable> table;
 };
 
 struct Desired {

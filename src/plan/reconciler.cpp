@@ -8,7 +8,6 @@
 #include <memory>
 #include <set>
 
-#include "maglev/maglev.h"
 
 namespace fulcrum::plan {
 namespace {
@@ -78,6 +77,18 @@ std::function<std::string(std::uint32_t)> names_of(const AppliedService& svc)
     };
 }
 
+// Whether two services' tables send every slot to the same backend id (no table: all slots 0).
+bool same_slots(const AppliedService& a, const AppliedService& b)
+{
+    const std::size_t size = a.table ? a.table->slots.size() : 0;
+    if (size != (b.table ? b.table->slots.size() : 0))
+        return false;
+    for (std::uint32_t slot = 0; slot < size; slot++)
+        if (a.backend_in_slot(slot) != b.backend_in_slot(slot))
+            return false;
+    return true;
+}
+
 // A service that goes: every recorded flow of it loses its backend.
 ServiceDiff removal_diff(const std::string& name, const AppliedService& svc)
 {
@@ -97,6 +108,23 @@ ServiceDiff removal_diff(const std::string& name, const AppliedService& svc)
 
 }  // namespace
 
+std::vector<std::uint32_t> AppliedService::table_ids() const
+{
+    if (!table)
+        return {};
+    std::vector<std::uint32_t> ids(table->slots.size());
+    for (std::size_t slot = 0; slot < ids.size(); slot++)
+        ids[slot] = backend_in_slot(static_cast<std::uint32_t>(slot));
+    return ids;
+}
+
+std::uint32_t AppliedService::backend_in_slot(std::uint32_t slot) const
+{
+    if (!table || slot >= table->slots.size() || table->slots[slot] == 0)
+        return 0;
+    return member_ids[table->slots[slot] - 1];
+}
+
 // One write of a planned apply; `name` is the service it belongs to (messages only).
 struct Reconciler::Write {
     enum class Kind { settings, put_vip, delete_vip, put_service, delete_service, put_backend,
@@ -111,7 +139,7 @@ struct Reconciler::Write {
     fulcrum_service_key service{};
     fulcrum_service_value service_value{};
     fulcrum_backend backend{};
-    const std::vector<std::uint32_t>* table = nullptr;  // into Plan::services
+    const AppliedService* table = nullptr;  // put_table: the service's next value, in Plan::services
 
     // What this write is, for the operator: the map, the key, the value that matters.
     std::string describe() const
@@ -131,7 +159,8 @@ struct Reconciler::Write {
                    of + " (" + state_name(backend.state) + ")";
         case Kind::backends_written: return "next hops of the new backends" + of;
         case Kind::put_table:
-            return "maglev_tables entry " + std::to_string(id) + of + " (" + std::to_string(table->size()) + " slots)";
+            return "maglev_tables entry " + std::to_string(id) + of + " (" + std::to_string(table->table->slots.size()) +
+                   " slots)";
         case Kind::delete_table: return "maglev_tables entry " + std::to_string(id) + of + " (delete)";
         }
         return "?";
@@ -145,10 +174,9 @@ struct Reconciler::Plan {
     std::optional<fulcrum_settings> settings;
     std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips;
     std::set<std::string> removed;  // applied services that go (or are re-created under a new key)
-    // The next value of every desired service. Its table is empty unless rebuilt (then listed in
-    // `rebuilt`): an unchanged table is moved over from the applied state at commit, not copied.
+    // The next value of every desired service (its table shared with the planner's cache).
     std::map<std::string, AppliedService> services;
-    std::set<std::string> rebuilt;
+    std::set<std::string> rebuilt;  // services whose table is written
     IdPool service_ids{1, 1}, backend_ids{1, 1};
 };
 
@@ -224,7 +252,7 @@ Status Reconciler::apply(const Desired& desired)
         // Tables first, aside: the likeliest failure (memory) happens before anything is live.
         for (const Write& w : plan.writes)
             if (w.kind == Write::Kind::put_table)
-                if (Status s = maps_.prepare_table(w.id, *w.table); !s.ok()) {
+                if (Status s = maps_.prepare_table(w.id, w.table->table_ids()); !s.ok()) {
                     failed = Status::failure("apply: cannot prepare the " + w.describe() + ": " + s.message() +
                                              " (before any live write)");
                     break;
@@ -296,7 +324,7 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
             if (!old->backends.contains(address))
                 d.backends.push_back({address, "", backend_text(b)});
         if (d.table_rebuilt)
-            d.slots_moved = moved_share(old->table, names_of(*old), next.table, names_of(next));
+            d.slots_moved = moved_share(old->table_ids(), names_of(*old), next.table_ids(), names_of(next));
         d.change = d.backends.empty() && d.table_before == d.table_after && d.slots_moved == 0
                        ? ServiceDiff::Change::unchanged
                        : ServiceDiff::Change::changed;
@@ -315,7 +343,7 @@ Status Reconciler::execute(const Write& w)
     case Write::Kind::delete_service: return maps_.delete_service(w.service);
     case Write::Kind::put_backend: return maps_.put_backend(w.id, w.backend);
     case Write::Kind::backends_written: return maps_.backends_written();
-    case Write::Kind::put_table: return maps_.put_table(w.id, *w.table);
+    case Write::Kind::put_table: return maps_.put_table(w.id, w.table->table_ids());
     case Write::Kind::delete_table: return maps_.delete_table(w.id);
     }
     return Status::failure("apply: unknown write");
@@ -325,10 +353,6 @@ void Reconciler::commit(Plan& plan)
 {
     settings_ = plan.settings;
     vips_ = std::move(plan.vips);
-    for (auto& [name, svc] : plan.services)
-        if (!plan.rebuilt.contains(name))
-            if (auto old = services_.find(name); old != services_.end() && !plan.removed.contains(name))
-                svc.table = std::move(old->second.table);
     services_ = std::move(plan.services);
     service_ids_ = std::move(plan.service_ids);
     backend_ids_ = std::move(plan.backend_ids);
@@ -446,13 +470,14 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         svc.vip = old->vip;
         svc.key = old->key;
         svc.table_size = old->table_size;
-        svc.table_input = old->table_input;
         svc.backends = old->backends;
     }
+    if (!wanted.table || wanted.table->input != table_input(wanted, seed))
+        return Status::failure("plan: service " + wanted.name + ": its Maglev table is missing or was built for "
+                               "other backends (TableCache::build was not run on this state); nothing was written");
 
     // Desired map values of every backend, allocating ids for new ones.
     std::map<std::string, AppliedBackend> want;
-    std::vector<maglev::Backend> ring;
     for (const BackendPlan& b : wanted.backends) {
         AppliedBackend ab;
         auto have = svc.backends.find(b.address);
@@ -473,23 +498,18 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         ab.value.service_id = static_cast<std::uint16_t>(svc.id);
         ab.weight = b.weight;
         want[b.address] = ab;
-        if (b.use == BackendUse::active)
-            ring.push_back({b.address, ab.id, b.weight});
     }
-    std::string table_input = std::to_string(wanted.table_size) + "/" + std::to_string(seed);
-    for (const maglev::Backend& b : ring)
-        table_input += " " + b.key + "=" + std::to_string(b.id) + "x" + std::to_string(b.weight);
-    bool table_changed = false;
-    if (fresh || rewrite_all_ || table_input != svc.table_input) {
-        maglev::TableResult table = maglev::build_table(ring, wanted.table_size, seed);
-        if (!table.ok())
-            return Status::failure("plan: service " + wanted.name + ": " + table.error + "; nothing was written");
-        table_changed = fresh || rewrite_all_ || table.table != old->table;
-        if (table_changed) {
-            svc.table = std::move(table.table);
-            plan.rebuilt.insert(wanted.name);
-        }
-    }
+    // The table: labelled with this apply's ids; written unless maglev_tables holds it already.
+    std::vector<std::uint32_t> member_ids;
+    for (const std::string& address : wanted.table->members)
+        member_ids.push_back(want.at(address).id);
+    const bool same_table = !fresh && !rewrite_all_ && old->table && old->table->input == wanted.table->input &&
+                            old->member_ids == member_ids;
+    svc.table = wanted.table;
+    svc.member_ids = std::move(member_ids);
+    const bool table_changed = !same_table && (fresh || rewrite_all_ || !same_slots(svc, *old));
+    if (table_changed)
+        plan.rebuilt.insert(wanted.name);
 
     auto write_backend = [&](const std::string& address, const AppliedBackend& ab) {
         auto have = svc.backends.find(address);
@@ -529,10 +549,9 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         Write w{Write::Kind::put_table};
         w.name = name;
         w.id = svc.id;
-        w.table = &svc.table;  // svc lives in plan.services (a std::map): the address is stable
+        w.table = &svc;  // a std::map node of plan.services: the address is stable
         plan.writes.push_back(w);
     }
-    svc.table_input = std::move(table_input);
     if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size))
         plan.writes.push_back(entry);
     svc.table_size = wanted.table_size;

@@ -3,8 +3,11 @@
 // before the table that names them, the table swapped in one step, removed backends freed after).
 // Owns the allocation of service and backend ids.
 //
-// An apply is all or nothing. It is planned first, with no write: ids allocated, Maglev tables
-// built, every write listed (a plan that cannot be made - no free id - fails here). Then the new
+// The desired state comes with its Maglev tables (TableCache::build, plan/tables.h); the
+// reconciler only labels their members with backend ids, diffs and writes.
+//
+// An apply is all or nothing. It is planned first, with no write: ids allocated, tables
+// labelled, every write listed (a plan that cannot be made - no free id - fails here). Then the new
 // tables are created aside (MapWriter::prepare_table), then the live writes run in one MapWriter
 // transaction. If any write fails, the transaction is rolled back (every changed entry gets its
 // previous bytes back, in reverse order) and the applied state stays the previous one: the maps
@@ -13,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +24,7 @@
 #include "dataplane/map_writer.h"
 #include "plan/desired.h"
 #include "plan/diff.h"
+#include "plan/tables.h"
 #include "util/status.h"
 
 namespace fulcrum::plan {
@@ -49,12 +54,17 @@ struct AppliedService {
     std::string vip;
     fulcrum_service_key key{};
     std::uint32_t table_size = 0;
-    std::vector<std::uint32_t> table;
+    // The table in maglev_tables, by member (plan/tables.h), and the backend id of each member.
+    // Null for an adopted service until its first apply rewrites the table. An apply whose table
+    // has the same input and member ids writes no table.
+    std::shared_ptr<const SlotTable> table;
+    std::vector<std::uint32_t> member_ids;
     std::map<std::string, AppliedBackend> backends;  // by address text
-    // What the table was built from ("address weight" of each active backend, size, seed): an
-    // unchanged input skips the rebuild, so a reload touching one service of a thousand costs
-    // one table build, not a thousand.
-    std::string table_input;
+
+    // The table as maglev_tables holds it: a backend id per slot (0 = none); empty if no table.
+    std::vector<std::uint32_t> table_ids() const;
+    // The backend id in one slot (0 = none, or no table).
+    std::uint32_t backend_in_slot(std::uint32_t slot) const;
 };
 
 class Reconciler {
@@ -68,7 +78,8 @@ public:
     // unchanged service). Call once, before the first apply.
     void adopt(const dataplane::MapSnapshot& snapshot, const Desired& desired);
 
-    // Writes what differs between `desired` and the applied state, all or nothing (above). On
+    // Writes what differs between `desired` and the applied state, all or nothing (above).
+    // `desired` must carry its tables (TableCache::build): a missing or stale one fails the plan. On
     // failure the maps and the applied state are the previous ones, unless the undo itself
     // failed: the message then says so, and the next apply rewrites every entry it wants.
     Status apply(const Desired& desired);

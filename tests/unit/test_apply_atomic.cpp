@@ -11,6 +11,7 @@
 #include "faulty_writer.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
+#include "with_tables.h"
 
 using namespace fulcrum;
 using namespace fulcrum::plan;
@@ -82,8 +83,8 @@ std::string applied_text(const Reconciler& r)
     std::string out;
     for (const auto& [name, s] : r.services()) {
         out += name + " id " + std::to_string(s.id) + " size " + std::to_string(s.table_size) + " vip " + s.vip +
-               " port " + std::to_string(ntohs(s.key.port)) + " input " + s.table_input + " table";
-        for (std::uint32_t id : s.table)
+               " port " + std::to_string(ntohs(s.key.port)) + " input " + (s.table ? s.table->input : "-") + " table";
+        for (std::uint32_t id : s.table_ids())
             out += " " + std::to_string(id);
         for (const auto& [address, b] : s.backends)
             out += "\n  " + address + " id " + std::to_string(b.id) + " state " + std::to_string(b.value.state) +
@@ -99,9 +100,9 @@ int writes_of_change()
     FakeMaps maps;
     FaultyWriter faulty(maps);
     Reconciler r(faulty);
-    REQUIRE(r.apply(before()).ok());
+    REQUIRE(r.apply(test::with_tables(before())).ok());
     faulty.disarm();
-    REQUIRE(r.apply(after()).ok());
+    REQUIRE(r.apply(test::with_tables(after())).ok());
     return faulty.writes();
 }
 
@@ -112,8 +113,8 @@ TEST_CASE("a write that fails anywhere in a large change leaves maps and applied
     // The reference: the same two applies without a fault.
     FakeMaps clean;
     Reconciler rc(clean);
-    REQUIRE(rc.apply(before()).ok());
-    REQUIRE(rc.apply(after()).ok());
+    REQUIRE(rc.apply(test::with_tables(before())).ok());
+    REQUIRE(rc.apply(test::with_tables(after())).ok());
     const FakeMaps::State clean_after = clean.state();
 
     const int total = writes_of_change();
@@ -124,12 +125,12 @@ TEST_CASE("a write that fails anywhere in a large change leaves maps and applied
             FakeMaps maps;
             FaultyWriter faulty(maps);
             Reconciler r(faulty);
-            REQUIRE(r.apply(before()).ok());
+            REQUIRE(r.apply(test::with_tables(before())).ok());
             const FakeMaps::State was = maps.state();
             const std::string applied_was = applied_text(r);
 
             faulty.arm(k, mode);
-            Status s = r.apply(after());
+            Status s = r.apply(test::with_tables(after()));
             REQUIRE(faulty.fired());
             REQUIRE_FALSE(s.ok());
             CHECK(s.message().find("injected failure") != std::string::npos);
@@ -138,7 +139,7 @@ TEST_CASE("a write that fails anywhere in a large change leaves maps and applied
             CHECK(applied_text(r) == applied_was);
 
             faulty.disarm();
-            REQUIRE(r.apply(after()).ok());
+            REQUIRE(r.apply(test::with_tables(after())).ok());
             CHECK(maps.state() == clean_after);
         }
     }
@@ -149,12 +150,12 @@ TEST_CASE("a failed write names the map entry it was writing", "[plan][atomic]")
     FakeMaps maps;
     FaultyWriter faulty(maps);
     Reconciler r(faulty);
-    REQUIRE(r.apply(before()).ok());
+    REQUIRE(r.apply(test::with_tables(before())).ok());
     // The first writes of the change prepare its new tables aside; then the settings.
     for (int k = 1;; k++) {
         INFO("failing write " << k);
         faulty.arm(k);
-        Status s = r.apply(after());
+        Status s = r.apply(test::with_tables(after()));
         REQUIRE_FALSE(s.ok());
         if (s.message().rfind("apply: cannot prepare the maglev_tables entry ", 0) == 0) {
             CHECK(s.message().find("(before any live write)") != std::string::npos);
@@ -170,23 +171,23 @@ TEST_CASE("an undo that fails is said loudly, and the next apply rewrites every 
 {
     FakeMaps clean;
     Reconciler rc(clean);
-    REQUIRE(rc.apply(before()).ok());
-    REQUIRE(rc.apply(after()).ok());
+    REQUIRE(rc.apply(test::with_tables(before())).ok());
+    REQUIRE(rc.apply(test::with_tables(after())).ok());
 
     FakeMaps maps;
     FaultyWriter faulty(maps);
     Reconciler r(faulty);
-    REQUIRE(r.apply(before()).ok());
+    REQUIRE(r.apply(test::with_tables(before())).ok());
     maps.fail_rollback = true;
     faulty.arm(20);
-    Status s = r.apply(after());
+    Status s = r.apply(test::with_tables(after()));
     REQUIRE_FALSE(s.ok());
     CHECK(s.message().find("UNDO FAILED, the maps may hold part of this change") != std::string::npos);
     CHECK(s.message().find("fake: injected undo failure") != std::string::npos);
     maps.fail_rollback = false;
     faulty.disarm();
     maps.log.clear();
-    REQUIRE(r.apply(after()).ok());
+    REQUIRE(r.apply(test::with_tables(after())).ok());
     // Every entry of the wanted state was written again, not only the difference.
     int puts = 0;
     for (const std::string& e : maps.log)
@@ -195,6 +196,6 @@ TEST_CASE("an undo that fails is said loudly, and the next apply rewrites every 
     CHECK(maps.state() == clean.state());
     // The one after that is a diff again.
     maps.log.clear();
-    REQUIRE(r.apply(after()).ok());
+    REQUIRE(r.apply(test::with_tables(after())).ok());
     CHECK(maps.log.empty());
 }

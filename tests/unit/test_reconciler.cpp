@@ -9,7 +9,9 @@
 #include "fake_maps.h"
 #include "config/config.h"
 #include "plan/desired.h"
+#include "maglev/maglev.h"
 #include "plan/reconciler.h"
+#include "with_tables.h"
 
 using namespace fulcrum;
 using namespace fulcrum::plan;
@@ -90,7 +92,7 @@ TEST_CASE("a first apply writes services, VIPs, backends and full tables", "[pla
 {
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     CHECK(maps.settings.hash_seed == 7);
     CHECK(maps.services.size() == 2);
     CHECK(maps.vips.size() == 2);
@@ -114,9 +116,9 @@ TEST_CASE("applying the same state again writes nothing", "[plan]")
 {
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     maps.log.clear();
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     CHECK(maps.log.empty());
 }
 
@@ -124,7 +126,7 @@ TEST_CASE("adding or removing a service leaves every other service untouched", "
 {
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     const std::uint32_t web = r.services().at("web").id;
     const auto web_table = maps.tables.at(web);
     const auto web_backends = r.services().at("web").backends;
@@ -132,7 +134,7 @@ TEST_CASE("adding or removing a service leaves every other service untouched", "
     Desired more = two_services();
     more.services.push_back(service("dns", "198.18.100.3", 53, {backend("198.18.3.1")}));
     maps.log.clear();
-    REQUIRE(r.apply(more).ok());
+    REQUIRE(r.apply(test::with_tables(more)).ok());
     for (const std::string& entry : maps.log) {
         INFO(entry);
         CHECK(entry != "put_table " + std::to_string(web));
@@ -145,7 +147,7 @@ TEST_CASE("adding or removing a service leaves every other service untouched", "
     fewer.services.erase(fewer.services.begin() + 1);  // api goes, web and dns stay
     const AppliedService api = r.services().at("api");
     maps.log.clear();
-    REQUIRE(r.apply(fewer).ok());
+    REQUIRE(r.apply(test::with_tables(fewer)).ok());
     CHECK(maps.tables.at(web) == web_table);
     CHECK_FALSE(maps.tables.contains(api.id));
     CHECK(maps.services.size() == 2);  // web and dns
@@ -163,11 +165,11 @@ TEST_CASE("a VIP stays while another service still uses it; port 0 sets its flag
     Desired d;
     d.services.push_back(service("web", "198.18.100.1", 80, {backend("198.18.1.1")}));
     d.services.push_back(service("all", "198.18.100.1", 0, {backend("198.18.1.2")}));
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     REQUIRE(maps.vips.size() == 1);
     CHECK(maps.vips.begin()->second.flags == (FULCRUM_VIP_PORT0_TCP | FULCRUM_VIP_SERVING));
     d.services.pop_back();
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     REQUIRE(maps.vips.size() == 1);
     CHECK(maps.vips.begin()->second.flags == FULCRUM_VIP_SERVING);
 }
@@ -181,14 +183,14 @@ TEST_CASE("a VIP is marked serving (echo answered) only while a service has a ba
     d.services.push_back(service("web", "198.18.100.1", 80,
                                  {backend("198.18.1.1", 100, BackendUse::down),
                                   backend("198.18.1.2", 0), backend("198.18.1.3", 100, BackendUse::draining)}));
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     REQUIRE(maps.vips.size() == 1);
     CHECK(maps.vips.begin()->second.flags == 0);
     d.services[0].backends[0].use = BackendUse::active;
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(maps.vips.begin()->second.flags == FULCRUM_VIP_SERVING);
     d.services[0].backends[0].use = BackendUse::down;
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(maps.vips.begin()->second.flags == 0);
 }
 
@@ -196,14 +198,14 @@ TEST_CASE("drain and weight 0 take a backend out of the table after the swap, fl
 {
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     const AppliedService web = r.services().at("web");
     const std::uint32_t drained = web.backends.at("198.18.1.2").id;
 
     Desired d = two_services();
     d.services[0].backends[1].use = BackendUse::draining;
     maps.log.clear();
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(maps.backends.at(drained).state == FULCRUM_BACKEND_DRAINING);
     for (std::uint32_t id : maps.tables.at(web.id))
         CHECK(id != drained);
@@ -212,7 +214,7 @@ TEST_CASE("drain and weight 0 take a backend out of the table after the swap, fl
 
     // Undrain: active again, written before the table that names it.
     maps.log.clear();
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     CHECK(position(maps, "put_backend " + std::to_string(drained) + " state=1") <
           position(maps, "put_table " + std::to_string(web.id)));
 }
@@ -224,20 +226,20 @@ TEST_CASE("a draining backend that goes down is written down (its flows re-hashe
     Reconciler r(maps);
     Desired d = two_services();
     d.services[0].backends[1].use = BackendUse::draining;
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     const AppliedService web = r.services().at("web");
     const std::uint32_t id = web.backends.at("198.18.1.2").id;
     CHECK(maps.backends.at(id).state == FULCRUM_BACKEND_DRAINING);
 
     d.services[0].backends[1].use = BackendUse::down;
     maps.log.clear();
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(maps.backends.at(id).state == FULCRUM_BACKEND_DOWN);
     CHECK(logged(maps, "put_backend " + std::to_string(id) + " state=3"));
     CHECK_FALSE(logged(maps, "put_table " + std::to_string(web.id)));  // the table did not change
 
     d.services[0].backends[1].use = BackendUse::draining;
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(maps.backends.at(id).state == FULCRUM_BACKEND_DRAINING);
 }
 
@@ -250,12 +252,12 @@ TEST_CASE("a removed backend is freed after the table swap; a changed weight mov
     for (int i = 1; i <= 10; i++)
         ten.push_back(backend("198.18.1." + std::to_string(i)));
     d.services.push_back(service("web", "198.18.100.1", 80, ten, 65537));
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     const auto before = slots_by_address(maps, r, "web");
 
     Desired heavier = d;
     heavier.services[0].backends[0].weight = 200;  // one backend doubles
-    REQUIRE(r.apply(heavier).ok());
+    REQUIRE(r.apply(test::with_tables(heavier)).ok());
     const auto after = slots_by_address(maps, r, "web");
     std::size_t moved = 0, to_heavy = 0;
     for (std::size_t i = 0; i < before.size(); i++) {
@@ -272,7 +274,7 @@ TEST_CASE("a removed backend is freed after the table swap; a changed weight mov
     Desired fewer = heavier;
     fewer.services[0].backends.pop_back();
     maps.log.clear();
-    REQUIRE(r.apply(fewer).ok());
+    REQUIRE(r.apply(test::with_tables(fewer)).ok());
     CHECK(maps.backends.at(removed).state == FULCRUM_BACKEND_UNUSED);
     CHECK(position(maps, "put_table " + std::to_string(r.services().at("web").id)) <
           position(maps, "put_backend " + std::to_string(removed) + " state=0"));
@@ -284,17 +286,17 @@ TEST_CASE("table size changes keep every index inside the table a packet finds",
     Reconciler r(maps);
     Desired d;
     d.services.push_back(service("web", "198.18.100.1", 80, {backend("198.18.1.1")}, 251));
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     const std::string id = std::to_string(r.services().at("web").id);
 
     d.services[0].table_size = 509;  // grow: table first, then the modulus
     maps.log.clear();
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(position(maps, "put_table " + id) < position(maps, "put_service " + id + " size=509"));
 
     d.services[0].table_size = 127;  // shrink: modulus first, then the table
     maps.log.clear();
-    REQUIRE(r.apply(d).ok());
+    REQUIRE(r.apply(test::with_tables(d)).ok());
     CHECK(position(maps, "put_service " + id + " size=127") < position(maps, "put_table " + id));
 }
 
@@ -306,9 +308,9 @@ TEST_CASE("two balancers with the same config send every slot to the same addres
     // b allocated ids differently: it had another service first.
     Desired other;
     other.services.push_back(service("old", "198.18.100.9", 80, {backend("198.18.9.1"), backend("198.18.9.2")}));
-    REQUIRE(rb.apply(other).ok());
-    REQUIRE(ra.apply(d).ok());
-    REQUIRE(rb.apply(d).ok());
+    REQUIRE(rb.apply(test::with_tables(other)).ok());
+    REQUIRE(ra.apply(test::with_tables(d)).ok());
+    REQUIRE(rb.apply(test::with_tables(d)).ok());
     CHECK(ra.services().at("web").backends.at("198.18.1.1").id != rb.services().at("web").backends.at("198.18.1.1").id);
     CHECK(slots_by_address(a, ra, "web") == slots_by_address(b, rb, "web"));
     CHECK(slots_by_address(a, ra, "api") == slots_by_address(b, rb, "api"));
@@ -333,7 +335,7 @@ TEST_CASE("a restarted daemon adopts pinned state: kept backends keep their ids"
         Reconciler first(maps);
         Desired d = two_services();
         d.services.push_back(service("dns", "198.18.100.3", 53, {backend("198.18.3.1")}));
-        REQUIRE(first.apply(d).ok());
+        REQUIRE(first.apply(test::with_tables(d)).ok());
         for (const auto& [name, svc] : first.services())
             for (const auto& [address, b] : svc.backends)
                 ids_before[name + "/" + address] = b.id;
@@ -347,7 +349,7 @@ TEST_CASE("a restarted daemon adopts pinned state: kept backends keep their ids"
     Reconciler second(maps);
     second.adopt(maps.snapshot(), next);
     maps.log.clear();
-    REQUIRE(second.apply(next).ok());
+    REQUIRE(second.apply(test::with_tables(next)).ok());
     CHECK(second.services().at("web").backends.at("198.18.1.1").id == ids_before.at("web/198.18.1.1"));
     CHECK(second.services().at("api").backends.at("198.18.2.1").id == ids_before.at("api/198.18.2.1"));
     CHECK(second.services().at("api").backends.at("198.18.2.2").id == ids_before.at("api/198.18.2.2"));
@@ -387,17 +389,17 @@ TEST_CASE("the rate limits go from the file into settings; changing them rewrite
 
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(defaults).ok());
+    REQUIRE(r.apply(test::with_tables(defaults)).ok());
     CHECK(maps.settings.new_flows_per_second == 100'000);
     CHECK(maps.settings.icmp_replies_per_second == 1000);
     // A reload that changes only the rates: one settings write, no table, backend or service.
     maps.log.clear();
-    REQUIRE(r.apply(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n")).ok());
+    REQUIRE(r.apply(test::with_tables(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n"))).ok());
     CHECK(maps.log == std::vector<std::string>{"set_settings"});
     CHECK(maps.settings.new_flows_per_second == 500);
     CHECK(maps.settings.icmp_replies_per_second == 20);
     maps.log.clear();
-    REQUIRE(r.apply(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n")).ok());
+    REQUIRE(r.apply(test::with_tables(desired("flows: {new_per_second: 500}\nicmp: {replies_per_second: 20}\n"))).ok());
     CHECK(maps.log.empty());
 }
 
@@ -443,15 +445,15 @@ TEST_CASE("hash seed: the seed in force goes into settings and tables, not the f
 
     FakeMaps a, b;
     Reconciler ra(a), rb(b);
-    REQUIRE(ra.apply(d).ok());
-    REQUIRE(rb.apply(make_desired(*p.config, 4243)).ok());
+    REQUIRE(ra.apply(test::with_tables(d)).ok());
+    REQUIRE(rb.apply(test::with_tables(make_desired(*p.config, 4243))).ok());
     CHECK(b.settings.hash_seed == 4243);
     CHECK(slots_by_address(a, ra, "web") != slots_by_address(b, rb, "web"));
     // The same seed again: nothing to write. Another seed: settings and the table, nothing else.
     a.log.clear();
-    REQUIRE(ra.apply(make_desired(*p.config, 4242)).ok());
+    REQUIRE(ra.apply(test::with_tables(make_desired(*p.config, 4242))).ok());
     CHECK(a.log.empty());
-    REQUIRE(ra.apply(make_desired(*p.config, 4243)).ok());
+    REQUIRE(ra.apply(test::with_tables(make_desired(*p.config, 4243))).ok());
     CHECK(a.log == std::vector<std::string>{"set_settings", "put_table " + std::to_string(ra.services().at("web").id)});
     CHECK(slots_by_address(a, ra, "web") == slots_by_address(b, rb, "web"));
 }
@@ -477,7 +479,7 @@ TEST_CASE("preview: says what apply then does, and writes nothing", "[plan][diff
 {
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     const std::vector<std::string> web_before = slots_by_address(maps, r, "web");
     const std::size_t logged_before = maps.log.size();
 
@@ -486,7 +488,7 @@ TEST_CASE("preview: says what apply then does, and writes nothing", "[plan][diff
     next.services.pop_back();  // api goes
     next.services.push_back(service("db", "198.18.100.3", 5432, {backend("198.18.3.1")}));
     Diff diff;
-    REQUIRE(r.preview(next, &diff).ok());
+    REQUIRE(r.preview(test::with_tables(next), &diff).ok());
     CHECK(maps.log.size() == logged_before);  // nothing written
     CHECK(r.services().contains("api"));      // applied state untouched
     CHECK_FALSE(r.services().contains("db"));
@@ -517,7 +519,7 @@ TEST_CASE("preview: says what apply then does, and writes nothing", "[plan][diff
 
     // The share it gave is the share of slots the apply then changed (equal sizes: exact).
     std::size_t writes = diff.writes;
-    REQUIRE(r.apply(next).ok());
+    REQUIRE(r.apply(test::with_tables(next)).ok());
     CHECK(maps.log.size() - logged_before == writes);
     const std::vector<std::string> web_after = slots_by_address(maps, r, "web");
     REQUIRE(web_after.size() == web_before.size());
@@ -528,7 +530,7 @@ TEST_CASE("preview: says what apply then does, and writes nothing", "[plan][diff
     CHECK(moved > 0);
 
     Diff none;
-    REQUIRE(r.preview(next, &none).ok());
+    REQUIRE(r.preview(test::with_tables(next), &none).ok());
     CHECK(none.writes == 0);
     for (const ServiceDiff& s : none.services)
         CHECK(s.change == ServiceDiff::Change::unchanged);
@@ -538,12 +540,12 @@ TEST_CASE("preview: a backend going down loses its recorded flows; a drained one
 {
     FakeMaps maps;
     Reconciler r(maps);
-    REQUIRE(r.apply(two_services()).ok());
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
     Desired next = two_services();
     next.services[0].backends[0].use = BackendUse::down;
     next.services[1].backends[0].use = BackendUse::draining;
     Diff diff;
-    REQUIRE(r.preview(next, &diff).ok());
+    REQUIRE(r.preview(test::with_tables(next), &diff).ok());
     for (const ServiceDiff& s : diff.services) {
         const std::uint32_t first = r.services().at(s.name).backends.at(s.name == "web" ? "198.18.1.1" : "198.18.2.1").id;
         if (s.name == "web")
@@ -552,4 +554,116 @@ TEST_CASE("preview: a backend going down loses its recorded flows; a drained one
             CHECK(s.leaving_backends.empty());
         CHECK(s.change == ServiceDiff::Change::changed);
     }
+}
+
+// --- Tables built by the planner (plan/tables.h) -------------------------------------------------
+
+TEST_CASE("tables: the written table is Maglev's over the backend ids, exactly", "[plan][tables]")
+{
+    // The planner builds a table over members 1..n and the reconciler relabels them with ids:
+    // the result must be the table Maglev builds over the ids themselves, slot for slot (an
+    // upgrade must move no flow).
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d = two_services();
+    d.services[0].backends.push_back(backend("198.18.1.3", 300));
+    d.services[0].backends.push_back(backend("198.18.1.4", 0));
+    d.services[0].backends.push_back(backend("198.18.1.5", 100, BackendUse::draining));
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    for (const ServicePlan& s : d.services) {
+        const AppliedService& svc = r.services().at(s.name);
+        std::vector<maglev::Backend> ring;
+        for (const BackendPlan& b : s.backends)
+            if (b.use == BackendUse::active)
+                ring.push_back({b.address, svc.backends.at(b.address).id, b.weight});
+        maglev::TableResult direct = maglev::build_table(ring, s.table_size, d.settings.hash_seed);
+        REQUIRE(direct.ok());
+        CHECK(maps.tables.at(svc.id) == direct.table);
+        CHECK(svc.table_ids() == direct.table);
+    }
+}
+
+TEST_CASE("tables: the cache rebuilds only the services whose input changed", "[plan][tables]")
+{
+    TableCache cache;
+    Desired d = two_services();
+    REQUIRE(cache.build(d).ok());
+    const auto web = d.services[0].table, api = d.services[1].table;
+    REQUIRE(web);
+    REQUIRE(api);
+    CHECK(web->input == table_input(d.services[0], 7));
+    CHECK(web->members == std::vector<std::string>{"198.18.1.1", "198.18.1.2"});
+
+    Desired next = two_services();
+    next.services[1].backends[0].weight = 200;
+    REQUIRE(cache.build(next).ok());
+    CHECK(next.services[0].table == web);  // the same object: not rebuilt, not copied
+    CHECK(next.services[1].table != api);
+    CHECK(next.services[1].table->input != api->input);
+
+    // A service gone from the state leaves the cache (its table is freed with the last user).
+    Desired fewer = two_services();
+    fewer.services.pop_back();
+    REQUIRE(cache.build(fewer).ok());
+    std::weak_ptr<const SlotTable> gone = next.services[1].table;
+    next = Desired{};
+    CHECK(gone.expired());
+    CHECK(fewer.services[0].table == web);
+
+    // The seed is part of the input.
+    Desired reseeded = two_services();
+    reseeded.settings.hash_seed = 8;
+    REQUIRE(cache.build(reseeded).ok());
+    CHECK(reseeded.services[0].table != web);
+}
+
+TEST_CASE("tables: the applied state shares the planner's table and writes no unchanged one", "[plan][tables]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    TableCache cache;
+    Desired d = two_services();
+    REQUIRE(cache.build(d).ok());
+    REQUIRE(r.apply(d).ok());
+    CHECK(r.services().at("web").table == d.services[0].table);  // shared, not a copy
+
+    // A backend re-added under the same address gets a new id: same input, other ids, so the
+    // table is rewritten with the new id.
+    const std::uint32_t first_id = r.services().at("web").backends.at("198.18.1.2").id;
+    const std::string first_input = r.services().at("web").table->input;
+    Desired without = two_services();
+    without.services[0].backends.pop_back();
+    REQUIRE(cache.build(without).ok());
+    REQUIRE(r.apply(without).ok());
+    maps.log.clear();
+    REQUIRE(cache.build(d).ok());
+    CHECK(d.services[0].table->input == first_input);  // the input of the first apply
+    REQUIRE(r.apply(d).ok());
+    CHECK(r.services().at("web").backends.at("198.18.1.2").id != first_id);
+    CHECK(std::count_if(maps.log.begin(), maps.log.end(),
+                        [](const std::string& e) { return e.starts_with("put_table"); }) == 1);
+    CHECK(maps.tables.at(r.services().at("web").id) == r.services().at("web").table_ids());
+    maps.log.clear();
+    REQUIRE(cache.build(d).ok());
+    REQUIRE(r.apply(d).ok());
+    CHECK(maps.log.empty());
+}
+
+TEST_CASE("tables: a state without its tables, or with stale ones, is refused before any write", "[plan][tables]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Status missing = r.apply(two_services());
+    CHECK_FALSE(missing.ok());
+    CHECK(missing.message() == "plan: service web: its Maglev table is missing or was built for other backends "
+                               "(TableCache::build was not run on this state); nothing was written");
+    CHECK(maps.log.empty());
+
+    Desired d = test::with_tables(two_services());
+    d.services[1].backends[1].weight = 5;  // edited after its table was built
+    Status stale = r.apply(d);
+    CHECK_FALSE(stale.ok());
+    CHECK(stale.message().starts_with("plan: service api: its Maglev table is missing or was built for other"));
+    CHECK(maps.log.empty());
+    CHECK(r.services().empty());
 }

@@ -1,0 +1,48 @@
+// The Maglev table of each desired service, built by the planner (not by the reconciler) so a
+// Desired is the complete data-plane state as a value: what the maps should hold, tables
+// included, before any id is allocated or any map is touched.
+//
+// A table here names its members (the service's active backends, by address), not backend ids:
+// ids belong to the reconciler, which allocates them and writes `member id` into each slot. The
+// Maglev result depends only on the members' addresses, weights, the size and the seed, never on
+// the ids, so relabelling is exact.
+//
+// Building a table costs milliseconds, so a TableCache keeps the last table of each service and
+// hands it back while its input (members, weights, size, seed) is unchanged: a reload that
+// touches one service of a thousand builds one table.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plan/desired.h"
+#include "util/status.h"
+
+namespace fulcrum::plan {
+
+struct SlotTable {
+    std::string input;                 // table_input() of the service it was built for
+    std::vector<std::string> members;  // active backends' addresses, in the service's file order
+    std::vector<std::uint32_t> slots;  // index into members + 1 per slot; 0 = no backend
+};
+
+// What a service's table is built from, as text: "size/seed address=weight ...". Two services
+// with the same input have the same table.
+std::string table_input(const ServicePlan& service, std::uint32_t seed);
+
+class TableCache {
+public:
+    // Fills ServicePlan::table of every service of `desired`, reusing the cached table of a
+    // service whose input is unchanged; the cache then holds exactly the tables of `desired`.
+    // Fails (naming the service) only where Maglev refuses its input, which a validated config
+    // never gives; `desired` may then hold some tables and the cache is unchanged.
+    Status build(Desired& desired);
+
+private:
+    std::map<std::string, std::shared_ptr<const SlotTable>> by_service_;
+};
+
+}  // namespace fulcrum::plan
