@@ -18,12 +18,12 @@
 #include <string>
 #include <vector>
 
-#include "../unit/faulty_writer.h"
+#include "faulty_writer.h"
 #include "dataplane/balancer_program.h"
 #include "map_dump.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
-#include "../unit/with_tables.h"
+#include "with_tables.h"
 
 using namespace fulcrum;
 using namespace fulcrum::plan;
