@@ -148,26 +148,30 @@ std::optional<std::string> parse_interface_name(Errors& errors, const Value& val
     return text;
 }
 
-std::optional<std::string> parse_absolute_path(Errors& errors, const Value& value)
+namespace {
+
+// Text starting with '/'; `what` names it in the error (a file path or an HTTP path).
+std::optional<std::string> parse_slash_path(Errors& errors, const Value& value, const char* what)
 {
-    auto text = parse_text_value(errors, value, "an absolute path");
+    auto text = parse_text_value(errors, value, what);
     if (!text) return std::nullopt;
     if (text->empty() || text->front() != '/') {
-        errors.expected(value, "an absolute path");
+        errors.expected(value, what);
         return std::nullopt;
     }
     return text;
 }
 
+}  // namespace
+
+std::optional<std::string> parse_absolute_path(Errors& errors, const Value& value)
+{
+    return parse_slash_path(errors, value, "an absolute path");
+}
+
 std::optional<std::string> parse_http_path(Errors& errors, const Value& value)
 {
-    auto text = parse_text_value(errors, value, "a path starting with /");
-    if (!text) return std::nullopt;
-    if (text->empty() || text->front() != '/') {
-        errors.expected(value, "a path starting with /");
-        return std::nullopt;
-    }
-    return text;
+    return parse_slash_path(errors, value, "a path starting with /");
 }
 
 std::optional<std::string> parse_listen_address(Errors& errors, const Value& value)

@@ -1,14 +1,8 @@
 // The nexthops map as the cache's store, and the reconciler's writer; see nexthop_store.h.
 #include "dataplane/nexthop_store.h"
 
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <thread>
-
 #include "dataplane/balancer_program.h"
+#include "dataplane/map_journal.h"
 #include "dataplane/nexthop_upkeep.h"
 
 namespace fulcrum::dataplane {
@@ -20,15 +14,7 @@ public:
 
     std::optional<fulcrum_nexthop> get(std::uint32_t id) override { return program_.nexthop(id); }
     Status put(std::uint32_t id, const fulcrum_nexthop& entry) override { return program_.put_nexthop(id, entry); }
-    void wait_for_readers() override
-    {
-        // MEMBARRIER_CMD_GLOBAL is synchronize_rcu(); XDP programs run inside RCU read-side
-        // sections (NAPI softirq, or generic XDP under rcu_read_lock), so once it returns every
-        // run that started before has ended. Refused on nohz_full kernels: then wait far longer
-        // than any program run (microseconds) instead.
-        if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0)
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    void wait_for_readers() override { wait_for_xdp_readers(); }
 
 private:
     BalancerProgram& program_;
