@@ -32,6 +32,8 @@
 #include "plan/reconciler.h"
 #include "util/json.h"
 
+#include "maglev_bench.h"
+
 #include "fake_maps.h"  // tests/unit, through test_support_dep
 
 namespace fulcrum::bench {
@@ -51,6 +53,8 @@ struct Options {
     std::uint32_t flow_capacity = 65536;
     bool fake_only = false;
     bool json = false;
+    bool maglev = false;  // --maglev: only maglev::build_table against the original (bench/maglev_bench.cpp)
+    bool reps_given = false, table_sizes_given = false;
 };
 
 [[noreturn]] void die(const std::string& message)
@@ -82,12 +86,14 @@ Options parse_options(int argc, char** argv)
             o.services = number(i, 2, FULCRUM_MAX_SERVICES - 2);  // one more is added by a scenario
         else if (!std::strcmp(argv[i], "--backends"))
             o.backends = number(i, 2, 250);
-        else if (!std::strcmp(argv[i], "--reps"))
+        else if (!std::strcmp(argv[i], "--reps")) {
             o.reps = number(i, 1, 50);
-        else if (!std::strcmp(argv[i], "--table-sizes")) {
+            o.reps_given = true;
+        } else if (!std::strcmp(argv[i], "--table-sizes")) {
             if (i + 1 >= argc)
                 die("--table-sizes needs a list, e.g. 65537,4099");
             o.table_sizes.clear();
+            o.table_sizes_given = true;
             std::string list = argv[++i];
             for (std::size_t at = 0; at <= list.size();) {
                 std::size_t comma = list.find(',', at);
@@ -107,10 +113,13 @@ Options parse_options(int argc, char** argv)
             o.fake_only = true;
         else if (!std::strcmp(argv[i], "--json"))
             o.json = true;
+        else if (!std::strcmp(argv[i], "--maglev"))
+            o.maglev = true;
         else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
             std::printf(
                 "usage: fulcrum-reload-bench [--services N] [--backends N] [--reps N]\n"
                 "                            [--table-sizes P,P..] [--flow-capacity N] [--fake-only] [--json]\n"
+                "       fulcrum-reload-bench --maglev [--reps N] [--table-sizes P,P..] [--json]\n"
                 "  --services N       services in the generated config (default 1000)\n"
                 "  --backends N       backends per service, 2..250 (default 100)\n"
                 "  --reps N           repetitions per phase; the median is reported (default 3)\n"
@@ -118,6 +127,9 @@ Options parse_options(int argc, char** argv)
                 "  --flow-capacity N  flow table of the loaded program (default 65536)\n"
                 "  --fake-only        skip the real BPF maps (no root needed)\n"
                 "  --json             one JSON object instead of the table\n"
+                "  --maglev           only one maglev::build_table of 100 and 1000 backends, today's builder\n"
+                "                     against the original, min and median of --reps runs (default 31),\n"
+                "                     table sizes from --table-sizes (default 65537); no root needed\n"
                 "Needs root for the real maps: loads the balancer (not attached, not pinned).\n");
             std::exit(0);
         } else
@@ -1112,6 +1124,16 @@ int run(int argc, char** argv)
     (void)sched_setaffinity(0, sizeof set, &set);
     (void)setpriority(PRIO_PROCESS, 0, -20);
     libbpf_set_print(nullptr);  // failures are reported with errno below
+
+    if (o.maglev) {
+        MaglevBenchOptions m;
+        if (o.table_sizes_given)
+            m.table_sizes = o.table_sizes;
+        if (o.reps_given)
+            m.runs = o.reps;
+        m.json = o.json;
+        return run_maglev_bench(m);
+    }
 
     if (rep.real) {
         // Will the tables fit? Measured per table (memlock), for the largest size asked for; the
