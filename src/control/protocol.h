@@ -11,7 +11,8 @@
 // lookup SERVICE SRC_IP SRC_PORT [DST_PORT] | stats | diff ABSOLUTE_FILE. Arguments contain no spaces.
 //
 // Limits (server.h): the request line must arrive within kRequestTimeout of connecting and the
-// answer be read within kAnswerTimeout, else the daemon closes the connection without a word; at
+// answer be read within kAnswerTimeout (the command's own time counts toward neither: a reload
+// answers once its apply is done), else the daemon closes the connection without a word; at
 // most kMaxSessions connections are served at once, and one more is answered at once with
 // "5 LF fulcrumd: busy ..." (kBusy) and closed: fulcrumctl then tries again until its --timeout.
 #pragma once

@@ -85,20 +85,31 @@ private:
     {
         if (closed_)
             return;  // the deadline closed the socket
-        Response response;
-        std::string line;
         if (ec) {
-            response = {kUsage, "request too long or connection closed before a full line\n"};
-        } else {
-            std::istream in(&buffer_);
-            std::getline(in, line);
-            Request request;
-            response = parse_request(line, &request)
-                           ? shared_->handler(request)
-                           : Response{kUsage, "malformed request: \"" + line + "\"\n"};
+            answer({kUsage, "request too long or connection closed before a full line\n"});
+            return;
         }
+        std::string line;
+        std::istream in(&buffer_);
+        std::getline(in, line);
+        Request request;
+        if (!parse_request(line, &request)) {
+            answer({kUsage, "malformed request: \"" + line + "\"\n"});
+            return;
+        }
+        // No deadline while the command runs (it ends: Server::Handler). A deadline wait that has
+        // already completed sees this expiry and lets the session be.
+        deadline_.expires_at(Clock::time_point::max());
+        auto self = shared_from_this();
+        shared_->handler(request, [self](Response response) { self->answer(response); });
+    }
+
+    void answer(const Response& response)
+    {
+        if (closed_)
+            return;
         answer_ = std::to_string(response.code) + "\n" + response.body;
-        arm(shared_->limits.answer_timeout);  // the command's own time does not count
+        arm(shared_->limits.answer_timeout);
         auto self = shared_from_this();
         boost::asio::async_write(socket_, boost::asio::buffer(answer_),
                                  [self](const boost::system::error_code&, std::size_t) { self->close(); });

@@ -1,5 +1,6 @@
 // The control socket server: a unix stream socket (mode 0600) on the daemon's io_context; one
-// request line in, one answer out (protocol.h). The commands themselves live with the daemon.
+// request line in, one answer out (protocol.h). The commands themselves live with the daemon; a
+// command answers through a Reply it may call later (a reload answers once its apply is done).
 //
 // Bounded against misbehaving clients (all local root processes, but a stuck script or a leak is
 // enough): each session has a deadline, at most Limits::max_sessions are open at once (more are
@@ -54,7 +55,11 @@ struct ServerStats {
 
 class Server {
 public:
-    using Handler = std::function<Response(const Request&)>;
+    // Called exactly once per request, at once or later on the io_context. While a command runs
+    // the session has no deadline (its time does not count); the answer timeout starts at the
+    // reply. A Reply dropped uncalled (the daemon stopping) closes the connection unanswered.
+    using Reply = std::function<void(Response)>;
+    using Handler = std::function<void(const Request&, Reply)>;
     Server(boost::asio::io_context& io, std::string path, Handler handler, Limits limits = {});
     ~Server();  // closes and unlinks the socket
     Server(const Server&) = delete;

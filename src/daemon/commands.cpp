@@ -68,14 +68,21 @@ const plan::AppliedService* Daemon::applied_service(const std::string& name) con
     return it == reconciler_->services().end() ? nullptr : &it->second;
 }
 
-Response Daemon::handle(const control::Request& r)
+// reload, drain and undrain apply: they answer once their apply is over (it may wait for the
+// applies asked before it, and for the neighbours of new backends). The others answer at once.
+void Daemon::handle(const control::Request& r, control::Server::Reply reply)
+{
+    if (r.command == "reload" && r.args.empty())
+        return cmd_reload(r.json, std::move(reply));
+    if (r.command == "drain" || r.command == "undrain")
+        return cmd_drain(r.json, r.args, r.command == "drain", std::move(reply));
+    reply(answer_now(r));
+}
+
+Response Daemon::answer_now(const control::Request& r)
 {
     if (r.command == "status" && r.args.empty())
         return cmd_status(r.json);
-    if (r.command == "reload" && r.args.empty())
-        return cmd_reload(r.json);
-    if (r.command == "drain" || r.command == "undrain")
-        return cmd_drain(r.json, r.args, r.command == "drain");
     if (r.command == "lookup")
         return cmd_lookup(r.json, r.args);
     if (r.command == "stats" && r.args.empty())
@@ -95,6 +102,11 @@ Response Daemon::cmd_status(bool json)
     j.begin_object().field("version", kVersion).field("config", path_).field("generation", generation_);
     j.field("reloads_ok", reloads_ok_).field("reloads_failed", reloads_failed_);
     j.field("last_reload_error", last_reload_error_);
+    // An apply waiting for the neighbour entries of new backends, and those queued behind it.
+    j.field("apply_in_progress", apply_queue_.running()).field("applies_queued", apply_queue_.queued());
+    if (!apply_queue_.running().empty())
+        text += fmt("apply in progress: %s (%zu more queued)\n", apply_queue_.running().c_str(),
+                    apply_queue_.queued());
     j.key("services").begin_array();
     const auto health = health_->snapshot();
     const auto now = std::chrono::system_clock::now();
@@ -156,60 +168,84 @@ Response Daemon::cmd_status(bool json)
     return {control::kOk, json ? j.str() + "\n" : text};
 }
 
-Response Daemon::cmd_reload(bool json)
+void Daemon::cmd_reload(bool json, control::Server::Reply reply)
 {
-    Status s = reload();
-    JsonWriter j;
-    j.begin_object().field("ok", s.ok()).field("generation", generation_).field("error", s.message()).end_object();
-    if (json)
-        return {s.ok() ? control::kOk : control::kFailed, j.str() + "\n"};
-    if (!s.ok())
-        return failed(s.message());
-    return {control::kOk, fmt("reloaded %s: generation %llu\n", path_.c_str(),
-                              static_cast<unsigned long long>(generation_))};
+    queue_reload("reload (fulcrumctl)", [this, json, reply = std::move(reply)](Status s) {
+        JsonWriter j;
+        j.begin_object().field("ok", s.ok()).field("generation", generation_).field("error", s.message()).end_object();
+        if (json)
+            reply({s.ok() ? control::kOk : control::kFailed, j.str() + "\n"});
+        else if (!s.ok())
+            reply(failed(s.message()));
+        else
+            reply({control::kOk, fmt("reloaded %s: generation %llu\n", path_.c_str(),
+                                     static_cast<unsigned long long>(generation_))});
+    });
 }
 
-Response Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool drain)
+void Daemon::cmd_drain(bool json, const std::vector<std::string>& args, bool drain, control::Server::Reply reply)
 {
     const char* verb = drain ? "drain" : "undrain";
     if (args.size() != 2)
-        return usage(std::string("usage: fulcrumctl ") + verb + " SERVICE BACKEND");
+        return reply(usage(std::string("usage: fulcrumctl ") + verb + " SERVICE BACKEND"));
+    // Checked against the state the applies queued before it leave, so it runs as a job too.
+    apply_queue_.push(verb, [this, json, args, drain, reply = std::move(reply)](ApplyQueue::Done finished) {
+        run_drain(json, args, drain, reply, std::move(finished));
+    });
+}
+
+void Daemon::run_drain(bool json, const std::vector<std::string>& args, bool drain, control::Server::Reply reply,
+                       ApplyQueue::Done finished)
+{
+    const char* verb = drain ? "drain" : "undrain";
+    auto answer = [&](Response r) {
+        reply(std::move(r));
+        finished();
+    };
     const plan::ServicePlan* svc = find_service(desired_, args[0]);
     if (!svc)
-        return failed("no service \"" + args[0] + "\"");
+        return answer(failed("no service \"" + args[0] + "\""));
     std::string address = canonical(args[1]);
     const plan::BackendPlan* backend = nullptr;
     for (const auto& b : svc->backends)
         if (b.address == address)
             backend = &b;
     if (!backend)
-        return failed("service " + svc->name + " has no backend \"" + args[1] + "\"");
-    // Copies: apply() below replaces desired_, which svc and backend point into.
+        return answer(failed("service " + svc->name + " has no backend \"" + args[1] + "\""));
+    // Copies: the apply below replaces desired_, which svc and backend point into.
     const std::string service = svc->name;
     const bool drained_by_config = backend->drained && !overrides_.drained.contains({svc->name, address});
     std::pair<std::string, std::string> key{service, address};
     plan::Overrides next = overrides_;  // in force only if the apply succeeds
     if (drain) {
         if (!next.drained.insert(key).second)
-            return failed("backend " + address + " of " + service + " is already drained by fulcrumctl");
+            return answer(failed("backend " + address + " of " + service + " is already drained by fulcrumctl"));
     } else if (next.drained.erase(key) == 0) {
-        return failed("backend " + address + " of " + service + " is not drained by fulcrumctl" +
-                      (drained_by_config ? " (the config file drains it)" : ""));
+        return answer(failed("backend " + address + " of " + service + " is not drained by fulcrumctl" +
+                             (drained_by_config ? " (the config file drains it)" : "")));
     }
-    if (Status s = apply(*config_, next, "operator"); !s.ok()) {
-        LOG_ERROR("control: %s %s %s failed: %s", verb, service.c_str(), address.c_str(), s.message().c_str());
-        return failed(s.message());
-    }
-    LOG_INFO("control: %s %s %s", verb, service.c_str(), address.c_str());
-    // Kept with the pinned state, so a restarted fulcrumd restores it (Daemon::restore_operator_drains).
-    if (Status s = program_->keep_operator_drain(service, address, drain); !s.ok())
-        LOG_WARN("%s; the %s holds until fulcrumd restarts", s.message().c_str(), verb);
-    JsonWriter j;
-    j.begin_object().field("service", service).field("backend", address).field("drained", drain).end_object();
-    std::string text = drain ? "drained " + address + " of " + service +
-                                   ": existing flows stay, new flows go to the others (kept across reloads and restarts)\n"
-                             : "undrained " + address + " of " + service + ": it takes new flows again\n";
-    return {control::kOk, json ? j.str() + "\n" : text};
+    apply(config_, next, hash_seed_, "operator",
+          [this, json, verb, drain, service, address, reply, finished](Status s) {
+              if (!s.ok()) {
+                  LOG_ERROR("control: %s %s %s failed: %s", verb, service.c_str(), address.c_str(),
+                            s.message().c_str());
+                  reply(failed(s.message()));
+                  finished();
+                  return;
+              }
+              LOG_INFO("control: %s %s %s", verb, service.c_str(), address.c_str());
+              // Kept with the pinned state, so a restarted fulcrumd restores it (Daemon::restore_operator_drains).
+              if (Status k = program_->keep_operator_drain(service, address, drain); !k.ok())
+                  LOG_WARN("%s; the %s holds until fulcrumd restarts", k.message().c_str(), verb);
+              JsonWriter j;
+              j.begin_object().field("service", service).field("backend", address).field("drained", drain).end_object();
+              std::string text = drain ? "drained " + address + " of " + service +
+                                             ": existing flows stay, new flows go to the others (kept across "
+                                             "reloads and restarts)\n"
+                                       : "undrained " + address + " of " + service + ": it takes new flows again\n";
+              reply({control::kOk, json ? j.str() + "\n" : text});
+              finished();
+          });
 }
 
 Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)

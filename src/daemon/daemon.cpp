@@ -151,40 +151,120 @@ std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const pla
 
 }  // namespace
 
-Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause)
+// An apply, in four steps:
+//   plan       the desired data-plane state from the config, overrides and seed (plan::make_desired),
+//              its Maglev tables included (tables_); a plan that fails writes nothing;
+//   resolve    wait, up to kNeighbourWait, for the kernel's neighbour entry of each backend no
+//              applied service has yet: a backend enters a Maglev table only once bpf_fib_lookup
+//              can reach it (else its packets are dropped as no_neighbour). The wait runs on the
+//              event loop's timers (dataplane::NeighbourWaiter), so status, metrics, health checks
+//              and signals are served meanwhile; past the bound the apply goes ahead anyway;
+//   reconcile  write the maps, all or nothing (plan/reconciler.h);
+//   notify     the listeners that follow the applied state (next hops, metric labels, routes,
+//              panic lines).
+// Applies stay one at a time and in order because every apply after the first is a job of
+// apply_queue_ (daemon/apply_queue.h), which starts a job only once the one before has finished;
+// a job reads its inputs when it starts, so it applies on top of the previous one.
+void Daemon::apply(std::shared_ptr<const config::Config> cfg, const plan::Overrides& overrides, std::uint32_t seed,
+                   const char* cause, Applied done)
+{
+    Result<PlannedApply> plan = plan_apply(std::move(cfg), overrides, seed, cause);
+    if (!plan.ok())
+        return done(plan.status());  // nothing written, nothing to notify
+    auto planned = std::make_shared<PlannedApply>(std::move(plan).value());
+    std::vector<dataplane::NeighbourTarget> targets = planned->new_backends;
+    neighbours_.start(std::move(targets), kNeighbourWait,
+                      [this, planned, done = std::move(done)](std::vector<std::string> unresolved) {
+                          Status applied = reconcile(*planned, unresolved);
+                          notify(*planned->cfg, applied.ok());
+                          done(applied);
+                      });
+}
+
+// The first apply runs before the event loop does (nothing else to serve yet): the same steps,
+// with the neighbour wait blocking.
+Status Daemon::apply_at_start()
+{
+    Result<PlannedApply> plan = plan_apply(config_, overrides_, hash_seed_, "config");
+    if (!plan.ok())
+        return plan.status();
+    PlannedApply& planned = *plan;
+    Status applied = reconcile(planned, dataplane::resolve_neighbours(planned.new_backends, kNeighbourWait));
+    notify(*planned.cfg, applied.ok());
+    return applied;
+}
+
+Result<Daemon::PlannedApply> Daemon::plan_apply(std::shared_ptr<const config::Config> cfg, const plan::Overrides& overrides,
+                                        std::uint32_t seed, const char* cause)
 {
     collector_->count_apply(cause);
-    plan::Desired desired = plan::make_desired(cfg, hash_seed_, overrides);
-    if (Status s = tables_.build(desired); !s.ok())
+    PlannedApply p{std::move(cfg), overrides, seed, {}, {}};
+    p.desired = plan::make_desired(*p.cfg, seed, overrides);
+    if (Status s = tables_.build(p.desired); !s.ok())
         return s;  // nothing written
-    auto missing = dataplane::resolve_neighbours(neighbour_targets(desired, reconciler_.get()), kNeighbourWait);
-    for (const std::string& a : missing)
+    p.new_backends = neighbour_targets(p.desired, reconciler_.get());
+    return p;
+}
+
+Status Daemon::reconcile(PlannedApply& planned, const std::vector<std::string>& unresolved)
+{
+    for (const std::string& a : unresolved)
         LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
                  a.c_str());
     // All or nothing (plan/reconciler.h): on failure the maps and the applied state are the
-    // previous ones, and so is everything below that follows them (desired state, overrides,
+    // previous ones, and so is everything that follows them (desired state, overrides, seed,
     // topology, routes); the caller keeps its config and health as they were.
-    Status applied = reconciler_->apply(desired);
-    if (nexthops_)  // also after a failed apply: re-resolves whatever the undo put back
+    Status applied = reconciler_->apply(planned.desired);
+    if (!applied.ok())
+        return applied;
+    desired_ = std::move(planned.desired);
+    overrides_ = planned.overrides;
+    hash_seed_ = planned.seed;
+    return {};
+}
+
+void Daemon::notify(const config::Config& cfg, bool applied)
+{
+    nexthops_follow(cfg);
+    if (!applied)
+        return;
+    publish_topology();
+    routes_follow(cfg);
+    log_panic_changes();
+}
+
+// Also after a failed apply: re-resolves whatever the undo put back.
+void Daemon::nexthops_follow(const config::Config& cfg)
+{
+    if (nexthops_)
         nexthops_->set_backends(nexthop_targets(*reconciler_),
                                 cfg.tunnel.source_v6 ? std::optional(plan::to_fulcrum_addr(*cfg.tunnel.source_v6))
                                                      : std::nullopt);
-    if (!applied.ok())
-        return applied;
-    desired_ = std::move(desired);
-    overrides_ = overrides;
-    publish_topology();
-    // Maps are applied; routes follow them (a reload's routes.table/need too). A route problem
-    // is logged and must not fail the change.
-    if (routes_) {
-        if (Status s = routes_->reconfigure(cfg.routes_table, cfg.routes_need); !s.ok())
-            LOG_WARN("%s", s.message().c_str());
-        if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
-            LOG_WARN("%s", s.message().c_str());
-    }
+}
+
+void Daemon::publish_topology()
+{
+    collector_->set_topology(topology(*reconciler_, desired_, overrides_.down));
+}
+
+// Maps are applied; routes follow them (a reload's routes.table/need too). A route problem is
+// logged and must not fail the change. None yet during the first apply: bring_up announces VIPs
+// once the program is attached.
+void Daemon::routes_follow(const config::Config& cfg)
+{
+    if (!routes_)
+        return;
+    if (Status s = routes_->reconfigure(cfg.routes_table, cfg.routes_need); !s.ok())
+        LOG_WARN("%s", s.message().c_str());
+    if (Status s = routes_->sync(routes::service_routes(desired_)); !s.ok())
+        LOG_WARN("%s", s.message().c_str());
+}
+
+void Daemon::log_panic_changes()
+{
     if (health_ && !health_->settled()) {
         LOG_INFO("health: first checks pending: every non-drained backend is in use until each has been checked");
-        return {};
+        return;
     }
     std::set<std::string> panicking;
     for (const plan::ServicePlan& s : desired_.services)
@@ -199,7 +279,6 @@ Status Daemon::apply(const config::Config& cfg, const plan::Overrides& overrides
         if (!panicking.contains(name))
             LOG_INFO("health: service %s out of panic", name.c_str());
     panicking_ = std::move(panicking);
-    return {};
 }
 
 Daemon::~Daemon()
@@ -208,21 +287,27 @@ Daemon::~Daemon()
     exposer_.reset();
 }
 
-void Daemon::publish_topology()
-{
-    collector_->set_topology(topology(*reconciler_, desired_, overrides_.down));
-}
-
 // Health changed (batched by the manager): the down set feeds the planner; one apply per batch.
+// While an apply is pending, later batches share one queued apply, which reads the down set
+// when it starts (the latest).
 void Daemon::on_health_change()
 {
     if (!health_->settled())
         return;  // first results still coming in: keep the start-up table (see Manager::settled)
-    plan::Overrides next = overrides_;
-    next.down = health_->down();
-    if (Status s = apply(*config_, next, "health"); !s.ok())
-        LOG_ERROR("health: cannot apply the new backend states (the data plane keeps the previous ones until "
-                  "the next health change): %s", s.message().c_str());
+    if (health_apply_queued_)
+        return;
+    health_apply_queued_ = true;
+    apply_queue_.push("health", [this](ApplyQueue::Done finished) {
+        health_apply_queued_ = false;
+        plan::Overrides next = overrides_;
+        next.down = health_->down();
+        apply(config_, next, hash_seed_, "health", [finished](Status s) {
+            if (!s.ok())
+                LOG_ERROR("health: cannot apply the new backend states (the data plane keeps the previous ones "
+                          "until the next health change): %s", s.message().c_str());
+            finished();
+        });
+    });
 }
 
 // Operator drains pinned by an earlier fulcrumd (BalancerProgram::operator_drains) are restored
@@ -257,7 +342,7 @@ Status Daemon::bring_up()
         print_errors(parsed.errors);
         return Status::failure("config: " + path_ + " is not valid; nothing was attached");
     }
-    config_ = std::move(parsed.config);
+    config_ = std::make_shared<const config::Config>(std::move(*parsed.config));
     const config::Config& cfg = *config_;
 
     if (Status s = dataplane::ensure_bpffs_dir(cfg.pin_path); !s.ok())
@@ -329,7 +414,7 @@ Status Daemon::bring_up()
         interface_names.push_back(i.name);
     nexthops_ = std::make_unique<dataplane::NexthopUpkeep>(io_, *program_, std::move(interface_names));
     writer_->set_upkeep(nexthops_.get());
-    if (Status s = apply(cfg, overrides_, "config"); !s.ok())
+    if (Status s = apply_at_start(); !s.ok())
         return s;
     collector_->set_generation(++generation_);
     collector_->count_reload(true);
@@ -346,7 +431,7 @@ Status Daemon::bring_up()
                                " (address in use, or not an address of this host): " + e.what());
     }
     control_ = std::make_unique<control::Server>(io_, cfg.control_socket,
-                                                 [this](const control::Request& r) { return handle(r); });
+                                                 [this](const control::Request& r, control::Server::Reply reply) { handle(r, std::move(reply)); });
     if (Status s = control_->start(); !s.ok())
         return s;
     std::vector<dataplane::XdpAttachment> attachments;
@@ -390,15 +475,14 @@ Status Daemon::bring_up()
 }
 
 // Re-reads the file and applies the difference. A bad file (or a failed apply) changes nothing
-// the running configuration depends on; the error is logged, counted and returned.
-Status Daemon::reload()
+// the running configuration depends on; the error is logged, counted and passed to done.
+void Daemon::reload(Applied done)
 {
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
                static_cast<unsigned long long>(
                    std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now().time_since_epoch()).count()));
     LOG_INFO("config: reloading %s", path_.c_str());
-    Status result;
     config::ParseResult parsed = config::load_file(path_);
     if (!parsed.errors.empty()) {
         std::string text;
@@ -407,33 +491,39 @@ Status Daemon::reload()
             text += e.to_string() + "\n";
         }
         text += "reload refused: the running configuration stays in force";
-        result = Status::failure(text);
-    } else {
-        const config::Config& next = *parsed.config;
-        if (next.pin_path != config_->pin_path || next.flows.capacity != config_->flows.capacity ||
-            next.flows.udp_idle_timeout != config_->flows.udp_idle_timeout ||
-            next.control_socket != config_->control_socket || next.metrics_listen != config_->metrics_listen)
-            LOG_WARN("config: bpf.pin_path, flows.capacity, flows.udp_idle_timeout, control.socket and "
-                     "metrics.listen take effect at the next restart");
-        log_warnings(parsed.warnings);
-        // Planned with the health the new file will have, but health itself, like the routes (in
-        // apply), follows only a successful apply: a failed reload changes nothing.
-        const ReloadInputs inputs = reload_inputs(next);
-        const plan::SeedChoice& seed = inputs.seed;
-        const std::uint32_t old_seed = hash_seed_;
-        hash_seed_ = seed.seed;
-        result = apply(next, inputs.overrides, "config");
-        if (!result.ok()) {
-            hash_seed_ = old_seed;
-        } else {
-            if (hash_seed_ != old_seed)
-                LOG_INFO("bpf: flow-hash seed changed (now from %s): every Maglev table is rebuilt; recorded flows "
-                         "keep their backend", plan::to_string(seed.source));
-            health_->sync(next);  // checks start for new backends, stop for removed ones
-            collector_->set_generation(++generation_);
-            config_ = std::move(parsed.config);
-        }
+        Status result = Status::failure(text);
+        finish_reload(result, true);
+        done(result);
+        return;
     }
+    auto next = std::make_shared<const config::Config>(std::move(*parsed.config));
+    if (next->pin_path != config_->pin_path || next->flows.capacity != config_->flows.capacity ||
+        next->flows.udp_idle_timeout != config_->flows.udp_idle_timeout ||
+        next->control_socket != config_->control_socket || next->metrics_listen != config_->metrics_listen)
+        LOG_WARN("config: bpf.pin_path, flows.capacity, flows.udp_idle_timeout, control.socket and "
+                 "metrics.listen take effect at the next restart");
+    log_warnings(parsed.warnings);
+    // Planned with the health the new file will have, but health itself, like the routes (in
+    // notify), follows only a successful apply: a failed reload changes nothing.
+    const ReloadInputs inputs = reload_inputs(*next);
+    const std::uint32_t old_seed = hash_seed_;
+    apply(next, inputs.overrides, inputs.seed.seed, "config",
+          [this, next, source = inputs.seed.source, old_seed, done = std::move(done)](Status result) {
+              if (result.ok()) {
+                  if (hash_seed_ != old_seed)
+                      LOG_INFO("bpf: flow-hash seed changed (now from %s): every Maglev table is rebuilt; recorded "
+                               "flows keep their backend", plan::to_string(source));
+                  health_->sync(*next);  // checks start for new backends, stop for removed ones
+                  collector_->set_generation(++generation_);
+                  config_ = next;
+              }
+              finish_reload(result, false);
+              done(result);
+          });
+}
+
+void Daemon::finish_reload(Status result, bool parse_failed)
+{
     collector_->count_reload(result.ok());
     if (result.ok()) {
         reloads_ok_++;
@@ -442,13 +532,23 @@ Status Daemon::reload()
     } else {
         reloads_failed_++;
         last_reload_error_ = result.message();
-        // Parse errors were logged one by one above; an apply error is the reason itself.
-        if (parsed.errors.empty())
+        // Parse errors were logged one by one; an apply error is the reason itself.
+        if (!parse_failed)
             LOG_ERROR("config: reload failed: %s", result.message().c_str());
         LOG_ERROR("config: reload failed; the running configuration stays in force");
     }
     sd_notify(0, "READY=1");
-    return result;
+}
+
+// A reload waits for the applies asked before it; `who` names it in fulcrumctl status.
+void Daemon::queue_reload(std::string who, Applied done)
+{
+    apply_queue_.push(std::move(who), [this, done = std::move(done)](ApplyQueue::Done finished) {
+        reload([done, finished](Status s) {
+            done(s);
+            finished();
+        });
+    });
 }
 
 Daemon::ReloadInputs Daemon::reload_inputs(const config::Config& next) const
@@ -465,7 +565,7 @@ void Daemon::wait_for_reload()
     reload_signal_.async_wait([this](const boost::system::error_code& ec, int) {
         if (ec)
             return;
-        (void)reload();  // logged and counted inside; SIGHUP has no one to answer
+        queue_reload("reload (SIGHUP)", [](Status) {});  // logged and counted inside; no one to answer
         wait_for_reload();
     });
 }
@@ -476,13 +576,19 @@ void Daemon::schedule_neighbour_refresh()
     neighbour_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec)
             return;
-        dataplane::resolve_neighbours(neighbour_targets(desired_), std::chrono::milliseconds(0));
+        dataplane::nudge_neighbours(neighbour_targets(desired_));
         schedule_neighbour_refresh();
     });
 }
 
 void Daemon::shut_down()
 {
+    // A pending apply has written nothing yet (it writes the maps only once its neighbour wait
+    // is over): it and the applies queued after it are dropped, and a fulcrumctl waiting on one
+    // sees its connection closed unanswered.
+    if (!apply_queue_.running().empty())
+        LOG_WARN("fulcrumd: stopping with an apply pending (%s) and %zu queued: not applied; the maps keep the "
+                 "last applied state", apply_queue_.running().c_str(), apply_queue_.queued());
     if (config_ && config_->on_exit == config::OnExit::detach) {
         for (dataplane::XdpAttachment& a : attachments_)
             if (Status s = a.detach(); !s.ok())

@@ -5,6 +5,7 @@
 #include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
 
 #include <boost/asio.hpp>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,7 +16,9 @@
 
 #include "config/config.h"
 #include "control/server.h"
+#include "daemon/apply_queue.h"
 #include "dataplane/balancer_program.h"
+#include "dataplane/neighbours.h"
 #include "dataplane/nexthop_store.h"
 #include "dataplane/nexthop_upkeep.h"
 #include "dataplane/xdp_attach.h"
@@ -38,9 +41,40 @@ private:
     // lifecycle (daemon.cpp)
     Status bring_up();
     void restore_operator_drains(const config::Config& cfg);
-    // Plans and writes the maps; `cause` (config, health, operator) labels fulcrum_applies_total.
-    Status apply(const config::Config& cfg, const plan::Overrides& overrides, const char* cause);
-    Status reload();
+
+    // An apply is plan -> resolve -> reconcile -> notify (daemon.cpp, Daemon::apply). Between its
+    // plan and its reconcile it may wait for the neighbour entries of new backends, on the event
+    // loop's timers; every apply after the first runs as a job of apply_queue_, so applies stay
+    // one at a time and in order while the loop serves everything else.
+    using Applied = std::function<void(Status)>;
+    struct PlannedApply {
+        std::shared_ptr<const config::Config> cfg;
+        plan::Overrides overrides;
+        std::uint32_t seed = 0;  // the flow-hash seed it plans with (hash_seed_ once applied)
+        plan::Desired desired;
+        std::vector<dataplane::NeighbourTarget> new_backends;  // not in any applied service yet
+    };
+    // `cause` (config, health, operator) labels fulcrum_applies_total.
+    Result<PlannedApply> plan_apply(std::shared_ptr<const config::Config> cfg, const plan::Overrides& overrides,
+                            std::uint32_t seed, const char* cause);
+    // Writes the maps (all or nothing); on success the plan becomes the daemon's state.
+    Status reconcile(PlannedApply& planned, const std::vector<std::string>& unresolved);
+    // Only from a job of apply_queue_: calls done(result) on the loop once the apply is over.
+    void apply(std::shared_ptr<const config::Config> cfg, const plan::Overrides& overrides, std::uint32_t seed,
+               const char* cause, Applied done);
+    // The first apply, at start-up: the same steps, waiting for neighbours before the loop runs.
+    Status apply_at_start();
+    // The listeners of an apply, called by notify(): each follows the applied state.
+    void notify(const config::Config& cfg, bool applied);
+    void nexthops_follow(const config::Config& cfg);  // after every apply, failed ones too
+    void publish_topology();                           // metric labels
+    void routes_follow(const config::Config& cfg);     // VIP routes for a BGP speaker
+    void log_panic_changes();                          // services entering or leaving panic
+
+    // Re-reads the file and applies it (a job of apply_queue_); done(result) once over.
+    void reload(Applied done);
+    void queue_reload(std::string who, Applied done);
+    void finish_reload(Status result, bool parse_failed);
     // What a reload of `next` would apply with: the health it would have (new backends start down
     // unless start_up; kept ones keep theirs) and the flow-hash seed (a file without
     // bpf.hash_seed keeps the running one). Shared by reload and diff.
@@ -58,13 +92,16 @@ private:
     void schedule_rate_sample();
     void schedule_watchdog(std::uint64_t interval_usec);
     void on_health_change();
-    void publish_topology();
 
     // control commands (commands.cpp)
-    control::Response handle(const control::Request& request);
+    void handle(const control::Request& request, control::Server::Reply reply);
+    control::Response answer_now(const control::Request& request);  // the commands that apply nothing
     control::Response cmd_status(bool json);
-    control::Response cmd_reload(bool json);
-    control::Response cmd_drain(bool json, const std::vector<std::string>& args, bool drain);
+    void cmd_reload(bool json, control::Server::Reply reply);
+    void cmd_drain(bool json, const std::vector<std::string>& args, bool drain, control::Server::Reply reply);
+    // cmd_drain's job, once the applies queued before it are done.
+    void run_drain(bool json, const std::vector<std::string>& args, bool drain, control::Server::Reply reply,
+                   ApplyQueue::Done finished);
     control::Response cmd_lookup(bool json, const std::vector<std::string>& args);
     control::Response cmd_stats(bool json);
     control::Response cmd_diff(bool json, const std::vector<std::string>& args);  // diff_command.cpp
@@ -74,7 +111,7 @@ private:
     // First member, so destroyed last: timers, sockets and the control server below hold it.
     boost::asio::io_context io_;
     std::string path_;
-    std::optional<config::Config> config_;
+    std::shared_ptr<const config::Config> config_;  // the file in force (shared with a pending apply)
     plan::Overrides overrides_;
     plan::Desired desired_;
     plan::TableCache tables_;  // the last Maglev table of each service (plan/tables.h)
@@ -96,6 +133,9 @@ private:
     boost::asio::steady_timer neighbour_timer_{io_};
     boost::asio::steady_timer rate_timer_{io_};
     boost::asio::steady_timer watchdog_timer_{io_};
+    ApplyQueue apply_queue_{io_};
+    dataplane::NeighbourWaiter neighbours_{io_};  // the pending apply's wait for new backends
+    bool health_apply_queued_ = false;  // one queued health apply reads the latest health for all
     std::unique_ptr<dataplane::NexthopUpkeep> nexthops_;  // next-hop cache upkeep (after program_)
     // The flow-hash seed in force (plan::choose_hash_seed): the file's, the pinned one, or
     // generated at the first start; every plan (tables, lookup, settings) is made with it.

@@ -10,7 +10,6 @@
 
 #include <cstring>
 #include <set>
-#include <thread>
 
 #include "dataplane/rtnl.h"
 #include "netlink/netlink.h"
@@ -73,24 +72,53 @@ std::set<AddrKey> valid_neighbours()
 
 }  // namespace
 
-std::vector<std::string> resolve_neighbours(const std::vector<NeighbourTarget>& targets,
-                                            std::chrono::milliseconds wait)
+void nudge_neighbours(const std::vector<NeighbourTarget>& targets)
 {
     for (const NeighbourTarget& t : targets)
         nudge(t);
-    const auto deadline = std::chrono::steady_clock::now() + wait;
-    std::vector<NeighbourTarget> missing = targets;
-    while (true) {
-        std::set<AddrKey> valid = valid_neighbours();
-        std::erase_if(missing, [&](const NeighbourTarget& t) { return valid.contains(key_of(t.family, t.addr.w)); });
-        if (missing.empty() || std::chrono::steady_clock::now() >= deadline)
-            break;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+void NeighbourWaiter::start(std::vector<NeighbourTarget> targets, std::chrono::milliseconds wait, Done done)
+{
+    nudge_neighbours(targets);
+    missing_ = std::move(targets);
+    deadline_ = std::chrono::steady_clock::now() + wait;
+    done_ = std::move(done);
+    poll();
+}
+
+// One dump (a few netlink messages per neighbour entry: quick, so it runs on the loop itself);
+// then either done or another 20 ms on the timer.
+void NeighbourWaiter::poll()
+{
+    std::set<AddrKey> valid = valid_neighbours();
+    std::erase_if(missing_, [&](const NeighbourTarget& t) { return valid.contains(key_of(t.family, t.addr.w)); });
+    if (!missing_.empty() && std::chrono::steady_clock::now() < deadline_) {
+        timer_.expires_after(std::chrono::milliseconds(20));
+        timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec)  // aborted: the waiter is gone (shut-down); `this` must not be touched
+                poll();
+        });
+        return;
     }
     std::vector<std::string> names;
-    for (const NeighbourTarget& t : missing)
+    for (const NeighbourTarget& t : missing_)
         names.push_back(address_text(t.addr, t.family));
-    return names;
+    missing_.clear();
+    Done done = std::move(done_);
+    done_ = nullptr;
+    done(std::move(names));
+}
+
+std::vector<std::string> resolve_neighbours(const std::vector<NeighbourTarget>& targets,
+                                            std::chrono::milliseconds wait)
+{
+    boost::asio::io_context io;
+    NeighbourWaiter waiter(io);
+    std::vector<std::string> missing;
+    waiter.start(targets, wait, [&](std::vector<std::string> m) { missing = std::move(m); });
+    io.run();
+    return missing;
 }
 
 }  // namespace fulcrum::dataplane

@@ -4,7 +4,11 @@
 // table, and periodically after, the daemon nudges the kernel to resolve it.
 #pragma once
 
+#include <utility>  // before Asio: boost 1.74's awaitable.hpp uses std::exchange unincluded
+
+#include <boost/asio.hpp>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,9 +22,37 @@ struct NeighbourTarget {
 };
 
 // Sends one empty UDP datagram (port 9, discard) to each address, which makes the kernel resolve
-// the next hop, then waits up to `wait` for an entry of each address to be valid. Returns the
-// addresses still without a valid entry (routed backends whose next hop is a gateway show up
-// here too: their gateway was resolved, not them).
+// the next hop. Returns at once.
+void nudge_neighbours(const std::vector<NeighbourTarget>& targets);
+
+// Waits for neighbour entries on an event loop without blocking it: nudges the targets, then
+// reads one RTM_GETNEIGH dump at once and again every 20 ms (an Asio timer in between, so the
+// loop serves everything else meanwhile), until each target has a valid entry or `wait` has
+// passed, and then calls done(missing) on the loop: the addresses still without a valid entry
+// (routed backends whose next hop is a gateway show up here too: their gateway was resolved, not
+// them). done runs inside start() when nothing is missing at the first dump. One wait at a time;
+// destroying the waiter drops a pending wait without calling done.
+class NeighbourWaiter {
+public:
+    using Done = std::function<void(std::vector<std::string> missing)>;
+    explicit NeighbourWaiter(boost::asio::io_context& io) : timer_(io) {}
+    NeighbourWaiter(const NeighbourWaiter&) = delete;
+    NeighbourWaiter& operator=(const NeighbourWaiter&) = delete;
+
+    void start(std::vector<NeighbourTarget> targets, std::chrono::milliseconds wait, Done done);
+    bool waiting() const { return static_cast<bool>(done_); }
+
+private:
+    void poll();
+
+    boost::asio::steady_timer timer_;
+    std::vector<NeighbourTarget> missing_;
+    std::chrono::steady_clock::time_point deadline_{};
+    Done done_;
+};
+
+// The same wait, blocking the calling thread (on a private io_context): for the first apply at
+// start-up, before the event loop runs. Returns the addresses still missing.
 std::vector<std::string> resolve_neighbours(const std::vector<NeighbourTarget>& targets,
                                             std::chrono::milliseconds wait);
 
