@@ -56,7 +56,7 @@ private:
     };
     // `cause` (config, health, operator) labels fulcrum_applies_total.
     Result<PlannedApply> plan_apply(std::shared_ptr<const config::Config> cfg, const plan::Overrides& overrides,
-                            std::uint32_t seed, const char* cause);
+                                    std::uint32_t seed, const char* cause);
     // Writes the maps (all or nothing); on success the plan becomes the daemon's state.
     Status reconcile(PlannedApply& planned, const std::vector<std::string>& unresolved);
     // Only from a job of apply_queue_: calls done(result) on the loop once the apply is over.
