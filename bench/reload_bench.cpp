@@ -30,6 +30,7 @@
 #include "maglev/maglev.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
+#include "plan/tables.h"
 #include "util/json.h"
 
 #include "maglev_bench.h"
@@ -830,6 +831,50 @@ void check_writes(const Options& o, SizeRun& run)
     }
 }
 
+// Runs f with this thread allowed on every online CPU (the bench pins itself to CPU 0; threads
+// f starts inherit the wider mask), then pins it back. Returns the number of CPUs f had.
+template <typename F>
+int with_all_cpus(F f)
+{
+    cpu_set_t pinned, all;
+    if (sched_getaffinity(0, sizeof pinned, &pinned) != 0) {
+        f();
+        return 1;
+    }
+    CPU_ZERO(&all);
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long c = 0; c < online && c < CPU_SETSIZE; c++)
+        CPU_SET(static_cast<int>(c), &all);
+    (void)sched_setaffinity(0, sizeof all, &all);
+    cpu_set_t now;
+    const int cpus = sched_getaffinity(0, sizeof now, &now) == 0 ? CPU_COUNT(&now) : 1;
+    f();
+    (void)sched_setaffinity(0, sizeof pinned, &pinned);
+    return cpus;
+}
+
+// Every table of the config from a cold cache (a start, or a seed change): TableCache::build
+// builds them on one thread per CPU it may use, so once pinned (1 CPU) and once on all CPUs.
+void run_cold_tables(const Options& o, SizeRun& run, const plan::Desired& base)
+{
+    auto sample = [&](Phase& phase) {
+        plan::Desired d = base;
+        plan::TableCache cache;
+        phase.samples.push_back(measure(nullptr, [&] { check(cache.build(d), "cold table build"); }));
+    };
+    Phase one{"tables, cold cache, 1 CPU", "", {}, "TableCache::build pinned to CPU 0"};
+    for (std::uint32_t rep = 0; rep < o.reps; ++rep)
+        sample(one);
+    Phase all{"tables, cold cache, all CPUs", "", {}, ""};
+    const int cpus = with_all_cpus([&] {
+        for (std::uint32_t rep = 0; rep < o.reps; ++rep)
+            sample(all);
+    });
+    all.note = "TableCache::build on " + std::to_string(cpus) + " CPUs; cpu = this thread's share only";
+    run.phases.push_back(std::move(one));
+    run.phases.push_back(std::move(all));
+}
+
 SizeRun run_size(const Options& o, std::uint32_t table_size)
 {
     SizeRun run;
@@ -861,6 +906,7 @@ SizeRun run_size(const Options& o, std::uint32_t table_size)
     run.phases.push_back(std::move(parse));
     run.phases.push_back(std::move(desired));
     config.reset();
+    run_cold_tables(o, run, base);
 
     // The service a scenario adds: the next one of the same shape, through the same path.
     const std::string extra_text = config_yaml(o, table_size, 0) + service_yaml(o.services, o.backends, table_size);

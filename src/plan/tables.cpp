@@ -1,6 +1,13 @@
 // Maglev tables of the desired services, with the skip-rebuild cache: see tables.h.
 #include "plan/tables.h"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+#include <thread>
+
 #include "maglev/maglev.h"
 
 namespace fulcrum::plan {
@@ -24,6 +31,15 @@ Result<std::shared_ptr<const SlotTable>> build_one(const ServicePlan& service, s
     return std::shared_ptr<const SlotTable>(std::move(table));
 }
 
+// CPUs this process may run on (its affinity mask, e.g. systemd's CPUAffinity=), at least 1.
+std::size_t usable_cpus()
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 1;
+    return static_cast<std::size_t>(std::max(1, CPU_COUNT(&set)));
+}
+
 }  // namespace
 
 std::string table_input(const ServicePlan& service, std::uint32_t seed)
@@ -37,19 +53,42 @@ std::string table_input(const ServicePlan& service, std::uint32_t seed)
 
 Status TableCache::build(Desired& desired)
 {
-    std::map<std::string, std::shared_ptr<const SlotTable>> next;
+    const std::uint32_t seed = desired.settings.hash_seed;
+    struct Job {
+        ServicePlan* service;
+        std::string input;
+        std::optional<Result<std::shared_ptr<const SlotTable>>> built;
+    };
+    std::vector<Job> jobs;
     for (ServicePlan& service : desired.services) {
-        std::string input = table_input(service, desired.settings.hash_seed);
-        if (auto have = by_service_.find(service.name); have != by_service_.end() && have->second->input == input) {
+        std::string input = table_input(service, seed);
+        if (auto have = by_service_.find(service.name); have != by_service_.end() && have->second->input == input)
             service.table = have->second;
-        } else {
-            auto built = build_one(service, desired.settings.hash_seed, std::move(input));
-            if (!built.ok())
-                return built.status();
-            service.table = std::move(*built);
-        }
-        next[service.name] = service.table;
+        else
+            jobs.push_back({&service, std::move(input), std::nullopt});
     }
+    // Tables are independent: a cold start (or a seed change) builds them on every core. Each
+    // worker takes the next job until none is left; results land in their job, in file order.
+    std::atomic<std::size_t> next_job{0};
+    auto work = [&] {
+        for (std::size_t i = next_job++; i < jobs.size(); i = next_job++)
+            jobs[i].built = build_one(*jobs[i].service, seed, std::move(jobs[i].input));
+    };
+    const std::size_t helpers = std::min(jobs.size(), usable_cpus()) - 1;
+    {
+        std::vector<std::jthread> threads;
+        for (std::size_t t = 0; t < helpers && jobs.size() > 1; t++)
+            threads.emplace_back(work);
+        work();
+    }  // joined
+    for (Job& job : jobs) {
+        if (!job.built->ok())
+            return job.built->status();  // the first failing service in file order
+        job.service->table = std::move(**job.built);
+    }
+    std::map<std::string, std::shared_ptr<const SlotTable>> next;
+    for (const ServicePlan& service : desired.services)
+        next[service.name] = service.table;
     by_service_ = std::move(next);
     return {};
 }

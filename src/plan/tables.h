@@ -36,7 +36,8 @@ std::string table_input(const ServicePlan& service, std::uint32_t seed);
 class TableCache {
 public:
     // Fills ServicePlan::table of every service of `desired`, reusing the cached table of a
-    // service whose input is unchanged; the cache then holds exactly the tables of `desired`.
+    // service whose input is unchanged and building the others in parallel, one thread per CPU
+    // the process may run on; the cache then holds exactly the tables of `desired`.
     // Fails (naming the service) only where Maglev refuses its input, which a validated config
     // never gives; `desired` may then hold some tables and the cache is unchanged.
     Status build(Desired& desired);

@@ -667,3 +667,36 @@ TEST_CASE("tables: a state without its tables, or with stale ones, is refused be
     CHECK(maps.log.empty());
     CHECK(r.services().empty());
 }
+
+TEST_CASE("tables: a cold cache builds many tables at once, each the one Maglev builds alone", "[plan][tables]")
+{
+    Desired d;
+    d.settings.hash_seed = 11;
+    for (int s = 0; s < 24; s++) {
+        std::vector<BackendPlan> backends;
+        for (int b = 1; b <= 2 + s % 5; b++)
+            backends.push_back(backend("198.18." + std::to_string(s) + "." + std::to_string(b), 50u * b));
+        d.services.push_back(service("svc" + std::to_string(s), "198.18.100.1", static_cast<std::uint16_t>(1000 + s),
+                                     std::move(backends), s % 2 ? 251 : 509));
+    }
+    TableCache cache;
+    REQUIRE(cache.build(d).ok());
+    for (const ServicePlan& s : d.services) {
+        REQUIRE(s.table);
+        CHECK(s.table->input == table_input(s, 11));
+        std::vector<maglev::Backend> ring;
+        for (std::size_t i = 0; i < s.backends.size(); i++)
+            ring.push_back({s.backends[i].address, static_cast<std::uint32_t>(i + 1), s.backends[i].weight});
+        CHECK(s.table->slots == maglev::build_table(ring, s.table_size, 11).table);
+    }
+
+    // A failure names the first failing service in file order, whatever thread built it.
+    Desired bad = d;
+    for (ServicePlan& s : bad.services)
+        s.table.reset();
+    bad.services[5].table_size = 1000;
+    bad.services[17].table_size = 1001;
+    bad.settings.hash_seed = 12;  // nothing cached: every table is built
+    Status s = cache.build(bad);
+    CHECK(s.message() == "plan: service svc5: table_size 1000 is not a prime; nothing was written");
+}
