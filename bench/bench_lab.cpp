@@ -88,17 +88,13 @@ int keep_libbpf_message(libbpf_print_level level, const char* format, va_list ar
 
 }  // namespace
 
-std::unique_ptr<BenchLab> BenchLab::create(Status* error)
+Result<std::unique_ptr<BenchLab>> BenchLab::create()
 {
     std::unique_ptr<BenchLab> lab(new BenchLab());
     for (Status (BenchLab::*step)() : {&BenchLab::build_namespace, &BenchLab::load_floors,
-                                       &BenchLab::attach_peer, &BenchLab::load_balancer}) {
-        Status s = (lab.get()->*step)();
-        if (!s.ok()) {
-            *error = s;
-            return nullptr;
-        }
-    }
+                                       &BenchLab::attach_peer, &BenchLab::load_balancer})
+        if (Status s = (lab.get()->*step)(); !s.ok())
+            return s;
     return lab;
 }
 

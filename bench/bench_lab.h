@@ -40,7 +40,7 @@ public:
     // Enters a fresh network namespace (for the rest of the process), pins it to CPU 0 (one
     // per-CPU flow table, one CPU for the veth's NAPI too), builds the veth pair and loads the
     // programs. On failure returns nullptr and sets *error.
-    static std::unique_ptr<BenchLab> create(Status* error);
+    static Result<std::unique_ptr<BenchLab>> create();
     ~BenchLab();
     BenchLab(const BenchLab&) = delete;
     BenchLab& operator=(const BenchLab&) = delete;

@@ -429,10 +429,10 @@ int run(const Options& o)
     // The machine is shared (2 cores): at nice -20 other tasks that land on our CPU get a small
     // share of it while we measure, instead of an equal one. Reported, not required.
     report.priority = setpriority(PRIO_PROCESS, 0, -20) == 0 ? "nice -20" : "default priority (setpriority failed)";
-    Status error;
-    std::unique_ptr<BenchLab> lab = BenchLab::create(&error);
-    if (!lab)
-        die(error.message());
+    Result<std::unique_ptr<BenchLab>> created = BenchLab::create();
+    if (!created.ok())
+        die(created.message());
+    std::unique_ptr<BenchLab> lab = std::move(created).value();
     report.peer_attach = lab->peer_attach();
     dataplane::BalancerProgram& balancer = lab->balancer();
     const int ifindex = lab->ifindex();

@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <bpf/libbpf.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -78,39 +77,33 @@ bool same_address(const fulcrum_decap_key& a, const fulcrum_decap_key& b)
     return a.family == b.family && std::memcmp(&a.addr, &b.addr, sizeof a.addr) == 0;
 }
 
-bool parse_prefix(const std::string& text, fulcrum_decap_source_key* key, std::string* why)
+Result<fulcrum_decap_source_key> parse_prefix(const std::string& text)
 {
-    *key = {};
     std::size_t slash = text.find('/');
     fulcrum_decap_key address{};
-    if (!parse_address(text.substr(0, slash), &address)) {
-        *why = "not an IPv4 or IPv6 address or prefix";
-        return false;
-    }
+    if (!parse_address(text.substr(0, slash), &address))
+        return Status::failure("not an IPv4 or IPv6 address or prefix");
     unsigned max = address.family == FULCRUM_AF_INET ? 32 : 128;
     unsigned length = max;
     if (slash != std::string::npos) {
         std::string digits = text.substr(slash + 1);
         if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos ||
-            std::stoul(digits) > max) {
-            *why = "prefix length must be 0.." + std::to_string(max);
-            return false;
-        }
+            std::stoul(digits) > max)
+            return Status::failure("prefix length must be 0.." + std::to_string(max));
         length = static_cast<unsigned>(std::stoul(digits));
     }
     // Host bits set beyond the prefix: refuse rather than guess.
     const auto* bytes = reinterpret_cast<const std::uint8_t*>(address.addr.w);
     for (unsigned bit = length; bit < max; ++bit) {
-        if (bytes[bit / 8] & (0x80u >> (bit % 8))) {
-            *why = "address has bits set beyond /" + std::to_string(length) + " (write the network address, or /" +
-                   std::to_string(max) + " for one host)";
-            return false;
-        }
+        if (bytes[bit / 8] & (0x80u >> (bit % 8)))
+            return Status::failure("address has bits set beyond /" + std::to_string(length) +
+                                   " (write the network address, or /" + std::to_string(max) + " for one host)");
     }
-    key->prefixlen = FULCRUM_DECAP_FAMILY_BITS + length;
-    key->family = address.family;
-    key->addr = address.addr;
-    return true;
+    fulcrum_decap_source_key key{};
+    key.prefixlen = FULCRUM_DECAP_FAMILY_BITS + length;
+    key.family = address.family;
+    key.addr = address.addr;
+    return key;
 }
 
 std::string format_prefix(const fulcrum_decap_source_key& key)
@@ -181,15 +174,13 @@ KeyDiff<fulcrum_decap_source_key> diff_prefixes(const std::vector<fulcrum_decap_
     return diff_keys(current, wanted, same_prefix);
 }
 
-std::vector<fulcrum_decap_key> host_local_addresses(Status* error)
+Result<std::vector<fulcrum_decap_key>> host_local_addresses()
 {
     std::vector<fulcrum_decap_key> keys;
     ifaddrs* list = nullptr;
-    if (getifaddrs(&list) != 0) {
-        *error = Status::failure(std::string("addresses: cannot list this host's addresses (getifaddrs): ") +
-                                 std::strerror(errno));
-        return keys;
-    }
+    if (getifaddrs(&list) != 0)
+        return Status::failure(std::string("addresses: cannot list this host's addresses (getifaddrs): ") +
+                               std::strerror(errno));
     for (ifaddrs* ifa = list; ifa; ifa = ifa->ifa_next) {
         if (!ifa->ifa_addr)
             continue;
@@ -257,13 +248,20 @@ Status remove_pins(const std::string& dir)
     return {};
 }
 
-std::vector<std::string> pinned_interfaces(const std::string& pin_path)
+Result<std::vector<std::string>> pinned_interfaces(const std::string& pin_path)
 {
     std::vector<std::string> names;
     std::error_code ec;
-    for (const auto& entry : std::filesystem::directory_iterator(pin_path, ec))
-        if (entry.is_directory(ec))
-            names.push_back(entry.path().filename().string());
+    std::filesystem::directory_iterator it(pin_path, ec);
+    if (ec == std::errc::no_such_file_or_directory)
+        return names;
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        std::error_code type;
+        if (it->is_directory(type))
+            names.push_back(it->path().filename().string());
+    }
+    if (ec)
+        return Status::failure("bpffs: cannot list " + pin_path + ": " + ec.message());
     std::sort(names.begin(), names.end());
     return names;
 }
@@ -272,7 +270,7 @@ namespace {
 
 // Every key of a map (bounded by twice its size, in case entries change while we walk it).
 template <typename Key>
-std::vector<Key> read_keys(int map_fd, const char* map_name, std::size_t bound, Status* error)
+Result<std::vector<Key>> read_keys(int map_fd, const char* map_name, std::size_t bound)
 {
     std::vector<Key> keys;
     Key key{}, next{};
@@ -280,7 +278,7 @@ std::vector<Key> read_keys(int map_fd, const char* map_name, std::size_t bound, 
     for (std::size_t i = 0; i < bound * 2; ++i) {
         if (bpf_map_get_next_key(map_fd, previous, &next) != 0) {
             if (errno != ENOENT)
-                *error = Status::failure(std::string("bpf: cannot read ") + map_name + ": " + std::strerror(errno));
+                return Status::failure(std::string("bpf: cannot read ") + map_name + ": " + std::strerror(errno));
             break;
         }
         keys.push_back(next);
@@ -292,23 +290,26 @@ std::vector<Key> read_keys(int map_fd, const char* map_name, std::size_t bound, 
 
 }  // namespace
 
-std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error)
+Result<std::vector<fulcrum_decap_key>> read_addresses(int map_fd)
 {
-    auto keys = read_keys<fulcrum_decap_key>(map_fd, kPinLocal, FULCRUM_DECAP_MAX_LOCAL, error);
-    std::sort(keys.begin(), keys.end(), address_less);
+    auto keys = read_keys<fulcrum_decap_key>(map_fd, kPinLocal, FULCRUM_DECAP_MAX_LOCAL);
+    if (keys.ok())
+        std::sort(keys->begin(), keys->end(), address_less);
     return keys;
 }
 
-std::vector<fulcrum_decap_source_key> read_prefixes(int map_fd, Status* error)
+Result<std::vector<fulcrum_decap_source_key>> read_prefixes(int map_fd)
 {
-    auto keys = read_keys<fulcrum_decap_source_key>(map_fd, kPinSources, FULCRUM_DECAP_MAX_SOURCES, error);
-    std::sort(keys.begin(), keys.end(), [](const auto& a, const auto& b) {
+    auto keys = read_keys<fulcrum_decap_source_key>(map_fd, kPinSources, FULCRUM_DECAP_MAX_SOURCES);
+    auto less = [](const fulcrum_decap_source_key& a, const fulcrum_decap_source_key& b) {
         if (a.family != b.family)
             return a.family < b.family;
         if (int c = std::memcmp(&a.addr, &b.addr, sizeof a.addr); c != 0)
             return c < 0;
         return a.prefixlen < b.prefixlen;
-    });
+    };
+    if (keys.ok())
+        std::sort(keys->begin(), keys->end(), less);
     return keys;
 }
 
@@ -340,27 +341,6 @@ Status apply_prefixes(int map_fd, const KeyDiff<fulcrum_decap_source_key>& diff)
             return Status::failure("bpf: cannot remove tunnel source " + format_prefix(key) + " from " +
                                    kPinSources + ": " + std::strerror(errno));
     return {};
-}
-
-dataplane::PacketCounters read_counters(int map_fd, fulcrum_decap_reason reason, Status* error)
-{
-    dataplane::PacketCounters sum;
-    int cpus = libbpf_num_possible_cpus();
-    if (cpus <= 0) {
-        *error = Status::failure("bpf: cannot count possible CPUs: " + errno_text(cpus));
-        return sum;
-    }
-    std::vector<fulcrum_reason_stats> values(static_cast<std::size_t>(cpus));
-    std::uint32_t key = reason;
-    if (bpf_map_lookup_elem(map_fd, &key, values.data()) != 0) {
-        *error = Status::failure(std::string("bpf: cannot read decap_stats: ") + std::strerror(errno));
-        return sum;
-    }
-    for (const auto& v : values) {
-        sum.packets += v.packets;
-        sum.bytes += v.bytes;
-    }
-    return sum;
 }
 
 }  // namespace fulcrum::decap

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "abi.h"
-#include "dataplane/balancer_program.h"  // PacketCounters
 #include "util/status.h"
 
 namespace fulcrum::decap {
@@ -46,8 +45,8 @@ bool same_address(const fulcrum_decap_key& a, const fulcrum_decap_key& b);
 
 // "198.18.0.0/24", "2001:db8::1/128", or a bare address (a /32 or /128) into an LPM-trie key.
 // Bits beyond the prefix length must be zero ("198.18.0.1/24" is refused: did the operator mean
-// the host or the network?). On failure returns false and says why in *why.
-bool parse_prefix(const std::string& text, fulcrum_decap_source_key* key, std::string* why);
+// the host or the network?). A failure's message says why (without the text itself).
+Result<fulcrum_decap_source_key> parse_prefix(const std::string& text);
 std::string format_prefix(const fulcrum_decap_source_key& key);
 bool same_prefix(const fulcrum_decap_source_key& a, const fulcrum_decap_source_key& b);
 // Splits a --from value into prefixes: "A,B" and "A B" (a systemd ${VAR} holding several) both work.
@@ -55,7 +54,7 @@ std::vector<std::string> split_list(const std::string& text);
 
 // Every IPv4/IPv6 address configured on this host (this network namespace, VIPs on lo included),
 // without loopback (127/8, ::1) and IPv6 link-local (fe80::/10), without duplicates, sorted.
-std::vector<fulcrum_decap_key> host_local_addresses(Status* error);
+Result<std::vector<fulcrum_decap_key>> host_local_addresses();
 
 // What must change to turn `current` into `wanted`: the keys to add and the keys to remove.
 template <typename Key>
@@ -81,14 +80,14 @@ Status pin_all(const std::string& dir, int program_fd, int local_fd, int sources
 // Removes the pins and the directory; missing pins are fine.
 Status remove_pins(const std::string& dir);
 // The interface directories under the pin path (sorted); empty if the path does not exist.
-std::vector<std::string> pinned_interfaces(const std::string& pin_path);
+Result<std::vector<std::string>> pinned_interfaces(const std::string& pin_path);
 
-std::vector<fulcrum_decap_key> read_addresses(int map_fd, Status* error);
-std::vector<fulcrum_decap_source_key> read_prefixes(int map_fd, Status* error);
+Result<std::vector<fulcrum_decap_key>> read_addresses(int map_fd);
+Result<std::vector<fulcrum_decap_source_key>> read_prefixes(int map_fd);
 // Applies a diff to the pinned maps: adds first, then removes, so an address or prefix that stays
 // is never missing. Each names the map, the key and the errno on failure.
 Status apply_addresses(int map_fd, const KeyDiff<fulcrum_decap_key>& diff);
 Status apply_prefixes(int map_fd, const KeyDiff<fulcrum_decap_source_key>& diff);
-dataplane::PacketCounters read_counters(int map_fd, fulcrum_decap_reason reason, Status* error);
+// (The counters: dataplane::read_decap_counters, decap_program.h.)
 
 }  // namespace fulcrum::decap

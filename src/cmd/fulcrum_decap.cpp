@@ -98,15 +98,14 @@ int parse_from(const char* value, Options* options)
         return usage_error("--from: empty value; give the balancers' tunnel source prefixes (with "
                            "fulcrum-decap@.service: FULCRUM_DECAP_FROM in /etc/fulcrum/decap.env)");
     for (const std::string& item : items) {
-        fulcrum_decap_source_key key{};
-        std::string why;
-        if (!parse_prefix(item, &key, &why))
-            return usage_error("--from: '" + item + "': " + why);
+        Result<fulcrum_decap_source_key> key = parse_prefix(item);
+        if (!key.ok())
+            return usage_error("--from: '" + item + "': " + key.message());
         bool duplicate = false;
         for (const auto& k : options->sources)
-            duplicate = duplicate || same_prefix(k, key);
+            duplicate = duplicate || same_prefix(k, *key);
         if (!duplicate)
-            options->sources.push_back(key);
+            options->sources.push_back(*key);
     }
     options->from_given = true;
     return -1;
@@ -221,17 +220,17 @@ std::string existing_ancestor(const std::string& path)
 }
 
 // The host's local addresses, within what decap_local holds.
-std::vector<fulcrum_decap_key> local_addresses(Status* error)
+Result<std::vector<fulcrum_decap_key>> local_addresses()
 {
-    std::vector<fulcrum_decap_key> addresses = host_local_addresses(error);
-    if (!error->ok())
-        return {};
-    if (addresses.empty())
-        *error = Status::failure("addresses: this host has no IPv4/IPv6 address other than loopback and "
-                                 "link-local, so decap would accept no packet; add the VIPs to lo first");
-    else if (addresses.size() > FULCRUM_DECAP_MAX_LOCAL)
-        *error = Status::failure("addresses: this host has " + std::to_string(addresses.size()) +
-                                 " addresses, decap_local holds " + std::to_string(FULCRUM_DECAP_MAX_LOCAL));
+    Result<std::vector<fulcrum_decap_key>> addresses = host_local_addresses();
+    if (!addresses.ok())
+        return addresses;
+    if (addresses->empty())
+        return Status::failure("addresses: this host has no IPv4/IPv6 address other than loopback and "
+                               "link-local, so decap would accept no packet; add the VIPs to lo first");
+    if (addresses->size() > FULCRUM_DECAP_MAX_LOCAL)
+        return Status::failure("addresses: this host has " + std::to_string(addresses->size()) +
+                               " addresses, decap_local holds " + std::to_string(FULCRUM_DECAP_MAX_LOCAL));
     return addresses;
 }
 
@@ -245,20 +244,19 @@ int attach(const Options& o)
     if (ifindex == 0)
         return failure("xdp: cannot attach decap to " + iface + ": " + std::strerror(errno));
 
-    Status listed;
-    std::vector<fulcrum_decap_key> addresses = local_addresses(&listed);
-    if (!listed.ok())
-        return failure(listed.message());
+    Result<std::vector<fulcrum_decap_key>> addresses = local_addresses();
+    if (!addresses.ok())
+        return failure(addresses.message());
 
     // What is there already: our program (replace it) or someone else's (refuse, unless libxdp's
     // dispatcher can run both).
     const std::string dir = pin_dir(o.pin_path, iface);
     Pins old_pins = open_pins(dir);
     const dataplane::XdpOwner owner = decap_owner(dataplane::program_id_of(old_pins.program.get()));
-    Status read;
-    const dataplane::XdpInterface before = dataplane::read_xdp(iface, &read);
+    const Result<dataplane::XdpInterface> read = dataplane::read_xdp(iface);
     if (!read.ok())
         return failure(read.message());
+    const dataplane::XdpInterface& before = *read;
     const dataplane::XdpProgramRef* old = dataplane::find_ours(before, owner);
     if (dataplane::occupied_by_other(before, owner))
         return failure("xdp: cannot attach decap to " + iface + ": it already has XDP program id " +
@@ -280,16 +278,16 @@ int attach(const Options& o)
         return failure(message);
     };
 
-    Status error;
-    std::unique_ptr<dataplane::DecapProgram> program = dataplane::DecapProgram::load(&error);
-    if (!program)
-        return fail(error.message() + " (-v shows libbpf's messages)");
+    Result<std::unique_ptr<dataplane::DecapProgram>> loaded = dataplane::DecapProgram::load();
+    if (!loaded.ok())
+        return fail(loaded.message() + " (-v shows libbpf's messages)");
+    std::unique_ptr<dataplane::DecapProgram> program = std::move(loaded).value();
     for (const auto& key : o.sources) {
         if (Status s = program->add_source(key); !s.ok())
             return fail(s.message() + " (" + format_prefix(key) + ")");
         std::printf("tunnel source %s\n", format_prefix(key).c_str());
     }
-    for (const auto& key : addresses) {
+    for (const auto& key : *addresses) {
         if (Status s = program->add_local_address(key); !s.ok())
             return fail(s.message() + " (" + format_address(key) + ")");
         std::printf("local address %s\n", format_address(key).c_str());
@@ -301,12 +299,13 @@ int attach(const Options& o)
             return fail(s.message() + " (replacing program id " + std::to_string(old_id) + ")");
         std::printf("replacing decap program id %u on %s: detached it\n", old_id, iface.c_str());
     }
-    dataplane::XdpAttachment attachment = dataplane::XdpAttachment::attach(program->program_fd(), iface, o.mode, &error);
-    if (!attachment.attached()) {
+    Result<dataplane::XdpAttachment> attached = dataplane::XdpAttachment::attach(program->program_fd(), iface, o.mode);
+    if (!attached.ok()) {
         if (old_pins.any())
             (void)remove_pins(dir);  // they describe the program we just detached
-        return fail(error.message() + (old ? " (the previous decap program was detached)" : ""));
+        return fail(attached.message() + (old ? " (the previous decap program was detached)" : ""));
     }
+    dataplane::XdpAttachment attachment = std::move(attached).value();
 
     // Pins for the new program, in place of any old ones.
     old_pins = Pins{};
@@ -323,12 +322,12 @@ int attach(const Options& o)
     }
 
     attachment.keep();  // the attachment outlives this command; the pins find it again
-    Status ignored;
-    const dataplane::XdpInterface after = dataplane::read_xdp(iface, &ignored);
+    const Result<dataplane::XdpInterface> after = dataplane::read_xdp(iface);
     std::printf("attached decap program id %u to %s in %s mode%s\n", dataplane::program_id_of(program->program_fd()),
                 iface.c_str(), attachment.mode_name(),
-                after.dispatcher ? " through libxdp's dispatcher"
-                                 : " alone (without libxdp's dispatcher, which this kernel cannot run)");
+                !after.ok()         ? (" (" + after.message() + ")").c_str()
+                : after->dispatcher ? " through libxdp's dispatcher"
+                                    : " alone (without libxdp's dispatcher, which this kernel cannot run)");
     std::printf("pinned under %s\n", dir.c_str());
     return kExitOk;
 }
@@ -344,14 +343,13 @@ int sync_maps(const Options& o)
         return failure("sync: no decap maps pinned for " + iface + " under " + dir + ": " +
                        std::strerror(ENOENT) + " (attach first; pins of a version before --from need a new attach)");
 
-    Status error;
-    std::vector<fulcrum_decap_key> wanted = local_addresses(&error);
-    if (!error.ok())
-        return failure(error.message());
-    std::vector<fulcrum_decap_key> current = read_addresses(pins.local.get(), &error);
-    if (!error.ok())
-        return failure(error.message());
-    KeyDiff<fulcrum_decap_key> addresses = diff_addresses(current, wanted);
+    Result<std::vector<fulcrum_decap_key>> wanted = local_addresses();
+    if (!wanted.ok())
+        return failure(wanted.message());
+    Result<std::vector<fulcrum_decap_key>> current = read_addresses(pins.local.get());
+    if (!current.ok())
+        return failure(current.message());
+    KeyDiff<fulcrum_decap_key> addresses = diff_addresses(*current, *wanted);
     if (Status s = apply_addresses(pins.local.get(), addresses); !s.ok())
         return failure(s.message());
     for (const auto& key : addresses.add)
@@ -361,10 +359,10 @@ int sync_maps(const Options& o)
 
     std::size_t prefix_changes = 0;
     if (o.from_given) {
-        std::vector<fulcrum_decap_source_key> pinned = read_prefixes(pins.sources.get(), &error);
-        if (!error.ok())
-            return failure(error.message());
-        KeyDiff<fulcrum_decap_source_key> sources = diff_prefixes(pinned, o.sources);
+        Result<std::vector<fulcrum_decap_source_key>> pinned = read_prefixes(pins.sources.get());
+        if (!pinned.ok())
+            return failure(pinned.message());
+        KeyDiff<fulcrum_decap_source_key> sources = diff_prefixes(*pinned, o.sources);
         if (Status s = apply_prefixes(pins.sources.get(), sources); !s.ok())
             return failure(s.message());
         for (const auto& key : sources.add)
@@ -374,7 +372,7 @@ int sync_maps(const Options& o)
         prefix_changes = sources.add.size() + sources.remove.size();
     }
     std::printf("synced decap on %s: %zu local addresses (%zu added, %zu removed)%s\n", iface.c_str(),
-                wanted.size(), addresses.add.size(), addresses.remove.size(),
+                wanted->size(), addresses.add.size(), addresses.remove.size(),
                 o.from_given ? (", " + std::to_string(prefix_changes) + " tunnel source changes").c_str() : "");
     return kExitOk;
 }
@@ -399,10 +397,10 @@ int detach(const Options& o)
         int err = errno;
         return failure("xdp: cannot detach decap from " + iface + ": " + std::strerror(err) + drop_stale_pins());
     }
-    Status read;
-    const dataplane::XdpInterface a = dataplane::read_xdp(iface, &read);
+    const Result<dataplane::XdpInterface> read = dataplane::read_xdp(iface);
     if (!read.ok())
         return failure(read.message());
+    const dataplane::XdpInterface& a = *read;
     const dataplane::XdpProgramRef* ours = dataplane::find_ours(a, decap_owner(pinned_id));
     if (!ours) {
         std::string what = a.any ? " (it has XDP program id " + std::to_string(a.main_id) + ", not fulcrum-decap's: left alone)"
@@ -446,9 +444,10 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
     if (st.ifindex == 0)
         st.problems.push_back("no interface " + iface + " here: " + std::strerror(errno));
     else {
-        Status read;
-        st.attachment = dataplane::read_xdp(iface, &read);
-        if (!read.ok())
+        Result<dataplane::XdpInterface> read = dataplane::read_xdp(iface);
+        if (read.ok())
+            st.attachment = std::move(read).value();
+        else
             st.problems.push_back(read.message());
     }
     const dataplane::XdpProgramRef* ours =
@@ -461,31 +460,35 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
     else if (st.ifindex != 0 && !st.matches)
         st.problems.push_back("the program attached to " + iface + " is not the pinned one");
     if (pins.sources.valid()) {
-        Status error;
-        st.sources = read_prefixes(pins.sources.get(), &error);
-        if (!error.ok())
-            st.problems.push_back(error.message());
-        else if (st.sources.empty())
-            st.problems.push_back("no tunnel source prefix: every tunnel packet is dropped (sync --from)");
+        Result<std::vector<fulcrum_decap_source_key>> sources = read_prefixes(pins.sources.get());
+        if (!sources.ok()) {
+            st.problems.push_back(sources.message());
+        } else {
+            st.sources = std::move(sources).value();
+            if (st.sources.empty())
+                st.problems.push_back("no tunnel source prefix: every tunnel packet is dropped (sync --from)");
+        }
     } else {
         st.problems.push_back("no pinned map at " + st.pin_dir + "/" + kPinSources);
     }
     if (pins.local.valid()) {
-        Status error;
-        st.addresses = read_addresses(pins.local.get(), &error);
-        if (!error.ok())
-            st.problems.push_back(error.message());
+        Result<std::vector<fulcrum_decap_key>> addresses = read_addresses(pins.local.get());
+        if (addresses.ok())
+            st.addresses = std::move(addresses).value();
+        else
+            st.problems.push_back(addresses.message());
     } else {
         st.problems.push_back("no pinned map at " + st.pin_dir + "/" + kPinLocal);
     }
     if (pins.stats.valid()) {
         for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; ++r) {
-            Status error;
-            st.counters[r] = read_counters(pins.stats.get(), static_cast<fulcrum_decap_reason>(r), &error);
-            if (!error.ok()) {
-                st.problems.push_back(error.message());
+            Result<dataplane::PacketCounters> counters =
+                dataplane::read_decap_counters(pins.stats.get(), static_cast<fulcrum_decap_reason>(r));
+            if (!counters.ok()) {
+                st.problems.push_back(counters.message());
                 break;
             }
+            st.counters[r] = *counters;
         }
     } else {
         st.problems.push_back("no pinned map at " + st.pin_dir + "/" + kPinStats);
@@ -569,8 +572,11 @@ void print_json(const std::string& pin_path, const std::vector<InterfaceStatus>&
 
 int status(const Options& o)
 {
+    Result<std::vector<std::string>> interfaces = pinned_interfaces(o.pin_path);
+    if (!interfaces.ok())
+        return failure(interfaces.message());
     std::vector<InterfaceStatus> all;
-    for (const auto& iface : pinned_interfaces(o.pin_path))
+    for (const auto& iface : *interfaces)
         all.push_back(inspect(o.pin_path, iface));
     if (o.json)
         print_json(o.pin_path, all);

@@ -422,7 +422,6 @@ Status Daemon::bring_up()
 
     // Listeners before attaching: a start that fails must not leave a program behind (the
     // attachments made here detach when their handles go, unless kept).
-    Status error;  // the attach module's calls (dataplane/xdp_attach.h)
     try {
         exposer_ = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
         exposer_->RegisterCollectable(collector_);
@@ -439,29 +438,30 @@ Status Daemon::bring_up()
         log_forwarding(i.name);
         // Only the balancer pinned under our pin path (an earlier run of this instance) is
         // ours to replace; a balancer of another pin path belongs to another fulcrumd.
-        dataplane::XdpInterface on = dataplane::read_xdp(i.name, &error);
-        if (!error.ok())
-            return error;
+        Result<dataplane::XdpInterface> read = dataplane::read_xdp(i.name);
+        if (!read.ok())
+            return read.status();
+        const dataplane::XdpInterface& on = *read;
         const dataplane::XdpOwner owner{"balancer", program_->previous_program_id(), false};
-        dataplane::XdpAttachment a;
-        if (const dataplane::XdpProgramRef* ours = dataplane::find_ours(on, owner)) {
-            a = dataplane::XdpAttachment::replace(on, *ours, program_->program_fd(), &error);
-        } else if (const dataplane::XdpProgramRef* other = dataplane::find_namesake(on, owner)) {
+        const dataplane::XdpProgramRef* ours = dataplane::find_ours(on, owner);
+        const dataplane::XdpProgramRef* other = dataplane::find_namesake(on, owner);
+        if (!ours && other) {
             return Status::failure("xdp: " + i.name + " already runs a Fulcrum balancer (program id " +
                                    std::to_string(other->id) + ") that is not the one pinned under " +
                                    cfg.pin_path + ": it belongs to another fulcrumd (another bpf.pin_path); "
                                    "refusing to replace it. If no fulcrumd owns it any more, detach it first "
                                    "(ip link set dev " + i.name + " xdp off)");
-        } else if (dataplane::occupied_by_other(on, owner)) {
+        } else if (dataplane::occupied_by_other(on, owner)) {  // implies !ours
             return Status::failure("xdp: " + i.name + " already runs XDP program \"" + on.programs.front().name +
                                    "\" (id " + std::to_string(on.main_id) + ", " + on.mode_name() +
                                    " mode), not Fulcrum's; refusing to replace it");
-        } else {
-            a = dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode), &error);
         }
-        if (!a.attached())
-            return error;
-        attachments.push_back(std::move(a));
+        Result<dataplane::XdpAttachment> a =
+            ours ? dataplane::XdpAttachment::replace(on, *ours, program_->program_fd())
+                 : dataplane::XdpAttachment::attach(program_->program_fd(), i.name, to_mode(i.mode));
+        if (!a.ok())
+            return a.status();
+        attachments.push_back(std::move(a).value());
     }
     attachments_ = std::move(attachments);
 

@@ -23,13 +23,11 @@ static_assert(offsetof(fulcrum_decap_source_key, addr) == 8);
 DecapProgram::DecapProgram(decap_bpf* skel) : skel_(skel) {}
 DecapProgram::~DecapProgram() { decap_bpf::destroy(skel_); }
 
-std::unique_ptr<DecapProgram> DecapProgram::load(Status* error)
+Result<std::unique_ptr<DecapProgram>> DecapProgram::load()
 {
     decap_bpf* skel = decap_bpf::open_and_load();
-    if (!skel) {
-        *error = Status::failure(std::string("bpf: cannot load the decap program: ") + std::strerror(errno));
-        return nullptr;
-    }
+    if (!skel)
+        return Status::failure(std::string("bpf: cannot load the decap program: ") + std::strerror(errno));
     return std::unique_ptr<DecapProgram>(new DecapProgram(skel));
 }
 
@@ -64,16 +62,21 @@ Status DecapProgram::add_source(const fulcrum_decap_source_key& key)
     return {};
 }
 
-PacketCounters DecapProgram::counters(fulcrum_decap_reason reason) const
+Result<PacketCounters> DecapProgram::counters(fulcrum_decap_reason reason) const
+{
+    return read_decap_counters(stats_map_fd(), reason);
+}
+
+Result<PacketCounters> read_decap_counters(int stats_map_fd, fulcrum_decap_reason reason)
 {
     PacketCounters sum;
     int cpus = libbpf_num_possible_cpus();
     if (cpus <= 0)
-        return sum;
+        return Status::failure(std::string("bpf: cannot count possible CPUs: ") + std::strerror(-cpus));
     std::vector<fulcrum_reason_stats> values(static_cast<std::size_t>(cpus));
     std::uint32_t key = reason;
-    if (bpf_map_lookup_elem(stats_map_fd(), &key, values.data()) != 0)
-        return sum;
+    if (bpf_map_lookup_elem(stats_map_fd, &key, values.data()) != 0)
+        return Status::failure(std::string("bpf: cannot read decap_stats: ") + std::strerror(errno));
     for (const auto& v : values) {
         sum.packets += v.packets;
         sum.bytes += v.bytes;

@@ -14,7 +14,7 @@ namespace fulcrum::dataplane {
 
 class DecapProgram {
 public:
-    static std::unique_ptr<DecapProgram> load(Status* error);
+    static Result<std::unique_ptr<DecapProgram>> load();
     ~DecapProgram();
     DecapProgram(const DecapProgram&) = delete;
     DecapProgram& operator=(const DecapProgram&) = delete;
@@ -27,11 +27,15 @@ public:
     Status add_local_address(const fulcrum_decap_key& key);
     Status remove_local_address(const fulcrum_decap_key& key);
     Status add_source(const fulcrum_decap_source_key& key);
-    PacketCounters counters(fulcrum_decap_reason reason) const;
+    Result<PacketCounters> counters(fulcrum_decap_reason reason) const;
 
 private:
     explicit DecapProgram(decap_bpf* skel);
     decap_bpf* skel_;
 };
+
+// One reason's counters summed over the CPUs, from a decap_stats map (ours, or the one
+// fulcrum-decap pinned).
+Result<PacketCounters> read_decap_counters(int stats_map_fd, fulcrum_decap_reason reason);
 
 }  // namespace fulcrum::dataplane

@@ -42,29 +42,34 @@ std::uint32_t mode_flag(int mode)
     return 0;
 }
 
-int ifindex_of(const std::string& interface, Status* error)
+Result<int> ifindex_of(const std::string& interface)
 {
     const int ifindex = static_cast<int>(if_nametoindex(interface.c_str()));
     if (ifindex == 0)
-        *error = Status::failure("xdp: no interface " + interface + ": " + std::strerror(errno));
+        return Status::failure("xdp: no interface " + interface + ": " + std::strerror(errno));
     return ifindex;
 }
 
 // The id of the program the kernel runs on the interface in `mode` (0: none). A netlink query:
 // needs no capability, so it works after fulcrumd gave CAP_SYS_ADMIN up.
-unsigned running_id(int ifindex, int mode)
+Result<unsigned> running_id(const std::string& interface, int ifindex, int mode)
 {
     LIBBPF_OPTS(bpf_xdp_query_opts, query);
-    if (bpf_xdp_query(ifindex, 0, &query) != 0)
-        return 0;
+    if (int err = bpf_xdp_query(ifindex, 0, &query); err != 0)
+        return Status::failure("xdp: cannot query the XDP programs of " + interface + ": " + errno_text(err));
     return mode == XDP_MODE_SKB ? query.skb_prog_id : mode == XDP_MODE_HW ? query.hw_prog_id : query.drv_prog_id;
 }
 
 // Whether libxdp put its dispatcher in front of the program, or attached it alone.
 void log_how_attached(const std::string& interface, const char* mode)
 {
-    Status ignored;
-    XdpInterface on = read_xdp(interface, &ignored);
+    Result<XdpInterface> read = read_xdp(interface);
+    if (!read.ok()) {
+        LOG_INFO("xdp: attached to %s in %s mode (whether through libxdp's dispatcher is unknown: %s)",
+                 interface.c_str(), mode, read.message().c_str());
+        return;
+    }
+    const XdpInterface& on = *read;
     if (!on.any)
         LOG_INFO("xdp: attached to %s in %s mode", interface.c_str(), mode);
     else if (!on.dispatcher)
@@ -108,17 +113,18 @@ unsigned program_id_of(int program_fd)
     return info.id;
 }
 
-XdpInterface read_xdp(const std::string& interface, Status* error)
+Result<XdpInterface> read_xdp(const std::string& interface)
 {
     XdpInterface on;
     on.interface = interface;
-    on.ifindex = ifindex_of(interface, error);
-    if (on.ifindex == 0)
-        return on;
+    Result<int> ifindex = ifindex_of(interface);
+    if (!ifindex.ok())
+        return ifindex.status();
+    on.ifindex = *ifindex;
     xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(on.ifindex);
     if (long err = libxdp_get_error(mp); !mp || err) {
         if (err != 0 && err != -ENOENT)
-            *error = Status::failure("xdp: cannot read the XDP programs of " + interface + ": " + errno_text(err));
+            return Status::failure("xdp: cannot read the XDP programs of " + interface + ": " + errno_text(err));
         return on;  // ENOENT: nothing attached
     }
     if (xdp_program* main = xdp_multiprog__main_prog(mp)) {
@@ -164,22 +170,20 @@ bool occupied_by_other(const XdpInterface& on, const XdpOwner& owner)
     return on.any && !on.dispatcher && find_ours(on, owner) == nullptr;
 }
 
-XdpAttachment XdpAttachment::attach(int program_fd, const std::string& interface, XdpMode mode, Status* error)
+Result<XdpAttachment> XdpAttachment::attach(int program_fd, const std::string& interface, XdpMode mode)
 {
     XdpAttachment a;
     a.interface_ = interface;
-    a.ifindex_ = ifindex_of(interface, error);
-    if (a.ifindex_ == 0)
-        return {};
+    Result<int> ifindex = ifindex_of(interface);
+    if (!ifindex.ok())
+        return ifindex.status();
+    a.ifindex_ = *ifindex;
     xdp_program* program = xdp_program__from_fd(program_fd);
-    if (long err = libxdp_get_error(program); !program || err) {
-        *error = Status::failure("xdp: cannot wrap the program for libxdp: " + errno_text(program ? err : errno));
-        return {};
-    }
+    if (long err = libxdp_get_error(program); !program || err)
+        return Status::failure("xdp: cannot wrap the program for libxdp: " + errno_text(program ? err : errno));
     auto failed = [&](const std::string& message) {
-        *error = Status::failure(message);
         xdp_program__close(program);
-        return XdpAttachment{};
+        return Status::failure(message);
     };
     if (mode != XdpMode::generic) {
         const int err = xdp_program__attach(program, a.ifindex_, XDP_MODE_NATIVE, 0);
@@ -209,16 +213,16 @@ XdpAttachment XdpAttachment::attach(int program_fd, const std::string& interface
     log_how_attached(interface, a.mode_name_);
     if (a.fd_ < 0) {
         // Cannot happen short of running out of descriptors; then the handle cannot detach later.
-        *error = Status::failure("xdp: attached to " + interface + " but cannot keep a descriptor of the program: " +
-                                 std::strerror(errno));
-        a.fd_ = -1;
-        (void)libxdp_detach(program_fd, a.id_, interface, a.ifindex_, a.attach_mode_);
-        return {};
+        Status failure = Status::failure("xdp: attached to " + interface +
+                                         " but cannot keep a descriptor of the program: " + std::strerror(errno));
+        if (Status undone = libxdp_detach(program_fd, a.id_, interface, a.ifindex_, a.attach_mode_); !undone.ok())
+            return Status::failure(failure.message() + "; and " + undone.message());
+        return failure;
     }
     return a;
 }
 
-XdpAttachment XdpAttachment::replace(const XdpInterface& on, const XdpProgramRef& old, int program_fd, Status* error)
+Result<XdpAttachment> XdpAttachment::replace(const XdpInterface& on, const XdpProgramRef& old, int program_fd)
 {
     XdpAttachment a;
     a.interface_ = on.interface;
@@ -230,46 +234,36 @@ XdpAttachment XdpAttachment::replace(const XdpInterface& on, const XdpProgramRef
         // libxdp has no in-place swap of a component: add the new one beside the old (one atomic
         // dispatcher swap), then remove the old (another). Both ours, sharing the pinned maps.
         xdp_program* program = xdp_program__from_fd(program_fd);
-        if (long err = libxdp_get_error(program); !program || err) {
-            *error = Status::failure("xdp: cannot wrap the program for libxdp: " + errno_text(program ? err : errno));
-            return {};
-        }
+        if (long err = libxdp_get_error(program); !program || err)
+            return Status::failure("xdp: cannot wrap the program for libxdp: " + errno_text(program ? err : errno));
         const int err = xdp_program__attach(program, on.ifindex, static_cast<xdp_attach_mode>(on.mode), 0);
         xdp_program__close(program);
-        if (err != 0) {
-            *error = Status::failure("xdp: cannot add the new program to the dispatcher of " + on.interface + ": " +
-                                     errno_text(err));
-            return {};
-        }
+        if (err != 0)
+            return Status::failure("xdp: cannot add the new program to the dispatcher of " + on.interface + ": " +
+                                   errno_text(err));
         if (Status s = libxdp_detach(-1, old.id, on.interface, on.ifindex, on.mode); !s.ok())
             LOG_WARN("%s (the new program runs beside the old one, which returns first)", s.message().c_str());
     } else {
         const int old_fd = bpf_prog_get_fd_by_id(old.id);
-        if (old_fd < 0) {
-            *error = Status::failure("xdp: cannot open program id " + std::to_string(old.id) + " on " + on.interface +
-                                     ": " + std::strerror(errno));
-            return {};
-        }
+        if (old_fd < 0)
+            return Status::failure("xdp: cannot open program id " + std::to_string(old.id) + " on " + on.interface +
+                                   ": " + std::strerror(errno));
         LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = old_fd);
         const int err = bpf_xdp_attach(on.ifindex, program_fd, mode_flag(on.mode) | XDP_FLAGS_REPLACE, &opts);
         close(old_fd);
-        if (err != 0) {
-            *error = Status::failure("xdp: cannot replace the program on " + on.interface + ": " + errno_text(err) +
-                                     (err == -EEXIST ? " (program id " + std::to_string(old.id) +
-                                                           " is not there any more; not replacing what is)"
-                                                     : ""));
-            return {};
-        }
+        if (err != 0)
+            return Status::failure("xdp: cannot replace the program on " + on.interface + ": " + errno_text(err) +
+                                   (err == -EEXIST ? " (program id " + std::to_string(old.id) +
+                                                         " is not there any more; not replacing what is)"
+                                                   : ""));
     }
     LOG_INFO("xdp: replaced program %u on %s in place (%s mode%s)", old.id, on.interface.c_str(), a.mode_name_,
              on.dispatcher ? ", through libxdp's dispatcher" : "");
     a.fd_ = fcntl(program_fd, F_DUPFD_CLOEXEC, 3);
     a.id_ = program_id_of(program_fd);
-    if (a.fd_ < 0) {
-        *error = Status::failure("xdp: replaced the program on " + on.interface +
-                                 " but cannot keep a descriptor of it: " + std::strerror(errno));
-        return {};
-    }
+    if (a.fd_ < 0)
+        return Status::failure("xdp: replaced the program on " + on.interface +
+                               " but cannot keep a descriptor of it: " + std::strerror(errno));
     return a;
 }
 
@@ -315,8 +309,11 @@ Status XdpAttachment::detach()
     if (fd_ < 0)
         return {};
     Status result;
-    const unsigned running = running_id(ifindex_, attach_mode_);
-    if (running == id_) {
+    Result<unsigned> query = running_id(interface_, ifindex_, attach_mode_);
+    const unsigned running = query.ok() ? *query : 0;
+    if (!query.ok()) {
+        result = query.status();
+    } else if (running == id_) {
         // Alone: the kernel removes it only if it is still this program (XDP_FLAGS_REPLACE with our
         // own descriptor), so nothing needs opening by id.
         LIBBPF_OPTS(bpf_xdp_attach_opts, opts, .old_prog_fd = fd_);

@@ -47,7 +47,7 @@ struct XdpInterface {
 
 // Reads the interface (opening the attached programs by id: needs CAP_SYS_ADMIN). An interface
 // with nothing attached is not an error.
-XdpInterface read_xdp(const std::string& interface, Status* error);
+Result<XdpInterface> read_xdp(const std::string& interface);
 
 // The kernel's id of a loaded program (0 for an invalid descriptor).
 unsigned program_id_of(int program_fd);
@@ -76,12 +76,12 @@ class XdpAttachment {
 public:
     // Attaches program_fd through libxdp (its dispatcher where the kernel can run it, otherwise
     // alone). libxdp and the kernel refuse to replace a program alone that is already there.
-    static XdpAttachment attach(int program_fd, const std::string& interface, XdpMode mode, Status* error);
+    static Result<XdpAttachment> attach(int program_fd, const std::string& interface, XdpMode mode);
     // Puts program_fd in the place of `old` (ours, found by find_ours on `on`), in the same mode:
     // alone, one atomic XDP_FLAGS_REPLACE; under the dispatcher, the new one is added and then the
     // old one removed, so no packet meets the interface without our program. The returned handle
     // is kept (the interface ran our program before; a failed start leaves the new one there).
-    static XdpAttachment replace(const XdpInterface& on, const XdpProgramRef& old, int program_fd, Status* error);
+    static Result<XdpAttachment> replace(const XdpInterface& on, const XdpProgramRef& old, int program_fd);
 
     XdpAttachment() = default;
     XdpAttachment(XdpAttachment&& other) noexcept;

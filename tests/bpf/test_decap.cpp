@@ -23,11 +23,10 @@ constexpr Mac kBackendMac{{0x02, 0xbe, 0, 0, 0, 0x0b}};
 
 fulcrum_decap_source_key prefix(const std::string& text)
 {
-    fulcrum_decap_source_key key{};
-    std::string why;
-    if (!decap::parse_prefix(text, &key, &why))
-        throw std::runtime_error("bad prefix in the test: " + text + ": " + why);
-    return key;
+    Result<fulcrum_decap_source_key> key = decap::parse_prefix(text);
+    if (!key.ok())
+        throw std::runtime_error("bad prefix in the test: " + text + ": " + key.message());
+    return *key;
 }
 
 struct DecapLab {
@@ -35,10 +34,10 @@ struct DecapLab {
     DecapLab()
     {
         enter_lab_namespace();
-        Status error;
-        program = dataplane::DecapProgram::load(&error);
-        if (!program)
-            throw std::runtime_error(error.message());
+        Result<std::unique_ptr<dataplane::DecapProgram>> loaded = dataplane::DecapProgram::load();
+        if (!loaded.ok())
+            throw std::runtime_error(loaded.message());
+        program = std::move(loaded).value();
         for (const std::string& address : {kBackendV4, kBackendV6, kVipV4, kVipV6}) {
             fulcrum_decap_key key{};
             key.addr = to_addr(address);
@@ -80,7 +79,9 @@ void run_decap_table(DecapLab& lab, const std::vector<DecapRow>& rows)
     for (int r = 0; r < FULCRUM_DECAP_REASON_COUNT; r++) {
         auto reason = static_cast<fulcrum_decap_reason>(r);
         INFO("decap counter " << dataplane::decap_reason_name(reason));
-        CHECK(lab.program->counters(reason).packets == want[r]);
+        Result<dataplane::PacketCounters> counters = lab.program->counters(reason);
+        REQUIRE(counters.ok());
+        CHECK(counters->packets == want[r]);
     }
 }
 
@@ -254,22 +255,25 @@ TEST_CASE("decap propagates congestion experienced per RFC 6040", "[bpf][decap][
 
 TEST_CASE("decap: --from prefixes parse strictly", "[decap][prefix]")
 {
-    fulcrum_decap_source_key key{};
-    std::string why;
-    CHECK(decap::parse_prefix("198.18.0.1", &key, &why));
-    CHECK(decap::format_prefix(key) == "198.18.0.1/32");
-    CHECK(decap::parse_prefix("2001:db8::1", &key, &why));
-    CHECK(decap::format_prefix(key) == "2001:db8::1/128");
-    CHECK(decap::parse_prefix("198.18.0.0/15", &key, &why));
-    CHECK(key.prefixlen == FULCRUM_DECAP_FAMILY_BITS + 15);
-    CHECK(decap::parse_prefix("2001:db8::/32", &key, &why));
-    CHECK(decap::format_prefix(key) == "2001:db8::/32");
-    CHECK(decap::parse_prefix("0.0.0.0/0", &key, &why));
+    Result<fulcrum_decap_source_key> key = decap::parse_prefix("198.18.0.1");
+    REQUIRE(key.ok());
+    CHECK(decap::format_prefix(*key) == "198.18.0.1/32");
+    key = decap::parse_prefix("2001:db8::1");
+    REQUIRE(key.ok());
+    CHECK(decap::format_prefix(*key) == "2001:db8::1/128");
+    key = decap::parse_prefix("198.18.0.0/15");
+    REQUIRE(key.ok());
+    CHECK(key->prefixlen == FULCRUM_DECAP_FAMILY_BITS + 15);
+    key = decap::parse_prefix("2001:db8::/32");
+    REQUIRE(key.ok());
+    CHECK(decap::format_prefix(*key) == "2001:db8::/32");
+    CHECK(decap::parse_prefix("0.0.0.0/0").ok());
     for (const char* bad : {"198.18.0.1/24", "198.18.0.0/33", "2001:db8::/129", "198.18.0.0/", "198.18.0.0/x",
                             "nonsense", "", "198.18.0.0/-1", "2001:db8::1/64"}) {
         INFO(bad);
-        CHECK_FALSE(decap::parse_prefix(bad, &key, &why));
-        CHECK_FALSE(why.empty());
+        key = decap::parse_prefix(bad);
+        CHECK_FALSE(key.ok());
+        CHECK_FALSE(key.message().empty());
     }
     CHECK(decap::split_list("198.18.0.1/32,2001:db8::1/128") ==
           std::vector<std::string>{"198.18.0.1/32", "2001:db8::1/128"});

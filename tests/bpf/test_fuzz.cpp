@@ -646,10 +646,10 @@ public:
                                                      sizeof(fulcrum_service_stats), 3);
         backends_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "backend_stats"), 16,
                                                      sizeof(fulcrum_backend_stats), 2);
-        Status error;
-        decap_ = dataplane::DecapProgram::load(&error);
-        if (!decap_)
-            throw std::runtime_error(error.message());
+        Result<std::unique_ptr<dataplane::DecapProgram>> decap = dataplane::DecapProgram::load();
+        if (!decap.ok())
+            throw std::runtime_error(decap.message());
+        decap_ = std::move(decap).value();
         // Local addresses: every backend of the standard services (tunnel endpoints), and (with
         // inner-destination checks) the VIPs, which backends have on lo.
         std::vector<std::string> locals(fuzz::kDecapAddresses, fuzz::kDecapAddresses + fuzz::kDecapAddressCount);

@@ -23,6 +23,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -768,34 +769,9 @@ TEST_CASE("exec check: exit codes, signals, environment, timeout without zombies
     CHECK(r.failure == Failure::exec_failed);
 }
 
-// Run by an exec check's command: the shell's ids, capabilities, initial environment, descriptors
-// (the probe's own, inherited from the shell and probed before it opens a file) and cwd.
-constexpr const char* kExecProbe = R"PY(
-# What an exec check's shell was given, seen by a child started before the shell opened anything:
-# the shell's descriptors are this process's (inherited; probed before opening a file), its ids,
-# its /proc status and initial environment (read through the parent's /proc entry), its cwd.
-import os
-import sys
-
-fds = []
-for fd in range(4096):
-    try:
-        os.fstat(fd)
-        fds.append(fd)
-    except OSError:
-        pass
-shell = os.getppid()
-lines = [f"uid {os.getuid()} gid {os.getgid()} groups {' '.join(str(g) for g in os.getgroups())}"]
-with open(f"/proc/{shell}/status") as f:
-    lines += [line.rstrip("\n") for line in f if line.startswith(("Cap", "NoNewPrivs"))]
-with open(f"/proc/{shell}/environ", "rb") as f:
-    lines += ["env " + e.decode() for e in f.read().split(b"\0") if e]
-lines += [f"fd {fd}" for fd in fds]
-lines.append("cwd " + os.readlink(f"/proc/{shell}/cwd"))
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-)PY";
+// Run by an exec check's command (copied where the check's user can read it): the shell's ids,
+// capabilities, initial environment, descriptors and cwd. Shared with tests/system/test_privileges.py.
+const std::string kExecProbe = FULCRUM_SOURCE_DIR "/tests/support/exec_probe.py";
 
 // What a command sees of the daemon: run by a root process with every capability, a secret and
 // NOTIFY_SOCKET in its environment and descriptors open without close-on-exec, the command must
@@ -819,7 +795,9 @@ TEST_CASE("exec check: runs as healthcheck.user, no capabilities, minimal enviro
     hc.user = *nobody;
     // A child of the shell, started before the shell opened anything, reports what the shell was given.
     const std::string probe = std::string(dir_template) + "/probe.py";
-    std::ofstream(probe) << kExecProbe;
+    std::error_code copied;
+    std::filesystem::copy_file(kExecProbe, probe, copied);
+    REQUIRE_FALSE(copied);
     REQUIRE(chmod(probe.c_str(), 0644) == 0);
     hc.command = "/usr/bin/python3 " + probe + " " + report + "; exit 0";
     auto r = run(io, hc, target("10.1.2.3", 8080, "web"), "who am i");

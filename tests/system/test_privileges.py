@@ -22,6 +22,7 @@ import os
 import json
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,33 +37,9 @@ EFFECTIVE = (1 << CAP_BPF) | (1 << CAP_NET_ADMIN)
 PERMITTED = EFFECTIVE | (1 << CAP_SETUID) | (1 << CAP_SETGID) | (1 << CAP_KILL)
 ENV_KEYS = ["FULCRUM_ADDRESS", "FULCRUM_PORT", "FULCRUM_SERVICE", "PATH"]
 
-# Run by the exec check: the shell's ids, capabilities, initial environment, descriptors (the
-# probe's own, inherited from the shell and probed before it opens a file) and cwd.
-PROBE = r"""# What an exec check's shell was given, seen by a child started before the shell opened anything:
-# the shell's descriptors are this process's (inherited; probed before opening a file), its ids,
-# its /proc status and initial environment (read through the parent's /proc entry), its cwd.
-import os
-import sys
-
-fds = []
-for fd in range(4096):
-    try:
-        os.fstat(fd)
-        fds.append(fd)
-    except OSError:
-        pass
-shell = os.getppid()
-lines = [f"uid {os.getuid()} gid {os.getgid()} groups {' '.join(str(g) for g in os.getgroups())}"]
-with open(f"/proc/{shell}/status") as f:
-    lines += [line.rstrip("\n") for line in f if line.startswith(("Cap", "NoNewPrivs"))]
-with open(f"/proc/{shell}/environ", "rb") as f:
-    lines += ["env " + e.decode() for e in f.read().split(b"\0") if e]
-lines += [f"fd {fd}" for fd in fds]
-lines.append("cwd " + os.readlink(f"/proc/{shell}/cwd"))
-with open(sys.argv[1] + ".tmp", "w") as f:
-    f.write("\n".join(lines) + "\n")
-os.rename(sys.argv[1] + ".tmp", sys.argv[1])
-"""
+# Run by the exec check (copied where the check's user can read it): the shell's ids,
+# capabilities, initial environment, descriptors and cwd. Shared with tests/health/test_checks.cpp.
+PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support", "exec_probe.py")
 
 
 def status_fields(path):
@@ -128,8 +105,7 @@ def body(lab):
     # A child of the shell, started before the shell opened anything, reports what the shell was
     # given; then a background process is left in the check's group.
     probe = f"{report_dir}/probe.py"
-    with open(probe, "w") as f:
-        f.write(PROBE)
+    shutil.copyfile(PROBE, probe)
     os.chmod(probe, 0o644)
     command = f"{fl.PYTHON} {probe} {report}; sleep 300 & echo $! > {report_dir}/left.$$; exit 0"
 

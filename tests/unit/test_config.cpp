@@ -13,22 +13,14 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config_errors.h"
 
 using namespace std::chrono_literals;
 using fulcrum::config::Config;
 using fulcrum::config::parse_text;
+using fulcrum::test::errors_of;
 
 namespace {
-
-// Every error of `yaml` as the operator sees it: "t.yaml:LINE:COLUMN: KEY: MESSAGE".
-std::vector<std::string> errors_of(const std::string& yaml)
-{
-    auto result = parse_text(yaml, "t.yaml");
-    std::vector<std::string> out;
-    for (const auto& e : result.errors) out.push_back(e.to_string());
-    if (!out.empty()) CHECK_FALSE(result.config.has_value());  // never a config with errors
-    return out;
-}
 
 // Parses a file that must be valid; fails the test with its errors otherwise.
 Config valid(const std::string& yaml)

@@ -9,19 +9,12 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config_errors.h"
 
 using fulcrum::config::parse_text;
+using fulcrum::test::errors_of;
 
 namespace {
-
-std::vector<std::string> errors_of(const std::string& yaml)
-{
-    auto result = parse_text(yaml, "t.yaml");
-    std::vector<std::string> out;
-    for (const auto& e : result.errors) out.push_back(e.to_string());
-    if (!out.empty()) CHECK_FALSE(result.config.has_value());
-    return out;
-}
 
 std::string read(const std::string& path)
 {

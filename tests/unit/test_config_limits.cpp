@@ -7,18 +7,12 @@
 
 #include "abi.h"
 #include "config/config.h"
+#include "config_errors.h"
 
 using fulcrum::config::parse_text;
+using fulcrum::test::errors_of;
 
 namespace {
-
-std::vector<std::string> errors_of(const std::string& yaml)
-{
-    auto result = parse_text(yaml, "t.yaml");
-    std::vector<std::string> out;
-    for (const auto& e : result.errors) out.push_back(e.to_string());
-    return out;
-}
 
 const std::string kHead = "interfaces:\n  - name: eth0\ntunnel:\n  source_v4: 198.18.0.1\nservices:\n";  // 5 lines
 
