@@ -315,7 +315,12 @@ void Daemon::on_health_change()
 // A drain of a backend the file no longer has is dropped, with a line.
 void Daemon::restore_operator_drains(const config::Config& cfg)
 {
-    for (const auto& [service, address] : program_->operator_drains()) {
+    Result<std::vector<std::pair<std::string, std::string>>> drains = program_->operator_drains();
+    if (!drains.ok()) {
+        LOG_ERROR("control: operator drains not restored from the pinned state: %s", drains.message().c_str());
+        return;
+    }
+    for (const auto& [service, address] : *drains) {
         bool known = false;  // the file's backends, in the planner's canonical text
         for (const config::Service& s : cfg.services)
             if (s.name == service)
@@ -366,8 +371,11 @@ Status Daemon::bring_up()
     log_warnings(parsed.warnings);
     // The seed itself is not logged: it is what keeps the hash private, and logs travel further
     // (journald readers, log shippers) than the root-only pins and config file.
-    plan::SeedChoice seed = plan::choose_hash_seed(cfg.hash_seed, program_->read_settings().hash_seed,
-                                                   plan::random_seed);
+    // A seed that cannot be read is not taken for none: a new one would move every flow.
+    Result<fulcrum_settings> pinned = program_->read_settings();
+    if (!pinned.ok())
+        return pinned.status();
+    plan::SeedChoice seed = plan::choose_hash_seed(cfg.hash_seed, pinned->hash_seed, plan::random_seed);
     hash_seed_ = seed.seed;
     LOG_INFO("bpf: flow-hash seed from %s (%s)", plan::to_string(seed.source),
              seed.source == plan::SeedSource::config      ? "bpf.hash_seed in the file"
@@ -388,7 +396,10 @@ Status Daemon::bring_up()
     reconciler_ = std::make_unique<plan::Reconciler>(*writer_);
     std::set<health::BackendKey> was_active;  // adopted from a running data plane: assumed up
     if (program_->adopted_pins() > 0) {
-        reconciler_->adopt(program_->snapshot(), plan::make_desired(cfg, hash_seed_));
+        Result<dataplane::MapSnapshot> snapshot = program_->snapshot();
+        if (!snapshot.ok())
+            return snapshot.status();
+        reconciler_->adopt(*snapshot, plan::make_desired(cfg, hash_seed_));
         for (const auto& [name, svc] : reconciler_->services())
             for (const auto& [address, b] : svc.backends)
                 if (b.value.state == FULCRUM_BACKEND_ACTIVE)

@@ -133,8 +133,8 @@ control::Response Daemon::cmd_diff(bool json, const std::vector<std::string>& ar
                 s.slots_moved_when_up = u.slots_moved;
     }
     auto flows = program_->flows_per_backend();
-    if (!flows)
-        return {control::kFailed, std::string("diff: cannot read the flow tables: ") + std::strerror(errno) + "\n"};
+    if (!flows.ok())
+        return {control::kFailed, "diff: " + flows.message() + "\n"};
     for (plan::ServiceDiff& s : diff.services) {
         for (std::uint32_t id : s.backends_now)
             if (auto it = flows->find(id); it != flows->end())

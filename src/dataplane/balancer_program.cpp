@@ -6,9 +6,7 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -38,15 +36,47 @@ Status raw_erase(const bpf_map* map, const void* key, const char* what)
     return {};
 }
 
+// Calls visit(key) for each key of a hash map until it returns false. The walk ends at ENOENT (no
+// more keys); any other failure is returned, so a walk cut short is never taken for the whole map.
+template <typename Key, typename Visit>
+Status for_each_key(const bpf_map* map, Visit visit)
+{
+    const int fd = bpf_map__fd(map);
+    Key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (!visit(next))
+            return {};
+        key = next;
+        prev = &key;
+    }
+    if (errno != ENOENT)
+        return errno_status(std::string("cannot walk ") + bpf_map__name(map), errno);
+    return {};
+}
+
+// Every (key, value) of a hash map; an entry deleted between the walk and its lookup is skipped.
+template <typename Key, typename Value>
+Status read_entries(const bpf_map* map, std::vector<std::pair<Key, Value>>* out)
+{
+    Status failed;
+    Status walked = for_each_key<Key>(map, [&](const Key& key) {
+        Value value{};
+        if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &value) == 0)
+            out->emplace_back(key, value);
+        else if (errno != ENOENT)
+            failed = errno_status(std::string("cannot read ") + bpf_map__name(map), errno);
+        return failed.ok();
+    });
+    return failed.ok() ? walked : failed;
+}
+
 // A counter that cannot be read is reported as 0 to the scrape (a metric has no error value), and
 // logged, at most once a minute across all counters (scrapes run on the exposer's threads).
 void log_unreadable_counter(const bpf_map* map, std::uint32_t key, const char* why)
 {
-    static std::atomic<std::int64_t> last_logged{0};
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                                 std::chrono::steady_clock::now().time_since_epoch()).count();
-    std::int64_t last = last_logged.load();
-    if ((last == 0 || now - last >= 60) && last_logged.compare_exchange_strong(last, now))
+    static log::EveryMinute limit;
+    if (limit.due())
         LOG_WARN("metrics: cannot read %s key %u (%s): reported as 0 (logged at most once a minute)",
                  bpf_map__name(map), key, why);
 }
@@ -219,69 +249,47 @@ void BalancerProgram::unpin()
         unpin_all(skel_->obj, pin_path_, "balancer");
 }
 
-MapSnapshot BalancerProgram::snapshot() const
+Result<MapSnapshot> BalancerProgram::snapshot() const
 {
     MapSnapshot snap;
-    {
-        int fd = bpf_map__fd(skel_->maps.vips);
-        fulcrum_vip_key key{}, next{};
-        const void* prev = nullptr;
-        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-            fulcrum_vip_value v{};
-            if (bpf_map_lookup_elem(fd, &next, &v) == 0)
-                snap.vips.emplace_back(next, v);
-            key = next;
-            prev = &key;
-        }
-    }
-    {
-        int fd = bpf_map__fd(skel_->maps.services);
-        fulcrum_service_key key{}, next{};
-        const void* prev = nullptr;
-        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-            fulcrum_service_value v{};
-            if (bpf_map_lookup_elem(fd, &next, &v) == 0)
-                snap.services.emplace_back(next, v);
-            key = next;
-            prev = &key;
-        }
-    }
-    {
-        // An array: every slot exists; keep those in use. (One syscall per slot: ~0.1 s at the
-        // default size, once per daemon start.)
-        int fd = bpf_map__fd(skel_->maps.backends);
-        const std::uint32_t total = bpf_map__max_entries(skel_->maps.backends);
-        for (std::uint32_t id = 0; id < total; id++) {
-            fulcrum_backend b{};
-            if (bpf_map_lookup_elem(fd, &id, &b) == 0 && b.state != FULCRUM_BACKEND_UNUSED)
-                snap.backends.emplace_back(id, b);
-        }
+    if (Status s = read_entries(skel_->maps.vips, &snap.vips); !s.ok())
+        return s;
+    if (Status s = read_entries(skel_->maps.services, &snap.services); !s.ok())
+        return s;
+    // An array: every slot exists; keep those in use. (One syscall per slot: ~0.1 s at the
+    // default size, once per daemon start.)
+    int fd = bpf_map__fd(skel_->maps.backends);
+    const std::uint32_t total = bpf_map__max_entries(skel_->maps.backends);
+    for (std::uint32_t id = 0; id < total; id++) {
+        fulcrum_backend b{};
+        if (bpf_map_lookup_elem(fd, &id, &b) != 0)
+            return errno_status("cannot read backends (id " + std::to_string(id) + ")", errno);
+        if (b.state != FULCRUM_BACKEND_UNUSED)
+            snap.backends.emplace_back(id, b);
     }
     return snap;
 }
 
 int BalancerProgram::program_fd() const { return bpf_program__fd(skel_->progs.balancer); }
 
-fulcrum_settings BalancerProgram::read_settings() const
+Result<fulcrum_settings> BalancerProgram::read_settings() const
 {
     std::uint32_t zero = 0;
     fulcrum_settings settings{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.settings), &zero, &settings) != 0)
-        return fulcrum_settings{};
+        return errno_status("cannot read settings", errno);
     return settings;
 }
 
-std::vector<std::pair<std::string, std::string>> BalancerProgram::operator_drains() const
+Result<std::vector<std::pair<std::string, std::string>>> BalancerProgram::operator_drains() const
 {
     std::vector<std::pair<std::string, std::string>> out;
-    int fd = bpf_map__fd(skel_->maps.operator_drains);
-    fulcrum_drain_key key{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        out.push_back(drain_of(next));
-        key = next;
-        prev = &key;
-    }
+    Status s = for_each_key<fulcrum_drain_key>(skel_->maps.operator_drains, [&](const fulcrum_drain_key& key) {
+        out.push_back(drain_of(key));
+        return true;
+    });
+    if (!s.ok())
+        return s;
     return out;
 }
 
@@ -306,7 +314,7 @@ Status BalancerProgram::set_vip_filter_bit(const fulcrum_vip_key& key)
 {
     std::uint32_t bit = fulcrum_vip_filter_fold(&key.addr), word = bit >> 6;
     std::uint64_t value = 0;
-    int fd = bpf_map__fd(skel_->maps.vip_filter);
+    const int fd = bpf_map__fd(skel_->maps.vip_filter);
     if (bpf_map_lookup_elem(fd, &word, &value) != 0)
         return errno_status("cannot read vip_filter", errno);
     if (value & (1ULL << (bit & 63)))
@@ -318,15 +326,15 @@ Status BalancerProgram::set_vip_filter_bit(const fulcrum_vip_key& key)
 Status BalancerProgram::clear_vip_filter_bit_if_unused(const fulcrum_vip_key& key)
 {
     const std::uint32_t bit = fulcrum_vip_filter_fold(&key.addr), word = bit >> 6;
-    int fd = bpf_map__fd(skel_->maps.vips);
-    fulcrum_vip_key prev_key{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (fulcrum_vip_filter_fold(&next.addr) == bit)
-            return {};  // another VIP still needs the bit
-        prev_key = next;
-        prev = &prev_key;
-    }
+    bool needed = false;  // by another VIP
+    Status walked = for_each_key<fulcrum_vip_key>(skel_->maps.vips, [&](const fulcrum_vip_key& vip) {
+        needed = fulcrum_vip_filter_fold(&vip.addr) == bit;
+        return !needed;
+    });
+    if (!walked.ok())
+        return walked;  // the bit stays: a bit set too many costs a lookup, one missing drops a VIP
+    if (needed)
+        return {};
     std::uint64_t value = 0;
     int filter = bpf_map__fd(skel_->maps.vip_filter);
     if (bpf_map_lookup_elem(filter, &word, &value) != 0)
@@ -338,16 +346,12 @@ Status BalancerProgram::clear_vip_filter_bit_if_unused(const fulcrum_vip_key& ke
 Status BalancerProgram::rebuild_vip_filter()
 {
     // Only sets bits: with adopted maps an older program may still be running on them.
-    int fd = bpf_map__fd(skel_->maps.vips);
-    fulcrum_vip_key prev_key{}, next{};
-    const void* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (Status s = set_vip_filter_bit(next); !s.ok())
-            return s;
-        prev_key = next;
-        prev = &prev_key;
-    }
-    return {};
+    Status failed;
+    Status walked = for_each_key<fulcrum_vip_key>(skel_->maps.vips, [&](const fulcrum_vip_key& vip) {
+        failed = set_vip_filter_bit(vip);
+        return failed.ok();
+    });
+    return failed.ok() ? walked : failed;
 }
 
 Status BalancerProgram::put_vip(const fulcrum_vip_key& key, const fulcrum_vip_value& value)
@@ -403,11 +407,11 @@ Status BalancerProgram::put_nexthop(std::uint32_t backend_id, const fulcrum_next
     return update(skel_->maps.nexthops, &backend_id, &nexthop, "next hop");
 }
 
-std::optional<fulcrum_nexthop> BalancerProgram::nexthop(std::uint32_t backend_id) const
+Result<fulcrum_nexthop> BalancerProgram::nexthop(std::uint32_t backend_id) const
 {
     fulcrum_nexthop entry{};
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nexthops), &backend_id, &entry) != 0)
-        return std::nullopt;
+        return errno_status("cannot read nexthops (backend id " + std::to_string(backend_id) + ")", errno);
     return entry;
 }
 
@@ -424,8 +428,8 @@ Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
     return update(skel_->maps.nexthops, &backend_id, &entry, "next hop");
 }
 
-// A new inner array for the service, filled, referenced by nothing yet: *fd owns it.
-Status BalancerProgram::make_table(std::uint32_t service_id, std::span<const std::uint32_t> table, int* fd)
+// A new inner array for the service, filled, referenced by nothing yet: the caller owns its fd.
+Result<int> BalancerProgram::make_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
 {
     if (table.empty() || table.size() > FULCRUM_MAX_TABLE_SIZE)
         return Status::failure("bpf: maglev table of service " + std::to_string(service_id) +
@@ -447,18 +451,17 @@ Status BalancerProgram::make_table(std::uint32_t service_id, std::span<const std
         close(inner);
         return s;
     }
-    *fd = inner;
-    return {};
+    return inner;
 }
 
 Status BalancerProgram::prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
 {
-    int fd = -1;
-    if (Status s = make_table(service_id, table, &fd); !s.ok())
-        return s;
+    Result<int> fd = make_table(service_id, table);
+    if (!fd.ok())
+        return fd.status();
     if (auto old = staged_tables_.find(service_id); old != staged_tables_.end())
         close(old->second);
-    staged_tables_[service_id] = fd;
+    staged_tables_[service_id] = *fd;
     staged_sizes_[service_id] = table.size();
     return {};
 }
@@ -470,8 +473,10 @@ Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std:
     if (staged != staged_tables_.end() && staged_sizes_[service_id] == table.size()) {
         inner = staged->second;  // prepared by prepare_table with this content
         staged_tables_.erase(staged);
-    } else if (Status s = make_table(service_id, table, &inner); !s.ok()) {
-        return s;
+    } else if (Result<int> made = make_table(service_id, table); made.ok()) {
+        inner = *made;
+    } else {
+        return made.status();
     }
     Status status = update(skel_->maps.maglev_tables, &service_id, &inner,
                            ("swap in the maglev table of service " + std::to_string(service_id)).c_str());
@@ -492,20 +497,16 @@ Status BalancerProgram::delete_table(std::uint32_t service_id)
 
 Status BalancerProgram::hold_adopted_tables()
 {
-    const int outer = bpf_map__fd(skel_->maps.maglev_tables);
-    std::uint32_t key = 0, next = 0;
-    const std::uint32_t* prev = nullptr;
-    while (bpf_map_get_next_key(outer, prev, &next) == 0) {
-        std::uint32_t id = 0;
-        if (bpf_map_lookup_elem(outer, &next, &id) == 0) {
-            int fd = bpf_map_get_fd_by_id(id);
-            if (fd < 0)
-                return errno_status("cannot open the adopted maglev table of service " + std::to_string(next) +
-                                    " (map id " + std::to_string(id) + ")", errno);
-            tables_.installed(next, fd);
-        }
-        key = next;
-        prev = &key;
+    // A map of maps: a lookup from user space gives the inner map's id.
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> inner;  // service id, map id
+    if (Status s = read_entries(skel_->maps.maglev_tables, &inner); !s.ok())
+        return s;
+    for (const auto& [service_id, map_id] : inner) {
+        int fd = bpf_map_get_fd_by_id(map_id);
+        if (fd < 0)
+            return errno_status("cannot open the adopted maglev table of service " + std::to_string(service_id) +
+                                " (map id " + std::to_string(map_id) + ")", errno);
+        tables_.installed(service_id, fd);
     }
     return {};
 }
@@ -550,7 +551,15 @@ std::optional<fulcrum_flow_value> BalancerProgram::flow_entry(const fulcrum_flow
 {
     const bpf_map* map = table == FlowTable::confirmed ? skel_->maps.flows : skel_->maps.new_flows;
     fulcrum_flow_value value{};
-    if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &value) != 0 || value.backend_id == 0)
+    if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &value) != 0) {
+        // No entry is the usual answer; any other failure is one too, but said (once a minute).
+        static log::EveryMinute limit;
+        if (errno != ENOENT && limit.due())
+            LOG_WARN("bpf: cannot look up a flow in %s: %s (taken as no entry; logged at most once a minute)",
+                     bpf_map__name(map), std::strerror(errno));
+        return std::nullopt;
+    }
+    if (value.backend_id == 0)
         return std::nullopt;
     return value;
 }
@@ -564,7 +573,7 @@ std::vector<fulcrum_flow_value> BalancerProgram::flow_entries(const fulcrum_flow
     return found;
 }
 
-std::optional<std::map<std::uint32_t, std::uint64_t>> BalancerProgram::flows_per_backend() const
+Result<std::map<std::uint32_t, std::uint64_t>> BalancerProgram::flows_per_backend() const
 {
     std::map<std::uint32_t, std::uint64_t> counts;
     const int confirmed = bpf_map__fd(skel_->maps.flows);
@@ -580,7 +589,7 @@ std::optional<std::map<std::uint32_t, std::uint64_t>> BalancerProgram::flows_per
             int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data(), values.data(), &count,
                                           nullptr);
             if (rc != 0 && errno != ENOENT)
-                return std::nullopt;
+                return Status::failure(std::string("cannot read the flow tables: ") + std::strerror(errno));
             done = rc != 0;  // ENOENT: this was the last batch (count may still be > 0)
             first = false;
             for (std::uint32_t i = 0; i < count; i++) {

@@ -50,18 +50,20 @@ public:
     // The id of the program pinned under pin_path before this load replaced the pin: an earlier
     // fulcrumd's on this pin path, the only balancer this one may replace on an interface. 0: none.
     unsigned previous_program_id() const { return previous_program_id_; }
-    MapSnapshot snapshot() const;
+    // What the maps hold (vips, services, backends in use); a map that cannot be read fails it
+    // (a partial snapshot would have the reconciler rewrite or reuse what is there).
+    Result<MapSnapshot> snapshot() const;
     // Removes the pins (on_exit: detach).
     void unpin();
 
     // The settings entry as the maps hold it: what an earlier fulcrumd wrote to adopted pins,
-    // all zero in a fresh map (or when it cannot be read).
-    fulcrum_settings read_settings() const;
+    // all zero in a fresh map.
+    Result<fulcrum_settings> read_settings() const;
 
     // Operator drains kept with the pinned state (map operator_drains), as (service, canonical
     // backend address): written by `fulcrumctl drain`/`undrain`, read back at start, so a restart
     // keeps them. Replaced with the rest of the state when that is not adopted.
-    std::vector<std::pair<std::string, std::string>> operator_drains() const;
+    Result<std::vector<std::pair<std::string, std::string>>> operator_drains() const;
     Status keep_operator_drain(const std::string& service, const std::string& address, bool drained);
 
     // MapWriter. A transaction journals every map write, the side ones included (vip_filter bits,
@@ -90,8 +92,8 @@ public:
     // used instead of bpf_fib_lookup while valid. put_backend invalidates the backend's entry.
     Status put_nexthop(std::uint32_t backend_id, const fulcrum_nexthop& nexthop);
     Status invalidate_nexthop(std::uint32_t backend_id);
-    // The entry as the program reads it; nullopt if the map cannot be read.
-    std::optional<fulcrum_nexthop> nexthop(std::uint32_t backend_id) const;
+    // The entry as the program reads it.
+    Result<fulcrum_nexthop> nexthop(std::uint32_t backend_id) const;
     // How many valid next-hop entries put_backend has invalidated so far (address changes).
     std::uint64_t nexthop_invalidations() const { return nexthop_invalidations_; }
 
@@ -106,8 +108,7 @@ public:
     std::optional<fulcrum_flow_value> flow_entry(const fulcrum_flow_key& key, FlowTable table) const;
     // Recorded flows per backend id, over both tables (a flow in both counted once): what
     // `fulcrumctl diff` reports as the flows a change would move. One batched pass per table.
-    // nullopt (errno set) if a table cannot be read.
-    std::optional<std::map<std::uint32_t, std::uint64_t>> flows_per_backend() const;
+    Result<std::map<std::uint32_t, std::uint64_t>> flows_per_backend() const;
     // fulcrum_flows_not_recorded_total{reason}, summed over CPUs.
     std::uint64_t flow_event_count(fulcrum_flow_event event) const override;
 
@@ -120,7 +121,7 @@ private:
     Status journal(const bpf_map* map, const void* key);
     Status update(const bpf_map* map, const void* key, const void* value, const char* what);
     Status erase(const bpf_map* map, const void* key, const char* what);
-    Status make_table(std::uint32_t service_id, std::span<const std::uint32_t> table, int* fd);
+    Result<int> make_table(std::uint32_t service_id, std::span<const std::uint32_t> table);
     // Opens the inner maps of adopted pins by id (start-up still holds CAP_SYS_ADMIN).
     Status hold_adopted_tables();
     void drop_staged_tables();

@@ -8,12 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <set>
 
 #include "dataplane/rtnl.h"
 #include "netlink/netlink.h"
 #include "util/address.h"
+#include "util/log.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -48,16 +50,21 @@ void nudge(const NeighbourTarget& t)
 }
 
 // Addresses with a valid (usable by bpf_fib_lookup) neighbour entry, from one netlink dump; empty
-// when the dump fails (the caller then waits and tries again until its deadline).
+// when the dump fails (the caller then waits and tries again until its deadline). A failure is
+// logged, at most once a minute: otherwise every neighbour would just look unresolved.
 std::set<AddrKey> valid_neighbours()
 {
+    static log::EveryMinute limit;
     std::set<AddrKey> valid;
     netlink::Socket socket;
-    if (netlink::Socket::open({}, &socket) != 0)
+    if (int e = netlink::Socket::open({}, &socket); e != 0) {
+        if (limit.due())
+            LOG_WARN("neighbours: cannot open a netlink socket: %s (logged at most once a minute)", std::strerror(e));
         return valid;
+    }
     netlink::Message request(RTM_GETNEIGH, NLM_F_DUMP);
     request.fixed<ndmsg>()->ndm_family = AF_UNSPEC;
-    (void)socket.transact(request, [&](const nlmsghdr* m) {
+    const int e = socket.transact(request, [&](const nlmsghdr* m) {
         const auto* nd = netlink::fixed_of<ndmsg>(m);
         if (m->nlmsg_type != RTM_NEWNEIGH || !nd || !rtnl::neighbour_state_valid(nd->ndm_state) ||
             (nd->ndm_family != AF_INET && nd->ndm_family != AF_INET6))
@@ -67,6 +74,9 @@ std::set<AddrKey> valid_neighbours()
         if (dst.size() == (family == FULCRUM_AF_INET ? 4u : 16u))
             valid.insert(key_of(family, dst.data()));
     });
+    // EINTR: the dump was interrupted by a change; the caller asks again.
+    if (e != 0 && e != EINTR && limit.due())
+        LOG_WARN("neighbours: cannot dump the neighbour table: %s (logged at most once a minute)", std::strerror(e));
     return valid;
 }
 

@@ -4,6 +4,7 @@
 #include "dataplane/balancer_program.h"
 #include "dataplane/map_journal.h"
 #include "dataplane/nexthop_upkeep.h"
+#include "util/log.h"
 
 namespace fulcrum::dataplane {
 namespace {
@@ -12,7 +13,17 @@ class ProgramNexthopStore final : public NexthopStore {
 public:
     explicit ProgramNexthopStore(BalancerProgram& program) : program_(program) {}
 
-    std::optional<fulcrum_nexthop> get(std::uint32_t id) override { return program_.nexthop(id); }
+    std::optional<fulcrum_nexthop> get(std::uint32_t id) override
+    {
+        Result<fulcrum_nexthop> entry = program_.nexthop(id);
+        if (entry.ok())
+            return *entry;
+        // Taken as no entry (the cache then writes a fresh one); said, at most once a minute.
+        static log::EveryMinute limit;
+        if (limit.due())
+            LOG_WARN("nexthops: %s (taken as no entry; logged at most once a minute)", entry.message().c_str());
+        return std::nullopt;
+    }
     Status put(std::uint32_t id, const fulcrum_nexthop& entry) override { return program_.put_nexthop(id, entry); }
     void wait_for_readers() override { wait_for_xdp_readers(); }
 

@@ -31,25 +31,21 @@ bool is_internal(const bpf_map* map)
     return std::strchr(name, '.') != nullptr;  // .rodata, .bss, .data: belong to the program
 }
 
-// Whether the map pinned at path has the type, sizes and flags this object expects.
-bool compatible(const bpf_map* map, const std::string& path, std::string* why)
+// Whether the map pinned at path has the type, sizes and flags this object expects; a failure
+// says what differs.
+Status compatible(const bpf_map* map, const std::string& path)
 {
     int fd = bpf_obj_get(path.c_str());
-    if (fd < 0) {
-        *why = std::string("cannot open: ") + std::strerror(errno);
-        return false;
-    }
+    if (fd < 0)
+        return Status::failure(std::string("cannot open: ") + std::strerror(errno));
     bpf_map_info info{};
     std::uint32_t len = sizeof info;
     int err = bpf_obj_get_info_by_fd(fd, &info, &len);
     close(fd);
-    if (err) {
-        *why = "cannot read its info";
-        return false;
-    }
-    auto differs = [why](const char* what, unsigned pinned, unsigned wanted) {
-        *why = std::string(what) + " " + std::to_string(pinned) + " -> " + std::to_string(wanted);
-        return false;
+    if (err)
+        return Status::failure("cannot read its info");
+    auto differs = [](const char* what, unsigned pinned, unsigned wanted) {
+        return Status::failure(std::string(what) + " " + std::to_string(pinned) + " -> " + std::to_string(wanted));
     };
     if (info.type != bpf_map__type(map))
         return differs("type", info.type, bpf_map__type(map));
@@ -61,48 +57,40 @@ bool compatible(const bpf_map* map, const std::string& path, std::string* why)
         return differs("max_entries", info.max_entries, bpf_map__max_entries(map));
     if (info.map_flags != bpf_map__map_flags(map))
         return differs("flags", info.map_flags, bpf_map__map_flags(map));
-    return true;
+    return {};
 }
 
 // Whether the state pinned under dir was made for this build's ABI (abi.h FULCRUM_ABI_VERSION,
-// pinned in map `abi`); else *why says what differed.
-bool abi_matches(const std::string& dir, std::string* why)
+// pinned in map `abi`); a failure says what differed.
+Status abi_matches(const std::string& dir)
 {
     const std::string path = dir + "/abi";
-    if (access(path.c_str(), F_OK) != 0) {
-        *why = "no ABI version pinned (maps of a fulcrumd from before ABI versions), version " +
-               std::to_string(FULCRUM_ABI_VERSION) + " built";
-        return false;
-    }
+    if (access(path.c_str(), F_OK) != 0)
+        return Status::failure("no ABI version pinned (maps of a fulcrumd from before ABI versions), version " +
+                               std::to_string(FULCRUM_ABI_VERSION) + " built");
     int fd = bpf_obj_get(path.c_str());
-    if (fd < 0) {
-        *why = "cannot open the pinned ABI version " + path + ": " + std::strerror(errno);
-        return false;
-    }
+    if (fd < 0)
+        return Status::failure("cannot open the pinned ABI version " + path + ": " + std::strerror(errno));
     // A pinned `abi` of another shape (some other version's) is not read into a __u32.
     bpf_map_info info{};
     std::uint32_t len = sizeof info;
     if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.type != BPF_MAP_TYPE_ARRAY ||
         info.key_size != sizeof(std::uint32_t) || info.value_size != sizeof(std::uint32_t)) {
         close(fd);
-        *why = "the pinned ABI version " + path + " is not a __u32 array (another version's layout), version " +
-               std::to_string(FULCRUM_ABI_VERSION) + " built";
-        return false;
+        return Status::failure("the pinned ABI version " + path +
+                               " is not a __u32 array (another version's layout), version " +
+                               std::to_string(FULCRUM_ABI_VERSION) + " built");
     }
     std::uint32_t key = 0, version = 0;
     int err = bpf_map_lookup_elem(fd, &key, &version);
     int saved = errno;
     close(fd);
-    if (err != 0) {
-        *why = "cannot read the pinned ABI version " + path + ": " + std::strerror(saved);
-        return false;
-    }
-    if (version != FULCRUM_ABI_VERSION) {
-        *why = "ABI version " + std::to_string(version) + " pinned, version " + std::to_string(FULCRUM_ABI_VERSION) +
-               " built";
-        return false;
-    }
-    return true;
+    if (err != 0)
+        return Status::failure("cannot read the pinned ABI version " + path + ": " + std::strerror(saved));
+    if (version != FULCRUM_ABI_VERSION)
+        return Status::failure("ABI version " + std::to_string(version) + " pinned, version " +
+                               std::to_string(FULCRUM_ABI_VERSION) + " built");
+    return {};
 }
 
 }  // namespace
@@ -120,25 +108,29 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
     bool any_pinned = false;
     for (bpf_map* m : maps)
         any_pinned |= access((dir + "/" + bpf_map__name(m)).c_str(), F_OK) == 0;
-    std::string abi_why;
-    const bool all_fresh = any_pinned && !abi_matches(dir, &abi_why);
+    const Status abi = any_pinned ? abi_matches(dir) : Status{};
+    const bool all_fresh = !abi.ok();
     if (all_fresh)
         LOG_WARN("pin: %s: pinned state not adopted: %s; replacing every pinned map (state, flow table, "
                  "counters and operator drains start fresh)",
-                 dir.c_str(), abi_why.c_str());
+                 dir.c_str(), abi.message().c_str());
 
     bool state_fresh = false;
     std::set<std::string> unlink_names;
     for (bpf_map* m : maps) {
         if (all_fresh)
             break;
-        std::string name = bpf_map__name(m), path = dir + "/" + name, why;
+        std::string name = bpf_map__name(m), path = dir + "/" + name;
         if (kAlwaysFresh.contains(name)) {
             unlink_names.insert(name);
             continue;
         }
-        if (access(path.c_str(), F_OK) != 0 || compatible(m, path, &why))
+        if (access(path.c_str(), F_OK) != 0)
             continue;
+        const Status usable = compatible(m, path);
+        if (usable.ok())
+            continue;
+        const std::string why = usable.message();
         if (kReplaceableAlone.contains(name)) {
             LOG_WARN("pin: %s: pinned map %s not reusable (%s); starting a fresh one", dir.c_str(),
                      name.c_str(), why.c_str());
@@ -166,14 +158,27 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
 
 unsigned pinned_program_id(const std::string& dir, const std::string& name)
 {
-    int fd = bpf_obj_get((dir + "/" + name).c_str());
-    if (fd < 0)
+    const std::string path = dir + "/" + name;
+    int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+        // None pinned is the usual first start; anything else means our own program on an
+        // interface will not be recognised as ours, so say why.
+        if (errno != ENOENT)
+            LOG_WARN("pin: cannot open the pinned program %s: %s (taken as none pinned)", path.c_str(),
+                     std::strerror(errno));
         return 0;
+    }
     bpf_prog_info info{};
     std::uint32_t len = sizeof info;
     const int err = bpf_obj_get_info_by_fd(fd, &info, &len);
+    const int saved = errno;
     close(fd);
-    return err == 0 ? info.id : 0;
+    if (err != 0) {
+        LOG_WARN("pin: cannot read the pinned program %s: %s (taken as none pinned)", path.c_str(),
+                 std::strerror(saved));
+        return 0;
+    }
+    return info.id;
 }
 
 Status pin_program(bpf_program* program, const std::string& dir, const std::string& name)
@@ -188,11 +193,17 @@ Status pin_program(bpf_program* program, const std::string& dir, const std::stri
 
 void unpin_all(bpf_object* obj, const std::string& dir, const std::string& program_name)
 {
+    std::vector<std::string> names;
     bpf_map* map;
     bpf_object__for_each_map(map, obj)
         if (!is_internal(map))
-            unlink((dir + "/" + bpf_map__name(map)).c_str());
-    unlink((dir + "/" + program_name).c_str());
+            names.push_back(bpf_map__name(map));
+    names.push_back(program_name);
+    for (const std::string& name : names) {
+        const std::string path = dir + "/" + name;
+        if (unlink(path.c_str()) != 0 && errno != ENOENT)
+            LOG_WARN("pin: cannot remove %s: %s", path.c_str(), std::strerror(errno));
+    }
 }
 
 }  // namespace fulcrum::dataplane

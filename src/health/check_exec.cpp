@@ -23,9 +23,11 @@
 #include <linux/capability.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include "health/check_common.h"
 #include "util/capabilities.h"
+#include "util/log.h"
 
 namespace fulcrum::health::detail {
 
@@ -96,12 +98,24 @@ constexpr const char* kSteps[] = {"/dev/null as stdin/stdout/stderr", "closing d
 
 // SIGKILL to the process group `pid`. The command runs as another user, so once fulcrumd has
 // dropped its capabilities this needs CAP_KILL, raised from the permitted set for the call only.
+// A failure would leave the command's processes running, so it is logged (at most once a minute).
 void kill_group(pid_t pid)
 {
     if (kill(-pid, SIGKILL) == 0 || errno != EPERM) return;
-    if (!caps::raise(CAP_KILL)) return;
-    kill(-pid, SIGKILL);
-    caps::lower(CAP_KILL);
+    static log::EveryMinute limit;
+    if (!caps::raise(CAP_KILL)) {
+        if (limit.due())
+            LOG_WARN("health: cannot kill exec check process group %d: not permitted, and CAP_KILL cannot be "
+                     "raised: %s (logged at most once a minute)", static_cast<int>(pid), std::strerror(errno));
+        return;
+    }
+    const int killed = kill(-pid, SIGKILL) == 0 ? 0 : errno;
+    if (!caps::lower(CAP_KILL))
+        LOG_WARN("health: cannot lower CAP_KILL again after killing exec check process group %d: %s",
+                 static_cast<int>(pid), std::strerror(errno));
+    if (killed != 0 && killed != ESRCH && limit.due())
+        LOG_WARN("health: cannot kill exec check process group %d with CAP_KILL: %s (logged at most once a minute)",
+                 static_cast<int>(pid), std::strerror(killed));
 }
 
 // Reaps `pid` in the background (after a SIGKILL); polls with a backoff up to 1 s.

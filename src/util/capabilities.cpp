@@ -98,14 +98,15 @@ int last_cap()
     return CAP_LAST_CAP;
 }
 
-std::vector<pid_t> thread_ids()
+// This process's threads; a failure is the errno of opendir.
+Result<std::vector<pid_t>> thread_ids()
 {
     std::vector<pid_t> out;
-    if (DIR* d = opendir("/proc/self/task")) {
-        while (dirent* e = readdir(d))
-            if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
-        closedir(d);
-    }
+    DIR* d = opendir("/proc/self/task");
+    if (!d) return Status::failure(std::strerror(errno));
+    while (dirent* e = readdir(d))
+        if (e->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(e->d_name)));
+    closedir(d);
     return out;
 }
 
@@ -173,7 +174,12 @@ Status restrict_process(Mask effective, Mask permitted)
     // listing shows none left (a handful of rounds at most; 10 bounds it).
     for (int round = 0; round < 10 && failure.empty(); ++round) {
         bool any = false;
-        for (pid_t tid : thread_ids()) {
+        Result<std::vector<pid_t>> threads = thread_ids();
+        if (!threads.ok()) {
+            failure = "cannot list this process's threads (/proc/self/task): " + threads.message();
+            break;
+        }
+        for (pid_t tid : *threads) {
             if (done.contains(tid)) continue;
             any = true;
             const int before = g_applied.load();
@@ -200,9 +206,17 @@ Status restrict_process(Mask effective, Mask permitted)
         return Status::failure(std::string("caps: cannot drop capabilities (CAP_SETPCAP needed for the bounding set): ") +
                                std::strerror(err));
 
+    // The check must not pass because it could not look.
     const Sets want{0, permitted, effective, permitted, 0, true};
-    for (pid_t tid : thread_ids()) {
-        auto got = read_status("/proc/self/task/" + std::to_string(tid) + "/status");
+    Result<std::vector<pid_t>> threads = thread_ids();
+    if (!threads.ok())
+        return Status::failure("caps: cannot list this process's threads (/proc/self/task) to check the drop: " +
+                               threads.message());
+    for (pid_t tid : *threads) {
+        const std::string dir = "/proc/self/task/" + std::to_string(tid);
+        auto got = read_status(dir + "/status");
+        if (!got && access(dir.c_str(), F_OK) == 0)  // (a thread that has ended since is fine)
+            return Status::failure("caps: cannot read " + dir + "/status to check the drop");
         if (got && !(*got == want))
             return Status::failure("caps: thread " + std::to_string(tid) + " kept capabilities: effective " +
                                    names(got->effective) + "; permitted " + names(got->permitted) +
@@ -226,12 +240,19 @@ bool raise(int cap)
     return true;
 }
 
-void lower(int cap)
+bool lower(int cap)
 {
     Data d;
-    if (capget_self(d) != 0) return;
+    if (int err = capget_self(d)) {
+        errno = err;
+        return false;
+    }
     d.words[cap / 32].effective &= ~(1u << (cap % 32));
-    (void)capset_self(d);
+    if (int err = capset_self(d)) {
+        errno = err;
+        return false;
+    }
+    return true;
 }
 
 int become_user(uid_t uid, gid_t gid)

@@ -31,9 +31,9 @@ std::optional<Sets> read_status(const std::string& status_path);
 Status restrict_process(Mask effective, Mask permitted);
 
 // The calling thread only: puts a permitted capability into, or takes it out of, the effective
-// set. raise() is false (errno set) when `cap` is not permitted.
+// set. False (errno set) on failure: raise() when `cap` is not permitted.
 bool raise(int cap);
-void lower(int cap);
+bool lower(int cap);
 
 // In a fresh child between fork and exec (async-signal-safe): supplementary groups = {gid}, all
 // gids then all uids set to gid/uid (CAP_SETGID/CAP_SETUID are raised from the permitted set

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <xdp/libxdp.h>
 
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -60,6 +61,14 @@ void route_bpf_libraries()
 {
     libbpf_set_print(libbpf_printer);
     libxdp_set_print(libxdp_printer);
+}
+
+bool EveryMinute::due()
+{
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch()).count();
+    std::int64_t last = last_.load();
+    return (last == 0 || now - last >= 60) && last_.compare_exchange_strong(last, now);
 }
 
 void write(Level l, const char* format, ...)

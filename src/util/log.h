@@ -2,6 +2,9 @@
 // Format-checked like printf. libbpf's and libxdp's own messages are routed here one level lower.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+
 namespace fulcrum::log {
 
 enum class Level { error = 3, warning = 4, info = 6, debug = 7 };
@@ -13,6 +16,17 @@ Level level();
 void route_bpf_libraries();
 
 void write(Level level, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+// For a failure that can repeat on every scrape or event: `if (limit.due()) LOG_WARN(...)` logs it
+// at most once a minute per EveryMinute (a static one per call site), so it is never silent and
+// never a flood. Thread-safe (scrapes run on the exposer's threads).
+class EveryMinute {
+public:
+    bool due();
+
+private:
+    std::atomic<std::int64_t> last_{0};  // steady-clock seconds of the last `true`; 0: never
+};
 
 }  // namespace fulcrum::log
 

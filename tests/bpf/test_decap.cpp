@@ -275,10 +275,30 @@ TEST_CASE("decap: --from prefixes parse strictly", "[decap][prefix]")
         CHECK_FALSE(key.ok());
         CHECK_FALSE(key.message().empty());
     }
+    // What `fulcrum-decap --from` prints after the value (tests/system/test_decap_cli.sh too).
+    CHECK(decap::parse_prefix("nonsense").message() == "not an IPv4 or IPv6 address or prefix");
+    CHECK(decap::parse_prefix("198.18.0.0/33").message() == "prefix length must be 0..32");
+    CHECK(decap::parse_prefix("198.18.0.1/24").message() ==
+          "address has bits set beyond /24 (write the network address, or /32 for one host)");
     CHECK(decap::split_list("198.18.0.1/32,2001:db8::1/128") ==
           std::vector<std::string>{"198.18.0.1/32", "2001:db8::1/128"});
     CHECK(decap::split_list(" 198.18.0.1  2001:db8::1 ") == std::vector<std::string>{"198.18.0.1", "2001:db8::1"});
     CHECK(decap::split_list(" , ").empty());
+}
+
+TEST_CASE("decap: a counter or a pin directory that cannot be read is an error, not zero or empty", "[decap][errors]")
+{
+    // Before Result, DecapProgram::counters gave 0 packets for a map it could not read, and
+    // `fulcrum-decap status` said "nothing attached" for a pin path it could not list.
+    Result<dataplane::PacketCounters> counters = dataplane::read_decap_counters(-1, FULCRUM_DECAP_PASS_OTHER);
+    CHECK_FALSE(counters.ok());
+    CHECK(counters.message() == "bpf: cannot read decap_stats: Bad file descriptor");
+
+    CHECK(decap::pinned_interfaces("/nonexistent/fulcrum-decap-test").ok());  // none pinned yet
+    CHECK(decap::pinned_interfaces("/nonexistent/fulcrum-decap-test")->empty());
+    Result<std::vector<std::string>> listed = decap::pinned_interfaces("/proc/self/status");  // a file
+    CHECK_FALSE(listed.ok());
+    CHECK(listed.message() == "bpffs: cannot list /proc/self/status: Not a directory");
 }
 
 TEST_CASE("decap: sync adds new local addresses before it removes old ones", "[decap][sync]")

@@ -297,7 +297,10 @@ class BalancerModel {
 public:
     BalancerModel(BalancerLab& lab) : lab_(lab)
     {
-        auto snap = lab.program().snapshot();
+        Result<dataplane::MapSnapshot> read = lab.program().snapshot();
+        if (!read.ok())
+            throw std::runtime_error(read.message());
+        const dataplane::MapSnapshot& snap = *read;
         vips_ = snap.vips;
         services_ = snap.services;
         for (const auto& [id, b] : snap.backends)

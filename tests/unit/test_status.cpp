@@ -3,6 +3,7 @@
 #include <memory>
 #include <string>
 
+#include "util/log.h"
 #include "util/status.h"
 
 using fulcrum::Result;
@@ -49,4 +50,16 @@ TEST_CASE("result: a value, or the failure that says why there is none", "[statu
     Result<int> bug = Status{};
     CHECK_FALSE(bug.ok());
     CHECK(bug.message().find("internal error") != std::string::npos);
+}
+
+TEST_CASE("log::EveryMinute lets a repeated failure through once, then holds it back", "[status][log]")
+{
+    // The first failure is logged; the same failure again at once (every scrape, every event) is
+    // not: that is what keeps "never silent" from becoming a flood.
+    fulcrum::log::EveryMinute limit;
+    CHECK(limit.due());
+    CHECK_FALSE(limit.due());
+    CHECK_FALSE(limit.due());
+    fulcrum::log::EveryMinute other;  // another place keeps its own minute
+    CHECK(other.due());
 }
