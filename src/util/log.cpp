@@ -47,9 +47,8 @@ int libbpf_printer(enum libbpf_print_level level, const char* format, va_list ar
 
 int libxdp_printer(enum libxdp_print_level level, const char* format, va_list args)
 {
-    char message[2048];
-    std::vsnprintf(message, sizeof message, format, args);
-    write(level == LIBXDP_WARN ? Level::info : Level::debug, "libxdp: %s", message);
+    Level l = level == LIBXDP_WARN ? Level::info : Level::debug;
+    vwrite(l, format, args);  // libxdp's messages start with "libxdp: " already, as libbpf's do
     return 0;
 }
 

@@ -231,7 +231,7 @@ grep -q "in native mode" "$WORK/out" && ok "attach reports native mode" || bad "
 in_b ip link show "$VB" | grep -q "prog/xdp id" && ok "ip link shows an XDP program on $VB" || bad "no XDP program on $VB"
 
 step "attach again with the sources in one comma-separated --from: replaces the program"
-if decap attach "$VB" --mode native --from "$A4/32,$A6/128" --pin-path "$PIN" >"$WORK/out" 2>"$WORK/err"; then
+if decap attach "$VB" -v --mode native --from "$A4/32,$A6/128" --pin-path "$PIN" >"$WORK/out" 2>"$WORK/err"; then
     ok "re-attach exited 0"
 else
     cat "$WORK/out" "$WORK/err"
@@ -242,6 +242,14 @@ grep -q "^replacing decap program id" "$WORK/out" && ok "re-attach says it repla
     || bad "re-attach did not say it replaced the program"
 [ "$(grep -c '^tunnel source' "$WORK/out")" = 2 ] && ok "re-attach took exactly the 2 given sources" \
     || bad "re-attach did not take exactly the given sources"
+# libbpf's and libxdp's own messages go through fulcrum-decap's logger (with -v, at debug level),
+# each once prefixed, never printed raw by the libraries' default printers.
+grep -q '^<7>debug: libbpf: ' "$WORK/err" && grep -q '^<7>debug: libxdp: ' "$WORK/err" \
+    && ok "-v: libbpf's and libxdp's messages come through the logger" \
+    || bad "-v: no libbpf or no libxdp message through the logger: $(head -c 600 "$WORK/err")"
+grep -Eq '^(libbpf|libxdp): |libxdp: libxdp: ' "$WORK/err" \
+    && bad "a libbpf/libxdp message bypassed the logger or was prefixed twice: $(grep -Em3 '^(libbpf|libxdp): |libxdp: libxdp: ' "$WORK/err")" \
+    || ok "no libbpf/libxdp message bypassed the logger"
 decap attach "$VB" --from "$A4/32" --address "$B4" --pin-path "$PIN" >"$WORK/out" 2>&1
 rc=$?
 cat "$WORK/out"
