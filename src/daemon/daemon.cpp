@@ -406,10 +406,19 @@ Status Daemon::bring_up()
                     was_active.insert({name, address});
     }
     restore_operator_drains(cfg);
+    // tcp checks by raw SYNs (health/syn_prober.h), opened now while fulcrumd holds CAP_NET_RAW;
+    // without it they connect(2) as the other types do, at several times the CPU per check.
+    if (auto prober = health::SynProber::open(io_); prober.ok())
+        syn_prober_ = std::move(*prober);
+    else
+        LOG_WARN("%s; tcp checks connect(2) instead", prober.message().c_str());
     health_ = std::make_unique<health::Manager>(
         io_,
         [this](const config::HealthCheck& c, const health::Target& t, health::Done d) {
-            health::run_check(io_, c, t, std::move(d));
+            if (c.type == config::CheckType::tcp && syn_prober_)
+                syn_prober_->probe(c, t, std::move(d));
+            else
+                health::run_check(io_, c, t, std::move(d));
         },
         [this] { on_health_change(); });
     health_->sync(cfg, was_active);

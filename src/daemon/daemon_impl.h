@@ -23,6 +23,7 @@
 #include "dataplane/nexthop_upkeep.h"
 #include "dataplane/xdp_attach.h"
 #include "health/manager.h"
+#include "health/syn_prober.h"
 #include "routes/vip_routes.h"
 #include "metrics/collector.h"
 #include "plan/desired.h"
@@ -122,6 +123,7 @@ private:
     std::shared_ptr<metrics::Collector> collector_;
     std::unique_ptr<prometheus::Exposer> exposer_;
     std::unique_ptr<control::Server> control_;
+    std::unique_ptr<health::SynProber> syn_prober_;  // tcp checks; outlives health_, which uses it
     std::unique_ptr<health::Manager> health_;
     std::unique_ptr<routes::VipRoutes> routes_;  // host routes of VIPs for a BGP speaker
     std::set<std::string> panicking_;  // services in panic at the last apply (logged on change)

@@ -35,6 +35,7 @@
 
 #include "health/check.h"
 #include "health/check_common.h"
+#include "health/syn_prober.h"
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
@@ -895,4 +896,132 @@ TEST_CASE("checks never block: hundreds at once finish in about one timeout", "[
     CHECK(others_ok == 3 * kOthers);
     CHECK(elapsed < 3s);
     CHECK(run_until(io, no_children));
+}
+
+// ---- tcp by raw SYN (health/syn_prober.h) ---------------------------------------------------------
+
+namespace {
+
+Result run_check_result(asio::io_context& io, const HealthCheck& hc, const Target& t)
+{
+    return run(io, hc, t, "the same by connect");
+}
+
+// One probe to its end, as run() does for run_check.
+Result probe(asio::io_context& io, fulcrum::health::SynProber& prober, const HealthCheck& hc, const Target& t,
+             const char* label)
+{
+    std::optional<Result> result;
+    int calls = 0;
+    prober.probe(hc, t, [&](Result r) {
+        ++calls;
+        result = std::move(r);
+    });
+    CHECK(calls == 0);  // never inside probe
+    REQUIRE(run_until(io, [&] { return result.has_value(); }, hc.timeout + 5000ms));
+    io.poll();
+    CHECK(calls == 1);
+    std::cout << "  " << label << ": " << failure_name(result->failure) << " — " << result->detail << " ("
+              << std::chrono::duration_cast<std::chrono::milliseconds>(result->duration).count() << " ms)\n";
+    if (!result->ok()) CHECK_FALSE(result->detail.empty());
+    return *result;
+}
+
+}  // namespace
+
+TEST_CASE("tcp check by SYN probe: the connect check's results, without a socket per check", "[health]")
+{
+    asio::io_context io;
+    auto opened = fulcrum::health::SynProber::open(io);
+    REQUIRE(opened.ok());  // the tests run as root: CAP_NET_RAW
+    auto& prober = **opened;
+    std::cout << "tcp by SYN probe:\n";
+    for (const std::string host : {"127.0.0.1", "::1"}) {
+        const auto port = start_silent(io, host);
+        auto hc = make_check(CheckType::tcp);
+        auto r = probe(io, prober, hc, target(host, port), ("up " + host).c_str());
+        CHECK(r.ok());
+        CHECK(r.duration > 0ns);
+
+        // The answer was a SYN-ACK that our kernel reset: the server never saw a connection.
+        const auto closed = closed_tcp_port(host);
+        r = probe(io, prober, hc, target(host, closed), ("closed port " + host).c_str());
+        CHECK(r.failure == Failure::refused);
+        CHECK(r.detail == "connect to " + (host == "::1" ? "[::1]" : host) + ":" + std::to_string(closed) +
+                              ": Connection refused");
+        CHECK(run_check_result(io, hc, target(host, closed)).detail == r.detail);  // as connect says it
+
+        BlackholeListener blackhole(host);
+        hc.timeout = 300ms;
+        r = probe(io, prober, hc, target(host, blackhole.port), ("SYNs dropped " + host).c_str());
+        CHECK(r.failure == Failure::timeout);
+        CHECK(contains(r.detail, "timed out after 300 ms while connecting to"));
+        CHECK(r.duration >= 290ms);
+    }
+
+    const auto port = start_silent(io, "127.0.0.1");
+    auto hc = make_check(CheckType::tcp);
+    hc.source = addr("127.0.0.1");
+    CHECK(probe(io, prober, hc, target("127.0.0.1", port), "from source 127.0.0.1").ok());
+    hc.source = addr("::1");
+    auto r = probe(io, prober, hc, target("127.0.0.1", port), "from an IPv6 source to IPv4");
+    CHECK(r.failure == Failure::other);
+    CHECK(contains(r.detail, "source ::1 is IPv6 but the target is IPv4"));
+    hc.source = addr("192.0.2.77");  // not ours
+    r = probe(io, prober, hc, target("127.0.0.1", port), "from a source not on this host");
+    CHECK(r.failure == Failure::other);
+    CHECK(contains(r.detail, "bind to source 192.0.2.77"));
+    CHECK(prober.in_flight() == 0);
+}
+
+TEST_CASE("tcp check by SYN probe: SYNs are retransmitted within the timeout, as connect(2) does", "[health]")
+{
+    // The listener's queue is full when the first SYN comes (dropped); it is emptied before the
+    // kernel's first retransmit time (1 s): only a retransmitted SYN can pass.
+    asio::io_context io;
+    auto opened = fulcrum::health::SynProber::open(io);
+    REQUIRE(opened.ok());
+    BlackholeListener blackhole("127.0.0.1");
+    auto hc = make_check(CheckType::tcp, 2500ms);
+    std::optional<Result> result;
+    (*opened)->probe(hc, target("127.0.0.1", blackhole.port), [&](Result r) { result = std::move(r); });
+    io.run_for(300ms);
+    REQUIRE_FALSE(result.has_value());
+    const std::uint64_t sent = (*opened)->syns_sent();
+    int accepted = ::accept(blackhole.listen_fd, nullptr, nullptr);  // the filler: room for one more
+    REQUIRE(accepted >= 0);
+    REQUIRE(run_until(io, [&] { return result.has_value(); }, 5000ms));
+    ::close(accepted);
+    CHECK(result->ok());
+    CHECK((*opened)->syns_sent() > sent);
+}
+
+TEST_CASE("tcp check by SYN probe: many at once, to many ports, each answered on its own", "[health]")
+{
+    asio::io_context io;
+    auto opened = fulcrum::health::SynProber::open(io);
+    REQUIRE(opened.ok());
+    std::vector<std::uint16_t> open_ports, closed_ports;
+    for (int i = 0; i < 20; ++i) {
+        open_ports.push_back(start_silent(io, i % 2 ? "::1" : "127.0.0.1"));
+        closed_ports.push_back(closed_tcp_port(i % 2 ? "::1" : "127.0.0.1"));
+    }
+    int ok = 0, refused = 0, finished = 0;
+    auto hc = make_check(CheckType::tcp, 2000ms);
+    for (int round = 0; round < 10; ++round)
+        for (int i = 0; i < 20; ++i) {
+            const char* host = i % 2 ? "::1" : "127.0.0.1";
+            (*opened)->probe(hc, target(host, open_ports[i]), [&](Result r) {
+                ++finished;
+                ok += r.ok();
+            });
+            (*opened)->probe(hc, target(host, closed_ports[i]), [&](Result r) {
+                ++finished;
+                refused += r.failure == Failure::refused;
+            });
+        }
+    REQUIRE(run_until(io, [&] { return finished == 400; }, 10'000ms));
+    CHECK(ok == 200);
+    CHECK(refused == 200);
+    CHECK((*opened)->in_flight() == 0);
 }

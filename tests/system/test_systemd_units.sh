@@ -128,7 +128,7 @@ expect_line "$ROOT$SERVICE" "RequiresMountsFor=/sys/fs/bpf"
 expect_line "$ROOT$SERVICE" "ReadOnlyPaths=/proc/sys"
 expect_line "$ROOT$SERVICE" "LimitNOFILE=65536"
 expect_line "$ROOT$SERVICE" "NoNewPrivileges=yes"
-expect_line "$ROOT$SERVICE" "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_SETUID CAP_SETGID CAP_KILL CAP_SETPCAP"
+expect_line "$ROOT$SERVICE" "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_SYS_ADMIN CAP_SETUID CAP_SETGID CAP_KILL CAP_SETPCAP CAP_NET_RAW"
 if grep -E '^SystemCallFilter=[^~]' "$ROOT$SERVICE" | grep -qE '@mount|(^|[ =])mount( |$)'; then
     bad "fulcrum.service allows mount(2) (@mount in SystemCallFilter=): bpffs must come from the host"
 else
