@@ -18,10 +18,12 @@ std::string canonical(const config::Address& a)
 }  // namespace
 
 struct Manager::Entry {
-    Entry(boost::asio::io_context& io, const config::HealthCheck& c, Target t, bool start_up)
-        : check(c), target(std::move(t)), state(c.rise, c.fall, start_up), timer(io)
+    Entry(boost::asio::io_context& io, BackendKey k, const config::HealthCheck& c, Target t, bool start_up)
+        : key(std::move(k)), check(c), target(std::move(t)), state(c.rise, c.fall, start_up), timer(io)
     {
     }
+    BackendKey key;
+    BackendReport* report = nullptr;  // its node in reports_ (erased together with the entry)
     config::HealthCheck check;
     Target target;
     HealthState state;
@@ -58,7 +60,7 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
                 continue;
             }
             bool start_up = check.start_up || initially_up.contains(key);
-            auto entry = std::make_unique<Entry>(io_, check, target, start_up);
+            auto entry = std::make_shared<Entry>(io_, key, check, target, start_up);
             {
                 std::lock_guard lock(mutex_);
                 BackendReport& r = reports_[key];
@@ -66,11 +68,12 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
                 r.up = start_up;
                 r.duration_buckets.assign(kDurationBuckets.size() + 1, 0);
                 r.last_change = std::chrono::system_clock::now();
+                entry->report = &r;
             }
-            entries_[key] = std::move(entry);
+            entries_[key] = entry;
             // Spread the first checks over one interval so many backends don't fire together.
             auto first = std::uniform_int_distribution<long>(0, check.interval.count())(random_);
-            schedule(key, std::chrono::milliseconds(first));
+            schedule(entry, std::chrono::milliseconds(first));
         }
     }
     for (auto it = entries_.begin(); it != entries_.end();) {
@@ -86,43 +89,40 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
     check_settled();  // nothing left to wait for (e.g. no backends) settles at once
 }
 
-void Manager::schedule(const BackendKey& key, std::chrono::milliseconds delay)
+void Manager::schedule(const std::shared_ptr<Entry>& entry, std::chrono::milliseconds delay)
 {
-    Entry& e = *entries_.at(key);
-    std::uint64_t serial = ++e.serial;
-    e.timer.expires_after(delay);
-    e.timer.async_wait([this, key, serial](const boost::system::error_code& ec) {
-        auto it = entries_.find(key);
-        if (ec || it == entries_.end() || it->second->serial != serial)
-            return;
-        run(key);
+    std::uint64_t serial = ++entry->serial;
+    entry->timer.expires_after(delay);
+    entry->timer.async_wait([this, weak = std::weak_ptr<Entry>(entry), serial](const boost::system::error_code& ec) {
+        auto e = weak.lock();
+        if (ec || !e || e->serial != serial)
+            return;  // removed or rescheduled meanwhile
+        run(e);
     });
 }
 
-void Manager::run(const BackendKey& key)
+void Manager::run(const std::shared_ptr<Entry>& entry)
 {
-    Entry& e = *entries_.at(key);
-    std::uint64_t serial = e.serial;
-    runner_(e.check, e.target, [this, key, serial](Result result) {
-        auto it = entries_.find(key);
-        if (it == entries_.end() || it->second->serial != serial)
+    std::uint64_t serial = entry->serial;
+    runner_(entry->check, entry->target, [this, weak = std::weak_ptr<Entry>(entry), serial](Result result) {
+        auto e = weak.lock();
+        if (!e || e->serial != serial)
             return;  // the backend was removed or rescheduled meanwhile
-        record(key, result);
-        const Entry& entry = *it->second;
-        double jitter = entry.check.jitter;
+        record(*e, result);
+        double jitter = e->check.jitter;
         double factor = std::uniform_real_distribution<double>(1 - jitter, 1 + jitter)(random_);
-        schedule(key, std::chrono::milliseconds(static_cast<long>(entry.check.interval.count() * factor)));
+        schedule(e, std::chrono::milliseconds(static_cast<long>(e->check.interval.count() * factor)));
     });
 }
 
-void Manager::record(const BackendKey& key, const Result& result)
+void Manager::record(Entry& e, const Result& result)
 {
-    Entry& e = *entries_.at(key);
+    const BackendKey& key = e.key;
     bool changed = e.state.feed(result.ok());
     e.results++;
     {
         std::lock_guard lock(mutex_);
-        BackendReport& r = reports_[key];
+        BackendReport& r = *e.report;
         r.checked = true;
         r.last = result;
         r.last_check = std::chrono::system_clock::now();

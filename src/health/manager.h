@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <set>
@@ -64,9 +65,11 @@ public:
 
 private:
     struct Entry;
-    void schedule(const BackendKey& key, std::chrono::milliseconds delay);
-    void run(const BackendKey& key);
-    void record(const BackendKey& key, const Result& result);
+    // A check's callbacks hold the entry weakly, not its key: no map lookup (string compares on
+    // a map of every backend) on the path of a check.
+    void schedule(const std::shared_ptr<Entry>& e, std::chrono::milliseconds delay);
+    void run(const std::shared_ptr<Entry>& e);
+    void record(Entry& e, const Result& result);
 
     boost::asio::io_context& io_;
     Runner runner_;
@@ -79,7 +82,7 @@ private:
     void trigger_batch();
     std::uint64_t batches_ = 0;
     std::mt19937_64 random_;
-    std::map<BackendKey, std::unique_ptr<Entry>> entries_;
+    std::map<BackendKey, std::shared_ptr<Entry>> entries_;
     mutable std::mutex mutex_;  // guards reports_
     std::map<BackendKey, BackendReport> reports_;
 };
