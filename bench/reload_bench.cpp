@@ -5,7 +5,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <sched.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -27,6 +26,7 @@
 
 #include "config/config.h"
 #include "dataplane/balancer_program.h"
+#include "dataplane/maglev_map.h"
 #include "maglev/maglev.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
@@ -483,13 +483,20 @@ std::vector<Scenario> scenarios(const plan::Desired& base, const plan::ServicePl
 struct Floors {
     std::uint32_t table_size = 0;
     double build_ms = 0;         // one maglev::build_table of `backends` backends
-    double table_create_ms = 0;  // bpf_map_create of the inner array
-    double table_batch_ms = 0;   // bpf_map_update_batch of table_size entries
+    double table_write_ms = 0;   // dataplane::create_maglev_table: create + mmap + one copy + munmap
     double table_close_ms = 0;
-    long table_memlock = 0;      // bytes the kernel charges for one table
-    double build_cpu_ms = 0, table_batch_cpu_ms = 0;
-    double mmap_write_ms = 0, mmap_write_cpu_ms = 0;  // BPF_F_MMAPABLE array: create + mmap + fill + munmap
+    long table_memlock = 0;      // bytes the kernel charges for one table (fdinfo memlock)
+    double build_cpu_ms = 0, table_write_cpu_ms = 0;
+    // The layout before ABI 2, for comparison in the same run: one __u32 per array entry (the
+    // kernel stores it in 8 bytes), filled by create + one bpf_map_update_batch of every slot.
+    double u32_array_write_ms = 0, u32_array_write_cpu_ms = 0;
+    long u32_array_memlock = 0;
+    // The chunked layout without BPF_F_MMAPABLE (no header page; filled by one update_batch of
+    // every chunk): the alternative to mmap, measured for the choice.
+    double chunk_batch_write_ms = 0;
+    long chunk_batch_memlock = 0;
     int reps = 0;
+    double table_floor_ms() const { return table_write_ms + table_close_ms; }
 };
 
 std::vector<maglev::Backend> ring_of(std::uint32_t service, std::uint32_t backends)
@@ -506,10 +513,12 @@ Floors measure_floors(const Options& o, std::uint32_t table_size, bool real)
     f.table_size = table_size;
     f.reps = table_size > 100'000 ? 9 : 21;
     auto ring = ring_of(0, o.backends);
-    std::vector<double> build, create, batch, close_ms, build_cpu, batch_cpu, mm, mm_cpu;
+    std::vector<double> build, write, close_ms, build_cpu, write_cpu, old, old_cpu, chunked;
     std::vector<std::uint32_t> keys(table_size), table;
     for (std::uint32_t i = 0; i < table_size; ++i)
         keys[i] = i;
+    const std::uint32_t chunks = FULCRUM_MAGLEV_CHUNKS(table_size);
+    std::vector<std::uint32_t> padded;
     for (int r = 0; r < f.reps; ++r) {
         double c0 = cpu_ms(), t0 = wall_ms();
         auto result = maglev::build_table(ring, table_size, 0);
@@ -520,60 +529,64 @@ Floors measure_floors(const Options& o, std::uint32_t table_size, bool real)
         table = std::move(result.table);
         if (!real)
             continue;
-        LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+        // The daemon's table write (BalancerProgram::make_table), alone.
+        c0 = cpu_ms();
         t0 = wall_ms();
-        int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "rb_floor", 4, 4, table_size, &opts);
+        Result<int> made = dataplane::create_maglev_table("rb_floor", table, "the floor table");
         double t1 = wall_ms();
+        write_cpu.push_back(cpu_ms() - c0);
+        if (!made.ok())
+            die("floor: " + made.message());
+        if (r == 0) {
+            f.table_memlock = fd_memlock(*made);
+            Result<std::vector<std::uint32_t>> back = dataplane::read_maglev_table(*made, table_size, "the floor table");
+            if (!back.ok() || *back != table)
+                die("floor: the table reads back wrong: " + (back.ok() ? std::string("other slots") : back.message()));
+        }
+        double t2 = wall_ms();
+        close(*made);
+        close_ms.push_back(wall_ms() - t2);
+        write.push_back(t1 - t0);
+
+        // The layout before ABI 2: a __u32 per entry, filled by one update_batch of every slot.
+        LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+        c0 = cpu_ms();
+        t0 = wall_ms();
+        int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "rb_u32_array", 4, 4, table_size, &opts);
         if (fd < 0)
             die(std::string("floor: bpf_map_create: ") + std::strerror(errno));
         std::uint32_t count = table_size;
-        c0 = cpu_ms();
         if (bpf_map_update_batch(fd, keys.data(), table.data(), &count, nullptr) != 0)
             die(std::string("floor: bpf_map_update_batch: ") + std::strerror(errno));
-        double t2 = wall_ms();
-        batch_cpu.push_back(cpu_ms() - c0);
+        old.push_back(wall_ms() - t0);
+        old_cpu.push_back(cpu_ms() - c0);
         if (r == 0)
-            f.table_memlock = fd_memlock(fd);
-        double t3 = wall_ms();
+            f.u32_array_memlock = fd_memlock(fd);
         close(fd);
-        double t4 = wall_ms();
-        create.push_back(t1 - t0);
-        batch.push_back(t2 - t1);
-        close_ms.push_back(t4 - t3);
 
-        // The alternative: an mmap-able array filled by plain stores (elements are 8 bytes apart:
-        // the kernel rounds an array's value size up to 8). Needs BPF_F_MMAPABLE on the inner-map
-        // template too (inner maps must match its flags), so this is a floor, not a drop-in.
-        LIBBPF_OPTS(bpf_map_create_opts, mopts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-        c0 = cpu_ms();
+        // Chunks, not mmap-able: create + one update_batch of every chunk.
+        padded.assign(static_cast<std::size_t>(chunks) * FULCRUM_MAGLEV_CHUNK_SLOTS, 0);
+        std::copy(table.begin(), table.end(), padded.begin());
         t0 = wall_ms();
-        int mfd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "rb_mmap", 4, 4, table_size, &mopts);
-        if (mfd < 0)
-            die(std::string("floor: bpf_map_create(BPF_F_MMAPABLE): ") + std::strerror(errno));
-        const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-        const std::size_t len = (static_cast<std::size_t>(table_size) * 8 + page - 1) / page * page;
-        void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-        if (mem == MAP_FAILED)
-            die(std::string("floor: mmap of a BPF array: ") + std::strerror(errno));
-        auto* slots = static_cast<std::uint64_t*>(mem);
-        for (std::uint32_t i = 0; i < table_size; ++i)
-            slots[i] = table[i];  // little-endian: the u32 value in the low half
-        munmap(mem, len);
-        mm.push_back(wall_ms() - t0);
-        mm_cpu.push_back(cpu_ms() - c0);
-        std::uint32_t probe = table_size / 2, got = 0;
-        if (bpf_map_lookup_elem(mfd, &probe, &got) != 0 || got != table[probe])
-            die("floor: the mmap-written array reads back wrong");
-        close(mfd);
+        fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "rb_chunks", 4, sizeof(fulcrum_maglev_chunk), chunks, &opts);
+        if (fd < 0)
+            die(std::string("floor: bpf_map_create (chunks): ") + std::strerror(errno));
+        count = chunks;
+        if (bpf_map_update_batch(fd, keys.data(), padded.data(), &count, nullptr) != 0)
+            die(std::string("floor: bpf_map_update_batch (chunks): ") + std::strerror(errno));
+        chunked.push_back(wall_ms() - t0);
+        if (r == 0)
+            f.chunk_batch_memlock = fd_memlock(fd);
+        close(fd);
     }
-    f.build_cpu_ms = median(build_cpu);
-    f.table_batch_cpu_ms = median(batch_cpu);
-    f.mmap_write_ms = median(mm);
-    f.mmap_write_cpu_ms = median(mm_cpu);
     f.build_ms = median(build);
-    f.table_create_ms = median(create);
-    f.table_batch_ms = median(batch);
+    f.build_cpu_ms = median(build_cpu);
+    f.table_write_ms = median(write);
+    f.table_write_cpu_ms = median(write_cpu);
     f.table_close_ms = median(close_ms);
+    f.u32_array_write_ms = median(old);
+    f.u32_array_write_cpu_ms = median(old_cpu);
+    f.chunk_batch_write_ms = median(chunked);
     return f;
 }
 
@@ -946,7 +959,7 @@ std::vector<Ratio> ratios(const Report& rep, const SizeRun& run)
     const double S = rep.options.services;
     const Floors& f = run.floors;
     const double builds = S * f.build_ms;
-    const double writes = S * (f.table_create_ms + f.table_batch_ms + f.table_close_ms);
+    const double writes = S * f.table_floor_ms();
     const std::string sv = std::to_string(rep.options.services);
     auto add = [&](const std::string& text, const std::string& key, double v) { out.push_back({text, key, v}); };
     if (const Phase* p = run.find("parse + validate", ""))
@@ -972,11 +985,11 @@ std::vector<Ratio> ratios(const Report& rep, const SizeRun& run)
                 add("  put_table: " + fmt("%.3f", w->ms[kPutTable] / static_cast<double>(w->calls[kPutTable])) +
                         " ms each = " +
                         fmt("%.2f", w->ms[kPutTable] / static_cast<double>(w->calls[kPutTable]) /
-                                        (f.table_create_ms + f.table_batch_ms + f.table_close_ms)) +
+                                        f.table_floor_ms()) +
                         " x one table write floor",
                     "put_table_over_floor",
                     w->ms[kPutTable] / static_cast<double>(w->calls[kPutTable]) /
-                        (f.table_create_ms + f.table_batch_ms + f.table_close_ms));
+                        f.table_floor_ms());
             if (w && w->calls[kPutBackend])
                 add("  put_backend: " + fmt("%.2f", 1000 * w->ms[kPutBackend] / static_cast<double>(w->calls[kPutBackend])) +
                         " us each, " + fmt("%.0f", w->ms[kPutBackend]) + " ms for " +
@@ -990,10 +1003,10 @@ std::vector<Ratio> ratios(const Report& rep, const SizeRun& run)
     if (rep.real)
         if (const Phase* p = run.find("one backend's weight changed", "real"))
             add("one weight change (real) = " +
-                    fmt("%.2f", p->wall() / (f.build_ms + f.table_create_ms + f.table_batch_ms + f.table_close_ms)) +
+                    fmt("%.2f", p->wall() / (f.build_ms + f.table_floor_ms())) +
                     " x (1 table build + 1 table write)",
                 "weight_change_over_floor",
-                p->wall() / (f.build_ms + f.table_create_ms + f.table_batch_ms + f.table_close_ms));
+                p->wall() / (f.build_ms + f.table_floor_ms()));
     return out;
 }
 
@@ -1013,15 +1026,20 @@ void print_table(const Report& rep)
         std::printf("  one maglev::build_table, %u backends x %u: %.3f ms (cpu %.3f)  (x %u = %.0f ms)\n", o.backends,
                     run.table_size, f.build_ms, f.build_cpu_ms, o.services, f.build_ms * o.services);
         if (rep.real) {
-            double w = f.table_create_ms + f.table_batch_ms + f.table_close_ms;
-            std::printf("  one table write: create %.3f + update_batch(%u) %.3f + close %.3f = %.3f ms  (x %u = %.0f ms)\n",
-                        f.table_create_ms, run.table_size, f.table_batch_ms, f.table_close_ms, w, o.services,
-                        w * o.services);
-            std::printf("    (update_batch cpu %.3f ms; alternative: BPF_F_MMAPABLE array, create + mmap + stores = %.3f ms, cpu %.3f)\n",
-                        f.table_batch_cpu_ms, f.mmap_write_ms, f.mmap_write_cpu_ms);
-            std::printf("  kernel memory of one table (fdinfo memlock) %ld bytes = %.2f bytes/slot; x %u = %.0f MB\n",
+            double w = f.table_floor_ms();
+            std::printf("  one table write (create + mmap + one copy + munmap) %.3f (cpu %.3f) + close %.3f = %.3f ms  (x %u = %.0f ms)\n",
+                        f.table_write_ms, f.table_write_cpu_ms, f.table_close_ms, w, o.services, w * o.services);
+            std::printf("    (the layout before ABI 2, a __u32 per entry: create + update_batch(%u) = %.3f ms, cpu %.3f)\n",
+                        run.table_size, f.u32_array_write_ms, f.u32_array_write_cpu_ms);
+            std::printf("  kernel memory of one table (fdinfo memlock) %ld bytes = %.3f bytes/slot; x %u = %.0f MB\n",
                         f.table_memlock, static_cast<double>(f.table_memlock) / run.table_size, o.services,
                         static_cast<double>(run.expected_table_bytes) / 1e6);
+            std::printf("    (the layout before ABI 2: %ld bytes = %.3f bytes/slot)\n", f.u32_array_memlock,
+                        static_cast<double>(f.u32_array_memlock) / run.table_size);
+            std::printf("  alternative: chunks without BPF_F_MMAPABLE, create + update_batch(%u chunks) = %.3f ms, "
+                        "%ld bytes = %.3f bytes/slot\n",
+                        FULCRUM_MAGLEV_CHUNKS(run.table_size), f.chunk_batch_write_ms, f.chunk_batch_memlock,
+                        static_cast<double>(f.chunk_batch_memlock) / run.table_size);
         }
         std::printf("%-30s %-5s %10s %19s %10s %11s  %s\n", "phase", "maps", "median ms", "min..max ms", "cpu ms",
                     "in-writer", "writes");
@@ -1090,11 +1108,13 @@ void print_json(const Report& rep)
         j.begin_object();
         j.field("table_size", run.table_size).field("yaml_bytes", run.yaml_bytes);
         j.key("floors").begin_object();
-        j.field("maglev_build_ms", f.build_ms).field("table_create_ms", f.table_create_ms);
-        j.field("table_update_batch_ms", f.table_batch_ms).field("table_close_ms", f.table_close_ms);
-        j.field("table_memlock_bytes", f.table_memlock).field("reps", f.reps);
-        j.field("maglev_build_cpu_ms", f.build_cpu_ms).field("table_update_batch_cpu_ms", f.table_batch_cpu_ms);
-        j.field("table_mmap_write_ms", f.mmap_write_ms).field("table_mmap_write_cpu_ms", f.mmap_write_cpu_ms);
+        j.field("maglev_build_ms", f.build_ms).field("maglev_build_cpu_ms", f.build_cpu_ms);
+        j.field("table_write_ms", f.table_write_ms).field("table_write_cpu_ms", f.table_write_cpu_ms);
+        j.field("table_close_ms", f.table_close_ms).field("table_memlock_bytes", f.table_memlock);
+        j.field("u32_array_write_ms", f.u32_array_write_ms).field("u32_array_write_cpu_ms", f.u32_array_write_cpu_ms);
+        j.field("u32_array_memlock_bytes", f.u32_array_memlock);
+        j.field("chunk_batch_write_ms", f.chunk_batch_write_ms).field("chunk_batch_memlock_bytes", f.chunk_batch_memlock);
+        j.field("reps", f.reps);
         j.end_object();
         j.field("expected_table_memory_bytes", run.expected_table_bytes);
         j.field("mem_available_drop_kb", run.mem_available_drop_kb);
@@ -1185,12 +1205,12 @@ int run(int argc, char** argv)
         // Will the tables fit? Measured per table (memlock), for the largest size asked for; the
         // old and new tables of a reload coexist only one service at a time.
         std::uint32_t largest = *std::max_element(o.table_sizes.begin(), o.table_sizes.end());
-        LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
-        int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "rb_probe", 4, 4, largest, &opts);
-        if (fd < 0)
-            die(std::string("cannot create a BPF array (root needed; or --fake-only): ") + std::strerror(errno));
-        const long need_kb = fd_memlock(fd) / 1024 * static_cast<long>(o.services);
-        close(fd);
+        std::vector<std::uint32_t> zeros(largest);
+        Result<int> probe = dataplane::create_maglev_table("rb_probe", zeros, "a probe table");
+        if (!probe.ok())
+            die("cannot create a BPF array (root needed; or --fake-only): " + probe.message());
+        const long need_kb = fd_memlock(*probe) / 1024 * static_cast<long>(o.services);
+        close(*probe);
         const long avail_kb = meminfo_kb("MemAvailable");
         // Tables on the real maps, plus the process (two copies of every table: the reconciler's
         // applied state and the vector being written).

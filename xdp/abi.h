@@ -15,7 +15,7 @@
  * Bump it with any change to this file or lib/maps.h other than comments and whitespace: the
  * build refuses otherwise (xdp/abi_guard.py checks the text against xdp/abi_history, where each
  * version records its checksum; append a line for the new version). */
-#define FULCRUM_ABI_VERSION 1
+#define FULCRUM_ABI_VERSION 2
 
 /* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
 #define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1 (fit a __u16); 0 means "none" */
@@ -60,7 +60,23 @@ struct fulcrum_service_key {
 };
 struct fulcrum_service_value {
 	__u32 id;          /* index into maglev_tables and service_stats, 1..MAX_SERVICES-1 */
-	__u32 table_size;  /* prime M of this service's Maglev table (entries in its inner map) */
+	__u32 table_size;  /* prime M of this service's Maglev table (slots; its inner map holds
+	                    * FULCRUM_MAGLEV_CHUNKS(M) chunks of them) */
+};
+
+/* maglev_tables (lib/maps.h): service id -> that service's Maglev table, an inner array of chunks.
+ * A table of M slots (M = table_size, a prime) is FULCRUM_MAGLEV_CHUNKS(M) chunks: slot h is
+ * chunk h / N, entry h % N (N = FULCRUM_MAGLEV_CHUNK_SLOTS); the last chunk's entries past M are 0
+ * and never read (h < M). Why chunks: the kernel stores an array value in a multiple of 8 bytes,
+ * so a one-slot __u32 value took 8 bytes; a chunk of N slots takes exactly 4 per slot. N = 16:
+ * a power of two (h >> 4, h & 15: no division), one 64-byte cache line per lookup, and at most
+ * 60 bytes of padding per table. The inner arrays are BPF_F_MMAPABLE and contiguous (64 is a
+ * multiple of 8), so fulcrumd fills a new table with one copy of its M slots through mmap. */
+#define FULCRUM_MAGLEV_CHUNK_SHIFT 4
+#define FULCRUM_MAGLEV_CHUNK_SLOTS (1u << FULCRUM_MAGLEV_CHUNK_SHIFT)
+#define FULCRUM_MAGLEV_CHUNKS(slots) (((slots) + FULCRUM_MAGLEV_CHUNK_SLOTS - 1) >> FULCRUM_MAGLEV_CHUNK_SHIFT)
+struct fulcrum_maglev_chunk {
+	__u32 slot[FULCRUM_MAGLEV_CHUNK_SLOTS]; /* backend id per slot; 0 = no backend */
 };
 
 /* backends: backend id -> where to send. State is what the data plane needs to know of health. */

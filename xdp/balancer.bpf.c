@@ -131,9 +131,9 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 	struct fulcrum_flow_value *flow = bpf_map_lookup_elem(&flows, key);
 	struct fulcrum_backend *be = usable_entry(flow, key->proto, svc->id, role);
 	int known = flow != NULL; /* seen before, even if its backend can no longer take it */
-	__u32 *slot;
+	struct fulcrum_maglev_chunk *chunk;
+	__u32 id, chunk_id;
 	void *table;
-	__u32 id;
 
 	*record = RECORD_NOTHING;
 	if (!be) {
@@ -157,11 +157,16 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 	table = bpf_map_lookup_elem(&maglev_tables, &svc->id);
 	if (!table || !svc->table_size)
 		return 0;
+	/* Slot h of the table is entry h % N of chunk h / N (abi.h fulcrum_maglev_chunk): one lookup,
+	 * and the mask keeps the entry index inside the 64-byte value for the verifier. */
 	id = *hash % svc->table_size;
-	slot = bpf_map_lookup_elem(table, &id);
-	if (!slot || !*slot)
+	chunk_id = id >> FULCRUM_MAGLEV_CHUNK_SHIFT;
+	chunk = bpf_map_lookup_elem(table, &chunk_id);
+	if (!chunk)
 		return 0;
-	id = *slot;
+	id = chunk->slot[id & (FULCRUM_MAGLEV_CHUNK_SLOTS - 1)];
+	if (!id)
+		return 0;
 	be = bpf_map_lookup_elem(&backends, &id);
 	if (!be || be->state != FULCRUM_BACKEND_ACTIVE)
 		return 0;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "balancer.skel.h"
+#include "dataplane/maglev_map.h"
 #include "dataplane/pinning.h"
 #include "util/log.h"
 
@@ -429,29 +430,20 @@ Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
 }
 
 // A new inner array for the service, filled, referenced by nothing yet: the caller owns its fd.
+// (maglev_map.h: the chunked layout, filled through mmap.)
 Result<int> BalancerProgram::make_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
 {
-    if (table.empty() || table.size() > FULCRUM_MAX_TABLE_SIZE)
-        return Status::failure("bpf: maglev table of service " + std::to_string(service_id) +
-                               " has a bad size " + std::to_string(table.size()));
-    LIBBPF_OPTS(bpf_map_create_opts, create_opts, .map_flags = BPF_F_INNER_MAP);
-    std::string name = "maglev_" + std::to_string(service_id);
-    int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, name.substr(0, BPF_OBJ_NAME_LEN - 1).c_str(),
-                               sizeof(std::uint32_t), sizeof(std::uint32_t),
-                               static_cast<std::uint32_t>(table.size()), &create_opts);
-    if (inner < 0)
-        return errno_status("cannot create the maglev table of service " + std::to_string(service_id), errno);
+    return create_maglev_table("maglev_" + std::to_string(service_id), table,
+                               "the maglev table of service " + std::to_string(service_id));
+}
 
-    std::vector<std::uint32_t> keys(table.size());
-    for (std::uint32_t i = 0; i < keys.size(); i++)
-        keys[i] = i;
-    std::uint32_t count = static_cast<std::uint32_t>(table.size());
-    if (bpf_map_update_batch(inner, keys.data(), table.data(), &count, nullptr) != 0) {
-        Status s = errno_status("cannot fill the maglev table of service " + std::to_string(service_id), errno);
-        close(inner);
-        return s;
-    }
-    return inner;
+Result<std::vector<std::uint32_t>> BalancerProgram::read_table(std::uint32_t service_id, std::uint32_t table_size) const
+{
+    const int fd = tables_.fd(service_id);
+    const std::string what = "the maglev table of service " + std::to_string(service_id);
+    if (fd < 0)
+        return Status::failure("bpf: " + what + " is not held (none swapped in or adopted)");
+    return read_maglev_table(fd, table_size, what);
 }
 
 Status BalancerProgram::prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> table)

@@ -87,6 +87,9 @@ public:
     // update: packets see the old table or the new one, never a mix.
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
     Status delete_table(std::uint32_t service_id) override;
+    // The service's table as maglev_tables holds it (table_size slots, read from the kernel
+    // through the descriptor held for it); an error if none is held or its layout differs.
+    Result<std::vector<std::uint32_t>> read_table(std::uint32_t service_id, std::uint32_t table_size) const;
     Status put_tx_port(std::uint32_t ifindex);
     // Next-hop cache of a backend (xdp/abi.h fulcrum_nexthop): the resolved route + neighbour,
     // used instead of bpf_fib_lookup while valid. put_backend invalidates the backend's entry.

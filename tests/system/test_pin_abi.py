@@ -7,7 +7,7 @@ service web (TCP 198.18.100.14:80), `on_exit: keep`:
   2. equal version: SIGTERM, restart. Every pinned map is adopted (same map ids), the counters and
      the operator drain survive, and no "not adopted" line.
   3. another version: SIGTERM, the pinned version rewritten to 99 (bpftool), restart. The log names
-     both versions ("ABI version 99 pinned, version 1 built"), 0 maps adopted, every pinned map is a
+     both versions ("ABI version 99 pinned, version N built"), 0 maps adopted, every pinned map is a
      new one (new ids, the pinned version now the built one), counters start at 0 and the operator
      drain is gone with the rest; the service still balances.
   4. no version at all (pins of a fulcrumd from before ABI versions: `abi` unpinned): replaced too,
@@ -17,6 +17,7 @@ service web (TCP 198.18.100.14:80), `on_exit: keep`:
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,9 @@ import fulcrum_lab as fl  # noqa: E402
 from st_helpers import check, daemon_log_tail, lab_up, main, step  # noqa: E402
 
 VIP = "198.18.100.14"
+# The version this build pins: FULCRUM_ABI_VERSION of the xdp/abi.h it was built from.
+BUILT = int(re.search(r"^#define FULCRUM_ABI_VERSION (\d+)$", open(os.path.join(fl.SOURCE_DIR, "xdp", "abi.h")).read(),
+                      re.M).group(1))
 MAPS = ["abi", "backends", "services", "maglev_tables", "flows", "service_stats", "operator_drains"]
 
 
@@ -81,7 +85,7 @@ def body(lab):
                 f"      - address: {b1}\n      - address: {b2}\n")
     cfg = lab.write_config(lab.config_text(services, on_exit="keep"))
     lab.start_fulcrumd(cfg)
-    check(pinned_version(lab) == 1, "a fresh start pins ABI version 1 (map abi)")
+    check(pinned_version(lab) == BUILT, f"a fresh start pins ABI version {BUILT} (map abi)")
     answered = lab.http_get_many(VIP, 20)
     check(None not in answered, f"20 HTTP connections answered ({sorted(set(answered))})")
     flows_before = new_flows_total(lab)
@@ -103,13 +107,13 @@ def body(lab):
     log = restart(lab, cfg, lambda: bpftool("map", "update", "pinned", f"{lab.pin_path}/abi",
                                             "key", "0", "0", "0", "0", "value", "99", "0", "0", "0"))
     line = next((ln for ln in log.splitlines() if "pinned state not adopted" in ln), "")
-    check("ABI version 99 pinned, version 1 built" in line,
+    check(f"ABI version 99 pinned, version {BUILT} built" in line,
           f"the log names both versions: {line.split('pin: ', 1)[-1]}", log)
     check(" 0 pinned maps adopted" in log, "the log says 0 pinned maps adopted", daemon_log_tail(lab))
     now = map_ids(lab)
     same = [m for m in MAPS if now[m] == ids[m]]
     check(not same, "every pinned map is a new one (ids changed)", f"kept: {same}")
-    check(pinned_version(lab) == 1, "the pinned ABI version is now the built one (1)")
+    check(pinned_version(lab) == BUILT, f"the pinned ABI version is now the built one ({BUILT})")
     check(new_flows_total(lab) == 0, f"counters start fresh (new flows {new_flows_total(lab)})")
     check(drained_by(lab, b2) == "", f"the operator drain of {b2} went with the replaced state")
     answered = lab.http_get_many(VIP, 20)
@@ -123,7 +127,7 @@ def body(lab):
     check("no ABI version pinned" in line, f"the log says so: {line.split('pin: ', 1)[-1]}", log)
     now = map_ids(lab)
     check(all(now[m] != ids[m] for m in MAPS if m != "abi"), "every pinned map is a new one")
-    check(pinned_version(lab) == 1, "ABI version 1 pinned again")
+    check(pinned_version(lab) == BUILT, f"ABI version {BUILT} pinned again")
 
     step("an `abi` map of another shape (a later version's, say 8-byte values): replaced, not misread")
     ids = map_ids(lab)
@@ -137,7 +141,7 @@ def body(lab):
     check("is not a __u32 array" in line, f"the log says so: {line.split('pin: ', 1)[-1]}", log)
     now = map_ids(lab)
     check(all(now[m] != ids[m] for m in MAPS), "every pinned map is a new one")
-    check(pinned_version(lab) == 1, "ABI version 1 pinned again")
+    check(pinned_version(lab) == BUILT, f"ABI version {BUILT} pinned again")
 
 
 if __name__ == "__main__":

@@ -28,15 +28,19 @@ struct {
 	__type(value, struct fulcrum_backend);
 } backends SEC(".maps");
 
-/* Maglev tables: service id -> an array of backend ids of that service's prime size. The daemon
- * builds a new inner array aside and swaps the outer slot, so no packet sees a half-built table.
- * BPF_F_INNER_MAP lets inner arrays differ in size (table_size is per service). */
+/* Maglev tables: service id -> an array of chunks of backend ids (abi.h fulcrum_maglev_chunk),
+ * FULCRUM_MAGLEV_CHUNKS(table_size) of them. The daemon builds a new inner array aside and swaps
+ * the outer slot, so no packet sees a half-built table. BPF_F_INNER_MAP lets inner arrays differ in
+ * size (table_size is per service); BPF_F_MMAPABLE lets the daemon fill one with a single copy.
+ * Inner maps must match this template's value size and flags (the kernel's bpf_map_meta_equal). */
 struct maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
-	__uint(max_entries, FULCRUM_DEFAULT_TABLE_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	__uint(max_entries, FULCRUM_MAGLEV_CHUNKS(FULCRUM_DEFAULT_TABLE_SIZE));
 	__type(key, __u32);
-	__type(value, __u32);
+	/* struct fulcrum_maglev_chunk as its array: clang 14 emits a struct reached only through
+	 * this nested definition as a forward declaration in BTF, whose size libbpf cannot know */
+	__type(value, __u32[FULCRUM_MAGLEV_CHUNK_SLOTS]);
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
