@@ -91,8 +91,10 @@ TEST_CASE("maglev tables: the kernel holds every slot of a prime table, 4 bytes 
         REQUIRE(back.ok());
         CHECK(*back == table);
 
-        // Structural, not timed: the values take 4 bytes a slot plus at most one chunk's padding,
-        // and the kernel's charge adds only its header page and the rounding to whole pages.
+        // Structural, not timed: the values take 4 bytes a slot plus at most one chunk's padding
+        // (counted at the kernel's stride, value_size rounded up to 8: a one-slot __u32 value
+        // would take 8), and the kernel's charge adds only its header page and the rounding to
+        // whole pages.
         int fd = inner_map_fd(lab, 1);
         bpf_map_info info{};
         std::uint32_t len = sizeof info;
@@ -101,7 +103,8 @@ TEST_CASE("maglev tables: the kernel holds every slot of a prime table, 4 bytes 
         close(fd);
         CHECK(info.value_size == sizeof(fulcrum_maglev_chunk));
         CHECK((info.map_flags & BPF_F_MMAPABLE) != 0);
-        const std::uint64_t values = static_cast<std::uint64_t>(info.value_size) * info.max_entries;
+        const std::uint64_t stride = (info.value_size + 7) / 8 * 8;
+        const std::uint64_t values = stride * info.max_entries;
         CHECK(values >= 4ull * size);
         CHECK(values <= 4ull * size + sizeof(fulcrum_maglev_chunk));
         CHECK(values == dataplane::maglev_table_value_bytes(size));
