@@ -1,6 +1,8 @@
 // libFuzzer target for the config parser (src/config): any bytes, read as a YAML file, must yield
 // either a Config or errors, never both or neither, and every error must point at a place in the
 // file (LINE:COLUMN, 1-based) so that `fulcrumd --check` always tells the operator where to look.
+// The parser's own YAML tree (yaml_tree.h) must also be, node for node, the YAML::Node tree that
+// YAML::Load builds of the same text (the tree the parser walked before).
 // A broken contract aborts, which libFuzzer reports as a crash and saves as a reproducer.
 // Built only in a clang build dir with -Dfuzz=true (fuzz/meson.build); run by tests/run_all
 // ("fuzz/config") and, for longer, by `./run fuzz SECONDS` (bench/README.md).
@@ -12,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -19,6 +22,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/yaml_load.h"
+#include "yaml_tree_vs_node.h"
 
 namespace {
 
@@ -102,6 +107,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             broken("errors out of file order", shown);
         previous_line = e.line;
         previous_column = e.column;
+    }
+    // Only a text load_one_document accepts (one document, within bounds, readable) is given to
+    // YAML::Load, which never ends on some others (see yaml_reads).
+    {
+        fulcrum::config::detail::Errors errors(kName);
+        std::optional<fulcrum::config::detail::Tree> tree;
+        try {
+            tree = fulcrum::config::detail::load_one_document(text, errors);
+        } catch (const YAML::Exception&) {
+        }
+        if (tree) {
+            const std::string difference = fulcrum::test::tree_vs_node(tree->root(), YAML::Load(text));
+            if (!difference.empty()) broken("the YAML tree differs from YAML::Load's", difference);
+        }
     }
     for (const auto& w : result.warnings)
         if (w.line < 1 || w.column < 1 || !starts_with(w.message, "warning: "))

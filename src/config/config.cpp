@@ -4,6 +4,7 @@
 
 #include <pwd.h>
 #include <sys/socket.h>
+#include <yaml-cpp/exceptions.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "config/checks.h"
 #include "config/fields.h"
 #include "config/yaml_load.h"
+#include "config/yaml_tree.h"
 #include "config/yaml_walk.h"
 
 namespace fulcrum::config {
@@ -370,14 +372,14 @@ ParseResult parse_text(const std::string& text, const std::string& name)
     // yaml-cpp reports syntax errors by exception; nothing may escape this API (STYLE.md), and the
     // catch-all keeps even an unexpected failure a config error rather than a crashed daemon.
     try {
-        std::optional<YAML::Node> document = load_one_document(text, errors);
+        std::optional<Tree> document = load_one_document(text, errors);
         if (!document) {
             // Reported: too large, more than one document, or unreadable (yaml_load.h).
-        } else if (document->IsNull()) {
+        } else if (document->root().is_null()) {
             errors.add(Spot{}, "expected a mapping with interfaces and services, got an empty file");
         } else {
             Spots spots;
-            config = read_config(errors, Value{*document, spot_of(document->Mark(), "")}, spots);
+            config = read_config(errors, Value{document->root(), spot_of(document->root(), "")}, spots);
             config->file = name;
             check_consistency(*config, spots, errors);
             check_capacity(*config, spots, errors);

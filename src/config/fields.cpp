@@ -53,12 +53,12 @@ std::optional<Address> to_address(const std::string& text, int family)
 
 std::optional<std::string> parse_text_value(Errors& errors, const Value& value, std::string_view what)
 {
-    if (!value.node.IsScalar()) {
+    if (!value.node.is_scalar()) {
         errors.expected(value, what);
         return std::nullopt;
     }
-    if (!errors.build(value.spot, value.node.Scalar().size())) return std::nullopt;
-    return value.node.Scalar();
+    if (!errors.build(value.spot, value.node.scalar().size())) return std::nullopt;
+    return std::string(value.node.scalar());
 }
 
 std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min,
@@ -303,12 +303,12 @@ std::optional<double> to_decimal(std::string_view s)
 
 std::optional<std::vector<StatusRange>> parse_status_ranges(Errors& errors, const Value& value)
 {
-    if (value.node.IsScalar()) {
+    if (value.node.is_scalar()) {
         auto range = parse_status_item(errors, value);
         if (!range) return std::nullopt;
         return std::vector<StatusRange>{*range};
     }
-    if (!value.node.IsSequence()) {
+    if (!value.node.is_sequence()) {
         errors.expected(value, "an HTTP status 100..599, a range like \"200-299\" or a list of them");
         return std::nullopt;
     }

@@ -4,6 +4,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/parser.h>
 
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -12,10 +13,12 @@ namespace {
 
 struct TooManyNodes {};
 
-// Counts documents and nodes without building anything (see kMaxConfigBytes for what the pass
-// itself holds).
+// Counts documents and nodes, and hands the first document's events to `builder` (see
+// kMaxConfigBytes for what the pass itself holds). Later documents are only counted: they are an
+// error, reported after the whole text is read, so a syntax error anywhere still comes first.
 class Counter : public YAML::EventHandler {
 public:
+    TreeBuilder builder;
     std::vector<YAML::Mark> document_starts;
     std::vector<YAML::Mark> roots;  // each document's first node (where yaml-cpp places the document)
     std::size_t nodes = 0;
@@ -23,23 +26,42 @@ public:
 
     void OnDocumentStart(const YAML::Mark& mark) override { document_starts.push_back(mark); }
     void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
-    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
-    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override
     {
         node(mark);
+        if (building()) builder.OnNull(mark, anchor);
     }
-    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                         YAML::EmitterStyle::value) override
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override
     {
         node(mark);
+        if (building()) builder.OnAlias(mark, anchor);
     }
-    void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override
+    void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  const std::string& value) override
     {
         node(mark);
+        if (building()) builder.OnScalar(mark, tag, anchor, value);
     }
-    void OnMapEnd() override {}
+    void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                         YAML::EmitterStyle::value style) override
+    {
+        node(mark);
+        if (building()) builder.OnSequenceStart(mark, tag, anchor, style);
+    }
+    void OnSequenceEnd() override
+    {
+        if (building()) builder.OnSequenceEnd();
+    }
+    void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                    YAML::EmitterStyle::value style) override
+    {
+        node(mark);
+        if (building()) builder.OnMapStart(mark, tag, anchor, style);
+    }
+    void OnMapEnd() override
+    {
+        if (building()) builder.OnMapEnd();
+    }
 
     // yaml-cpp 0.7 starts a document at a token no rule takes (a ',' outside [ ] or { }), reports
     // it as an empty document and leaves the token in place: the next document starts at the
@@ -51,6 +73,8 @@ public:
     }
 
 private:
+    bool building() const { return document_starts.size() == 1; }
+
     // Past the limit the pass stops at once (the parser is dropped): counting on would cost time.
     void node(const YAML::Mark& mark)
     {
@@ -64,7 +88,7 @@ private:
 
 }  // namespace
 
-std::optional<YAML::Node> load_one_document(const std::string& text, Errors& errors)
+std::optional<Tree> load_one_document(const std::string& text, Errors& errors)
 {
     if (text.size() > kMaxConfigBytes) {
         errors.add(Spot{1, 1, ""}, "expected a file of at most " + std::to_string(kMaxConfigBytes / (1024 * 1024)) +
@@ -98,10 +122,9 @@ std::optional<YAML::Node> load_one_document(const std::string& text, Errors& err
                    "expected one YAML document, found " + std::to_string(counter.document_starts.size()));
         return std::nullopt;
     }
-    if (counter.document_starts.empty()) return YAML::Node();
+    if (counter.document_starts.empty()) return Tree();
     errors.limit_visits(counter.nodes);
-    // One document, already read without a syntax error: YAML::Load builds just that one.
-    return YAML::Load(text);
+    return counter.builder.take();
 }
 
 }  // namespace fulcrum::config::detail

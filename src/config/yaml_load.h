@@ -1,16 +1,15 @@
-// Reading the text of a config file into one YAML document, within bounds: yaml-cpp builds a tree
-// of heavy nodes (measured here: 50 to 250 bytes of memory per byte of YAML), and yaml-cpp 0.7
-// (Debian 12) never ends on some inputs. A config file must not make fulcrumd or --check use
-// unbounded memory, so the text is walked once with yaml-cpp's event parser, which builds nothing,
-// before the tree is built (README: Configuration reference > Limits).
+// Reading the text of a config file into one YAML document, within bounds: the tree of a document
+// is built as yaml-cpp's event parser reads it (yaml_tree.h: about 20 bytes a node plus the
+// text), counting nodes and documents on the way, and yaml-cpp 0.7 (Debian 12) never ends on some
+// inputs. A config file must not make fulcrumd or --check use unbounded memory (README:
+// Configuration reference > Limits).
 #pragma once
-
-#include <yaml-cpp/yaml.h>
 
 #include <cstddef>
 #include <optional>
 #include <string>
 
+#include "config/yaml_tree.h"
 #include "config/yaml_walk.h"
 
 namespace fulcrum::config::detail {
@@ -23,15 +22,15 @@ namespace fulcrum::config::detail {
 constexpr std::size_t kMaxConfigBytes = 8 * 1024 * 1024;
 
 // The most YAML nodes (scalars, lists, mappings, aliases; a mapping's keys count) one file may
-// have, which bounds the tree YAML::Load builds (about 500 bytes a node). The compact file at the
-// data plane's limits above has about 450,000.
+// have, which bounds the tree built (and bounded YAML::Load's tree, about 500 bytes a node, before
+// yaml_tree.h). The compact file at the data plane's limits above has about 450,000.
 constexpr std::size_t kMaxYamlNodes = 1'000'000;
 
-// The one document of `text`, or nothing after adding an error: text over kMaxConfigBytes, more
-// than kMaxYamlNodes nodes, more than one document, or a token yaml-cpp 0.7 cannot place (a ','
-// where a document starts: YAML::LoadAll would loop forever there, adding empty documents until
-// memory runs out). A file with no content gives a null node. YAML syntax errors are thrown, as
-// by YAML::Load (YAML::ParserException, with the mark).
-std::optional<YAML::Node> load_one_document(const std::string& text, Errors& errors);
+// The tree of the one document of `text`, or nothing after adding an error: text over
+// kMaxConfigBytes, more than kMaxYamlNodes nodes, more than one document, or a token yaml-cpp 0.7
+// cannot place (a ',' where a document starts: YAML::LoadAll would loop forever there, adding
+// empty documents until memory runs out). A file with no content gives a tree whose root is a null
+// Node(). YAML syntax errors are thrown, as by YAML::Load (YAML::ParserException, with the mark).
+std::optional<Tree> load_one_document(const std::string& text, Errors& errors);
 
 }  // namespace fulcrum::config::detail

@@ -55,32 +55,33 @@ std::vector<Error> Errors::sorted() const
     return out;
 }
 
-std::string describe(const YAML::Node& node)
+std::string describe(const Node& node)
 {
-    switch (node.Type()) {
-        case YAML::NodeType::Scalar: {
-            // A message quotes what it refuses; a long value is cut, or each error of a value that
-            // an alias repeats would copy all of it.
-            constexpr std::size_t kShown = 100;
-            const std::string& text = node.Scalar();
-            if (text.size() <= kShown) return "\"" + text + "\"";
-            std::size_t cut = kShown;
-            while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // a UTF-8 character whole
-            return "\"" + text.substr(0, cut) + "...\" (" + std::to_string(text.size()) + " bytes)";
-        }
-        case YAML::NodeType::Sequence:
-            return node.size() == 0 ? "an empty list" : "a list";
-        case YAML::NodeType::Map:
-            return node.size() == 0 ? "an empty mapping" : "a mapping";
-        default:
-            return "nothing";
+    if (node.is_scalar()) {
+        // A message quotes what it refuses; a long value is cut, or each error of a value that an
+        // alias repeats would copy all of it.
+        constexpr std::size_t kShown = 100;
+        std::string_view text = node.scalar();
+        if (text.size() <= kShown) return "\"" + std::string(text) + "\"";
+        std::size_t cut = kShown;
+        while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // a UTF-8 character whole
+        return "\"" + std::string(text.substr(0, cut)) + "...\" (" + std::to_string(text.size()) + " bytes)";
     }
+    if (node.is_sequence()) return node.size() == 0 ? "an empty list" : "a list";
+    if (node.is_mapping()) return node.size() == 0 ? "an empty mapping" : "a mapping";
+    return "nothing";
 }
 
 Spot spot_of(const YAML::Mark& mark, std::string path)
 {
     if (mark.is_null() || mark.line < 0) return Spot{1, 1, std::move(path)};
     return Spot{mark.line + 1, mark.column + 1, std::move(path)};
+}
+
+Spot spot_of(const Node& node, std::string path)
+{
+    if (node.line() < 0) return Spot{1, 1, std::move(path)};
+    return Spot{node.line() + 1, node.column() + 1, std::move(path)};
 }
 
 std::string child_path(const std::string& path, std::string_view key)
@@ -143,14 +144,15 @@ std::optional<std::string_view> closest_key(std::string_view key, const std::vec
 
 std::optional<std::vector<Value>> list_items(Errors& errors, const Value& value, std::string_view what)
 {
-    if (!value.node.IsSequence()) {
+    if (!value.node.is_sequence()) {
         errors.expected(value, what);
         return std::nullopt;
     }
     std::vector<Value> items;
+    items.reserve(value.node.size());
     for (std::size_t i = 0; i < value.node.size(); ++i) {
-        YAML::Node item = value.node[i];
-        Spot spot = spot_of(item.Mark(), index_path(value.spot.path, i));
+        Node item = value.node.item(i);
+        Spot spot = spot_of(item, index_path(value.spot.path, i));
         if (!errors.visit(spot)) return std::nullopt;
         items.push_back(Value{item, std::move(spot)});
     }
@@ -160,21 +162,22 @@ std::optional<std::vector<Value>> list_items(Errors& errors, const Value& value,
 Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_view> known)
     : errors_(errors), spot_(value.spot)
 {
-    if (!value.node.IsMap()) {
+    if (!value.node.is_mapping()) {
         errors.expected(value, "a mapping");
         return;
     }
     is_mapping_ = true;
     // Iterate rather than look keys up: yaml-cpp keeps every pair of the mapping, so this is the
     // one place a key written twice (silently "last wins" elsewhere) can be caught.
-    for (const auto& pair : value.node) {
-        Spot key_spot = spot_of(pair.first.Mark(), spot_.path);
+    for (std::size_t i = 0; i < value.node.size(); ++i) {
+        Node key_node = value.node.key(i), value_node = value.node.value(i);
+        Spot key_spot = spot_of(key_node, spot_.path);
         if (!errors.visit(key_spot)) return;
-        if (!pair.first.IsScalar()) {
-            errors.add(key_spot, "expected a key name, got " + describe(pair.first));
+        if (!key_node.is_scalar()) {
+            errors.add(key_spot, "expected a key name, got " + describe(key_node));
             continue;
         }
-        const std::string& key = pair.first.Scalar();
+        const std::string key(key_node.scalar());
         key_spot.path = child_path(spot_.path, key);
         if (std::find(known.begin(), known.end(), key) == known.end()) {
             std::string message = "unknown key \"" + key + "\"";
@@ -192,8 +195,8 @@ Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_vie
                                      std::to_string(first->key_line) + ")");
             continue;
         }
-        Spot value_spot = pair.second.IsNull() ? key_spot : spot_of(pair.second.Mark(), key_spot.path);
-        fields_.push_back(Field{key, key_spot.line, Value{pair.second, value_spot}});
+        Spot value_spot = value_node.is_null() ? key_spot : spot_of(value_node, key_spot.path);
+        fields_.push_back(Field{key, key_spot.line, Value{value_node, value_spot}});
     }
 }
 

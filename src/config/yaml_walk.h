@@ -1,8 +1,8 @@
-// Walking a yaml-cpp tree with positions: where a node is, its key path, the error list, and the
+// Walking a YAML tree (yaml_tree.h) with positions: where a node is, its key path, the error list, and the
 // key checks every mapping of the file gets (unknown, repeated and missing keys).
 #pragma once
 
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/mark.h>
 
 #include <cstddef>
 #include <optional>
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/yaml_tree.h"
 
 namespace fulcrum::config::detail {
 
@@ -25,7 +26,7 @@ struct Spot {
 // A node of the tree with its place. A key written with no value ("port:") is a null node that
 // yaml-cpp places at the next token, so its spot is the key's instead.
 struct Value {
-    YAML::Node node;
+    Node node;
     Spot spot;
 };
 
@@ -72,10 +73,12 @@ private:
 };
 
 // How a node reads in a message: "\"text\"", "a list", "an empty list", "a mapping", "nothing"...
-std::string describe(const YAML::Node& node);
+std::string describe(const Node& node);
 
 // Converts a yaml-cpp mark (0-based) into a spot; a mark of a node that has none becomes 1:1.
 Spot spot_of(const YAML::Mark& mark, std::string path);
+// The spot of a node (its mark, as above).
+Spot spot_of(const Node& node, std::string path);
 
 // "a.b" / "a[3]": the key paths of messages.
 std::string child_path(const std::string& path, std::string_view key);
