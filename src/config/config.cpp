@@ -224,13 +224,16 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
     return layer;
 }
 
+// `own_check` is set to the backend's check layer when it has a healthcheck mapping (most have
+// none: then the service's applies, and is not copied for each backend).
 Backend read_backend(Errors& errors, const Value& value, const CheckLayer& service_check, bool port_zero,
-                     ReportedSpots& reported, std::optional<Spot>& address_spot, CheckLayer& check)
+                     ReportedSpots& reported, std::optional<Spot>& address_spot, std::optional<CheckLayer>& own_check)
 {
     Mapping m(errors, value, {"address", "weight", "state", "healthcheck"});
     Backend backend;
     backend.line = value.spot.line;
-    // The backend, its spots and the copy of its service's check below.
+    // The backend, its spots and the service's check it is checked with (counted per backend
+    // whether or not it is copied, so the bound stays where it was).
     if (!errors.build(value.spot, sizeof(Backend) + sizeof(Spot) + value.spot.path.size() +
                                       built_size(service_check.check)))
         return backend;
@@ -241,13 +244,12 @@ Backend read_backend(Errors& errors, const Value& value, const CheckLayer& servi
         assign(backend.state,
                parse_choice<BackendState>(
                    errors, *v, {{"active", BackendState::active}, {"drain", BackendState::drain}}));
-    check = service_check;
     if (auto v = m.get("healthcheck")) {
         std::size_t errors_before = errors.count();
-        check = read_healthcheck(errors, *v, service_check, reported);
-        backend.healthcheck = check.check;
+        own_check = read_healthcheck(errors, *v, service_check, reported);
+        backend.healthcheck = own_check->check;
         // The service's own check was held to this already; only a type changed here is new.
-        const HealthCheck& c = check.check;
+        const HealthCheck& c = own_check->check;
         const HealthCheck& up = service_check.check;
         bool needs_port = c.type != CheckType::exec && !c.port;
         bool up_needs_port = up.type != CheckType::exec && !up.port;
@@ -293,20 +295,24 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
         errors.add(*spots.port, "port 0 (every port) needs healthcheck.port for the health check");
 
     if (auto v = m.require("backends"))
-        if (auto items = list_items(errors, *v, "a list of backends"))
+        if (auto items = list_items(errors, *v, "a list of backends")) {
+            service.backends.reserve(items->size());
+            spots.backend_addresses.reserve(items->size());
             for (const Value& item : *items) {
                 if (backends_read > kMaxBackends) break;  // reported by check_capacity
                 ++backends_read;
                 spots.backend_addresses.emplace_back();
-                CheckLayer backend_check;
+                std::optional<CheckLayer> own_check;
                 service.backends.push_back(read_backend(errors, item, check, port_zero, reported,
-                                                        spots.backend_addresses.back(), backend_check));
+                                                        spots.backend_addresses.back(), own_check));
                 // Without healthcheck.address the check goes to the backend: its source must match.
+                const CheckLayer& backend_check = own_check ? *own_check : check;
                 const auto& address_spot = spots.backend_addresses.back();
                 if (address_spot && !backend_check.check.address)
                     report_source_family(errors, reported, backend_check, service.backends.back().address,
                                          address_spot->path);
             }
+        }
     return service;
 }
 

@@ -49,27 +49,38 @@ std::optional<Address> to_address(const std::string& text, int family)
     return std::nullopt;
 }
 
+// A scalar's text (in the tree), counted as built; `what()` names what was expected in the error
+// for a list, a mapping or nothing (a function, so that no message is made for a valid value).
+template <class What>
+std::optional<std::string_view> scalar_of(Errors& errors, const Value& value, What what)
+{
+    if (!value.node.is_scalar()) {
+        errors.expected(value, what());
+        return std::nullopt;
+    }
+    if (!errors.build(value.spot, value.node.scalar().size())) return std::nullopt;
+    return value.node.scalar();
+}
+
 }  // namespace
 
 std::optional<std::string> parse_text_value(Errors& errors, const Value& value, std::string_view what)
 {
-    if (!value.node.is_scalar()) {
-        errors.expected(value, what);
-        return std::nullopt;
-    }
-    if (!errors.build(value.spot, value.node.scalar().size())) return std::nullopt;
-    return std::string(value.node.scalar());
+    auto text = scalar_of(errors, value, [what] { return what; });
+    if (!text) return std::nullopt;
+    return std::string(*text);
 }
 
 std::optional<std::uint64_t> parse_integer(Errors& errors, const Value& value, std::uint64_t min,
                                            std::uint64_t max)
 {
-    std::string what = "an integer " + range_text(min, max);
-    auto text = parse_text_value(errors, value, what);
+    // The message is built only for an error: this runs for every port and weight of the file.
+    auto what = [&] { return "an integer " + range_text(min, max); };
+    auto text = scalar_of(errors, value, what);
     if (!text) return std::nullopt;
     auto n = to_integer(*text);
     if (!n || *n < min || *n > max) {
-        errors.expected(value, what);
+        errors.expected(value, what());
         return std::nullopt;
     }
     return n;

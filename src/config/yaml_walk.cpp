@@ -167,6 +167,7 @@ Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_vie
         return;
     }
     is_mapping_ = true;
+    fields_.reserve(value.node.size());
     // Iterate rather than look keys up: yaml-cpp keeps every pair of the mapping, so this is the
     // one place a key written twice (silently "last wins" elsewhere) can be caught.
     for (std::size_t i = 0; i < value.node.size(); ++i) {
@@ -177,7 +178,7 @@ Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_vie
             errors.add(key_spot, "expected a key name, got " + describe(key_node));
             continue;
         }
-        const std::string key(key_node.scalar());
+        std::string key(key_node.scalar());
         key_spot.path = child_path(spot_.path, key);
         if (std::find(known.begin(), known.end(), key) == known.end()) {
             std::string message = "unknown key \"" + key + "\"";
@@ -195,21 +196,22 @@ Mapping::Mapping(Errors& errors, const Value& value, std::vector<std::string_vie
                                      std::to_string(first->key_line) + ")");
             continue;
         }
-        Spot value_spot = value_node.is_null() ? key_spot : spot_of(value_node, key_spot.path);
-        fields_.push_back(Field{key, key_spot.line, Value{value_node, value_spot}});
+        int key_line = key_spot.line;
+        Spot value_spot = value_node.is_null() ? std::move(key_spot) : spot_of(value_node, std::move(key_spot.path));
+        fields_.push_back(Field{std::move(key), key_line, Value{value_node, std::move(value_spot)}});
     }
 }
 
-std::optional<Value> Mapping::get(std::string_view key) const
+const Value* Mapping::get(std::string_view key) const
 {
     for (const Field& f : fields_)
-        if (f.key == key) return f.value;
-    return std::nullopt;
+        if (f.key == key) return &f.value;
+    return nullptr;
 }
 
-std::optional<Value> Mapping::require(std::string_view key)
+const Value* Mapping::require(std::string_view key)
 {
-    std::optional<Value> value = get(key);
+    const Value* value = get(key);
     // A node that is not a mapping was reported already; its "missing" keys would only be noise.
     if (!value && is_mapping_)
         errors_.add(Spot{spot_.line, spot_.column, child_path(spot_.path, key)},

@@ -98,8 +98,9 @@ public:
     Mapping(Errors& errors, const Value& value, std::vector<std::string_view> known);
     bool is_mapping() const { return is_mapping_; }
     const Spot& spot() const { return spot_; }
-    std::optional<Value> get(std::string_view key) const;
-    std::optional<Value> require(std::string_view key);
+    // The value of `key`, or null if the mapping has no such key; valid while the Mapping lives.
+    const Value* get(std::string_view key) const;
+    const Value* require(std::string_view key);
 
 private:
     Errors& errors_;
