@@ -313,7 +313,7 @@ Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
     }
     if (backend.empty()) {
         // An adopted service has no table in memory until its first apply rewrites it.
-        if (applied.table_size == 0 || !applied.table || applied.table->slots.size() != applied.table_size)
+        if (applied.table_size == 0 || !applied.table || applied.table->size != applied.table_size)
             return failed("service " + svc->name + " has no Maglev table in memory yet; try again after the next apply");
         slot = fulcrum_flow_hash(&key, desired_.settings.hash_seed) % applied.table_size;
         std::uint32_t id = applied.backend_in_slot(slot);

@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <net/if.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -31,6 +32,8 @@
 #include "plan/desired.h"
 #include "plan/reconciler.h"
 #include "daemon/daemon_impl.h"
+
+#include <malloc.h>
 #include "util/log.h"
 
 namespace fulcrum::daemon {
@@ -215,12 +218,17 @@ Status Daemon::reconcile(PlannedApply& planned, const std::vector<std::string>& 
     // previous ones, and so is everything that follows them (desired state, overrides, seed,
     // topology, routes); the caller keeps its config and health as they were.
     Status applied = reconciler_->apply(planned.desired);
-    if (!applied.ok())
-        return applied;
-    desired_ = std::move(planned.desired);
-    overrides_ = planned.overrides;
-    hash_seed_ = planned.seed;
-    return {};
+    if (applied.ok()) {
+        desired_ = std::move(planned.desired);
+        tables_.drop_slots(desired_);  // the kernel holds them now (plan/tables.h)
+        overrides_ = planned.overrides;
+        hash_seed_ = planned.seed;
+    }
+    planned.desired = {};
+    // A reload's parse and its new tables were the daemon's peak; glibc keeps freed pages for
+    // reuse, and without this the RSS stays at that peak between reloads.
+    malloc_trim(0);
+    return applied;
 }
 
 void Daemon::notify(const config::Config& cfg, bool applied)

@@ -80,13 +80,7 @@ std::function<std::string(std::uint32_t)> names_of(const AppliedService& svc)
 // Whether two services' tables send every slot to the same backend id (no table: all slots 0).
 bool same_slots(const AppliedService& a, const AppliedService& b)
 {
-    const std::size_t size = a.table ? a.table->slots.size() : 0;
-    if (size != (b.table ? b.table->slots.size() : 0))
-        return false;
-    for (std::uint32_t slot = 0; slot < size; slot++)
-        if (a.backend_in_slot(slot) != b.backend_in_slot(slot))
-            return false;
-    return true;
+    return a.table_ids() == b.table_ids();
 }
 
 // A service that goes: every recorded flow of it loses its backend.
@@ -112,17 +106,19 @@ std::vector<std::uint32_t> AppliedService::table_ids() const
 {
     if (!table)
         return {};
-    std::vector<std::uint32_t> ids(table->slots.size());
-    for (std::size_t slot = 0; slot < ids.size(); slot++)
-        ids[slot] = backend_in_slot(static_cast<std::uint32_t>(slot));
+    std::vector<std::uint32_t> ids = slots_of(*table);
+    for (std::uint32_t& slot : ids)
+        slot = slot == 0 ? 0 : member_ids[slot - 1];
     return ids;
 }
 
 std::uint32_t AppliedService::backend_in_slot(std::uint32_t slot) const
 {
-    if (!table || slot >= table->slots.size() || table->slots[slot] == 0)
+    if (!table || slot >= table->size)
         return 0;
-    return member_ids[table->slots[slot] - 1];
+    if (table->slots.empty())
+        return table_ids()[slot];  // dropped: rebuilt (plan/tables.h)
+    return table->slots[slot] == 0 ? 0 : member_ids[table->slots[slot] - 1];
 }
 
 // One write of a planned apply; `name` is the service it belongs to (messages only).
@@ -159,7 +155,7 @@ struct Reconciler::Write {
                    of + " (" + state_name(backend.state) + ")";
         case Kind::backends_written: return "next hops of the new backends" + of;
         case Kind::put_table:
-            return "maglev_tables entry " + std::to_string(id) + of + " (" + std::to_string(table->table->slots.size()) +
+            return "maglev_tables entry " + std::to_string(id) + of + " (" + std::to_string(table->table->size) +
                    " slots)";
         case Kind::delete_table: return "maglev_tables entry " + std::to_string(id) + of + " (delete)";
         }
@@ -354,6 +350,9 @@ void Reconciler::commit(Plan& plan)
     settings_ = plan.settings;
     vips_ = std::move(plan.vips);
     services_ = std::move(plan.services);
+    // The kernel holds the tables now: keep their recipe only (plan/tables.h).
+    for (auto& [name, svc] : services_)
+        svc.table = without_slots(svc.table);
     service_ids_ = std::move(plan.service_ids);
     backend_ids_ = std::move(plan.backend_ids);
     rewrite_all_ = false;

@@ -13,18 +13,27 @@
 namespace fulcrum::plan {
 namespace {
 
-// Builds the table of `service`: members are labelled 1..n for Maglev (0 is an empty slot).
+// Maglev over the table's members, labelled 1..n (0 is an empty slot).
+maglev::TableResult run_maglev(const SlotTable& table)
+{
+    std::vector<maglev::Backend> ring;
+    for (std::size_t i = 0; i < table.members.size(); i++)
+        ring.push_back({table.members[i], static_cast<std::uint32_t>(i + 1), table.weights[i]});
+    return maglev::build_table(ring, table.size, table.seed);
+}
+
 Result<std::shared_ptr<const SlotTable>> build_one(const ServicePlan& service, std::uint32_t seed, std::string input)
 {
     auto table = std::make_shared<SlotTable>();
     table->input = std::move(input);
-    std::vector<maglev::Backend> ring;
+    table->size = service.table_size;
+    table->seed = seed;
     for (const BackendPlan& b : service.backends)
         if (b.use == BackendUse::active) {
             table->members.push_back(b.address);
-            ring.push_back({b.address, static_cast<std::uint32_t>(table->members.size()), b.weight});
+            table->weights.push_back(b.weight);
         }
-    maglev::TableResult built = maglev::build_table(ring, service.table_size, seed);
+    maglev::TableResult built = run_maglev(*table);
     if (!built.ok())
         return Status::failure("plan: service " + service.name + ": " + built.error + "; nothing was written");
     table->slots = std::move(built.table);
@@ -41,6 +50,27 @@ std::size_t usable_cpus()
 }
 
 }  // namespace
+
+std::vector<std::uint32_t> slots_of(const SlotTable& table)
+{
+    if (!table.slots.empty() || table.size == 0)
+        return table.slots;
+    // It was built from the same recipe once, so Maglev accepts it again.
+    return run_maglev(table).table;
+}
+
+std::shared_ptr<const SlotTable> without_slots(const std::shared_ptr<const SlotTable>& table)
+{
+    if (!table || table->slots.empty())
+        return table;
+    auto kept = std::make_shared<SlotTable>();
+    kept->input = table->input;
+    kept->members = table->members;
+    kept->weights = table->weights;
+    kept->size = table->size;
+    kept->seed = table->seed;
+    return kept;
+}
 
 std::string table_input(const ServicePlan& service, std::uint32_t seed)
 {
@@ -91,6 +121,15 @@ Status TableCache::build(Desired& desired)
         next[service.name] = service.table;
     by_service_ = std::move(next);
     return {};
+}
+
+void TableCache::drop_slots(Desired& desired)
+{
+    for (ServicePlan& service : desired.services) {
+        service.table = without_slots(service.table);
+        if (auto have = by_service_.find(service.name); have != by_service_.end())
+            have->second = service.table;
+    }
 }
 
 }  // namespace fulcrum::plan

@@ -10,6 +10,12 @@
 // Building a table costs milliseconds, so a TableCache keeps the last table of each service and
 // hands it back while its input (members, weights, size, seed) is unchanged: a reload that
 // touches one service of a thousand builds one table.
+//
+// The slots themselves (4 bytes each: 262 MB for 1000 services of 65537) are held only until the
+// apply that writes them: then the kernel has them, and what the daemon keeps is the table's
+// recipe (members, weights, size, seed). Where the slots are needed again (a changed service's
+// old table, to tell which flows move; `fulcrumctl lookup`; a rewrite after a failed apply)
+// slots_of() rebuilds them, exactly: Maglev is deterministic.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +32,18 @@ namespace fulcrum::plan {
 struct SlotTable {
     std::string input;                 // table_input() of the service it was built for
     std::vector<std::string> members;  // active backends' addresses, in the service's file order
-    std::vector<std::uint32_t> slots;  // index into members + 1 per slot; 0 = no backend
+    std::vector<std::uint32_t> weights;  // of each member
+    std::uint32_t size = 0;            // slots (the service's prime table_size)
+    std::uint32_t seed = 0;
+    // Index into members + 1 per slot, 0 = no backend; empty once dropped (see above).
+    std::vector<std::uint32_t> slots;
 };
+
+// The slots of `table`: the ones it holds, or, once dropped, the same ones rebuilt.
+std::vector<std::uint32_t> slots_of(const SlotTable& table);
+
+// `table` without its slots (null stays null): what is kept once the kernel holds them.
+std::shared_ptr<const SlotTable> without_slots(const std::shared_ptr<const SlotTable>& table);
 
 // What a service's table is built from, as text: "size/seed address=weight ...". Two services
 // with the same input have the same table.
@@ -41,6 +57,9 @@ public:
     // Fails (naming the service) only where Maglev refuses its input, which a validated config
     // never gives; `desired` may then hold some tables and the cache is unchanged.
     Status build(Desired& desired);
+
+    // Once `desired` is applied: its tables, here and in `desired`, keep their recipe only.
+    void drop_slots(Desired& desired);
 
 private:
     std::map<std::string, std::shared_ptr<const SlotTable>> by_service_;

@@ -617,7 +617,54 @@ TEST_CASE("tables: the cache rebuilds only the services whose input changed", "[
     CHECK(reseeded.services[0].table != web);
 }
 
-TEST_CASE("tables: the applied state shares the planner's table and writes no unchanged one", "[plan][tables]")
+TEST_CASE("tables: once applied, a table is kept as its recipe, and slots rebuilt from it are exact", "[plan][tables]")
+{
+    // What the daemon does after every apply: the kernel holds the slots, the daemon does not.
+    FakeMaps maps;
+    Reconciler r(maps);
+    TableCache cache;
+    Desired d = two_services();
+    d.services[0].backends.push_back(backend("198.18.1.3", 250));
+    REQUIRE(cache.build(d).ok());
+    const std::vector<std::uint32_t> built = d.services[0].table->slots;
+    REQUIRE(built.size() == d.services[0].table_size);
+    REQUIRE(r.apply(d).ok());
+    cache.drop_slots(d);
+    const AppliedService& web = r.services().at("web");
+    CHECK(web.table->slots.empty());
+    CHECK(d.services[0].table->slots.empty());
+    CHECK(web.table->input == d.services[0].table->input);
+    CHECK(slots_of(*web.table) == built);
+    CHECK(web.table_ids() == maps.tables.at(web.id));
+    for (std::uint32_t slot : {0u, 1u, 100u, web.table_size - 1})
+        CHECK(web.backend_in_slot(slot) == maps.tables.at(web.id)[slot]);
+    CHECK(web.backend_in_slot(web.table_size) == 0);
+    const std::vector<std::uint32_t> ids_before = maps.tables.at(web.id);
+
+    // The cache hands the recipe back for an unchanged service: nothing is rebuilt or written.
+    maps.log.clear();
+    Desired same = d;
+    REQUIRE(cache.build(same).ok());
+    CHECK(same.services[0].table == d.services[0].table);
+    REQUIRE(r.apply(same).ok());
+    CHECK(maps.log.empty());
+
+    // A weight change: the new table is written (compared against the old one, rebuilt), and
+    // it is the one Maglev builds over the ids.
+    Desired heavier = d;
+    heavier.services[0].backends[2].weight = 500;
+    REQUIRE(cache.build(heavier).ok());
+    REQUIRE(r.apply(heavier).ok());
+    std::vector<maglev::Backend> ring;
+    for (const BackendPlan& b : heavier.services[0].backends)
+        ring.push_back({b.address, r.services().at("web").backends.at(b.address).id, b.weight});
+    const AppliedService& web_now = r.services().at("web");  // the apply replaced the applied state
+    CHECK(maps.tables.at(web_now.id) == maglev::build_table(ring, heavier.services[0].table_size, 7).table);
+    CHECK(maps.tables.at(web_now.id) != ids_before);
+    CHECK(web_now.table_ids() == maps.tables.at(web_now.id));
+}
+
+TEST_CASE("tables: the applied state keeps the planner's recipe and writes no unchanged table", "[plan][tables]")
 {
     FakeMaps maps;
     Reconciler r(maps);
@@ -625,7 +672,8 @@ TEST_CASE("tables: the applied state shares the planner's table and writes no un
     Desired d = two_services();
     REQUIRE(cache.build(d).ok());
     REQUIRE(r.apply(d).ok());
-    CHECK(r.services().at("web").table == d.services[0].table);  // shared, not a copy
+    CHECK(r.services().at("web").table->input == d.services[0].table->input);
+    CHECK(r.services().at("web").table->slots.empty());  // the maps hold them
 
     // A backend re-added under the same address gets a new id: same input, other ids, so the
     // table is rewritten with the new id.

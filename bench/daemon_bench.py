@@ -1,0 +1,181 @@
+#!/usr/bin/python3
+"""daemon-bench: a real fulcrumd on a large config, seen from outside as an operator sees it.
+
+In a lab of network namespaces (tests/system/fulcrum_lab.py: the balancer's eth0 with XDP
+attached natively), fulcrumd starts on a generated config of --services services x --backends
+backends with Maglev tables of --table-size slots, no health checks (every backend is up, so every
+table holds all of them). One real backend answers ARP; every generated backend address is routed
+through it, so neighbour resolution is the same one entry for all of them.
+
+Printed, each next to its target (issue 10): the time from exec to the control socket answering
+(the first apply is synchronous at start, so it is inside), the daemon's RSS then (VmRSS) and its
+peak (VmHWM), the time of `fulcrumctl reload` after one backend's weight changed in the file (the
+reply comes once the apply is done: parse + validate + plan + map writes), of a reload with no
+change, and the RSS after them. It reports; it does not assert: exit 1 only if something could not
+run. Run as root: `ninja -C build daemon-bench`, or this file with FULCRUM_BUILD_DIR set."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "system"))
+import fulcrum_lab as fl  # noqa: E402
+from st_helpers import lab_up  # noqa: E402
+
+RSS_TARGET_MIB = 128
+RELOAD_TARGET_S = 0.5
+START_TARGET_S = 1.0
+
+
+def vip_of(s):
+    return f"198.19.{s // 256}.{s % 256}"
+
+
+def backend_of(s, b):
+    return f"10.{s // 256}.{s % 256}.{b + 1}"
+
+
+def config_text(lab, services, backends, table_size, weight0=100):
+    out = [f"""interfaces:
+  - name: eth0
+    mode: native
+tunnel:
+  source_v4: {fl.BALANCER_V4}
+bpf:
+  pin_path: {lab.pin_path}
+control:
+  socket: {lab.workdir}/fulcrumd.sock
+metrics:
+  listen: 127.0.0.1:{lab.metrics_port()}
+on_exit: detach
+services:
+"""]
+    for s in range(services):
+        out.append(f"  - name: svc{s}\n    vip: {vip_of(s)}\n    port: 80\n    protocol: tcp\n"
+                   f"    table_size: {table_size}\n    backends:\n")
+        for b in range(backends):
+            weight = weight0 if s == 0 and b == 0 else 100
+            out.append(f"      - address: {backend_of(s, b)}\n        weight: {weight}\n")
+    return "".join(out)
+
+
+def memory_kib(pid):
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0])
+    return fields
+
+
+def largest_mappings(pid, count=6):
+    """The daemon's largest mappings by resident size: [(name, KiB)], so the RSS can be explained."""
+    found, name = [], ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = head[5] if len(head) > 5 else "[anonymous]"
+            elif head[0] == "Rss:":
+                found.append((name, int(head[1])))
+    return sorted(found, key=lambda m: -m[1])[:count]
+
+
+def ctl(lab, *args):
+    return subprocess.run([fl.CTL, "-s", f"{lab.workdir}/fulcrumd.sock", "--timeout", "600", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def timed_reload(lab):
+    t = time.monotonic()
+    r = ctl(lab, "reload")
+    elapsed = time.monotonic() - t
+    if r.returncode != 0:
+        raise RuntimeError("fulcrumctl reload failed: " + r.stdout + r.stderr)
+    return elapsed
+
+
+def run(args):
+    lab = fl.Lab(backends=1, clients=1, prefix=f"fdb{os.getpid() % 10000}")
+    lab_up(lab)
+    try:
+        lab.run(lab.balancer, f"ip route add 10.0.0.0/8 via {fl.backend_v4(1)}")
+        path = lab.write_config(config_text(lab, args.services, args.backends, args.table_size))
+        log = open(f"{lab.workdir}/fulcrumd.log", "w")
+        t0 = time.monotonic()
+        daemon = subprocess.Popen(lab.ns(lab.balancer, f"{fl.FULCRUMD} -c {path}").split(),
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        lab.daemon = daemon
+        while ctl(lab, "status", "--json").returncode != 0:
+            if daemon.poll() is not None:
+                raise RuntimeError("fulcrumd exited:\n" + open(f"{lab.workdir}/fulcrumd.log").read()[-3000:])
+            if time.monotonic() - t0 > 600:
+                raise RuntimeError("fulcrumd did not answer within 600 s")
+            time.sleep(0.05)
+        start_s = time.monotonic() - t0
+        at_start = memory_kib(daemon.pid)
+        weight_s, nochange_s = [], []
+        for rep in range(args.reps):
+            lab.write_config(config_text(lab, args.services, args.backends, args.table_size,
+                                         weight0=200 if rep % 2 == 0 else 100))
+            weight_s.append(timed_reload(lab))
+            nochange_s.append(timed_reload(lab))
+        after = memory_kib(daemon.pid)
+        mappings = largest_mappings(daemon.pid)
+        status = json.loads(ctl(lab, "status", "--json").stdout)
+        lab.stop_fulcrumd()
+    finally:
+        lab.down(quiet=True)
+    median = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+    return {
+        "services": args.services, "backends": args.backends, "table_size": args.table_size,
+        "reloads_ok": status.get("reloads_ok"),
+        "start_s": start_s, "weight_change_reload_s": median(weight_s),
+        "weight_change_reload_all_s": weight_s, "no_change_reload_s": median(nochange_s),
+        "rss_at_start_mib": at_start["VmRSS"] / 1024, "rss_after_reloads_mib": after["VmRSS"] / 1024,
+        "peak_rss_mib": after["VmHWM"] / 1024, "largest_mappings": mappings,
+    }
+
+
+def met(value, target):
+    return "met" if value <= target else "not met"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--services", type=int, default=1000)
+    p.add_argument("--backends", type=int, default=100)
+    p.add_argument("--table-size", type=int, default=65537)
+    p.add_argument("--reps", type=int, default=3, help="weight-change and no-change reloads (median)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("daemon-bench: needs root (network namespaces, XDP)")
+    try:
+        r = run(args)
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        sys.exit(f"daemon-bench: {e}")
+    if args.json:
+        print(json.dumps(r))
+        return
+    print(f"fulcrumd, {r['services']} services x {r['backends']} backends x {r['table_size']} slots")
+    print(f"  exec to control socket answering (first apply inside): {r['start_s']:8.2f} s"
+          f"   target <= {START_TARGET_S} s: {met(r['start_s'], START_TARGET_S)}")
+    print(f"  reload, one backend's weight changed (median):         {r['weight_change_reload_s']:8.3f} s"
+          f"   target <= {RELOAD_TARGET_S} s: {met(r['weight_change_reload_s'], RELOAD_TARGET_S)}")
+    print(f"  reload, no change (median):                            {r['no_change_reload_s']:8.3f} s")
+    print(f"  RSS after start:                                       {r['rss_at_start_mib']:8.1f} MiB"
+          f"   target <= {RSS_TARGET_MIB} MiB: {met(r['rss_at_start_mib'], RSS_TARGET_MIB)}")
+    print(f"  RSS after the reloads:                                 {r['rss_after_reloads_mib']:8.1f} MiB"
+          f"   target <= {RSS_TARGET_MIB} MiB: {met(r['rss_after_reloads_mib'], RSS_TARGET_MIB)}")
+    print(f"  peak RSS (VmHWM):                                      {r['peak_rss_mib']:8.1f} MiB")
+    print("  largest mappings: " + ", ".join(f"{n} {k / 1024:.1f} MiB" for n, k in r["largest_mappings"]))
+
+
+if __name__ == "__main__":
+    main()
