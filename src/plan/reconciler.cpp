@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <set>
 
@@ -167,6 +168,11 @@ struct Reconciler::Write {
 // the maps or this object, so a plan that cannot be made changes nothing.
 struct Reconciler::Plan {
     std::vector<Write> writes;
+    // While services are planned, their table swaps and what must follow them wait here, so all
+    // swaps go in as one run (the real maps: one batch, one RCU grace period instead of one per
+    // table) between every service's incoming backends and every service's outgoing ones.
+    std::vector<Write> swaps, after_swaps;
+    std::vector<std::uint32_t> freed_after_swaps;  // backend ids: reusable only once planned
     std::optional<fulcrum_settings> settings;
     std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips;
     std::set<std::string> removed;  // applied services that go (or are re-created under a new key)
@@ -384,6 +390,15 @@ Status Reconciler::make_plan(const Desired& desired, Plan& plan) const
     for (const ServicePlan& s : desired.services)
         if (Status st = plan_service(s, desired.settings.hash_seed, plan); !st.ok())
             return st;
+    // The three phases of every service, each phase for all services: incoming backends (and
+    // shrinking moduli), then the table swaps, then growing moduli and outgoing backends. The
+    // order within a service is the one plan_service explains; across services nothing depends
+    // on anything, except an id freed by one and taken by a later one, which is why a freed id
+    // returns to the pool only now (its "free" write comes after every taker's write).
+    std::move(plan.swaps.begin(), plan.swaps.end(), std::back_inserter(plan.writes));
+    std::move(plan.after_swaps.begin(), plan.after_swaps.end(), std::back_inserter(plan.writes));
+    for (std::uint32_t id : plan.freed_after_swaps)
+        plan.backend_ids.release(id);
     plan_vips(desired, true, plan);
     return {};
 }
@@ -510,7 +525,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     if (table_changed)
         plan.rebuilt.insert(wanted.name);
 
-    auto write_backend = [&](const std::string& address, const AppliedBackend& ab) {
+    auto write_backend = [&](std::vector<Write>& to, const std::string& address, const AppliedBackend& ab) {
         auto have = svc.backends.find(address);
         if (!rewrite_all_ && have != svc.backends.end() && same_bytes(have->second.value, ab.value)) {
             have->second.weight = ab.weight;
@@ -520,7 +535,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         w.name = name;
         w.id = ab.id;
         w.backend = ab.value;
-        plan.writes.push_back(w);
+        to.push_back(w);
         svc.backends[address] = ab;
         return true;
     };
@@ -528,7 +543,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     bool usable_written = false;
     for (const auto& [address, ab] : want)
         if (ab.value.state == FULCRUM_BACKEND_ACTIVE)
-            usable_written = write_backend(address, ab) || usable_written;
+            usable_written = write_backend(plan.writes, address, ab) || usable_written;
     if (usable_written) {
         Write w{Write::Kind::backends_written};
         w.name = name;
@@ -541,6 +556,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     entry.name = name;
     entry.service = wanted.key;
     entry.service_value = fulcrum_service_value{svc.id, wanted.table_size};
+    //    (make_plan runs the swaps of all services together: phases, see there.)
     const bool shrinking = !fresh && wanted.table_size < svc.table_size;
     if (shrinking)
         plan.writes.push_back(entry);
@@ -549,15 +565,15 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         w.name = name;
         w.id = svc.id;
         w.table = &svc;  // a std::map node of plan.services: the address is stable
-        plan.writes.push_back(w);
+        plan.swaps.push_back(w);
     }
     if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size))
-        plan.writes.push_back(entry);
+        plan.after_swaps.push_back(entry);
     svc.table_size = wanted.table_size;
     // 3. Backends leaving the table (draining/down) once no table names them; removed ones freed.
     for (const auto& [address, ab] : want)
         if (ab.value.state != FULCRUM_BACKEND_ACTIVE)
-            write_backend(address, ab);
+            write_backend(plan.after_swaps, address, ab);
     for (auto it = svc.backends.begin(); it != svc.backends.end();) {
         if (want.contains(it->first)) {
             ++it;
@@ -566,8 +582,8 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         Write w{Write::Kind::put_backend};  // freed: all zero
         w.name = name;
         w.id = it->second.id;
-        plan.writes.push_back(w);
-        plan.backend_ids.release(it->second.id);
+        plan.after_swaps.push_back(w);
+        plan.freed_after_swaps.push_back(it->second.id);
         it = svc.backends.erase(it);
     }
     return {};
