@@ -10,9 +10,10 @@
 // only prints it. Commands: status | reload | drain SERVICE BACKEND | undrain SERVICE BACKEND |
 // lookup SERVICE SRC_IP SRC_PORT [DST_PORT] | stats | diff ABSOLUTE_FILE. Arguments contain no spaces.
 //
-// Limits (server.h): the request line must arrive within kRequestTimeout of connecting and the
-// answer be read within kAnswerTimeout (the command's own time counts toward neither: a reload
-// answers once its apply is done), else the daemon closes the connection without a word; at
+// Limits (server.h): the request line must arrive within kRequestTimeout of connecting, and the
+// client must take some of the answer at least every kAnswerTimeout (the command's own time
+// counts toward neither: a reload answers once its apply is done; nor does the daemon's busy
+// time while it sends), else the daemon closes the connection without a word; at
 // most kMaxSessions connections are served at once, and one more is answered at once with
 // "5 LF fulcrumd: busy ..." (kBusy) and closed: fulcrumctl then tries again until its --timeout.
 #pragma once
@@ -35,7 +36,7 @@ enum ExitCode {
 inline constexpr const char* kDefaultSocket = "/run/fulcrum/fulcrumd.sock";
 inline constexpr unsigned kMaxRequestBytes = 4096;
 inline constexpr std::chrono::milliseconds kRequestTimeout{3000};  // connect to the request's LF
-inline constexpr std::chrono::milliseconds kAnswerTimeout{5000};   // for the client to read it all
+inline constexpr std::chrono::milliseconds kAnswerTimeout{5000};   // the client taking nothing of it
 inline constexpr std::size_t kMaxSessions = 64;
 
 }  // namespace fulcrum::control

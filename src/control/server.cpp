@@ -1,6 +1,7 @@
 // Control socket server; see server.h.
 #include "control/server.h"
 
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +76,8 @@ private:
             // past the request deadline): only the current deadline counts.
             if (ec || self->closed_ || self->deadline_.expiry() > Clock::now())
                 return;
+            if (self->answering_ && self->client_took_more())
+                return self->arm(self->shared_->limits.answer_timeout);  // its write runs next
             self->shared_->stats.timed_out++;
             self->shared_->report("closed a session at its deadline", self->shared_->next_timeout_log);
             self->close();
@@ -109,10 +112,36 @@ private:
         if (closed_)
             return;
         answer_ = std::to_string(response.code) + "\n" + response.body;
+        answering_ = true;
+        send_rest();
+    }
+
+    // The answer deadline is the client's: it runs from the last byte the client took, not from
+    // the start of the answer. A large answer (status of a thousand services is megabytes) meets
+    // a daemon whose loop is busy for seconds (an apply); had the deadline counted that time, the
+    // session would be closed mid-answer and the client would see a truncated body it cannot
+    // tell from a whole one (the protocol ends an answer by closing).
+    void send_rest()
+    {
         arm(shared_->limits.answer_timeout);
         auto self = shared_from_this();
-        boost::asio::async_write(socket_, boost::asio::buffer(answer_),
-                                 [self](const boost::system::error_code&, std::size_t) { self->close(); });
+        socket_.async_write_some(boost::asio::buffer(answer_.data() + sent_, answer_.size() - sent_),
+                                 [self](const boost::system::error_code& ec, std::size_t n) {
+                                     if (self->closed_)
+                                         return;
+                                     self->sent_ += n;
+                                     if (ec || self->sent_ == self->answer_.size())
+                                         return self->close();
+                                     self->send_rest();
+                                 });
+    }
+
+    // Whether the client made room for more of the answer since the last write: then the
+    // deadline found the loop late, not the client idle.
+    bool client_took_more()
+    {
+        pollfd p{socket_.native_handle(), POLLOUT, 0};
+        return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
     }
 
     void close()
@@ -131,6 +160,8 @@ private:
     boost::asio::streambuf buffer_;
     boost::asio::steady_timer deadline_;
     std::string answer_;
+    std::size_t sent_ = 0;
+    bool answering_ = false;
     bool closed_ = false;
 };
 
