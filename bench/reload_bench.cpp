@@ -301,6 +301,13 @@ public:
     {
         return timed(kPutTable, [&] { return inner_.put_table(id, t); });
     }
+    Status put_tables(std::span<const std::uint32_t> ids) override
+    {
+        Status s = timed(kPutTable, [&] { return inner_.put_tables(ids); });
+        if (!ids.empty())
+            stats.calls[kPutTable] += ids.size() - 1;  // counted per table, as put_table
+        return s;
+    }
     Status delete_table(std::uint32_t id) override
     {
         return timed(kDeleteTable, [&] { return inner_.delete_table(id); });

@@ -479,6 +479,39 @@ Status BalancerProgram::put_table(std::uint32_t service_id, std::span<const std:
     return status;
 }
 
+Status BalancerProgram::put_tables(std::span<const std::uint32_t> service_ids)
+{
+    std::vector<std::uint32_t> keys;
+    std::vector<int> inners;
+    for (std::uint32_t id : service_ids) {
+        auto staged = staged_tables_.find(id);
+        if (staged == staged_tables_.end())
+            return Status::failure("bpf: no prepared maglev table for service " + std::to_string(id));
+        keys.push_back(id);
+        inners.push_back(staged->second);
+    }
+    // Every entry is journaled before the batch: if it stops part way, rollback puts back the old
+    // table of each (the same one, for those the batch did not reach).
+    for (std::uint32_t& id : keys)
+        if (Status s = journal(skel_->maps.maglev_tables, &id); !s.ok())
+            return s;
+    std::uint32_t count = static_cast<std::uint32_t>(keys.size());
+    const int rc = bpf_map_update_batch(bpf_map__fd(skel_->maps.maglev_tables), keys.data(), inners.data(), &count,
+                                        nullptr);
+    const int err = errno;
+    // The first `count` went in: maglev_tables holds them now, and live_tables keeps their fds.
+    for (std::uint32_t i = 0; i < count && i < keys.size(); i++) {
+        staged_tables_.erase(keys[i]);
+        tables_.installed(keys[i], inners[i]);
+    }
+    if (rc != 0)
+        return errno_status("cannot swap in the maglev table of service " +
+                                std::to_string(count < keys.size() ? keys[count] : keys.back()) + " (" +
+                                std::to_string(count) + " of " + std::to_string(keys.size()) + " swapped in by the batch)",
+                            err);
+    return {};
+}
+
 Status BalancerProgram::delete_table(std::uint32_t service_id)
 {
     Status status = erase(skel_->maps.maglev_tables, &service_id, "maglev table");

@@ -86,6 +86,8 @@ public:
     // Swaps the prepared inner array (else one built aside here) into maglev_tables in one
     // update: packets see the old table or the new one, never a mix.
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
+    // One bpf_map_update_batch of maglev_tables for all of them (one RCU grace period).
+    Status put_tables(std::span<const std::uint32_t> service_ids) override;
     Status delete_table(std::uint32_t service_id) override;
     // The service's table as maglev_tables holds it (table_size slots, read from the kernel
     // through the descriptor held for it); an error if none is held or its layout differs.

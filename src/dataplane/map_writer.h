@@ -46,6 +46,12 @@ public:
     // Replaces the service's whole Maglev table in one step (the prepared one, else built aside
     // here, then swapped).
     virtual Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) = 0;
+    // Swaps in the tables prepare_table made for these services, in this order, as one write
+    // where the maps allow it: the kernel waits out an RCU grace period after every update of a
+    // map of maps (~16 ms here: 16 s for a thousand tables one by one), and once for a batch.
+    // A service with no prepared table is an error. On failure, rollback() undoes the swaps that
+    // went in, as for any write.
+    virtual Status put_tables(std::span<const std::uint32_t> service_ids) = 0;
     virtual Status delete_table(std::uint32_t service_id) = 0;
     // Called after the backends that become usable have been written and before any table that
     // names them is swapped in: a writer may prepare per-backend state there (the real maps:

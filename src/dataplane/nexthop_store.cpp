@@ -70,6 +70,10 @@ Status NexthopWriter::put_table(std::uint32_t service_id, std::span<const std::u
 {
     return program_.put_table(service_id, table);
 }
+Status NexthopWriter::put_tables(std::span<const std::uint32_t> service_ids)
+{
+    return program_.put_tables(service_ids);
+}
 Status NexthopWriter::delete_table(std::uint32_t service_id) { return program_.delete_table(service_id); }
 
 Status NexthopWriter::put_backend(std::uint32_t id, const fulcrum_backend& backend)

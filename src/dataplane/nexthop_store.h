@@ -42,6 +42,7 @@ public:
     Status delete_service(const fulcrum_service_key& key) override;
     Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
+    Status put_tables(std::span<const std::uint32_t> service_ids) override;
     Status delete_table(std::uint32_t service_id) override;
     Status backends_written() override;
 

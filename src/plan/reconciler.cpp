@@ -259,11 +259,24 @@ Status Reconciler::apply(const Desired& desired)
                                              " (before any live write)");
                     break;
                 }
-        for (; failed.ok() && at < plan.writes.size(); at++)
-            if (Status s = execute(plan.writes[at]); !s.ok())
-                failed = Status::failure("apply: cannot write the " + plan.writes[at].describe() + ": " + s.message() +
-                                         " (write " + std::to_string(at + 1) + " of " +
-                                         std::to_string(plan.writes.size()) + ")");
+        while (failed.ok() && at < plan.writes.size()) {
+            // A run of table swaps (make_plan puts them together) is one put_tables.
+            std::size_t end = at + 1;
+            if (plan.writes[at].kind == Write::Kind::put_table)
+                while (end < plan.writes.size() && plan.writes[end].kind == Write::Kind::put_table)
+                    end++;
+            Status s = end - at > 1 ? swap_tables(std::span(plan.writes).subspan(at, end - at))
+                                    : execute(plan.writes[at]);
+            if (!s.ok()) {
+                std::string what = end - at > 1 ? "maglev_tables entries of " + std::to_string(end - at) + " services"
+                                                : plan.writes[at].describe();
+                std::string which = end - at > 1 ? "writes " + std::to_string(at + 1) + "-" + std::to_string(end)
+                                                 : "write " + std::to_string(at + 1);
+                failed = Status::failure("apply: cannot write the " + what + ": " + s.message() + " (" + which +
+                                         " of " + std::to_string(plan.writes.size()) + ")");
+            }
+            at = end;
+        }
         if (!failed.ok()) {
             if (Status undo = maps_.rollback(); !undo.ok()) {
                 rewrite_all_ = true;
@@ -345,10 +358,18 @@ Status Reconciler::execute(const Write& w)
     case Write::Kind::delete_service: return maps_.delete_service(w.service);
     case Write::Kind::put_backend: return maps_.put_backend(w.id, w.backend);
     case Write::Kind::backends_written: return maps_.backends_written();
-    case Write::Kind::put_table: return maps_.put_table(w.id, w.table->table_ids());
+    case Write::Kind::put_table: return maps_.put_tables(std::span(&w.id, 1));
     case Write::Kind::delete_table: return maps_.delete_table(w.id);
     }
     return Status::failure("apply: unknown write");
+}
+
+Status Reconciler::swap_tables(std::span<const Write> swaps)
+{
+    std::vector<std::uint32_t> ids;
+    for (const Write& w : swaps)
+        ids.push_back(w.id);
+    return maps_.put_tables(ids);
 }
 
 void Reconciler::commit(Plan& plan)

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -98,6 +99,7 @@ private:
     Status plan_service(const ServicePlan& wanted, std::uint32_t seed, Plan& plan) const;
     void plan_vips(const Desired& desired, bool removals, Plan& plan) const;
     Status execute(const Write& write);
+    Status swap_tables(std::span<const Write> swaps);  // a run of put_table writes, as one
     void commit(Plan& plan);
 
     dataplane::MapWriter& maps_;

@@ -61,7 +61,11 @@ public:
 
     // Transactions and tables prepared aside are not live writes: only "rollback" is logged.
     void begin() override { saved_ = state(); }
-    void commit() override { saved_.reset(); }
+    void commit() override
+    {
+        saved_.reset();
+        staged_.clear();
+    }
     Status rollback() override
     {
         log.push_back("rollback");
@@ -75,14 +79,16 @@ public:
             tables = saved_->tables;
         }
         saved_.reset();
+        staged_.clear();
         return {};
     }
-    Status prepare_table(std::uint32_t service_id, std::span<const std::uint32_t>) override
+    Status prepare_table(std::uint32_t service_id, std::span<const std::uint32_t> t) override
     {
         if (fail_after == 0)
             return Status::failure("fake: injected failure at prepare_table " + std::to_string(service_id));
         if (fail_after > 0)
             fail_after--;
+        staged_[service_id].assign(t.begin(), t.end());
         return {};
     }
 
@@ -117,6 +123,21 @@ public:
         return write("put_table " + std::to_string(service_id),
                      [&] { tables[service_id].assign(t.begin(), t.end()); });
     }
+    // Each swap is a write of its own here (logged "put_table N"), so an injected failure can
+    // stop a batch part way, as the kernel's batch can.
+    Status put_tables(std::span<const std::uint32_t> service_ids) override
+    {
+        for (std::uint32_t id : service_ids) {
+            auto staged = staged_.find(id);
+            if (staged == staged_.end())
+                return Status::failure("fake: no prepared table for service " + std::to_string(id));
+            if (Status s = write("put_table " + std::to_string(id), [&] { tables[id] = std::move(staged->second); });
+                !s.ok())
+                return s;
+            staged_.erase(staged);
+        }
+        return {};
+    }
     Status delete_table(std::uint32_t service_id) override
     {
         return write("delete_table " + std::to_string(service_id), [&] { tables.erase(service_id); });
@@ -144,6 +165,7 @@ public:
 
 private:
     std::optional<State> saved_;
+    std::map<std::uint32_t, std::vector<std::uint32_t>> staged_;  // prepared, not swapped in yet
     template <typename F>
     Status write(const std::string& what, F apply)
     {

@@ -67,6 +67,10 @@ public:
     {
         return write("put_table", [&] { return inner_.put_table(id, t); });
     }
+    Status put_tables(std::span<const std::uint32_t> ids) override
+    {
+        return write("put_tables", [&] { return inner_.put_tables(ids); });
+    }
     Status delete_table(std::uint32_t id) override
     {
         return write("delete_table", [&] { return inner_.delete_table(id); });
