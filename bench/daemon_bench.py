@@ -142,11 +142,19 @@ def run(args):
         start_s = time.monotonic() - t0
         at_start = memory_kib(daemon.pid)
         weight_s, nochange_s = [], []
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", args.perf, "-p", str(daemon.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         for rep in range(args.reps):
             lab.write_config(config_text(lab, args.services, args.backends, args.table_size,
                                          args.check_interval, weight0=200 if rep % 2 == 0 else 100))
             weight_s.append(timed_reload(lab))
             nochange_s.append(timed_reload(lab))
+        if perf:
+            perf.send_signal(2)
+            perf.wait()
         after = memory_kib(daemon.pid)
         mappings = largest_mappings(daemon.pid)
         stats = json.loads(ctl(lab, "stats", "--json").stdout)
@@ -175,6 +183,7 @@ def main():
     p.add_argument("--table-size", type=int, default=65537)
     p.add_argument("--check-interval", default="120s", help="health-check interval of every backend")
     p.add_argument("--reps", type=int, default=3, help="weight-change and no-change reloads (median)")
+    p.add_argument("--perf", metavar="FILE", help="perf record -g fulcrumd during the reloads into FILE")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     if os.geteuid() != 0:

@@ -95,8 +95,10 @@ public:
 
     NexthopCache(NexthopStore& store, NexthopResolver& resolver) : store_(store), resolver_(resolver) {}
 
-    // The backends to keep entries for; resolves them all now. Ids no longer listed are
-    // forgotten (the reconciler invalidates an id when it frees or reuses it).
+    // The backends to keep entries for; resolves now those that are new, moved, pending or
+    // without a valid entry (the others are kept up to date by events). Ids no longer listed
+    // are forgotten (the reconciler invalidates an id when it frees or reuses it). The result
+    // counts every target: kept valid entries as cached.
     Result set_targets(std::vector<NexthopTarget> targets);
     // Adds (or updates) these targets and resolves them now; the others are untouched.
     Result add_targets(std::vector<NexthopTarget> targets);

@@ -281,3 +281,45 @@ TEST_CASE("nexthop cache: add_targets makes entries for new backends only, at on
     CHECK(cache.targets() == 2);
     CHECK(store.violations.empty());
 }
+
+TEST_CASE("nexthop cache: set_targets resolves only what an apply changed; kept entries count as cached")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(11, 0xaa);
+    resolver.answers[12] = ok(12, 0xab);
+    resolver.answers[13] = ok(13, 0xac);
+    resolver.answers[14] = ok(14, 0xad);
+    NexthopCache cache(store, resolver);
+    auto first = cache.set_targets({{1, v4(11), FULCRUM_AF_INET}, {2, v4(12), FULCRUM_AF_INET}});
+    CHECK(first.cached == 2);
+    CHECK(resolver.calls == 2);
+
+    // The same state again (a reload that changed a weight): no lookup, both still cached.
+    resolver.calls = 0;
+    auto same = cache.set_targets({{1, v4(11), FULCRUM_AF_INET}, {2, v4(12), FULCRUM_AF_INET}});
+    CHECK(resolver.calls == 0);
+    CHECK(same.cached == 2);
+    CHECK(same.fallback == 0);
+
+    // A new id, an id now at another address, and an entry zeroed by the reconciler's
+    // put_backend (a re-created backend): exactly these three are resolved.
+    store.map[1] = fulcrum_nexthop{};
+    resolver.calls = 0;
+    auto changed = cache.set_targets(
+        {{1, v4(11), FULCRUM_AF_INET}, {2, v4(13), FULCRUM_AF_INET}, {3, v4(14), FULCRUM_AF_INET}});
+    CHECK(resolver.calls == 3);
+    CHECK(changed.cached == 3);
+    CHECK((store.map[1].valid == 1 && store.map[1].dmac[5] == 0xaa));
+    CHECK((store.map[2].valid == 1 && store.map[2].dmac[5] == 0xac));
+    CHECK((store.map[3].valid == 1 && store.map[3].dmac[5] == 0xad));
+
+    // A pending target (a neighbour event marked it) is resolved even though unchanged.
+    cache.mark_all_pending();
+    resolver.calls = 0;
+    cache.set_targets({{1, v4(11), FULCRUM_AF_INET}});
+    CHECK(resolver.calls == 1);
+    CHECK(cache.targets() == 1);
+    CHECK_FALSE(cache.has_pending());
+    CHECK(store.violations.empty());
+}
