@@ -668,6 +668,10 @@ def fmt(x, digits=2):
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
+# The floor each XDP case's program time is compared with: the same way out.
+FLOOR_OF = {"fulcrumd": "redirect_floor", "fulcrumd_stick": "tx_floor"}
+
+
 def summarize(cases, args):
     by = {c.key: c for c in cases}
 
@@ -691,6 +695,11 @@ def summarize(cases, args):
             "sent_pps": median([x["sent"] / x["trafgen_seconds"] for x in r]),
             "qdisc_drop_share": median([x["qdisc_drops"] / args.packets for x in r]),
             "path_ok": all(x["path_ok"] for x in r),
+            # The program's cost above its floor's, from the same round (LAB.md: report it beside ratios).
+            "prog_ns_above_floor": median([a["prog_ns_per_run"] - b["prog_ns_per_run"]
+                                           for a, b in zip(r, by[FLOOR_OF[c.key]].runs)
+                                           if a["prog_ns_per_run"] and b["prog_ns_per_run"]])
+            if FLOOR_OF.get(c.key) in by else None,
             "runs": r,
         }
         out.append(row)
@@ -700,13 +709,13 @@ def summarize(cases, args):
 def print_table(rows, args, header):
     print(header)
     print(f"{'case':50s} {'frames/s':>10s} {'/redirect':>9s} {'/tx':>6s} {'rx CPU':>8s} {'prog':>7s}"
-          f" {'sent/s':>10s} {'qdisc':>6s}")
+          f" {'above':>6s} {'sent/s':>10s} {'qdisc':>6s}")
     print(f"{'':50s} {'delivered':>10s} {'floor':>9s} {'floor':>6s} {'ns/frame':>8s} {'ns/run':>7s}"
-          f" {'(trafgen)':>10s} {'drops':>6s}")
+          f" {'floor':>6s} {'(trafgen)':>10s} {'drops':>6s}")
     for r in rows:
         print(f"{r['title']:50s} {fmt(r['delivered_pps'], 0):>10s} {fmt(r['vs_redirect_floor']):>9s} "
               f"{fmt(r['vs_tx_floor']):>6s} {fmt(r['rx_cpu_ns_per_frame'], 0):>8s} {fmt(r['prog_ns_per_run'], 0):>7s} "
-              f"{fmt(r['sent_pps'], 0):>10s} {r['qdisc_drop_share'] * 100:5.1f}%")
+              f"{fmt(r['prog_ns_above_floor'], 0):>6s} {fmt(r['sent_pps'], 0):>10s} {r['qdisc_drop_share'] * 100:5.1f}%")
     print("\npaths (each round):")
     for r in rows:
         for x in r["runs"]:
@@ -714,7 +723,7 @@ def print_table(rows, args, header):
     print("\nframes/s: delivered at the sink in steady state (10 %..90 % of the run), median of rounds; "
           "/redirect floor, /tx floor: same-round ratios, median; rx CPU: the balancer's receive thread's CPU "
           "time per delivered frame (the sink's count included); prog: bpf_stats run_time_ns / run_cnt of the "
-          "XDP program on in; sent/s: what trafgen got into the veth per second of its wall time; qdisc drops: "
+          "XDP program on in; above floor: prog ns/run minus its floor's (redirect floor for fulcrumd, XDP_TX floor on a stick), same round, median; sent/s: what trafgen got into the veth per second of its wall time; qdisc drops: "
           "share of trafgen's frames its pfifo dropped (the balancer's ring full: the balancer's CPU is the "
           "limit; near 0 %: trafgen is).")
 
