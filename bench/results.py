@@ -137,6 +137,8 @@ def ratio(packet, *words):
 def case(rows, key, field):
     for r in rows:
         if r.get("case", r.get("key")) == key:
+            if r.get("path_ok") is False:
+                raise Missing(f"{key}: its frames did not take its path")
             if r.get(field) is None:
                 raise Missing(f"{key}.{field} is empty")
             return r[field]
@@ -274,12 +276,11 @@ def plots(saved):
         a.invert_yaxis()
         a.set_xlabel("ns per packet, wall clock, live frames (median)")
         a.set_title("Per packet, next to the floors (grey)")
-        rows = [r for r in p["program_time"]]
+        rows = p["program_time"]
         y = range(len(rows))
-        a2 = [r["once_ns"] for r in rows]
-        b.barh([r["key"] for r in rows], a2, height=0.4, label="once per frame (test run)")
-        live = [r["live_ns"] or 0 for r in rows]
-        b.barh([i + 0.4 for i in y], live, height=0.4, label="live trafgen")
+        b.barh([i - 0.2 for i in y], [r["once_ns"] for r in rows], height=0.4, label="once per frame (test run)")
+        b.barh([i + 0.2 for i in y], [r["live_ns"] or 0 for r in rows], height=0.4, label="live trafgen")
+        b.set_yticks(list(y), [r["key"] for r in rows])
         b.invert_yaxis()
         b.set_xlabel("program ns per run (kernel bpf_stats, median)")
         b.set_title("Program time by case")
@@ -295,7 +296,7 @@ def plots(saved):
                color=["#999999" if "floor" in r["case"] else "#1f77b4" for r in rows])
         a.invert_yaxis()
         a.set_xlabel("thousand frames per second delivered at the sink (median of rounds)")
-        a.set_title("Forwarding on veth by path, 65,536 flows (floors grey)")
+        a.set_title(f"Forwarding on veth by path, {saved['forwarding']['result']['flows']:,} flows (floors grey)")
         fig.tight_layout()
         fig.savefig(os.path.join(RESULTS_DIR, "forwarding.png"), dpi=90)
         plt.close(fig)
