@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$(/usr/bin/python3 tests/system/demo.py 2>&1) || { echo "$out"; echo "demo failed"; exit 1; }
-echo "$out" | tail -32
+echo "$out" | tail -34
 grep -q "demo complete" <<<"$out"
 if ip netns list | grep -q '^fdemo-'; then
     echo "demo left namespaces behind"; exit 1
