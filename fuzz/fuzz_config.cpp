@@ -2,7 +2,10 @@
 // either a Config or errors, never both or neither, and every error must point at a place in the
 // file (LINE:COLUMN, 1-based) so that `fulcrumd --check` always tells the operator where to look.
 // The parser's own YAML tree (yaml_tree.h) must also be, node for node, the YAML::Node tree that
-// YAML::Load builds of the same text (the tree the parser walked before).
+// YAML::Load builds of the same text (the tree the parser walked before). A text the fast scanner
+// (yaml_fast.h) reads must be one yaml-cpp reads, to the same tree, marks and node count; the
+// seeds (config/, tests/system/configs, fuzz/corpus) are mostly in its subset, so mutations walk
+// along its edges.
 // A broken contract aborts, which libFuzzer reports as a crash and saves as a reproducer.
 // Built only in a clang build dir with -Dfuzz=true (fuzz/meson.build); run by tests/run_all
 // ("fuzz/config") and, for longer, by `./run fuzz SECONDS` (bench/README.md).
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "config/yaml_fast.h"
 #include "config/yaml_load.h"
 #include "yaml_tree_vs_node.h"
 
@@ -121,6 +125,23 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             const std::string difference = fulcrum::test::tree_vs_node(tree->root(), YAML::Load(text));
             if (!difference.empty()) broken("the YAML tree differs from YAML::Load's", difference);
         }
+    }
+    if (auto fast = fulcrum::config::detail::fast_tree(text)) {
+        if (!syntax_ok) broken("the fast scanner read a text yaml-cpp refuses", "");
+        fulcrum::config::detail::Errors errors(kName);
+        std::optional<fulcrum::config::detail::Tree> slow;
+        try {
+            slow = fulcrum::config::detail::load_one_document_yaml_cpp(text, errors);
+        } catch (const YAML::Exception& e) {
+            broken("the fast scanner read a text yaml-cpp throws on", e.what());
+        }
+        if (!slow) broken("the fast scanner read a text yaml-cpp's path refuses", "");
+        const std::string difference = fulcrum::test::tree_vs_tree(fast->tree.root(), slow->root());
+        if (!difference.empty()) broken("the fast scanner's tree differs from yaml-cpp's", difference);
+        const std::size_t nodes = fulcrum::test::count_nodes(slow->root());
+        if (fast->nodes != nodes)
+            broken("the fast scanner counts other nodes than yaml-cpp",
+                   std::to_string(fast->nodes) + " against " + std::to_string(nodes));
     }
     for (const auto& w : result.warnings)
         if (w.line < 1 || w.column < 1 || !starts_with(w.message, "warning: "))

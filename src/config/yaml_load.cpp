@@ -1,6 +1,8 @@
 // Bounded reading of one YAML document (see yaml_load.h).
 #include "config/yaml_load.h"
 
+#include "config/yaml_fast.h"
+
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/parser.h>
 
@@ -89,6 +91,23 @@ private:
 }  // namespace
 
 std::optional<Tree> load_one_document(const std::string& text, Errors& errors)
+{
+    if (text.size() > kMaxConfigBytes) {
+        errors.add(Spot{1, 1, ""}, "expected a file of at most " + std::to_string(kMaxConfigBytes / (1024 * 1024)) +
+                                       " MiB (" + std::to_string(kMaxConfigBytes) + " bytes), got " +
+                                       std::to_string(text.size()) + " bytes");
+        return std::nullopt;
+    }
+    // The subset our own scanner reads gives yaml-cpp's tree (yaml_fast.h); everything else,
+    // every error included, is yaml-cpp's.
+    if (std::optional<FastTree> fast = fast_tree(text)) {
+        errors.limit_visits(fast->nodes);
+        return std::move(fast->tree);
+    }
+    return load_one_document_yaml_cpp(text, errors);
+}
+
+std::optional<Tree> load_one_document_yaml_cpp(const std::string& text, Errors& errors)
 {
     if (text.size() > kMaxConfigBytes) {
         errors.add(Spot{1, 1, ""}, "expected a file of at most " + std::to_string(kMaxConfigBytes / (1024 * 1024)) +

@@ -31,6 +31,12 @@ constexpr std::size_t kMaxYamlNodes = 1'000'000;
 // cannot place (a ',' where a document starts: YAML::LoadAll would loop forever there, adding
 // empty documents until memory runs out). A file with no content gives a tree whose root is a null
 // Node(). YAML syntax errors are thrown, as by YAML::Load (YAML::ParserException, with the mark).
+// Files in the subset of yaml_fast.h are read by that scanner, to the same tree; the rest by
+// yaml-cpp (load_one_document_yaml_cpp).
 std::optional<Tree> load_one_document(const std::string& text, Errors& errors);
+
+// The same through yaml-cpp's event parser only, whatever the file: what load_one_document does
+// when the fast scanner gives up. Tests and the reload bench compare the two paths with it.
+std::optional<Tree> load_one_document_yaml_cpp(const std::string& text, Errors& errors);
 
 }  // namespace fulcrum::config::detail

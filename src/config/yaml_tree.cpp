@@ -69,10 +69,10 @@ Tree TreeBuilder::take()
     return std::move(tree_);
 }
 
-std::uint32_t TreeBuilder::add(Tree::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor)
+std::uint32_t TreeBuilder::add(Tree::Kind kind, int line, int column, YAML::anchor_t anchor)
 {
     auto index = static_cast<std::uint32_t>(tree_.entries_.size());
-    tree_.entries_.push_back(Tree::Entry{kind, mark.line, mark.column});
+    tree_.entries_.push_back(Tree::Entry{kind, line, column});
     // yaml-cpp numbers a document's anchors 1, 2, 3... as it meets them; 0 is "no anchor".
     if (anchor != YAML::NullAnchor) {
         if (anchors_.size() <= anchor) anchors_.resize(anchor + 1);
@@ -93,7 +93,7 @@ void TreeBuilder::attach(std::uint32_t index)
 
 void TreeBuilder::OnNull(const YAML::Mark& mark, YAML::anchor_t anchor)
 {
-    attach(add(Tree::Kind::null, mark, anchor));
+    attach(add(Tree::Kind::null, mark.line, mark.column, anchor));
 }
 
 void TreeBuilder::OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor)
@@ -107,7 +107,7 @@ void TreeBuilder::OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor)
 void TreeBuilder::OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                            const std::string& value)
 {
-    std::uint32_t index = add(Tree::Kind::scalar, mark, anchor);
+    std::uint32_t index = add(Tree::Kind::scalar, mark.line, mark.column, anchor);
     Tree::Entry& e = tree_.entries_[index];
     e.first = static_cast<std::uint32_t>(tree_.text_.size());
     e.count = static_cast<std::uint32_t>(value.size());
@@ -115,22 +115,32 @@ void TreeBuilder::OnScalar(const YAML::Mark& mark, const std::string&, YAML::anc
     attach(index);
 }
 
+void TreeBuilder::add_scalar(int line, int column, std::string_view text)
+{
+    std::uint32_t index = add(Tree::Kind::scalar, line, column, YAML::NullAnchor);
+    Tree::Entry& e = tree_.entries_[index];
+    e.first = static_cast<std::uint32_t>(tree_.text_.size());
+    e.count = static_cast<std::uint32_t>(text.size());
+    tree_.text_ += text;
+    attach(index);
+}
+
 void TreeBuilder::OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                                   YAML::EmitterStyle::value)
 {
-    open(Tree::Kind::sequence, mark, anchor);
+    open(Tree::Kind::sequence, mark.line, mark.column, anchor);
 }
 
 void TreeBuilder::OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                              YAML::EmitterStyle::value)
 {
-    open(Tree::Kind::mapping, mark, anchor);
+    open(Tree::Kind::mapping, mark.line, mark.column, anchor);
 }
 
-void TreeBuilder::open(Tree::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor)
+void TreeBuilder::open(Tree::Kind kind, int line, int column, YAML::anchor_t anchor)
 {
     // The anchor is known from here on, so the collection's own items may name it (as in yaml-cpp).
-    open_.push_back(Open{add(kind, mark, anchor), pending_.size()});
+    open_.push_back(Open{add(kind, line, column, anchor), pending_.size()});
 }
 
 void TreeBuilder::close()

@@ -87,11 +87,18 @@ private:
 };
 
 // Builds a Tree from the events of one document (YAML::Parser::HandleNextDocument). Anchors are
-// yaml-cpp's per-document numbers, given out in order from 1.
+// yaml-cpp's per-document numbers, given out in order from 1. The fast scanner (yaml_fast.h) feeds
+// it through the plain calls below, which take 0-based marks and have no anchors.
 class TreeBuilder : public YAML::EventHandler {
 public:
     // The tree; call once, after the document's events.
     Tree take();
+
+    void add_null(int line, int column) { attach(add(Tree::Kind::null, line, column, YAML::NullAnchor)); }
+    void add_scalar(int line, int column, std::string_view text);
+    void open_sequence(int line, int column) { open(Tree::Kind::sequence, line, column, YAML::NullAnchor); }
+    void open_mapping(int line, int column) { open(Tree::Kind::mapping, line, column, YAML::NullAnchor); }
+    void close();
 
     void OnDocumentStart(const YAML::Mark&) override {}
     void OnDocumentEnd() override {}
@@ -107,11 +114,10 @@ public:
     void OnMapEnd() override { close(); }
 
 private:
-    std::uint32_t add(Tree::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor);
+    std::uint32_t add(Tree::Kind kind, int line, int column, YAML::anchor_t anchor);
     // Puts a finished node (or an alias's node) in the collection being built, or makes it the root.
     void attach(std::uint32_t index);
-    void open(Tree::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor);
-    void close();
+    void open(Tree::Kind kind, int line, int column, YAML::anchor_t anchor);
 
     Tree tree_;
     // The collections being built, innermost last, each with where its children start in pending_.

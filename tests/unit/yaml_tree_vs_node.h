@@ -63,4 +63,58 @@ inline std::string tree_vs_node(const config::detail::Node& tree, YAML::Node nod
     return "";
 }
 
+// "" if two light trees are the same, node for node: kind, scalar text, mark, items and pairs in
+// order (the fast scanner's tree against the yaml-cpp event path's, yaml_fast.h). Trees without
+// aliases only (the fast scanner has none): a node shared by two parents is compared twice. An
+// explicit stack: no recursion depth.
+inline std::string tree_vs_tree(const config::detail::Node& ours, const config::detail::Node& theirs)
+{
+    using config::detail::Node;
+    std::vector<std::pair<Node, Node>> todo{{ours, theirs}};
+    while (!todo.empty()) {
+        const auto [a, b] = todo.back();
+        todo.pop_back();
+        const std::string at = std::to_string(b.line() + 1) + ":" + std::to_string(b.column() + 1);
+        if (a.line() != b.line() || a.column() != b.column())
+            return at + ": mark " + std::to_string(a.line() + 1) + ":" + std::to_string(a.column() + 1) + " in ours";
+        if (a.is_null() != b.is_null() || a.is_scalar() != b.is_scalar() || a.is_sequence() != b.is_sequence() ||
+            a.is_mapping() != b.is_mapping())
+            return at + ": another kind of node";
+        if (a.scalar() != b.scalar()) return at + ": scalar \"" + std::string(a.scalar()) + "\" in ours";
+        if (a.size() != b.size()) return at + ": " + std::to_string(a.size()) + " items or pairs in ours";
+        for (std::size_t i = 0; i < a.size(); ++i) {
+            if (a.is_sequence()) {
+                todo.emplace_back(a.item(i), b.item(i));
+            } else {
+                todo.emplace_back(a.key(i), b.key(i));
+                todo.emplace_back(a.value(i), b.value(i));
+            }
+        }
+    }
+    return "";
+}
+
+// The nodes of a tree without aliases, as load_one_document counts them (keys included); 0 for
+// Node() (no document).
+inline std::size_t count_nodes(const config::detail::Node& root)
+{
+    if (root.line() < 0) return 0;
+    std::size_t n = 0;
+    std::vector<config::detail::Node> todo{root};
+    while (!todo.empty()) {
+        const config::detail::Node node = todo.back();
+        todo.pop_back();
+        ++n;
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            if (node.is_sequence()) {
+                todo.push_back(node.item(i));
+            } else {
+                todo.push_back(node.key(i));
+                todo.push_back(node.value(i));
+            }
+        }
+    }
+    return n;
+}
+
 }  // namespace fulcrum::test
