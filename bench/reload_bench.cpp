@@ -34,6 +34,7 @@
 #include "util/json.h"
 
 #include "maglev_bench.h"
+#include "parse_bench.h"
 
 #include "fake_maps.h"  // tests/unit, through test_support_dep
 
@@ -55,6 +56,7 @@ struct Options {
     bool fake_only = false;
     bool json = false;
     bool maglev = false;  // --maglev: only maglev::build_table against the original (bench/maglev_bench.cpp)
+    bool parse = false;   // --parse: only the config's parse, fast scanner against yaml-cpp (bench/parse_bench.cpp)
     bool reps_given = false, table_sizes_given = false;
 };
 
@@ -116,11 +118,14 @@ Options parse_options(int argc, char** argv)
             o.json = true;
         else if (!std::strcmp(argv[i], "--maglev"))
             o.maglev = true;
+        else if (!std::strcmp(argv[i], "--parse"))
+            o.parse = true;
         else if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
             std::printf(
                 "usage: fulcrum-reload-bench [--services N] [--backends N] [--reps N]\n"
                 "                            [--table-sizes P,P..] [--flow-capacity N] [--fake-only] [--json]\n"
                 "       fulcrum-reload-bench --maglev [--reps N] [--table-sizes P,P..] [--json]\n"
+                "       fulcrum-reload-bench --parse [--services N] [--backends N] [--reps N] [--json]\n"
                 "  --services N       services in the generated config (default 1000)\n"
                 "  --backends N       backends per service, 2..250 (default 100)\n"
                 "  --reps N           repetitions per phase; the median is reported (default 3)\n"
@@ -131,6 +136,8 @@ Options parse_options(int argc, char** argv)
                 "  --maglev           only one maglev::build_table of 100 and 1000 backends, today's builder\n"
                 "                     against the original, min and median of --reps runs (default 31),\n"
                 "                     table sizes from --table-sizes (default 65537); no root needed\n"
+                "  --parse            only the parse of the generated config: the fast YAML scanner against\n"
+                "                     yaml-cpp's event parser and parse_text, --reps runs each (default 11)\n"
                 "Needs root for the real maps: loads the balancer (not attached, not pinned).\n");
             std::exit(0);
         } else
@@ -1206,6 +1213,16 @@ int run(int argc, char** argv)
             m.runs = o.reps;
         m.json = o.json;
         return run_maglev_bench(m);
+    }
+    if (o.parse) {
+        ParseBenchOptions p;
+        p.text = config_yaml(o, 65537, o.services);
+        p.services = o.services;
+        p.backends = o.backends;
+        if (o.reps_given)
+            p.runs = o.reps;
+        p.json = o.json;
+        return run_parse_bench(p);
     }
 
     if (rep.real) {
