@@ -174,3 +174,34 @@ TEST_CASE("the fast builder matches the reference on random inputs, errors inclu
         REQUIRE(got.table == want.table);
     }
 }
+
+TEST_CASE("the fast builder matches the reference at the edges of its phases", "[maglev]")
+{
+    // The fast builder changes method as the table fills (short walks, walks over the copied
+    // bitmap below 1/8 free, the scan of the last 220 free slots): every size here crosses those
+    // points with 1 backend, with as many backends as slots (and more: some take no slot), with
+    // equal weights, weights 0..200 and one heavy backend among light ones.
+    static constexpr std::uint32_t kSizes[] = {2, 3, 5, 7, 13, 31, 61, 127, 251, 257, 1021, 4099, 65537};
+    std::mt19937_64 rng(20261128);
+    for (const std::uint32_t size : kSizes)
+        for (const std::uint32_t n : {1u, 2u, 3u, size - 1, size, size + 1, 2 * size + 3, 1000u}) {
+            if (n == 0 || (size == 65537 && n > 1000))
+                continue;
+            for (int weights = 0; weights < 3; ++weights) {
+                std::vector<Backend> backends;
+                for (std::uint32_t i = 0; i < n; ++i) {
+                    const auto w = weights == 0   ? 100u
+                                   : weights == 1 ? static_cast<std::uint32_t>(rng() % 201)
+                                                  : (i == 0 ? 65535u : 1u);
+                    backends.push_back({"b" + std::to_string(rng() % 1000000000) + "-" + std::to_string(i), i + 1, w});
+                }
+                const std::uint64_t seed = rng();
+                const TableResult want = fulcrum::maglev::reference::build_table(backends, size, seed);
+                const TableResult got = build_table(backends, size, seed);
+                INFO(n << " backends, size " << size << ", weights " << weights << ", seed " << seed);
+                REQUIRE(want.ok());
+                REQUIRE(got.error == want.error);
+                REQUIRE(got.table == want.table);
+            }
+        }
+}
