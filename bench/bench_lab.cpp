@@ -266,6 +266,19 @@ Status BenchLab::set_new_flow_budget(std::uint32_t per_second)
     return balancer_->set_settings(settings_);
 }
 
+Status BenchLab::use_drop_peer(bool drop)
+{
+    if (drop == drop_peer_)
+        return {};
+    int fd = drop ? floor_drop_fd() : floor_pass_fd();
+    if (int err = bpf_xdp_attach(peer_ifindex_, fd, XDP_FLAGS_DRV_MODE, nullptr))
+        return errno_failure(std::string("lab: cannot put ") + (drop ? "floor_drop" : "floor_pass") +
+                                 " on bench0-peer (native)",
+                             err);
+    drop_peer_ = drop;
+    return {};
+}
+
 Status BenchLab::attach_to_bench0(int prog_fd)
 {
     int err = prog_fd < 0 ? bpf_xdp_detach(ifindex_, XDP_FLAGS_DRV_MODE, nullptr)

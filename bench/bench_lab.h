@@ -68,6 +68,12 @@ public:
     // Threaded NAPI on bench0 with its kthread pinned to `cpu` (trafgen pins itself to CPU 0):
     // returns how it went, for the header.
     std::string thread_bench0_napi(int cpu);
+    // Puts floor_drop (drop) or floor_pass (!drop) on bench0-peer, replacing the other in place
+    // (libbpf's attach on top of libxdp's single-program attach; the destructor's detach takes
+    // whichever is there). With floor_drop the peer's stack does no work for what bench0 sends, so
+    // a program's cost above floor_tx is not hidden by the same stack cost on both sides (LAB.md).
+    Status use_drop_peer(bool drop);
+    bool drop_peer() const { return drop_peer_; }
     // A TCP packet to an address that is not a VIP.
     static Bytes non_service_frame();
 
@@ -83,6 +89,7 @@ private:
     xdp_program* peer_program_ = nullptr;  // libxdp handle, when libxdp attached it
     bool peer_by_libbpf_ = false;          // attached with bpf_xdp_attach instead
     bool bench0_attached_ = false;
+    bool drop_peer_ = false;               // floor_drop on the peer instead of floor_pass
     fulcrum_settings settings_{};
     std::string peer_attach_;
     std::unique_ptr<dataplane::BalancerProgram> balancer_;

@@ -145,6 +145,7 @@ struct Case {
     std::vector<double> runs;  // ns/packet, one per run
     double ns = 0;             // median of runs
     std::string path;          // how we know the timed packets took the named path
+    bool drop_peer = false;    // timed with floor_drop on bench0-peer (else floor_pass)
 };
 
 // Checks, after a timed call, that the balancer's counters moved by exactly the packets sent.
@@ -156,6 +157,7 @@ struct LiveCase {
     int prog_fd;
     Bytes frame;
     std::function<PathCheck()> arm;  // snapshots the counters before a call; empty for floors
+    bool drop_peer = false;          // floor_drop on bench0-peer for this case, else floor_pass
 };
 
 // -- program time per packet: the kernel's bpf_stats around the program alone -------------------
@@ -253,10 +255,20 @@ std::string random_syn_block()
            std::to_string(kServicePort) + ", syn, win=512) }\n";
 }
 
+// A figure of the issue's table: a ratio of two same-run figures and, where the denominator is
+// a floor (or the hit), the difference in ns: the program's own cost above it, which a ratio
+// hides when both sides carry the same fixed cost (the peer's stack, LAB.md).
 struct Ratio {
     std::string name;
     double value = 0, target = 0;  // target 0: none given
+    std::string key;               // stable id for --json readers (bench/RESULTS.md)
+    double above_ns = 0;           // numerator - denominator, ns per packet (or per run)
+    bool has_above = false;
 };
+Ratio ratio(std::string key, std::string name, double num, double den, double target, bool with_above = true)
+{
+    return {std::move(name), den > 0 ? num / den : 0, target, std::move(key), num - den, with_above};
+}
 
 struct Report {
     std::string peer_attach, loadavg, priority;
@@ -280,7 +292,8 @@ void print_text(const Options& o, const Report& r)
     std::printf("timing   wall clock; each call's fixed cost (%.1f ms median, %.1f..%.1f), timed with %u packets, is\n"
                 "         taken out; its spread within a case can move a figure by up to %.1f ns/packet\n",
                 r.fixed_ms, r.fixed_min_ms, r.fixed_max_ms, o.batch, r.resolution_ns);
-    std::printf("peer     floor_pass on bench0-peer via %s\n\n", r.peer_attach.c_str());
+    std::printf("peer     floor_pass on bench0-peer via %s; the \"drop peer\" cases put floor_drop there instead\n\n",
+                r.peer_attach.c_str());
     std::printf("%-76s %9s  %s\n", "case", "ns/packet", "runs");
     for (const Case* c : r.cases) {
         std::string runs;
@@ -329,13 +342,16 @@ void print_text(const Options& o, const Report& r)
     } else if (!r.flood_note.empty()) {
         std::printf("\nFlood: %s\n", r.flood_note.c_str());
     }
-    std::printf("\n");
+    std::printf("\n%-62s %6s %10s\n", "figure", "ratio", "above, ns");
     for (const Ratio& q : r.ratios) {
+        char above[24] = "";
+        if (q.has_above)
+            std::snprintf(above, sizeof above, "%+.1f", q.above_ns);
         if (q.target > 0)
-            std::printf("%-52s %5.2f   target <= %.2f: %s\n", q.name.c_str(), q.value, q.target,
+            std::printf("%-62s %6.2f %10s   target <= %.2f: %s\n", q.name.c_str(), q.value, above, q.target,
                         q.value <= q.target ? "met" : "not met");
         else
-            std::printf("%-52s %5.2f   (no target)\n", q.name.c_str(), q.value);
+            std::printf("%-62s %6.2f %10s   (no target)\n", q.name.c_str(), q.value, above);
     }
 }
 
@@ -360,8 +376,9 @@ void print_json(const Options& o, const Report& r)
                 r.fixed_ms, r.fixed_min_ms, r.fixed_max_ms, r.resolution_ns, json_string(r.peer_attach).c_str());
     for (std::size_t i = 0; i < r.cases.size(); ++i) {
         const Case* c = r.cases[i];
-        std::printf("%s{\"key\":%s,\"label\":%s,\"ns_per_packet\":%.2f,\"runs\":[", i ? "," : "",
-                    json_string(c->key).c_str(), json_string(c->label).c_str(), c->ns);
+        std::printf("%s{\"key\":%s,\"label\":%s,\"peer\":%s,\"ns_per_packet\":%.2f,\"runs\":[", i ? "," : "",
+                    json_string(c->key).c_str(), json_string(c->label).c_str(),
+                    json_string(c->drop_peer ? "floor_drop" : "floor_pass").c_str(), c->ns);
         for (std::size_t j = 0; j < c->runs.size(); ++j)
             std::printf("%s%.2f", j ? "," : "", c->runs[j]);
         std::printf("],\"path\":%s}", json_string(c->path).c_str());
@@ -397,7 +414,12 @@ void print_json(const Options& o, const Report& r)
     std::printf("],\"ratios\":[");
     for (std::size_t i = 0; i < r.ratios.size(); ++i) {
         const Ratio& q = r.ratios[i];
-        std::printf("%s{\"name\":%s,\"value\":%.3f,", i ? "," : "", json_string(q.name).c_str(), q.value);
+        std::printf("%s{\"name\":%s,\"key\":%s,\"value\":%.3f,\"above_ns\":", i ? "," : "",
+                    json_string(q.name).c_str(), json_string(q.key).c_str(), q.value);
+        if (q.has_above)
+            std::printf("%.2f,", q.above_ns);
+        else
+            std::printf("null,");
         if (q.target > 0)
             std::printf("\"target\":%.2f,\"met\":%s}", q.target, q.value <= q.target ? "true" : "false");
         else
@@ -461,6 +483,12 @@ int run(const Options& o)
     Case hit_cached{"service_hit_nexthop_cache",
                     "4b the same, next hop from fulcrumd's cache instead of bpf_fib_lookup", {}, {}, 0, ""};
     Case other{"non_service", "6 balancer: non-service packet (not a VIP) -> XDP_PASS", {}, {}, 0, ""};
+    // The same transmit cases with floor_drop on the peer: what bench0 sends costs the peer no
+    // stack work, so the balancer's own cost above floor_tx shows (LAB.md "Floors depend on the peer").
+    Case tx_d{"floor_tx_drop_peer", "3d floor_tx, floor_drop on the peer", {}, {}, 0, "", true};
+    Case hit_d{"service_hit_drop_peer", "4d service hit (bpf_fib_lookup), floor_drop on the peer", {}, {}, 0, "", true};
+    Case hit_cached_d{"service_hit_nexthop_cache_drop_peer", "4bd service hit (next-hop cache), floor_drop on the peer",
+                      {}, {}, 0, "", true};
 
     // The balancer's counters say which path each timed packet took; a figure is only reported
     // as valid if all of them took the named one (see README: live frames reuse pages).
@@ -497,6 +525,9 @@ int run(const Options& o)
         {&hit, balancer_fd, service, with_cache(false, service_hits)},
         {&hit_cached, balancer_fd, service, with_cache(true, service_hits)},
         {&other, balancer_fd, non_service, with_cache(false, not_vip)},
+        {&tx_d, lab->floor_tx_fd(), service, nullptr, true},
+        {&hit_d, balancer_fd, service, with_cache(false, service_hits), true},
+        {&hit_cached_d, balancer_fd, service, with_cache(true, service_hits), true},
     };
 
     std::vector<std::string> wrong_path;
@@ -504,6 +535,7 @@ int run(const Options& o)
     for (int run = 0; run < kRuns; ++run) {
         std::string when = ", run " + std::to_string(run + 1) + ": ";
         for (LiveCase& c : live) {
+            check(lab->use_drop_peer(c.drop_peer));
             PathCheck verify = c.arm ? c.arm() : nullptr;
             LiveTimes t;
             check(time_live(c.prog_fd, c.frame, ifindex, o.packets, o.batch, &t));
@@ -536,7 +568,8 @@ int run(const Options& o)
     report.fixed_ms = median(fixed_ms);
     report.fixed_min_ms = *std::min_element(fixed_ms.begin(), fixed_ms.end());
     report.fixed_max_ms = *std::max_element(fixed_ms.begin(), fixed_ms.end());
-    report.cases = {&drop, &pass, &tx, &hit, &hit_cached, &other};
+    check(lab->use_drop_peer(false));  // the rest runs with floor_pass on the peer, as before
+    report.cases = {&drop, &pass, &tx, &hit, &hit_cached, &other, &tx_d, &hit_d, &hit_cached_d};
 
     // -- program time per packet: every frame of the new-flow rows a distinct flow -------------
     ProgRow p_floor{"floor_tx", "floor_tx: MAC+address swap, XDP_TX", {}, 0, 0, ""};
@@ -719,25 +752,41 @@ int run(const Options& o)
                   kSamples, kRuns, dataplane::new_flows_capacity(FULCRUM_DEFAULT_FLOWS));
     report.prog_note = note;
 
+    // Targets from issue 10's table: a hit within 1.5x floor_tx with floor_drop on the peer and
+    // 1.25x with floor_pass (whose stack cost is on both sides), a new flow within 2x a hit, a
+    // non-service packet within 1.05x an empty XDP_PASS.
     report.ratios = {
-        {"service hit / XDP_TX floor (bpf_fib_lookup)", hit.ns / tx.ns, 1.5},
-        {"service hit / XDP_TX floor (next-hop cache)", hit_cached.ns / tx.ns, 1.5},
-        {"non-service / empty XDP_PASS floor", other.ns / pass.ns, 1.05},
-        {"program time, once/frame: hit / floor_tx", p_hit.once_ns() / p_floor.once_ns(), 0},
-        {"program time, once/frame: new flow / floor_tx", p_new.once_ns() / p_floor.once_ns(), 0},
-        {"program time, once/frame: new flow / hit", p_new.once_ns() / p_hit.once_ns(), 0},
-        {"program time, once/frame: refused new flow / hit", p_refused.once_ns() / p_hit.once_ns(), 0},
+        ratio("hit_fib_vs_floor_tx_pass_peer", "service hit / XDP_TX floor (bpf_fib_lookup)", hit.ns, tx.ns, 1.25),
+        ratio("hit_cache_vs_floor_tx_pass_peer", "service hit / XDP_TX floor (next-hop cache)", hit_cached.ns, tx.ns, 1.25),
+        ratio("hit_fib_vs_floor_tx_drop_peer", "drop peer: service hit / XDP_TX floor (bpf_fib_lookup)", hit_d.ns,
+              tx_d.ns, 1.5),
+        ratio("hit_cache_vs_floor_tx_drop_peer", "drop peer: service hit / XDP_TX floor (next-hop cache)",
+              hit_cached_d.ns, tx_d.ns, 1.5),
+        ratio("non_service_vs_floor_pass", "non-service / empty XDP_PASS floor", other.ns, pass.ns, 1.05),
+        ratio("prog_once_hit_vs_floor_tx", "program time, once/frame: hit / floor_tx", p_hit.once_ns(),
+              p_floor.once_ns(), 0),
+        ratio("prog_once_new_vs_floor_tx", "program time, once/frame: new flow / floor_tx", p_new.once_ns(),
+              p_floor.once_ns(), 0),
+        ratio("prog_once_new_vs_hit", "program time, once/frame: new flow / hit", p_new.once_ns(), p_hit.once_ns(), 2),
+        ratio("prog_once_refused_vs_hit", "program time, once/frame: refused new flow / hit", p_refused.once_ns(),
+              p_hit.once_ns(), 0),
     };
     if (p_new.live_runs && p_hit.live_runs && p_floor.live_runs) {
-        report.ratios.push_back({"program time, live: hit / floor_tx", p_hit.live / p_floor.live, 0});
-        report.ratios.push_back({"program time, live: new flow / floor_tx", p_new.live / p_floor.live, 0});
-        report.ratios.push_back({"program time, live: new flow / hit", p_new.live / p_hit.live, 0});
-        report.ratios.push_back({"program time, live: refused new flow / hit", p_refused.live / p_hit.live, 0});
+        report.ratios.push_back(ratio("prog_live_hit_vs_floor_tx", "program time, live: hit / floor_tx", p_hit.live,
+                                      p_floor.live, 0));
+        report.ratios.push_back(ratio("prog_live_new_vs_floor_tx", "program time, live: new flow / floor_tx",
+                                      p_new.live, p_floor.live, 0));
+        report.ratios.push_back(ratio("prog_live_new_vs_hit", "program time, live: new flow / hit", p_new.live,
+                                      p_hit.live, 2));
+        report.ratios.push_back(ratio("prog_live_refused_vs_hit", "program time, live: refused new flow / hit",
+                                      p_refused.live, p_hit.live, 0));
     }
     if (report.flood.size() == 3 && report.flood[0].moved.est_forwarded) {
         auto fwd = [](const FloodRow& f) { return f.moved.est_forwarded / f.seconds; };
-        report.ratios.push_back({"flood: established fwd/s, budget 100000 / off", fwd(report.flood[1]) / fwd(report.flood[0]), 0});
-        report.ratios.push_back({"flood: established fwd/s, budget 1000 / off", fwd(report.flood[2]) / fwd(report.flood[0]), 0});
+        report.ratios.push_back(ratio("flood_fwd_budget_100000_vs_off", "flood: established fwd/s, budget 100000 / off",
+                                      fwd(report.flood[1]), fwd(report.flood[0]), 0, false));
+        report.ratios.push_back(ratio("flood_fwd_budget_1000_vs_off", "flood: established fwd/s, budget 1000 / off",
+                                      fwd(report.flood[2]), fwd(report.flood[0]), 0, false));
     }
     if (o.json)
         print_json(o, report);
