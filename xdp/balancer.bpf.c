@@ -437,13 +437,30 @@ static __always_inline const struct fulcrum_settings *settings_of(void)
 	return bpf_map_lookup_elem(&settings, &zero);
 }
 
+/* A TCP or UDP packet of a service (key complete). */
+static __always_inline int serve(struct xdp_md *ctx, struct packet *pkt,
+				 const struct fulcrum_flow_key *key,
+				 const struct fulcrum_service_value *svc, __u8 tcp_flags)
+{
+	__u64 bytes = pkt->data_end - pkt->data;
+	const struct fulcrum_settings *cfg;
+
+	/* Policy (README): the tunnel is built untagged; a tag from the ingress would be wrong on any
+	 * other segment, so tagged traffic to a service is refused, by name, not mis-sent. */
+	if (pkt->has_vlan)
+		return drop(FULCRUM_DROP_VLAN, bytes);
+	cfg = settings_of();
+	if (!cfg)
+		return drop(FULCRUM_DROP_INTERNAL, bytes);
+	return forward(ctx, pkt, key, svc, cfg, flow_role_of(key->proto, tcp_flags));
+}
+
 /* A TCP or UDP packet to a VIP. */
 static __always_inline int handle_transport(struct xdp_md *ctx, struct packet *pkt,
 					    struct fulcrum_flow_key *key,
 					    const struct fulcrum_vip_value *vipv)
 {
 	__u64 bytes = pkt->data_end - pkt->data;
-	const struct fulcrum_settings *cfg;
 	struct fulcrum_service_value *svc;
 	__u8 tcp_flags;
 
@@ -453,14 +470,32 @@ static __always_inline int handle_transport(struct xdp_md *ctx, struct packet *p
 	svc = find_service(&key->dst, key->family, key->dport, key->proto, vipv);
 	if (!svc)
 		return drop(FULCRUM_DROP_PORT_UNSERVED, bytes);
-	/* Policy (README): the tunnel is built untagged; a tag from the ingress would be wrong on any
-	 * other segment, so tagged traffic to a service is refused, by name, not mis-sent. */
-	if (pkt->has_vlan)
-		return drop(FULCRUM_DROP_VLAN, bytes);
-	cfg = settings_of();
-	if (!cfg)
-		return drop(FULCRUM_DROP_INTERNAL, bytes);
-	return forward(ctx, pkt, key, svc, cfg, flow_role_of(key->proto, tcp_flags));
+	return serve(ctx, pkt, key, svc, tcp_flags);
+}
+
+/* The service of a well-formed, unfragmented TCP or UDP packet by its exact (VIP, port,
+ * protocol), looked up before the vips entry: the daemon writes a VIP's vips entry before its
+ * first service and deletes it after its last (Reconciler::plan_vips), so a services entry proves
+ * a VIP, and a packet of a service pays one hash lookup here instead of two. NULL for anything
+ * else (another protocol, a port-0 service, a malformed header, not a VIP): the caller then takes
+ * the full path from the vips lookup, which parses again and answers exactly as before. *pkt must
+ * have been through parse_ipv4_rest / parse_ipv6_rest successfully. */
+static __always_inline struct fulcrum_service_value *exact_service(struct packet *pkt,
+								    struct fulcrum_flow_key *key,
+								    __u8 *tcp_flags)
+{
+	struct fulcrum_service_key sk = {};
+
+	if (pkt->proto != IPPROTO_TCP && pkt->proto != IPPROTO_UDP)
+		return NULL;
+	if (parse_ports(pkt, &key->sport, &key->dport, tcp_flags))
+		return NULL;
+	key->proto = pkt->proto;
+	sk.vip = key->dst;
+	sk.family = key->family;
+	sk.proto = key->proto;
+	sk.port = key->dport;
+	return bpf_map_lookup_elem(&services, &sk);
 }
 
 /* An ICMP error that quotes a flow of ours: forward it, whole, to that flow's backend. */
@@ -584,26 +619,38 @@ static __always_inline int handle_ipv4(struct xdp_md *ctx, struct packet *pkt)
 	struct iphdr *ip = pkt->l3;
 	struct fulcrum_vip_key vk = {};
 	struct fulcrum_vip_value *vipv;
+	struct fulcrum_service_value *svc;
 	struct fulcrum_flow_key key = {};
 
 	if ((void *)(ip + 1) > pkt->data_end)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
 	vk.addr.w[0] = ip->daddr;
 	vk.family = FULCRUM_AF_INET;
-	vipv = surely_not_vip(&vk.addr) ? NULL : bpf_map_lookup_elem(&vips, &vk);
-	if (!vipv) {
-		count_reason(FULCRUM_PASS_NOT_VIP, bytes);
-		return XDP_PASS;
+	if (surely_not_vip(&vk.addr))
+		goto not_vip;
+	key.src.w[0] = ip->saddr;
+	key.dst.w[0] = ip->daddr;
+	key.family = FULCRUM_AF_INET;
+	if (!parse_ipv4_rest(pkt, ip) && !ipv4_is_fragment(ip)) {
+		__u8 tcp_flags;
+
+		pkt->family = FULCRUM_AF_INET;
+		svc = exact_service(pkt, &key, &tcp_flags);
+		if (svc)
+			return serve(ctx, pkt, &key, svc, tcp_flags);
 	}
+	vipv = bpf_map_lookup_elem(&vips, &vk);
+	if (!vipv)
+		goto not_vip;
 	if (parse_ipv4_rest(pkt, ip))
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
 	if (ipv4_is_fragment(ip))
 		return drop(FULCRUM_DROP_FRAGMENT, bytes);
 	pkt->family = FULCRUM_AF_INET;
-	key.src.w[0] = ip->saddr;
-	key.dst.w[0] = ip->daddr;
-	key.family = FULCRUM_AF_INET;
 	return handle_vip(ctx, pkt, &key, vipv);
+not_vip:
+	count_reason(FULCRUM_PASS_NOT_VIP, bytes);
+	return XDP_PASS;
 }
 
 static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
@@ -612,24 +659,36 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
 	struct ipv6hdr *ip6 = pkt->l3;
 	struct fulcrum_vip_key vk = {};
 	struct fulcrum_vip_value *vipv;
+	struct fulcrum_service_value *svc;
 	struct fulcrum_flow_key key = {};
 
 	if ((void *)(ip6 + 1) > pkt->data_end)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
 	__builtin_memcpy(&vk.addr, &ip6->daddr, sizeof(vk.addr));
 	vk.family = FULCRUM_AF_INET6;
-	vipv = surely_not_vip(&vk.addr) ? NULL : bpf_map_lookup_elem(&vips, &vk);
-	if (!vipv) {
-		count_reason(FULCRUM_PASS_NOT_VIP, bytes);
-		return XDP_PASS;
-	}
-	if (parse_ipv6_rest(pkt, ip6))
-		return drop(FULCRUM_DROP_PARSE_L3, bytes);
-	pkt->family = FULCRUM_AF_INET6;
+	if (surely_not_vip(&vk.addr))
+		goto not_vip;
 	__builtin_memcpy(&key.src, &ip6->saddr, sizeof(key.src));
 	key.dst = vk.addr;
 	key.family = FULCRUM_AF_INET6;
+	if (!parse_ipv6_rest(pkt, ip6)) {
+		__u8 tcp_flags;
+
+		pkt->family = FULCRUM_AF_INET6;
+		svc = exact_service(pkt, &key, &tcp_flags);
+		if (svc)
+			return serve(ctx, pkt, &key, svc, tcp_flags);
+	}
+	vipv = bpf_map_lookup_elem(&vips, &vk);
+	if (!vipv)
+		goto not_vip;
+	if (parse_ipv6_rest(pkt, ip6))
+		return drop(FULCRUM_DROP_PARSE_L3, bytes);
+	pkt->family = FULCRUM_AF_INET6;
 	return handle_vip(ctx, pkt, &key, vipv);
+not_vip:
+	count_reason(FULCRUM_PASS_NOT_VIP, bytes);
+	return XDP_PASS;
 }
 
 SEC("xdp")
