@@ -78,6 +78,7 @@ enum flow_record {
 	RECORD_NOTHING,    /* a hit, or an ICMP error */
 	RECORD_NEW,        /* first packet: new_flows entry */
 	RECORD_CONFIRMED,  /* second packet: flows entry */
+	RECORD_PROMOTED,   /* second packet of a flow found in new_flows: flows entry, new_flows one goes */
 	RECORD_MID_STREAM, /* TCP packet of a flow we never saw open: counted, not recorded */
 };
 
@@ -145,7 +146,7 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 		barrier_var(known);
 		be = usable_entry(flow, key->proto, svc->id, role);
 		if (be && (role == FLOW_CONFIRMS || role == FLOW_DATAGRAM))
-			*record = RECORD_CONFIRMED;
+			*record = RECORD_PROMOTED;
 	}
 	if (be && flow) {
 		*hash = flow->hash;
@@ -235,10 +236,14 @@ static __always_inline void record_flow(const struct fulcrum_flow_key *key, enum
 		return;
 	}
 	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
-	if (record == RECORD_NEW)
+	if (record == RECORD_NEW) {
 		bpf_map_update_elem(&new_flows, key, &fresh, BPF_ANY);
-	else
-		bpf_map_update_elem(&flows, key, &fresh, BPF_ANY);
+		return;
+	}
+	/* A promoted flow leaves new_flows once flows holds it: left there it would take a slot from
+	 * the next first packets until LRU eviction, and under a flood of SYNs new_flows is full. */
+	if (!bpf_map_update_elem(&flows, key, &fresh, BPF_ANY) && record == RECORD_PROMOTED)
+		bpf_map_delete_elem(&new_flows, key);
 }
 
 /* Maps a failed bpf_fib_lookup onto our reasons. */

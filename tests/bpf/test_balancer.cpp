@@ -548,6 +548,8 @@ TEST_CASE("flow state: a SYN opens, the next packet confirms, mid-stream TCP is 
     CHECK_FALSE(recorded(lab, 21000, FlowTable::confirmed));
     REQUIRE(send_multi(lab, 21000, kTcpAck) == first);
     CHECK(recorded(lab, 21000, FlowTable::confirmed));
+    // Promoted, it leaves new_flows: that table's slots are for first packets only.
+    CHECK_FALSE(recorded(lab, 21000, FlowTable::first_packets));
 
     // An ACK of a flow never seen opening: balanced by the table, recorded nowhere, counted.
     const std::uint32_t mid = lab.maglev_pick(9, lab.flow_key(kClientV4, 21001, kVip4Multi, 80, kTcp));
@@ -600,6 +602,7 @@ TEST_CASE("flow state: a UDP flow's first datagram opens it, the second confirms
     lab.set_table(11, fill(16));
     REQUIRE(hex(lab.run(in).out) == hex(lab.expected_encap(15, ip_of(in), 0)));
     CHECK(recorded(lab, 6100, FlowTable::confirmed, kUdp));
+    CHECK_FALSE(recorded(lab, 6100, FlowTable::first_packets, kUdp));
 }
 
 TEST_CASE("flow state: beyond the per-CPU budget of new entries, flows are balanced but not recorded",
