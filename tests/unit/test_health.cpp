@@ -143,6 +143,31 @@ TEST_CASE("backends adopted from a running data plane start up", "[health]")
     CHECK(m.down() == std::set<health::BackendKey>{{"web", "198.18.0.11"}, {"web", "198.18.0.13"}});
 }
 
+TEST_CASE("backends checked with their service's check share one check object; a backend's own is its own",
+          "[health]")
+{
+    // 100,000 backends each holding a copy of a ~550-byte check was 55 MiB of the daemon.
+    boost::asio::io_context io;
+    std::map<std::string, const config::HealthCheck*> seen;
+    health::Manager m(
+        io,
+        [&](const config::HealthCheck& c, const health::Target& t, health::Done d) {
+            seen[t.address.text] = &c;
+            boost::asio::post(io, [d] { d(health::Result{}); });
+        },
+        [] {});
+    config::Config cfg = three_backends();
+    cfg.services[0].backends[2].healthcheck = cfg.services[0].healthcheck;
+    cfg.services[0].backends[2].healthcheck->interval = 10ms;
+    m.sync(cfg);
+    for (int i = 0; i < 100 && seen.size() < 3; i++)  // until each backend was checked once
+        io.run_for(10ms);
+    REQUIRE(seen.size() == 3);
+    CHECK(seen["198.18.0.11"] == seen["198.18.0.12"]);
+    CHECK(seen["198.18.0.13"] != seen["198.18.0.11"]);
+    CHECK(seen["198.18.0.13"]->interval == 10ms);
+}
+
 TEST_CASE("down_after foresees a sync without making it: a reload plans with it, syncs only once applied",
           "[health]")
 {
