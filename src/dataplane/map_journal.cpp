@@ -166,7 +166,10 @@ void MapJournal::release()
     for (Entry& e : entries_)
         if (e.inner_fd >= 0)
             close(e.inner_fd);
-    entries_.clear();
+    // Its memory too, not only the entries: an apply of every backend journals hundreds of
+    // thousands of writes (a 56 MiB vector at 1000 services x 100 backends), and clear() would
+    // keep that capacity for the daemon's lifetime.
+    std::vector<Entry>().swap(entries_);
 }
 
 }  // namespace fulcrum::dataplane
