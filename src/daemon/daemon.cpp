@@ -225,20 +225,20 @@ Status Daemon::reconcile(PlannedApply& planned, const std::vector<std::string>& 
         hash_seed_ = planned.seed;
     }
     planned.desired = {};
-    // A reload's parse and its new tables were the daemon's peak; glibc keeps freed pages for
-    // reuse, and without this the RSS stays at that peak between reloads.
-    malloc_trim(0);
     return applied;
 }
 
 void Daemon::notify(const config::Config& cfg, bool applied)
 {
     nexthops_follow(cfg);
-    if (!applied)
-        return;
-    publish_topology();
-    routes_follow(cfg);
-    log_panic_changes();
+    if (applied) {
+        publish_topology();
+        routes_follow(cfg);
+        log_panic_changes();
+    }
+    // An apply's plan, new tables and the listeners' temporaries were the daemon's peak; glibc
+    // keeps freed pages for reuse, and without this the RSS stays at that peak between applies.
+    malloc_trim(0);
 }
 
 // Also after a failed apply: re-resolves whatever the undo put back.
@@ -552,6 +552,9 @@ void Daemon::reload(Applied done)
 
 void Daemon::finish_reload(Status result, bool parse_failed)
 {
+    // The previous file (replaced just before) and the health sync's temporaries go back to
+    // the kernel too, not only what the apply freed (notify).
+    malloc_trim(0);
     collector_->count_reload(result.ok());
     if (result.ok()) {
         reloads_ok_++;
@@ -679,6 +682,11 @@ void Daemon::wait_for_stop()
 int Daemon::run()
 {
     log::route_bpf_libraries();
+    // Large blocks (a Maglev table being built is 256 KiB at 65537 slots, a thousand of them at a
+    // cold start) straight from mmap and back to the kernel when freed. glibc's default raises
+    // this threshold to the size of the largest block freed, after which such blocks land in the
+    // heap (or a worker thread's arena) and stay resident there long after the apply.
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     if (Status s = bring_up(); !s.ok()) {
         LOG_ERROR("%s", s.message().c_str());
         return 1;
