@@ -48,6 +48,7 @@ const std::vector<Command> kCommands = {
     {"lookup", {"SERVICE", "SRC_IP", "SRC_PORT", "DST_PORT"}, 1},
     {"stats", {}, 0},
     {"diff", {"FILE"}, 0},
+    {"top", {}, 0},
 };
 
 const char kHelp[] =
@@ -63,10 +64,14 @@ const char kHelp[] =
     "  diff      what a reload of FILE would change: services and backends added, removed or changed,\n"
     "            the share of flow hashes that would go to another backend, and the recorded flows\n"
     "            that would lose theirs; changes nothing (FILE is read by fulcrumd)\n"
+    "  top       a live view: services and backends with packets/s, bits/s, new flows/s, state and\n"
+    "            health, redrawn every --interval seconds (default 1) until Ctrl-C or --iterations N\n"
     "\n"
     "  -s, --socket PATH   control socket (default $FULCRUM_SOCKET, else /run/fulcrum/fulcrumd.sock)\n"
     "  --json              answer as JSON (may appear anywhere)\n"
     "  --timeout SECONDS   how long to wait for the daemon's answer, busy retries included (default 30)\n"
+    "  --iterations N      top: stop after N frames (default: until interrupted)\n"
+    "  --interval SECONDS  top: seconds between frames, 1..3600 (default 1)\n"
     "  --version           print the version\n"
     "  -h, --help          this text\n"
     "Exit status: 0 done, 1 the command failed, 2 usage error, 3 no daemon at the socket,\n"
@@ -77,6 +82,9 @@ struct Options {
     std::string socket_path;
     bool json = false;
     int timeout_seconds = kDefaultTimeoutSeconds;
+    unsigned iterations = 0;  // top: 0 = until interrupted
+    unsigned interval_seconds = 1;
+    bool top_option = false;  // --iterations or --interval given (only top takes them)
     std::vector<std::string> words;  // the command and its arguments
 };
 
@@ -201,6 +209,15 @@ std::optional<int> parse_options(int argc, char** argv, Options& options)
             if (!seconds || *seconds < 1 || *seconds > 3600)
                 return usage_error("--timeout \"" + *text + "\" is not a number of seconds (1..3600)");
             options.timeout_seconds = static_cast<int>(*seconds);
+        } else if (arg == "--iterations" || arg == "--interval") {
+            std::optional<std::string> text = value(argv[i]);
+            if (!text) return control::kUsage;
+            std::optional<unsigned> n = parse_number(*text);
+            const unsigned most = arg == "--iterations" ? 1000000 : 3600;
+            if (!n || *n < 1 || *n > most)
+                return usage_error(arg + " \"" + *text + "\" is not a number 1.." + std::to_string(most));
+            (arg == "--iterations" ? options.iterations : options.interval_seconds) = *n;
+            options.top_option = true;
         } else if (arg == "-h" || arg == "--help") {
             std::printf("%s%s", synopsis().c_str(), kHelp);
             return control::kOk;
@@ -378,20 +395,10 @@ int deliver(const std::string& answer)
     return static_cast<int>(*code);
 }
 
-int run(int argc, char** argv)
+// One request, one answer delivered. Sessions are short (the daemon closes idle ones within
+// seconds): a busy daemon is asked again, every 100 ms, until the timeout.
+int ask(const Options& options, const std::string& request, const char* before_body = "")
 {
-    Options options;
-    if (std::optional<int> done = parse_options(argc, argv, options)) return *done;
-    if (std::optional<int> bad = validate_command(options.words)) return *bad;
-    if (std::optional<int> bad = absolute_file_argument(options.words)) return *bad;
-
-    std::string request = request_line(options);
-    if (request.size() > control::kMaxRequestBytes)
-        return usage_error("the request is longer than " + std::to_string(control::kMaxRequestBytes) +
-                           " bytes");
-
-    // Sessions are short (the daemon closes idle ones within seconds): a busy daemon is asked
-    // again, every 100 ms, until the timeout.
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
     for (;;) {
         int fd = connect_daemon(options);
@@ -403,8 +410,39 @@ int run(int argc, char** argv)
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
             continue;
         }
+        std::fputs(before_body, stdout);
         return deliver(std::get<std::string>(answer));
     }
+}
+
+// top: a frame every interval, each a fresh request (the daemon's rates are per second). On a
+// terminal each frame replaces the last; otherwise (a pipe, a script) frames follow each other,
+// text frames separated by a blank line, JSON one object per line.
+int top(const Options& options, const std::string& request)
+{
+    const bool terminal = isatty(STDOUT_FILENO) && !options.json;
+    for (unsigned frame = 1;; frame++) {
+        const char* before = terminal ? "\033[H\033[2J" : frame > 1 && !options.json ? "\n" : "";
+        if (int code = ask(options, request, before); code != control::kOk) return code;
+        if (options.iterations && frame >= options.iterations) return control::kOk;
+        std::this_thread::sleep_for(std::chrono::seconds(options.interval_seconds));
+    }
+}
+
+int run(int argc, char** argv)
+{
+    Options options;
+    if (std::optional<int> done = parse_options(argc, argv, options)) return *done;
+    if (std::optional<int> bad = validate_command(options.words)) return *bad;
+    if (std::optional<int> bad = absolute_file_argument(options.words)) return *bad;
+    const bool is_top = options.words[0] == "top";
+    if (options.top_option && !is_top) return usage_error("--iterations and --interval go with top");
+
+    std::string request = request_line(options);
+    if (request.size() > control::kMaxRequestBytes)
+        return usage_error("the request is longer than " + std::to_string(control::kMaxRequestBytes) +
+                           " bytes");
+    return is_top ? top(options, request) : ask(options, request);
 }
 
 }  // namespace

@@ -89,6 +89,8 @@ Response Daemon::answer_now(const control::Request& r)
         return cmd_stats(r.json);
     if (r.command == "diff")
         return cmd_diff(r.json, r.args);
+    if (r.command == "top" && r.args.empty())
+        return cmd_top(r.json);
     return usage("unknown command or wrong arguments: " + r.command);
 }
 
@@ -115,7 +117,7 @@ Response Daemon::cmd_status(bool json)
         // one of them is shown as such rather than ending the daemon.
         const plan::AppliedService* applied = applied_service(s.name);
         unsigned port = ntohs(s.key.port);
-        double rate = applied ? service_rate_[applied->id] : 0;
+        double rate = applied ? service_rates_[applied->id].packets.per_second : 0;
         text += fmt("service %-16s %s%s%s:%u/%s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
                     s.key.family == FULCRUM_AF_INET6 ? "[" : "", s.vip.c_str(),
                     s.key.family == FULCRUM_AF_INET6 ? "]" : "", port, protocol_name(s.key.proto), s.table_size,
@@ -134,7 +136,7 @@ Response Daemon::cmd_status(bool json)
                               : by_operator ? " (fulcrumctl drain)"
                                             : " (config)";
             const plan::AppliedBackend* ab = applied ? find_backend(*applied, b.address) : nullptr;
-            double brate = ab ? backend_rate_[ab->id] : 0;
+            double brate = ab ? backend_rates_[ab->id].packets.per_second : 0;
             std::string health_state = "unknown", last = "-";
             double since = 0;
             if (auto h = health.find({s.name, b.address}); h != health.end()) {

@@ -643,13 +643,16 @@ void Daemon::schedule_rate_sample()
         if (ec)
             return;
         for (const auto& [name, svc] : reconciler_->services()) {
-            std::uint64_t now = program_->service_counters(svc.id).packets;
-            service_rate_[svc.id] = static_cast<double>(now - last_service_packets_[svc.id]);
-            last_service_packets_[svc.id] = now;
+            const dataplane::ServiceCounters now = program_->service_counters(svc.id);
+            ServiceRates& rates = service_rates_[svc.id];
+            rates.packets.sample(now.packets);
+            rates.bytes.sample(now.bytes);
+            rates.new_flows.sample(now.new_flows);
             for (const auto& [address, b] : svc.backends) {
-                std::uint64_t bnow = program_->backend_counters(b.id).packets;
-                backend_rate_[b.id] = static_cast<double>(bnow - last_backend_packets_[b.id]);
-                last_backend_packets_[b.id] = bnow;
+                const dataplane::PacketCounters bnow = program_->backend_counters(b.id);
+                BackendRates& brates = backend_rates_[b.id];
+                brates.packets.sample(bnow.packets);
+                brates.bytes.sample(bnow.bytes);
             }
         }
         schedule_rate_sample();

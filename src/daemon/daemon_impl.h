@@ -106,6 +106,7 @@ private:
     control::Response cmd_lookup(bool json, const std::vector<std::string>& args);
     control::Response cmd_stats(bool json);
     control::Response cmd_diff(bool json, const std::vector<std::string>& args);  // diff_command.cpp
+    control::Response cmd_top(bool json);                                         // top_command.cpp
     // The applied state of a service, or nullptr: commands never assume a name is there.
     const plan::AppliedService* applied_service(const std::string& name) const;
 
@@ -146,9 +147,28 @@ private:
     std::uint64_t loaded_udp_idle_timeout_ns_ = 0;  // what the running program was loaded with
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
     std::string last_reload_error_;
-    // packets/s per service and backend id, sampled every second for `status`
-    std::map<std::uint32_t, std::uint64_t> last_service_packets_, last_backend_packets_;
-    std::map<std::uint32_t, double> service_rate_, backend_rate_;
+    // Per-second rates of each service's and backend's counters (by id), sampled every second
+    // for `status` and `top`.
+    struct Rate {
+        std::uint64_t last = 0;
+        bool seen = false;
+        double per_second = 0;
+        // A counter that went backwards (its map was replaced) restarts its rate at 0.
+        void sample(std::uint64_t now)
+        {
+            per_second = seen && now >= last ? static_cast<double>(now - last) : 0;
+            last = now;
+            seen = true;
+        }
+    };
+    struct ServiceRates {
+        Rate packets, bytes, new_flows;
+    };
+    struct BackendRates {
+        Rate packets, bytes;
+    };
+    std::map<std::uint32_t, ServiceRates> service_rates_;
+    std::map<std::uint32_t, BackendRates> backend_rates_;
 };
 
 }  // namespace fulcrum::daemon

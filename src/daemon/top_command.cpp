@@ -1,0 +1,96 @@
+// `fulcrumctl top`: one frame of the live view, services and their backends with per-second
+// rates (packets, bits, new flows: the rate sampler's last second), state and health.
+// fulcrumctl asks for a frame every second and redraws it; the daemon keeps no view state.
+#include <arpa/inet.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include "control/protocol.h"
+#include "daemon/daemon.h"
+#include "daemon/daemon_impl.h"
+#include "util/json.h"
+
+namespace fulcrum::daemon {
+namespace {
+
+// 1234567 -> "1.23M": rates in a fixed-width column.
+std::string si(double value)
+{
+    static const char* const kUnits[] = {"", "k", "M", "G", "T"};
+    int unit = 0;
+    while (value >= 1000 && unit < 4) {
+        value /= 1000;
+        unit++;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, unit == 0 ? "%.0f%s" : "%.2f%s", value, kUnits[unit]);
+    return buf;
+}
+
+const char* state_name(plan::BackendUse use)
+{
+    return use == plan::BackendUse::active ? "active" : use == plan::BackendUse::draining ? "draining" : "down";
+}
+
+std::string line(const char* format, auto... args)
+{
+    char buf[512];
+    std::snprintf(buf, sizeof buf, format, args...);
+    return buf;
+}
+
+}  // namespace
+
+control::Response Daemon::cmd_top(bool json)
+{
+    const std::time_t now = std::time(nullptr);
+    char stamp[32];
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+    std::string text = line("fulcrumd %s  generation %llu  %s  (per second, over the last second)\n", kVersion,
+                            static_cast<unsigned long long>(generation_), stamp);
+    text += line("%-40s %-9s %-6s %6s %9s %9s %9s\n", "SERVICE / backend", "STATE", "HEALTH", "WEIGHT", "PKT/S",
+                 "BIT/S", "NEW/S");
+    JsonWriter j;
+    j.begin_object().field("version", kVersion).field("generation", generation_).field("time", stamp);
+    j.key("services").begin_array();
+    const auto health = health_->snapshot();
+    for (const plan::ServicePlan& s : desired_.services) {
+        const plan::AppliedService* applied = applied_service(s.name);
+        const ServiceRates rates = applied ? service_rates_[applied->id] : ServiceRates{};
+        const bool v6 = s.key.family == FULCRUM_AF_INET6;
+        const unsigned port = ntohs(s.key.port);
+        const char* proto = s.key.proto == IPPROTO_TCP ? "tcp" : "udp";
+        std::string name = s.name + " " + (v6 ? "[" : "") + s.vip + (v6 ? "]" : "") + ":" + std::to_string(port) +
+                           "/" + proto;
+        std::string healthy = std::to_string(s.healthy) + "/" + std::to_string(s.backends.size()) + " up";
+        text += line("%-40s %-16s %6s %9s %9s %9s%s\n", name.c_str(), healthy.c_str(), "",
+                     si(rates.packets.per_second).c_str(), si(8 * rates.bytes.per_second).c_str(),
+                     si(rates.new_flows.per_second).c_str(), s.panic ? "  PANIC" : "");
+        j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port).field("protocol", proto);
+        j.field("healthy", s.healthy).field("backends_total", s.backends.size()).field("panic", s.panic);
+        j.field("packets_per_second", rates.packets.per_second).field("bits_per_second", 8 * rates.bytes.per_second);
+        j.field("new_flows_per_second", rates.new_flows.per_second).key("backends").begin_array();
+        for (const plan::BackendPlan& b : s.backends) {
+            BackendRates brates;
+            if (applied)
+                if (auto it = applied->backends.find(b.address); it != applied->backends.end())
+                    brates = backend_rates_[it->second.id];
+            std::string health_state = "-";
+            if (auto h = health.find({s.name, b.address}); h != health.end())
+                health_state = h->second.up ? "up" : "down";
+            text += line("  %-38s %-9s %-6s %6u %9s %9s\n", b.address.c_str(), state_name(b.use),
+                         health_state.c_str(), b.weight, si(brates.packets.per_second).c_str(),
+                         si(8 * brates.bytes.per_second).c_str());
+            j.begin_object().field("address", b.address).field("state", state_name(b.use));
+            j.field("health", health_state).field("weight", b.weight);
+            j.field("packets_per_second", brates.packets.per_second);
+            j.field("bits_per_second", 8 * brates.bytes.per_second).end_object();
+        }
+        j.end_array().end_object();
+    }
+    j.end_array().end_object();
+    return {control::kOk, json ? j.str() + "\n" : text};
+}
+
+}  // namespace fulcrum::daemon
