@@ -233,8 +233,9 @@ Backend read_backend(Errors& errors, const Value& value, const CheckLayer& servi
     Backend backend;
     backend.line = value.spot.line;
     // The backend, its spots and the service's check it is checked with (counted per backend
-    // whether or not it is copied, so the bound stays where it was).
-    if (!errors.build(value.spot, sizeof(Backend) + sizeof(Spot) + value.spot.path.size() +
+    // whether or not it is copied, and a check's bytes as when a backend held one inline, so the
+    // bound stays where it was).
+    if (!errors.build(value.spot, sizeof(Backend) + sizeof(HealthCheck) + sizeof(Spot) + value.spot.path.size() +
                                       built_size(service_check.check)))
         return backend;
     if (auto v = m.require("address"); v && assign(backend.address, parse_address(errors, *v)))
@@ -247,7 +248,7 @@ Backend read_backend(Errors& errors, const Value& value, const CheckLayer& servi
     if (auto v = m.get("healthcheck")) {
         std::size_t errors_before = errors.count();
         own_check = read_healthcheck(errors, *v, service_check, reported);
-        backend.healthcheck = own_check->check;
+        backend.healthcheck = std::make_shared<const HealthCheck>(own_check->check);
         // The service's own check was held to this already; only a type changed here is new.
         const HealthCheck& c = own_check->check;
         const HealthCheck& up = service_check.check;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -110,8 +111,10 @@ struct Backend {
     std::uint32_t weight = 100;   // 0..65535; 0 = drain
     BackendState state = BackendState::active;
     // Set when the backend has a healthcheck mapping: the service's check with the backend's keys
-    // on top (the whole effective check). Unset: the service's check applies as is.
-    std::optional<HealthCheck> healthcheck;
+    // on top (the whole effective check). Unset: the service's check applies as is. Out of line
+    // and shared (the health manager keeps the same object): a HealthCheck is ~550 bytes, and a
+    // file of 100,000 backends would otherwise carry one per backend.
+    std::shared_ptr<const HealthCheck> healthcheck;
     int line = 0;                 // where it was written (1-based), for messages
 };
 

@@ -55,9 +55,8 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
             wanted.insert(key);
             if (!b.healthcheck && !service_check)
                 service_check = std::make_shared<const config::HealthCheck>(svc.healthcheck);
-            // A backend's own check (rare) is its own object; the others share the service's.
-            std::shared_ptr<const config::HealthCheck> shared =
-                b.healthcheck ? std::make_shared<const config::HealthCheck>(*b.healthcheck) : service_check;
+            // A backend's own check (rare) is the parsed config's object; the others share the service's.
+            std::shared_ptr<const config::HealthCheck> shared = b.healthcheck ? b.healthcheck : service_check;
             const config::HealthCheck& check = *shared;
             Target target{svc.name, check.address ? *check.address : b.address,
                           check.port ? *check.port : svc.port};

@@ -157,8 +157,9 @@ TEST_CASE("backends checked with their service's check share one check object; a
         },
         [] {});
     config::Config cfg = three_backends();
-    cfg.services[0].backends[2].healthcheck = cfg.services[0].healthcheck;
-    cfg.services[0].backends[2].healthcheck->interval = 10ms;
+    config::HealthCheck own = cfg.services[0].healthcheck;
+    own.interval = 10ms;
+    cfg.services[0].backends[2].healthcheck = std::make_shared<const config::HealthCheck>(own);
     m.sync(cfg);
     for (int i = 0; i < 100 && seen.size() < 3; i++)  // until each backend was checked once
         io.run_for(10ms);
@@ -180,8 +181,9 @@ TEST_CASE("down_after foresees a sync without making it: a reload plans with it,
     config::Backend fresh, starts_up;
     fresh.address = addr("198.18.0.14");
     starts_up.address = addr("198.18.0.15");
-    starts_up.healthcheck = next.services[0].healthcheck;
-    starts_up.healthcheck->start_up = true;
+    config::HealthCheck up_at_once = next.services[0].healthcheck;
+    up_at_once.start_up = true;
+    starts_up.healthcheck = std::make_shared<const config::HealthCheck>(up_at_once);
     next.services[0].backends.push_back(fresh);
     next.services[0].backends.push_back(starts_up);
     const auto foreseen = m.down_after(next);
