@@ -482,9 +482,9 @@ static __always_inline int handle_transport(struct xdp_md *ctx, struct packet *p
  * protocol), looked up before the vips entry: the daemon writes a VIP's vips entry before its
  * first service and deletes it after its last (Reconciler::plan_vips), so a services entry proves
  * a VIP, and a packet of a service pays one hash lookup here instead of two. NULL for anything
- * else (another protocol, a port-0 service, a malformed header, not a VIP): the caller then takes
- * the full path from the vips lookup, which parses again and answers exactly as before. *pkt must
- * have been through parse_ipv4_rest / parse_ipv6_rest successfully. */
+ * else (another protocol, a port-0 service, a malformed port header, not a VIP): the caller then
+ * takes the full path from the vips lookup, which reuses the same parse and answers exactly as
+ * before. *pkt must have been through parse_ipv4_rest / parse_ipv6_rest successfully. */
 static __always_inline struct fulcrum_service_value *exact_service(struct packet *pkt,
 								    struct fulcrum_flow_key *key,
 								    __u8 *tcp_flags)
@@ -626,6 +626,7 @@ static __always_inline int handle_ipv4(struct xdp_md *ctx, struct packet *pkt)
 	struct fulcrum_vip_value *vipv;
 	struct fulcrum_service_value *svc;
 	struct fulcrum_flow_key key = {};
+	int malformed, fragment;
 
 	if ((void *)(ip + 1) > pkt->data_end)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
@@ -636,22 +637,24 @@ static __always_inline int handle_ipv4(struct xdp_md *ctx, struct packet *pkt)
 	key.src.w[0] = ip->saddr;
 	key.dst.w[0] = ip->daddr;
 	key.family = FULCRUM_AF_INET;
-	if (!parse_ipv4_rest(pkt, ip) && !ipv4_is_fragment(ip)) {
+	malformed = parse_ipv4_rest(pkt, ip);
+	fragment = !malformed && ipv4_is_fragment(ip);
+	pkt->family = FULCRUM_AF_INET;
+	if (!malformed && !fragment) {
 		__u8 tcp_flags;
 
-		pkt->family = FULCRUM_AF_INET;
 		svc = exact_service(pkt, &key, &tcp_flags);
 		if (svc)
 			return serve(ctx, pkt, &key, svc, tcp_flags);
 	}
+	/* Only a VIP's packets are judged: a malformed packet to another address passes untouched. */
 	vipv = bpf_map_lookup_elem(&vips, &vk);
 	if (!vipv)
 		goto not_vip;
-	if (parse_ipv4_rest(pkt, ip))
+	if (malformed)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
-	if (ipv4_is_fragment(ip))
+	if (fragment)
 		return drop(FULCRUM_DROP_FRAGMENT, bytes);
-	pkt->family = FULCRUM_AF_INET;
 	return handle_vip(ctx, pkt, &key, vipv);
 not_vip:
 	count_reason(FULCRUM_PASS_NOT_VIP, bytes);
@@ -666,6 +669,7 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
 	struct fulcrum_vip_value *vipv;
 	struct fulcrum_service_value *svc;
 	struct fulcrum_flow_key key = {};
+	int malformed;
 
 	if ((void *)(ip6 + 1) > pkt->data_end)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
@@ -676,10 +680,11 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
 	__builtin_memcpy(&key.src, &ip6->saddr, sizeof(key.src));
 	key.dst = vk.addr;
 	key.family = FULCRUM_AF_INET6;
-	if (!parse_ipv6_rest(pkt, ip6)) {
+	malformed = parse_ipv6_rest(pkt, ip6);
+	pkt->family = FULCRUM_AF_INET6;
+	if (!malformed) {
 		__u8 tcp_flags;
 
-		pkt->family = FULCRUM_AF_INET6;
 		svc = exact_service(pkt, &key, &tcp_flags);
 		if (svc)
 			return serve(ctx, pkt, &key, svc, tcp_flags);
@@ -687,9 +692,8 @@ static __always_inline int handle_ipv6(struct xdp_md *ctx, struct packet *pkt)
 	vipv = bpf_map_lookup_elem(&vips, &vk);
 	if (!vipv)
 		goto not_vip;
-	if (parse_ipv6_rest(pkt, ip6))
+	if (malformed)
 		return drop(FULCRUM_DROP_PARSE_L3, bytes);
-	pkt->family = FULCRUM_AF_INET6;
 	return handle_vip(ctx, pkt, &key, vipv);
 not_vip:
 	count_reason(FULCRUM_PASS_NOT_VIP, bytes);
