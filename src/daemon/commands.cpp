@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "control/protocol.h"
+#include "daemon/command_text.h"
 #include "daemon/daemon.h"
 #include "daemon/daemon_impl.h"
 #include "dataplane/reasons.h"
@@ -22,13 +23,6 @@ using control::Response;
 
 Response usage(const std::string& text) { return {control::kUsage, text + "\n"}; }
 Response failed(const std::string& text) { return {control::kFailed, text + "\n"}; }
-
-std::string fmt(const char* format, auto... args)
-{
-    char buf[512];
-    std::snprintf(buf, sizeof buf, format, args...);
-    return buf;
-}
 
 // Canonical text of an address written by an operator, or "" if it is not one.
 std::string canonical(const std::string& text, int* family = nullptr)
@@ -51,8 +45,6 @@ const plan::ServicePlan* find_service(const plan::Desired& d, const std::string&
             return &s;
     return nullptr;
 }
-
-const char* protocol_name(std::uint8_t proto) { return proto == IPPROTO_TCP ? "tcp" : "udp"; }
 
 const plan::AppliedBackend* find_backend(const plan::AppliedService& svc, const std::string& address)
 {
@@ -118,19 +110,16 @@ Response Daemon::cmd_status(bool json)
         const plan::AppliedService* applied = applied_service(s.name);
         unsigned port = ntohs(s.key.port);
         double rate = applied ? service_rates_[applied->id].packets.per_second : 0;
-        text += fmt("service %-16s %s%s%s:%u/%s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
-                    s.key.family == FULCRUM_AF_INET6 ? "[" : "", s.vip.c_str(),
-                    s.key.family == FULCRUM_AF_INET6 ? "]" : "", port, protocol_name(s.key.proto), s.table_size,
-                    rate, s.healthy, s.needed, s.panic ? "  PANIC: using all non-drained backends" : "");
+        text += fmt("service %-16s %s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
+                    service_endpoint(s).c_str(), s.table_size, rate, s.healthy, s.needed,
+                    s.panic ? "  PANIC: using all non-drained backends" : "");
         j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port);
         j.field("protocol", protocol_name(s.key.proto)).field("table_size", s.table_size);
         j.field("healthy", s.healthy).field("min_healthy", s.needed).field("panic", s.panic);
         j.field("packets_per_second", rate).key("backends").begin_array();
         for (const plan::BackendPlan& b : s.backends) {
             const bool by_operator = overrides_.drained.contains({s.name, b.address});
-            const char* state = b.use == plan::BackendUse::active     ? "active"
-                                : b.use == plan::BackendUse::draining ? "draining"
-                                                                      : "down";
+            const char* state = backend_state_name(b.use);
             // A drained backend that is down shows "down" (its flows were re-hashed) and who drained it.
             const char* why = !b.drained    ? ""
                               : by_operator ? " (fulcrumctl drain)"

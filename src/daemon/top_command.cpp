@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "control/protocol.h"
+#include "daemon/command_text.h"
 #include "daemon/daemon.h"
 #include "daemon/daemon_impl.h"
 #include "util/json.h"
@@ -28,18 +29,6 @@ std::string si(double value)
     return buf;
 }
 
-const char* state_name(plan::BackendUse use)
-{
-    return use == plan::BackendUse::active ? "active" : use == plan::BackendUse::draining ? "draining" : "down";
-}
-
-std::string line(const char* format, auto... args)
-{
-    char buf[512];
-    std::snprintf(buf, sizeof buf, format, args...);
-    return buf;
-}
-
 }  // namespace
 
 control::Response Daemon::cmd_top(bool json)
@@ -47,9 +36,9 @@ control::Response Daemon::cmd_top(bool json)
     const std::time_t now = std::time(nullptr);
     char stamp[32];
     std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
-    std::string text = line("fulcrumd %s  generation %llu  %s  (per second, over the last second)\n", kVersion,
+    std::string text = fmt("fulcrumd %s  generation %llu  %s  (per second, over the last second)\n", kVersion,
                             static_cast<unsigned long long>(generation_), stamp);
-    text += line("%-40s %-9s %-6s %6s %9s %9s %9s\n", "SERVICE / backend", "STATE", "HEALTH", "WEIGHT", "PKT/S",
+    text += fmt("%-40s %-9s %-6s %6s %9s %9s %9s\n", "SERVICE / backend", "STATE", "HEALTH", "WEIGHT", "PKT/S",
                  "BIT/S", "NEW/S");
     JsonWriter j;
     j.begin_object().field("version", kVersion).field("generation", generation_).field("time", stamp);
@@ -58,13 +47,11 @@ control::Response Daemon::cmd_top(bool json)
     for (const plan::ServicePlan& s : desired_.services) {
         const plan::AppliedService* applied = applied_service(s.name);
         const ServiceRates rates = applied ? service_rates_[applied->id] : ServiceRates{};
-        const bool v6 = s.key.family == FULCRUM_AF_INET6;
         const unsigned port = ntohs(s.key.port);
-        const char* proto = s.key.proto == IPPROTO_TCP ? "tcp" : "udp";
-        std::string name = s.name + " " + (v6 ? "[" : "") + s.vip + (v6 ? "]" : "") + ":" + std::to_string(port) +
-                           "/" + proto;
+        const char* proto = protocol_name(s.key.proto);
+        std::string name = s.name + " " + service_endpoint(s);
         std::string healthy = std::to_string(s.healthy) + "/" + std::to_string(s.backends.size()) + " up";
-        text += line("%-40s %-16s %6s %9s %9s %9s%s\n", name.c_str(), healthy.c_str(), "",
+        text += fmt("%-40s %-16s %6s %9s %9s %9s%s\n", name.c_str(), healthy.c_str(), "",
                      si(rates.packets.per_second).c_str(), si(8 * rates.bytes.per_second).c_str(),
                      si(rates.new_flows.per_second).c_str(), s.panic ? "  PANIC" : "");
         j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port).field("protocol", proto);
@@ -79,10 +66,10 @@ control::Response Daemon::cmd_top(bool json)
             std::string health_state = "-";
             if (auto h = health.find({s.name, b.address}); h != health.end())
                 health_state = h->second.up ? "up" : "down";
-            text += line("  %-38s %-9s %-6s %6u %9s %9s\n", b.address.c_str(), state_name(b.use),
+            text += fmt("  %-38s %-9s %-6s %6u %9s %9s\n", b.address.c_str(), backend_state_name(b.use),
                          health_state.c_str(), b.weight, si(brates.packets.per_second).c_str(),
                          si(8 * brates.bytes.per_second).c_str());
-            j.begin_object().field("address", b.address).field("state", state_name(b.use));
+            j.begin_object().field("address", b.address).field("state", backend_state_name(b.use));
             j.field("health", health_state).field("weight", b.weight);
             j.field("packets_per_second", brates.packets.per_second);
             j.field("bits_per_second", 8 * brates.bytes.per_second).end_object();
