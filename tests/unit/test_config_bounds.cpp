@@ -10,20 +10,14 @@
 
 #include "config/config.h"
 #include "config_errors.h"
+#include "read_file.h"
 
 using fulcrum::config::parse_text;
 using fulcrum::test::errors_of;
 
-namespace {
+using fulcrum::test::read_file;
 
-std::string read(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
+namespace {
 
 const std::string kComma =
     "invalid YAML: expected a value or the end of the file here (is a ',' outside [ ] or { }?)";
@@ -40,7 +34,7 @@ TEST_CASE("a ',' where a YAML document starts is an error at the ',' (yaml-cpp 0
     CHECK(errors_of("interfaces: [{name: eth0}]\nservices: []\n,\n") ==
           std::vector<std::string>{"t.yaml:3:1: invalid YAML: end of map not found"});
     // The fuzzer's own input, as found (it is replayed by fuzz/config from fuzz/corpus too).
-    CHECK(errors_of(read(FULCRUM_SOURCE_DIR "/fuzz/corpus/oom-comma-at-document-start.yaml")) ==
+    CHECK(errors_of(read_file(FULCRUM_SOURCE_DIR "/fuzz/corpus/oom-comma-at-document-start.yaml")) ==
           std::vector<std::string>{"t.yaml:3:1: " + kComma});
     // A ',' inside a flow collection or a scalar is fine, and a second document is still its own error.
     CHECK(errors_of("a: [1, 2]\nb: x,y\n---\nc: 1\n") ==

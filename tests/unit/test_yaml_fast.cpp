@@ -15,21 +15,15 @@
 #include "config/yaml_fast.h"
 #include "config/yaml_load.h"
 #include "yaml_tree_vs_node.h"
+#include "read_file.h"
 
 using fulcrum::config::detail::fast_tree;
 using fulcrum::test::tree_vs_node;
 using fulcrum::test::tree_vs_tree;
 
-namespace {
+using fulcrum::test::read_file;
 
-std::string read(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
+namespace {
 
 // "" if the fast scanner accepts `text` and its tree is yaml-cpp's (YAML::Load's, and the tree of
 // the yaml-cpp event path with the same node count); else what differs.
@@ -72,7 +66,7 @@ TEST_CASE("the fast scanner reads the shipped configs, to yaml-cpp's tree", "[co
 {
     for (const char* file : {"/config/fulcrum.example.yaml", "/config/lab.yaml"}) {
         INFO(file);
-        CHECK(fast_vs_yaml_cpp(read(std::string(FULCRUM_SOURCE_DIR) + file)) == "");
+        CHECK(fast_vs_yaml_cpp(read_file(std::string(FULCRUM_SOURCE_DIR) + file)) == "");
     }
 }
 
@@ -100,7 +94,7 @@ TEST_CASE("the fast scanner's tree is yaml-cpp's on every test config it reads",
     for (const auto& entry : std::filesystem::directory_iterator(std::string(FULCRUM_SOURCE_DIR) + "/tests/system/configs/bad")) {
         if (entry.path().extension() != ".yaml") continue;
         ++files;
-        const std::string text = read(entry.path());
+        const std::string text = read_file(entry.path());
         INFO(entry.path().string());
         if (!fast_tree(text)) continue;
         ++read_fast;

@@ -15,23 +15,17 @@
 #include "config/yaml_load.h"
 #include "config_errors.h"
 #include "yaml_tree_vs_node.h"
+#include "read_file.h"
 
 using fulcrum::config::parse_text;
 using fulcrum::test::errors_of;
 using fulcrum::test::tree_vs_node;
 
+using fulcrum::test::read_file;
+
 namespace {
 
 const std::string kHead = "interfaces: [{name: eth0}]\ntunnel: {source_v4: 198.18.0.1}\n";  // 2 lines
-
-std::string read(const std::string& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in);
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
 
 // "" if the parser's tree of `text` is YAML::Load's tree of it.
 std::string compared(const std::string& text)
@@ -89,7 +83,7 @@ TEST_CASE("the YAML tree is YAML::Load's tree, node for node", "[config][yaml]")
     // The files shipped and used by the system tests.
     for (const char* file : {"/config/fulcrum.example.yaml", "/config/lab.yaml"}) {
         INFO(file);
-        CHECK(compared(read(std::string(FULCRUM_SOURCE_DIR) + file)) == "");
+        CHECK(compared(read_file(std::string(FULCRUM_SOURCE_DIR) + file)) == "");
     }
     // A file of the reload bench's shape (20 services x 10 backends), block style.
     std::string big = kHead + "services:\n";
