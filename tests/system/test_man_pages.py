@@ -65,6 +65,21 @@ def help_text(program, *args):
     return p.stdout + p.stderr
 
 
+def check_commands_and_options(program, command_pattern, least):
+    """Every command (found by command_pattern) and option of `program --help` is named in
+    program(8); fewer than `least` commands means the pattern no longer matches the help."""
+    text = help_text(program, "--help")
+    commands = sorted(set(re.findall(command_pattern, text)))
+    options = sorted(set(re.findall(r"^\s+(-\w|--[\w-]+)", text, re.M)))
+    if len(commands) < least:
+        fail(f"{program} --help lists only {commands}")
+    terms = bold_terms(f"{program}.8")
+    for word in commands + options:
+        if not names_term(terms, word):
+            fail(f"{program}(8) does not name {word!r}")
+    print(f"ok: {program}(8) checked for {len(commands)} commands and {len(options)} options")
+
+
 def main():
     for page in PAGES:
         path = os.path.join(BUILD_DIR, "man", page)
@@ -96,16 +111,7 @@ def main():
     else:
         print(f"ok: fulcrum.yaml(5) names all {len(keys)} config keys the parser accepts")
 
-    text = help_text("fulcrumctl", "--help")
-    commands = sorted(set(re.findall(r"fulcrumctl \[-s SOCKET\] (\w+)", text)))
-    options = sorted(set(re.findall(r"^\s+(-\w|--[\w-]+)", text, re.M)))
-    if len(commands) < 7:
-        fail(f"fulcrumctl --help lists only {commands}")
-    terms = bold_terms("fulcrumctl.8")
-    for word in commands + options:
-        if not names_term(terms, word):
-            fail(f"fulcrumctl(8) does not name {word!r}")
-    print(f"ok: fulcrumctl(8) checked for {len(commands)} commands and {len(options)} options")
+    check_commands_and_options("fulcrumctl", r"fulcrumctl \[-s SOCKET\] (\w+)", least=7)
 
     text = help_text("fulcrumd", "--help")
     options = sorted(set(re.findall(r"(--[\w-]+)", text)))
@@ -117,16 +123,7 @@ def main():
             fail(f"fulcrumd(8) does not name {word!r}")
     print(f"ok: fulcrumd(8) checked for {len(options)} options")
 
-    text = help_text("fulcrum-decap", "--help")
-    commands = sorted(set(re.findall(r"fulcrum-decap (\w+)", text)))
-    options = sorted(set(re.findall(r"^\s+(-\w|--[\w-]+)", text, re.M)))
-    if len(commands) < 4:
-        fail(f"fulcrum-decap --help lists only {commands}")
-    terms = bold_terms("fulcrum-decap.8")
-    for word in commands + options:
-        if not names_term(terms, word):
-            fail(f"fulcrum-decap(8) does not name {word!r}")
-    print(f"ok: fulcrum-decap(8) checked for {len(commands)} commands and {len(options)} options")
+    check_commands_and_options("fulcrum-decap", r"fulcrum-decap (\w+)", least=4)
 
 
 if __name__ == "__main__":
