@@ -642,14 +642,24 @@ void Daemon::schedule_rate_sample()
     rate_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec)
             return;
+        // Every counter in two batched reads (not one syscall per backend: 10,000 a second at
+        // 10,000 backends), then the rates of the ids in use.
+        std::uint32_t services_end = 0, backends_end = 0;
         for (const auto& [name, svc] : reconciler_->services()) {
-            const dataplane::ServiceCounters now = program_->service_counters(svc.id);
+            services_end = std::max(services_end, svc.id + 1);
+            for (const auto& [address, b] : svc.backends)
+                backends_end = std::max(backends_end, b.id + 1);
+        }
+        const auto service_counts = program_->service_counters_below(services_end);
+        const auto backend_counts = program_->backend_counters_below(backends_end);
+        for (const auto& [name, svc] : reconciler_->services()) {
+            const dataplane::ServiceCounters& now = service_counts[svc.id];
             ServiceRates& rates = service_rates_[svc.id];
             rates.packets.sample(now.packets);
             rates.bytes.sample(now.bytes);
             rates.new_flows.sample(now.new_flows);
             for (const auto& [address, b] : svc.backends) {
-                const dataplane::PacketCounters bnow = program_->backend_counters(b.id);
+                const dataplane::PacketCounters& bnow = backend_counts[b.id];
                 BackendRates& brates = backend_rates_[b.id];
                 brates.packets.sample(bnow.packets);
                 brates.bytes.sample(bnow.bytes);

@@ -6,6 +6,7 @@
 #include <bpf/libbpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -100,6 +101,40 @@ void for_each_cpu(const bpf_map* map, std::uint32_t key, Fold fold)
     }
     for (const Value& v : values)
         fold(v);
+}
+
+// Reads keys [0, end) of a per-CPU array in batches (bpf_map_lookup_batch: one syscall per
+// kBatch keys, not one per key) and hands each key's CPU values to fold(key, value). Keys past the
+// map's size are not read (fold never sees them). False if a batch could not be read (logged); the
+// caller then falls back to key-by-key reads.
+template <typename Value, typename Fold>
+bool for_each_cpu_below(const bpf_map* map, std::uint32_t end, Fold fold)
+{
+    const int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0)
+        return false;
+    end = std::min(end, bpf_map__max_entries(map));
+    constexpr std::uint32_t kBatch = 1024;
+    std::vector<std::uint32_t> keys(kBatch);
+    std::vector<Value> values(std::size_t{kBatch} * static_cast<std::size_t>(cpus));
+    static_assert(sizeof(Value) % 8 == 0, "per-CPU values are laid out 8-byte aligned");
+    std::uint32_t token = 0, read = 0;
+    while (read < end) {
+        std::uint32_t count = std::min(kBatch, end - read);
+        const int rc = bpf_map_lookup_batch(bpf_map__fd(map), read == 0 ? nullptr : &token, &token, keys.data(),
+                                            values.data(), &count, nullptr);
+        if (rc != 0 && errno != ENOENT) {
+            log_unreadable_counter(map, read, std::strerror(errno));
+            return false;
+        }
+        for (std::uint32_t i = 0; i < count; i++)
+            for (int cpu = 0; cpu < cpus; cpu++)
+                fold(keys[i], values[std::size_t{i} * static_cast<std::size_t>(cpus) + static_cast<std::size_t>(cpu)]);
+        read += count;
+        if (rc != 0 || count == 0)  // ENOENT: the map's last key was in this batch
+            break;
+    }
+    return true;
 }
 
 // operator_drains keys: the service name NUL-padded, the backend address in the key layout.
@@ -560,6 +595,33 @@ PacketCounters BalancerProgram::backend_counters(std::uint32_t backend_id) const
         sum.bytes += v.bytes;
     });
     return sum;
+}
+
+std::vector<ServiceCounters> BalancerProgram::service_counters_below(std::uint32_t end) const
+{
+    std::vector<ServiceCounters> all(end);
+    const bool read = for_each_cpu_below<fulcrum_service_stats>(
+        skel_->maps.service_stats, end, [&](std::uint32_t id, const fulcrum_service_stats& v) {
+            if (id < end) {
+                all[id].packets += v.packets;
+                all[id].bytes += v.bytes;
+                all[id].new_flows += v.new_flows;
+            }
+        });
+    return read ? all : CounterReader::service_counters_below(end);
+}
+
+std::vector<PacketCounters> BalancerProgram::backend_counters_below(std::uint32_t end) const
+{
+    std::vector<PacketCounters> all(end);
+    const bool read = for_each_cpu_below<fulcrum_backend_stats>(
+        skel_->maps.backend_stats, end, [&](std::uint32_t id, const fulcrum_backend_stats& v) {
+            if (id < end) {
+                all[id].packets += v.packets;
+                all[id].bytes += v.bytes;
+            }
+        });
+    return read ? all : CounterReader::backend_counters_below(end);
 }
 
 PacketCounters BalancerProgram::reason_counters(fulcrum_reason reason) const

@@ -105,6 +105,8 @@ public:
     // CounterReader
     ServiceCounters service_counters(std::uint32_t service_id) const override;
     PacketCounters backend_counters(std::uint32_t backend_id) const override;
+    std::vector<ServiceCounters> service_counters_below(std::uint32_t end) const override;
+    std::vector<PacketCounters> backend_counters_below(std::uint32_t end) const override;
     PacketCounters reason_counters(fulcrum_reason reason) const override;
     // The entries for a key in the flow table, then in the new-flow table (backend id != 0).
     std::vector<fulcrum_flow_value> flow_entries(const fulcrum_flow_key& key) const;

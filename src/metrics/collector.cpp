@@ -3,6 +3,7 @@
 
 #include "dataplane/reasons.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace fulcrum::metrics {
@@ -76,13 +77,22 @@ std::vector<MetricFamily> Collector::Collect() const
     auto be_weight = family("fulcrum_backend_weight", "Configured weight of the backend.", MetricType::Gauge);
     {
         std::lock_guard lock(mutex_);
+        // Every counter in two batched reads, not one syscall per backend.
+        std::uint32_t services_end = 0, backends_end = 0;
         for (const ServiceLabel& s : services_) {
-            dataplane::ServiceCounters c = counters_.service_counters(s.id);
+            services_end = std::max(services_end, s.id + 1);
+            for (const BackendLabel& b : s.backends)
+                backends_end = std::max(backends_end, b.id + 1);
+        }
+        const auto service_counts = counters_.service_counters_below(services_end);
+        const auto backend_counts = counters_.backend_counters_below(backends_end);
+        for (const ServiceLabel& s : services_) {
+            const dataplane::ServiceCounters& c = service_counts[s.id];
             add(svc_packets, {{"service", s.name}, {"vip", s.vip}}, static_cast<double>(c.packets));
             add(svc_bytes, {{"service", s.name}, {"vip", s.vip}}, static_cast<double>(c.bytes));
             add(svc_flows, {{"service", s.name}}, static_cast<double>(c.new_flows));
             for (const BackendLabel& b : s.backends) {
-                dataplane::PacketCounters bc = counters_.backend_counters(b.id);
+                const dataplane::PacketCounters& bc = backend_counts[b.id];
                 std::vector<ClientMetric::Label> labels{{"service", s.name}, {"backend", b.address}};
                 add(be_packets, labels, static_cast<double>(bc.packets));
                 add(be_bytes, labels, static_cast<double>(bc.bytes));

@@ -203,4 +203,26 @@ std::string first_difference(const std::map<std::string, MapDump>& a, const std:
     return "";
 }
 
+int map_fd_by_name(int prog_fd, const std::string& name)
+{
+    std::uint32_t ids[64] = {};
+    bpf_prog_info info{};
+    info.nr_map_ids = 64;
+    info.map_ids = reinterpret_cast<std::uint64_t>(ids);
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
+        throw std::runtime_error("bpf_obj_get_info_by_fd(program) failed");
+    for (std::uint32_t i = 0; i < info.nr_map_ids && i < 64; i++) {
+        int fd = bpf_map_get_fd_by_id(ids[i]);
+        if (fd < 0)
+            continue;
+        bpf_map_info mi{};
+        std::uint32_t mlen = sizeof mi;
+        if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0 && name == mi.name)
+            return fd;
+        close(fd);
+    }
+    throw std::runtime_error("program has no map " + name);
+}
+
 }  // namespace fulcrum::test

@@ -26,6 +26,10 @@ struct MapDump {
 // The maps of the program `program_fd`, by name. Throws std::runtime_error if one cannot be read.
 std::map<std::string, MapDump> dump_program_maps(int program_fd);
 
+// A new descriptor of the map called `name` among the maps of `program_fd` (the caller closes
+// it). Throws std::runtime_error if the program has no such map.
+int map_fd_by_name(int program_fd, const std::string& name);
+
 // "" if equal; else the first difference, for a failure message (map, key, values in hex).
 std::string first_difference(const std::map<std::string, MapDump>& a, const std::map<std::string, MapDump>& b);
 

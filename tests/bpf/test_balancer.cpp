@@ -1,8 +1,12 @@
 // The balancer's packet table: crafted frames in, exact verdicts, frames and counters out.
 // Runs the real object through BPF_PROG_TEST_RUN in a private namespace (tests/bpf/lab.h).
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <sched.h>
@@ -12,6 +16,7 @@
 #include <thread>
 
 #include "flow_hash.h"
+#include "map_dump.h"
 #include "services.h"
 #include "table.h"
 
@@ -823,4 +828,54 @@ TEST_CASE("lengths come from the IP header: padding is not parsed and not tunnel
                     .in = ethernet(kBalancerMac, kRouterMac, kEthIPv4, udp_whole), .action = XDP_DROP,
                     .reason = FULCRUM_DROP_PARSE_L4});
     run_table(lab, rows);
+}
+
+TEST_CASE("counters: the batched read of every id agrees with id-by-id reads, across batches",
+          "[bpf][balancer][counters]")
+{
+    // The rate sampler and the scrape read all counters with backend_counters_below /
+    // service_counters_below (bpf_map_lookup_batch, 1024 ids a call). Per-CPU values are written
+    // straight into the maps at ids on both sides of each batch boundary, and past `end`.
+    BalancerLab lab;
+    const int cpus = libbpf_num_possible_cpus();
+    REQUIRE(cpus > 0);
+    const int backends_fd = map_fd_by_name(lab.program().program_fd(), "backend_stats");
+    const int services_fd = map_fd_by_name(lab.program().program_fd(), "service_stats");
+    const std::vector<std::uint32_t> ids = {1, 2, 1023, 1024, 1025, 2047, 2048, 2049, 3000, 3001};
+    for (std::uint32_t id : ids) {
+        std::vector<fulcrum_backend_stats> b(static_cast<std::size_t>(cpus));
+        std::vector<fulcrum_service_stats> s(static_cast<std::size_t>(cpus));
+        for (int cpu = 0; cpu < cpus; cpu++) {
+            b[cpu] = {.packets = id * 10ULL + cpu, .bytes = id * 1000ULL + cpu};
+            s[cpu] = {.packets = id * 7ULL + cpu, .bytes = id * 700ULL + cpu, .new_flows = id + 1ULL + cpu};
+        }
+        REQUIRE(bpf_map_update_elem(backends_fd, &id, b.data(), BPF_ANY) == 0);
+        REQUIRE(bpf_map_update_elem(services_fd, &id, s.data(), BPF_ANY) == 0);
+    }
+    close(backends_fd);
+    close(services_fd);
+
+    const std::uint64_t per_cpu_sum = static_cast<std::uint64_t>(cpus) * (cpus - 1) / 2;
+    const std::uint32_t end = 3001;  // 3001 itself is written but not asked for
+    const auto backends = lab.program().backend_counters_below(end);
+    const auto services = lab.program().service_counters_below(end);
+    REQUIRE(backends.size() == end);
+    REQUIRE(services.size() == end);
+    for (std::uint32_t id = 0; id < end; id++) {
+        INFO("id " << id);
+        const bool written = std::find(ids.begin(), ids.end(), id) != ids.end();
+        CHECK(backends[id].packets == (written ? id * 10ULL * cpus + per_cpu_sum : 0));
+        CHECK(backends[id].bytes == (written ? id * 1000ULL * cpus + per_cpu_sum : 0));
+        CHECK(services[id].packets == (written ? id * 7ULL * cpus + per_cpu_sum : 0));
+        CHECK(services[id].new_flows == (written ? (id + 1ULL) * cpus + per_cpu_sum : 0));
+        if (written) {
+            CHECK(backends[id].packets == lab.program().backend_counters(id).packets);
+            CHECK(services[id].bytes == lab.program().service_counters(id).bytes);
+        }
+    }
+    // Ids past the map's size read as zero, like an id-by-id read of them.
+    const auto past = lab.program().service_counters_below(FULCRUM_MAX_SERVICES + 3);
+    REQUIRE(past.size() == FULCRUM_MAX_SERVICES + 3);
+    CHECK(past[3000].packets == 3000 * 7ULL * cpus + per_cpu_sum);
+    CHECK(past[FULCRUM_MAX_SERVICES + 2].packets == 0);
 }

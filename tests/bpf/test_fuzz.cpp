@@ -26,6 +26,7 @@
 #include "dataplane/reasons.h"
 #include "flow_hash.h"
 #include "fuzz_frames.h"
+#include "map_dump.h"
 #include "services.h"
 #include "table.h"
 
@@ -103,28 +104,6 @@ std::uint32_t pseudo6(const Bytes& f, std::size_t ip, std::size_t upper_len, std
 struct Count {
     std::uint64_t packets = 0, bytes = 0, new_flows = 0;
 };
-
-int map_fd_by_name(int prog_fd, const std::string& name)
-{
-    std::uint32_t ids[64] = {};
-    bpf_prog_info info{};
-    info.nr_map_ids = 64;
-    info.map_ids = reinterpret_cast<std::uint64_t>(ids);
-    std::uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0)
-        throw std::runtime_error("bpf_obj_get_info_by_fd(program) failed");
-    for (std::uint32_t i = 0; i < info.nr_map_ids && i < 64; i++) {
-        int fd = bpf_map_get_fd_by_id(ids[i]);
-        if (fd < 0)
-            continue;
-        bpf_map_info mi{};
-        std::uint32_t mlen = sizeof mi;
-        if (bpf_obj_get_info_by_fd(fd, &mi, &mlen) == 0 && name == mi.name)
-            return fd;
-        close(fd);
-    }
-    throw std::runtime_error("program has no map " + name);
-}
 
 class PerCpuCounters {
 public:
