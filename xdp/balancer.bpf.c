@@ -14,6 +14,7 @@
 #include "lib/csum.h"
 #include "lib/encap.h"
 #include "lib/icmp.h"
+#include "capture.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -34,6 +35,7 @@ static __always_inline void count_reason(enum fulcrum_reason reason, __u64 bytes
 		st->packets++;
 		st->bytes += bytes;
 	}
+	capture_note_reason(reason);
 }
 
 static __always_inline int drop(enum fulcrum_reason reason, __u64 bytes)
@@ -450,6 +452,7 @@ static __always_inline int serve(struct xdp_md *ctx, struct packet *pkt,
 	__u64 bytes = pkt->data_end - pkt->data;
 	const struct fulcrum_settings *cfg;
 
+	pkt->service_id = svc->id; /* for a capture's filter and record: a stack store */
 	/* Policy (README): the tunnel is built untagged; a tag from the ingress would be wrong on any
 	 * other segment, so tagged traffic to a service is refused, by name, not mis-sent. */
 	if (pkt->has_vlan)
@@ -520,6 +523,7 @@ static __always_inline int forward_icmp_error(struct xdp_md *ctx, struct packet 
 	svc = find_service(&quoted->dst, quoted->family, quoted->dport, quoted->proto, vipv);
 	if (!svc)
 		return drop(FULCRUM_DROP_ICMP_UNHANDLED, bytes);
+	pkt->service_id = svc->id;
 	if (pkt->has_vlan)
 		return drop(FULCRUM_DROP_VLAN, bytes);
 	cfg = settings_of();
@@ -700,6 +704,20 @@ not_vip:
 	return XDP_PASS;
 }
 
+static __always_inline int balance(struct xdp_md *ctx, struct packet *pkt)
+{
+	int proto = parse_ethernet(pkt);
+
+	if (proto < 0)
+		return drop(FULCRUM_DROP_PARSE_L2, pkt->data_end - pkt->data);
+	if (proto == bpf_htons(ETH_P_IP))
+		return handle_ipv4(ctx, pkt);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return handle_ipv6(ctx, pkt);
+	count_reason(FULCRUM_PASS_NOT_IP, pkt->data_end - pkt->data);
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int balancer(struct xdp_md *ctx)
 {
@@ -707,14 +725,10 @@ int balancer(struct xdp_md *ctx)
 		.data = (void *)(long)ctx->data,
 		.data_end = (void *)(long)ctx->data_end,
 	};
-	int proto = parse_ethernet(&pkt);
+	int capturing = capture_begin(ctx); /* no capture running: one load and a branch */
+	int verdict = balance(ctx, &pkt);
 
-	if (proto < 0)
-		return drop(FULCRUM_DROP_PARSE_L2, pkt.data_end - pkt.data);
-	if (proto == bpf_htons(ETH_P_IP))
-		return handle_ipv4(ctx, &pkt);
-	if (proto == bpf_htons(ETH_P_IPV6))
-		return handle_ipv6(ctx, &pkt);
-	count_reason(FULCRUM_PASS_NOT_IP, pkt.data_end - pkt.data);
-	return XDP_PASS;
+	if (capturing)
+		capture_exit(ctx, verdict, pkt.service_id);
+	return verdict;
 }

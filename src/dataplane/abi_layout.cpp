@@ -3,6 +3,7 @@
 #include <cstddef>
 
 #include "abi.h"
+#include "capture_abi.h"
 
 static_assert(sizeof(fulcrum_addr) == 16);
 static_assert(sizeof(fulcrum_vip_key) == 20 && offsetof(fulcrum_vip_key, family) == 16);
@@ -28,3 +29,9 @@ static_assert(sizeof(fulcrum_nexthop) == 24 && offsetof(fulcrum_nexthop, ifindex
               offsetof(fulcrum_nexthop, mtu) == 16 && offsetof(fulcrum_nexthop, valid) == 20);
 static_assert(sizeof(fulcrum_drain_key) == 84 && offsetof(fulcrum_drain_key, backend) == 64 &&
               offsetof(fulcrum_drain_key, family) == 80);
+static_assert(sizeof(fulcrum_capture_control) == 40 && offsetof(fulcrum_capture_control, vip) == 8 &&
+              offsetof(fulcrum_capture_control, vip_family) == 24 && offsetof(fulcrum_capture_control, lost) == 32);
+static_assert(sizeof(fulcrum_capture_record) == 32 + FULCRUM_CAPTURE_SNAP &&
+              offsetof(fulcrum_capture_record, ifindex) == 16 && offsetof(fulcrum_capture_record, service_id) == 20 &&
+              offsetof(fulcrum_capture_record, reason) == 22 && offsetof(fulcrum_capture_record, stage) == 24 &&
+              offsetof(fulcrum_capture_record, verdict) == 25 && offsetof(fulcrum_capture_record, data) == 32);

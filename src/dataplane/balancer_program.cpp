@@ -308,6 +308,13 @@ Result<MapSnapshot> BalancerProgram::snapshot() const
 
 int BalancerProgram::program_fd() const { return bpf_program__fd(skel_->progs.balancer); }
 
+fulcrum_capture_control* BalancerProgram::capture_control() const
+{
+    return skel_->bss ? &skel_->bss->capture_control : nullptr;
+}
+
+int BalancerProgram::capture_ring_fd() const { return bpf_map__fd(skel_->maps.capture_ring); }
+
 Result<fulcrum_settings> BalancerProgram::read_settings() const
 {
     std::uint32_t zero = 0;

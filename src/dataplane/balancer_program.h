@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "abi.h"
+#include "capture_abi.h"
 #include "dataplane/counter_reader.h"
 #include "dataplane/live_tables.h"
 #include "dataplane/map_journal.h"
@@ -45,6 +46,10 @@ public:
     BalancerProgram& operator=(const BalancerProgram&) = delete;
 
     int program_fd() const;
+    // Packet capture (xdp/capture.h): the program's control block (its .bss, mapped by the
+    // skeleton; nullptr if libbpf could not map it) and its ring buffer's fd.
+    fulcrum_capture_control* capture_control() const;
+    int capture_ring_fd() const;
     // Maps adopted from pins at load (0 on a fresh start).
     int adopted_pins() const { return adopted_pins_; }
     // The id of the program pinned under pin_path before this load replaced the pin: an earlier

@@ -24,11 +24,15 @@ const std::set<std::string> kReplaceableAlone = {"flows", "service_stats", "back
 // BPF_F_RDONLY_PROG to a devmap's flags, so a pinned tx_ports never matches the object's
 // definition; libbpf 1.1 would refuse to reuse it.)
 const std::set<std::string> kAlwaysFresh = {"tx_ports"};
+// Maps never pinned at all: a capture's ring and scratch (xdp/capture.h) mean something only to
+// the fulcrumd that loaded the program, which reads them through its own skeleton.
+const std::set<std::string> kNeverPinned = {"capture_ring", "capture_scratch"};
 
-bool is_internal(const bpf_map* map)
+bool never_pinned(const bpf_map* map)
 {
     const char* name = bpf_map__name(map);
-    return std::strchr(name, '.') != nullptr;  // .rodata, .bss, .data: belong to the program
+    return std::strchr(name, '.') != nullptr ||  // .rodata, .bss, .data: belong to the program
+           kNeverPinned.contains(name);
 }
 
 // Whether the map pinned at path has the type, sizes and flags this object expects; a failure
@@ -100,7 +104,7 @@ Status prepare_map_pins(bpf_object* obj, const std::string& dir, int* adopted)
     std::vector<bpf_map*> maps;
     bpf_map* map;
     bpf_object__for_each_map(map, obj)
-        if (!is_internal(map))
+        if (!never_pinned(map))
             maps.push_back(map);
 
     // Another ABI version (or none): nothing pinned is adopted, whatever the sizes say; an enum,
@@ -196,7 +200,7 @@ void unpin_all(bpf_object* obj, const std::string& dir, const std::string& progr
     std::vector<std::string> names;
     bpf_map* map;
     bpf_object__for_each_map(map, obj)
-        if (!is_internal(map))
+        if (!never_pinned(map))
             names.push_back(bpf_map__name(map));
     names.push_back(program_name);
     for (const std::string& name : names) {

@@ -141,6 +141,10 @@ std::map<std::string, MapDump> dump_program_maps(int program_fd)
         std::uint32_t mlen = sizeof m;
         if (bpf_obj_get_info_by_fd(fd, &m, &mlen) != 0)
             fail("read the info of", "map id " + std::to_string(id));
+        if (m.type == BPF_MAP_TYPE_RINGBUF) {  // a capture's records in flight: no keys, no state
+            close(fd);
+            continue;
+        }
         MapDump d;
         d.name = m.name;
         d.type = m.type;

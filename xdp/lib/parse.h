@@ -43,6 +43,7 @@ struct packet {
 	__u8 tos;           /* IPv4 ToS / IPv6 traffic class */
 	__u8 dont_fragment; /* IPv4 DF; always 1 for IPv6 (routers never fragment it) */
 	__u8 pad;
+	__u32 service_id;   /* the service found for it (0: none yet), for capture (capture.h) */
 };
 
 /* Ethernet plus at most one 802.1Q tag. Returns the ethertype (network order) or -1. */
