@@ -23,6 +23,7 @@
 #include <variant>
 #include <vector>
 
+#include "cmd/capture_client.h"
 #include "control/protocol.h"
 #include "daemon/daemon.h"
 
@@ -49,6 +50,7 @@ const std::vector<Command> kCommands = {
     {"stats", {}, 0},
     {"diff", {"FILE"}, 0},
     {"top", {}, 0},
+    {"capture", {}, 0},  // its options: -w FILE [-c N] [--service NAME | --vip ADDRESS]
 };
 
 const char kHelp[] =
@@ -66,12 +68,20 @@ const char kHelp[] =
     "            that would lose theirs; changes nothing (FILE is read by fulcrumd)\n"
     "  top       a live view: services and backends with packets/s, bits/s, new flows/s, state and\n"
     "            health, redrawn every --interval seconds (default 1) until Ctrl-C or --iterations N\n"
+    "  capture   write the packets the balancer handles to a pcapng file (-w FILE, \"-\" for stdout):\n"
+    "            each as received and, if sent, as sent (encapsulated), with its verdict and reason in\n"
+    "            the packet comment; until -c N packets or Ctrl-C; --service NAME or --vip ADDRESS\n"
+    "            keep only that service's or that address's packets\n"
     "\n"
     "  -s, --socket PATH   control socket (default $FULCRUM_SOCKET, else /run/fulcrum/fulcrumd.sock)\n"
     "  --json              answer as JSON (may appear anywhere)\n"
     "  --timeout SECONDS   how long to wait for the daemon's answer, busy retries included (default 30)\n"
     "  --iterations N      top: stop after N frames (default: until interrupted)\n"
     "  --interval SECONDS  top: seconds between frames, 1..3600 (default 1)\n"
+    "  -w FILE             capture: the pcapng file to write (\"-\": standard output)\n"
+    "  -c N                capture: stop after N packets (default: until interrupted)\n"
+    "  --service NAME      capture: only packets of this service\n"
+    "  --vip ADDRESS       capture: only packets to this address (any port, served or not)\n"
     "  --version           print the version\n"
     "  -h, --help          this text\n"
     "Exit status: 0 done, 1 the command failed, 2 usage error, 3 no daemon at the socket,\n"
@@ -85,12 +95,14 @@ struct Options {
     unsigned iterations = 0;  // top: 0 = until interrupted
     unsigned interval_seconds = 1;
     bool top_option = false;  // --iterations or --interval given (only top takes them)
+    CaptureOptions capture;
     std::vector<std::string> words;  // the command and its arguments
 };
 
 std::string usage_line(const Command& command)
 {
     std::string line = "usage: fulcrumctl [-s SOCKET] " + std::string(command.name);
+    if (command.name == "capture") return line + " [--service NAME | --vip ADDRESS] [-c N] -w FILE\n";
     for (size_t i = 0; i < command.args.size(); i++) {
         bool optional = i >= command.args.size() - command.optional_args;
         line += optional ? " [" + std::string(command.args[i]) + "]" : " " + std::string(command.args[i]);
@@ -218,6 +230,20 @@ std::optional<int> parse_options(int argc, char** argv, Options& options)
                 return usage_error(arg + " \"" + *text + "\" is not a number 1.." + std::to_string(most));
             (arg == "--iterations" ? options.iterations : options.interval_seconds) = *n;
             options.top_option = true;
+        } else if (arg == "-w" || arg == "--service" || arg == "--vip") {
+            std::optional<std::string> text = value(argv[i]);
+            if (!text) return control::kUsage;
+            (arg == "-w" ? options.capture.file : arg == "--service" ? options.capture.service : options.capture.vip) =
+                *text;
+            options.capture.any = true;
+        } else if (arg == "-c") {
+            std::optional<std::string> text = value("-c");
+            if (!text) return control::kUsage;
+            std::optional<unsigned> n = parse_number(*text);
+            if (!n || *n < 1 || *n > 100000000)
+                return usage_error("-c \"" + *text + "\" is not a number of packets 1..100000000");
+            options.capture.count = *n;
+            options.capture.any = true;
         } else if (arg == "-h" || arg == "--help") {
             std::printf("%s%s", synopsis().c_str(), kHelp);
             return control::kOk;
@@ -415,6 +441,31 @@ int ask(const Options& options, const std::string& request, const char* before_b
     }
 }
 
+// One request, its (exit code, body) undelivered: capture reads the bodies itself. A busy daemon
+// is asked again as in ask().
+std::variant<std::pair<int, std::string>, int> query(const Options& options, const std::string& request)
+{
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
+    for (;;) {
+        int fd = connect_daemon(options);
+        if (fd < 0) return control::kUnreachable;
+        std::variant<std::string, int> answer = exchange(fd, options, request);
+        close(fd);
+        if (const int* code = std::get_if<int>(&answer)) return *code;
+        const std::string& text = std::get<std::string>(answer);
+        if (busy(text) && std::chrono::steady_clock::now() < give_up) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
+        size_t newline = text.find('\n');
+        std::optional<unsigned> code =
+            newline == std::string::npos ? std::nullopt : parse_number(std::string_view(text).substr(0, newline));
+        if (!code || *code > 255)
+            return fail(control::kProtocol, "malformed answer from fulcrumd (expected an exit code on the first line)");
+        return std::pair<int, std::string>(static_cast<int>(*code), text.substr(newline + 1));
+    }
+}
+
 // top: a frame every interval, each a fresh request (the daemon's rates are per second). On a
 // terminal each frame replaces the last; otherwise (a pipe, a script) frames follow each other,
 // text frames separated by a blank line, JSON one object per line.
@@ -437,6 +488,13 @@ int run(int argc, char** argv)
     if (std::optional<int> bad = absolute_file_argument(options.words)) return *bad;
     const bool is_top = options.words[0] == "top";
     if (options.top_option && !is_top) return usage_error("--iterations and --interval go with top");
+    if (options.words[0] == "capture") {
+        if (options.json) return usage_error("capture writes a pcapng file; --json does not apply", find_command("capture"));
+        if (std::string problem = check_capture_options(options.capture); !problem.empty())
+            return usage_error(problem, find_command("capture"));
+        return run_capture(options.capture, [&](const std::string& request) { return query(options, request); });
+    }
+    if (options.capture.any) return usage_error("-w, -c, --service and --vip go with capture");
 
     std::string request = request_line(options);
     if (request.size() > control::kMaxRequestBytes)

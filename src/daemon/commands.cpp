@@ -68,6 +68,8 @@ void Daemon::handle(const control::Request& r, control::Server::Reply reply)
         return cmd_reload(r.json, std::move(reply));
     if (r.command == "drain" || r.command == "undrain")
         return cmd_drain(r.json, r.args, r.command == "drain", std::move(reply));
+    if (r.command == "capture")  // a read answers once records arrive (capture_session.h)
+        return cmd_capture(r.args, std::move(reply));
     reply(answer_now(r));
 }
 

@@ -374,6 +374,13 @@ Status Daemon::bring_up()
     if (!program.ok())
         return program.status();
     program_ = std::move(program).value();
+    // Mapped now, while the ring can still be opened whatever the privileges (they drop later).
+    Result<std::unique_ptr<dataplane::CaptureRing>> ring =
+        dataplane::CaptureRing::open(program_->capture_ring_fd(), program_->capture_control());
+    if (!ring.ok())
+        return ring.status();
+    capture_ = std::make_unique<CaptureSession>(io_, std::move(ring).value(),
+                                                [this](std::uint32_t id) { return service_name_of(id); });
     LOG_INFO("bpf: balancer loaded; %d pinned maps adopted from %s", program_->adopted_pins(),
              cfg.pin_path.c_str());
     log_warnings(parsed.warnings);
@@ -614,6 +621,7 @@ void Daemon::schedule_neighbour_refresh()
 
 void Daemon::shut_down()
 {
+    capture_.reset();  // capture off: a balancer kept attached must not fill a ring nobody reads
     // A pending apply has written nothing yet (it writes the maps only once its neighbour wait
     // is over): it and the applies queued after it are dropped, and a fulcrumctl waiting on one
     // sees its connection closed unanswered.

@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "control/server.h"
 #include "daemon/apply_queue.h"
+#include "daemon/capture_session.h"
 #include "dataplane/balancer_program.h"
 #include "dataplane/neighbours.h"
 #include "dataplane/nexthop_store.h"
@@ -107,6 +108,8 @@ private:
     control::Response cmd_stats(bool json);
     control::Response cmd_diff(bool json, const std::vector<std::string>& args);  // diff_command.cpp
     control::Response cmd_top(bool json);                                         // top_command.cpp
+    void cmd_capture(const std::vector<std::string>& args, control::Server::Reply reply);  // capture_command.cpp
+    std::string service_name_of(std::uint32_t id) const;  // "" if no applied service has it
     // The applied state of a service, or nullptr: commands never assume a name is there.
     const plan::AppliedService* applied_service(const std::string& name) const;
 
@@ -140,6 +143,7 @@ private:
     dataplane::NeighbourWaiter neighbours_{io_};  // the pending apply's wait for new backends
     bool health_apply_queued_ = false;  // one queued health apply reads the latest health for all
     std::unique_ptr<dataplane::NexthopUpkeep> nexthops_;  // next-hop cache upkeep (after program_)
+    std::unique_ptr<CaptureSession> capture_;  // `fulcrumctl capture` (after program_: its maps)
     // The flow-hash seed in force (plan::choose_hash_seed): the file's, the pinned one, or
     // generated at the first start; every plan (tables, lookup, settings) is made with it.
     std::uint32_t hash_seed_ = 0;
