@@ -150,17 +150,22 @@ static __always_inline int capture_begin(struct xdp_md *ctx)
 	return capture_enter(ctx);
 }
 
+/* Out of line: count_reason is inlined at some sixty call sites. */
+static __noinline int capture_keep_reason(__u32 reason)
+{
+	struct capture_scratch *s = capture_scratch_of();
+
+	if (s)
+		s->reason = reason;
+	return 0;
+}
+
 /* count_reason's hook: remembers the reason of the packet being captured. Reasons are counted on
  * pass, drop and reply paths only, never on a plain forward, so a hit pays nothing here. */
 static __always_inline void capture_note_reason(__u32 reason)
 {
-	struct capture_scratch *s;
-
-	if (!capture_control.on)
-		return;
-	s = capture_scratch_of();
-	if (s)
-		s->reason = reason;
+	if (capture_control.on)
+		capture_keep_reason(reason);
 }
 
 #endif /* FULCRUM_CAPTURE_H */
