@@ -46,11 +46,6 @@ const plan::ServicePlan* find_service(const plan::Desired& d, const std::string&
     return nullptr;
 }
 
-const plan::AppliedBackend* find_backend(const plan::AppliedService& svc, const std::string& address)
-{
-    auto it = svc.backends.find(address);
-    return it == svc.backends.end() ? nullptr : &it->second;
-}
 
 }  // namespace
 
@@ -104,46 +99,27 @@ Response Daemon::cmd_status(bool json)
         text += fmt("apply in progress: %s (%zu more queued)\n", apply_queue_.running().c_str(),
                     apply_queue_.queued());
     j.key("services").begin_array();
-    const auto health = health_->snapshot();
-    const auto now = std::chrono::system_clock::now();
-    for (const plan::ServicePlan& s : desired_.services) {
-        // desired_ and the applied state change together (Daemon::apply); a name missing from
-        // one of them is shown as such rather than ending the daemon.
-        const plan::AppliedService* applied = applied_service(s.name);
-        unsigned port = ntohs(s.key.port);
-        double rate = applied ? service_rates_[applied->id].packets.per_second : 0;
+    for (const ServiceView& s : status_view().services) {
         text += fmt("service %-16s %s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
-                    service_endpoint(s).c_str(), s.table_size, rate, s.healthy, s.needed,
+                    s.endpoint.c_str(), s.table_size, s.packets_per_second, s.healthy, s.min_healthy,
                     s.panic ? "  PANIC: using all non-drained backends" : "");
-        j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port);
-        j.field("protocol", protocol_name(s.key.proto)).field("table_size", s.table_size);
-        j.field("healthy", s.healthy).field("min_healthy", s.needed).field("panic", s.panic);
-        j.field("packets_per_second", rate).key("backends").begin_array();
-        for (const plan::BackendPlan& b : s.backends) {
-            const bool by_operator = overrides_.drained.contains({s.name, b.address});
-            const char* state = backend_state_name(b.use);
+        j.begin_object().field("name", s.name).field("vip", s.vip).field("port", s.port);
+        j.field("protocol", s.protocol).field("table_size", s.table_size);
+        j.field("healthy", s.healthy).field("min_healthy", s.min_healthy).field("panic", s.panic);
+        j.field("packets_per_second", s.packets_per_second).key("backends").begin_array();
+        for (const BackendView& b : s.backends) {
             // A drained backend that is down shows "down" (its flows were re-hashed) and who drained it.
-            const char* why = !b.drained    ? ""
-                              : by_operator ? " (fulcrumctl drain)"
-                                            : " (config)";
-            const plan::AppliedBackend* ab = applied ? find_backend(*applied, b.address) : nullptr;
-            double brate = ab ? backend_rates_[ab->id].packets.per_second : 0;
-            std::string health_state = "unknown", last = "-";
-            double since = 0;
-            if (auto h = health.find({s.name, b.address}); h != health.end()) {
-                health_state = h->second.up ? "up" : "down";
-                if (h->second.checked)
-                    last = h->second.last.ok() ? "passed"
-                                               : std::string(health::failure_name(h->second.last.failure)) +
-                                                     (h->second.last.detail.empty() ? "" : ": " + h->second.last.detail);
-                since = std::chrono::duration<double>(now - h->second.last_change).count();
-            }
+            const std::string drained_by = b.drained_by;
+            const char* why = drained_by.empty() ? "" : drained_by == "operator" ? " (fulcrumctl drain)" : " (config)";
+            const std::string health_state = !b.up ? "unknown" : *b.up ? "up" : "down";
             text += fmt("  backend %-28s weight %-5u %-8s%-19s health %-4s %5.0fs  last %-28s %.0f pkt/s\n",
-                        b.address.c_str(), b.weight, state, why, health_state.c_str(), since, last.c_str(), brate);
-            j.begin_object().field("address", b.address).field("weight", b.weight).field("state", state);
-            j.field("drained_by", !b.drained ? "" : by_operator ? "operator" : "config");
-            j.field("health", health_state).field("last_check", last).field("seconds_since_change", since);
-            j.field("packets_per_second", brate).end_object();
+                        b.address.c_str(), b.weight, b.state, why, health_state.c_str(), b.seconds_since_change,
+                        b.last_check.c_str(), b.packets_per_second);
+            j.begin_object().field("address", b.address).field("weight", b.weight).field("state", b.state);
+            j.field("drained_by", b.drained_by);
+            j.field("health", health_state).field("last_check", b.last_check);
+            j.field("seconds_since_change", b.seconds_since_change);
+            j.field("packets_per_second", b.packets_per_second).end_object();
         }
         j.end_array().end_object();
     }

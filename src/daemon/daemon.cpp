@@ -20,7 +20,6 @@
 #include <memory>
 #include <optional>
 #include <set>
-#include <prometheus/exposer.h>
 
 #include "config/config.h"
 #include "dataplane/balancer_program.h"
@@ -291,8 +290,8 @@ void Daemon::log_panic_changes()
 
 Daemon::~Daemon()
 {
-    // Scrapes run on the exposer's threads and call back into health_: stop them first.
-    exposer_.reset();
+    // Scrapes run on the HTTP server's thread and call back into health_: stop it first.
+    http_.reset();
 }
 
 // Health changed (batched by the manager): the down set feeds the planner; one apply per batch.
@@ -457,13 +456,8 @@ Status Daemon::bring_up()
 
     // Listeners before attaching: a start that fails must not leave a program behind (the
     // attachments made here detach when their handles go, unless kept).
-    try {
-        exposer_ = std::make_unique<prometheus::Exposer>(cfg.metrics_listen);
-        exposer_->RegisterCollectable(collector_);
-    } catch (const std::exception& e) {
-        return Status::failure("metrics: cannot listen on " + cfg.metrics_listen +
-                               " (address in use, or not an address of this host): " + e.what());
-    }
+    if (Status s = start_http(cfg.metrics_listen); !s.ok())
+        return s;
     control_ = std::make_unique<control::Server>(io_, cfg.control_socket,
                                                  [this](const control::Request& r, control::Server::Reply reply) { handle(r, std::move(reply)); });
     if (Status s = control_->start(); !s.ok())
@@ -673,6 +667,8 @@ void Daemon::schedule_rate_sample()
                 brates.bytes.sample(bnow.bytes);
             }
         }
+        for (int r = 0; r < FULCRUM_REASON_COUNT; r++)
+            reason_rates_[r].sample(program_->reason_counters(static_cast<fulcrum_reason>(r)).packets);
         schedule_rate_sample();
     });
 }

@@ -6,11 +6,11 @@
 
 #include <boost/asio.hpp>
 #include <functional>
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
 #include <set>
-#include <prometheus/exposer.h>
 #include <string>
 #include <vector>
 
@@ -18,6 +18,7 @@
 #include "control/server.h"
 #include "daemon/apply_queue.h"
 #include "daemon/capture_session.h"
+#include "daemon/status_view.h"
 #include "dataplane/balancer_program.h"
 #include "dataplane/neighbours.h"
 #include "dataplane/nexthop_store.h"
@@ -27,6 +28,8 @@
 #include "health/syn_prober.h"
 #include "routes/vip_routes.h"
 #include "metrics/collector.h"
+#include "metrics/http_server.h"
+#include "metrics/scrape.h"
 #include "plan/desired.h"
 #include "plan/reconciler.h"
 #include "plan/tables.h"
@@ -110,6 +113,11 @@ private:
     control::Response cmd_top(bool json);                                         // top_command.cpp
     void cmd_capture(const std::vector<std::string>& args, control::Server::Reply reply);  // capture_command.cpp
     std::string service_name_of(std::uint32_t id) const;  // "" if no applied service has it
+    // What status, top and the status page show (status_view.cpp).
+    StatusView status_view();
+    std::vector<DropView> drop_view();
+    // The listener of metrics.listen: /metrics, and the status page (status_page.h) on the event loop.
+    Status start_http(const std::string& listen);
     // The applied state of a service, or nullptr: commands never assume a name is there.
     const plan::AppliedService* applied_service(const std::string& name) const;
 
@@ -125,7 +133,8 @@ private:
     std::unique_ptr<dataplane::NexthopWriter> writer_;  // the reconciler's maps (next hops first)
     std::unique_ptr<plan::Reconciler> reconciler_;
     std::shared_ptr<metrics::Collector> collector_;
-    std::unique_ptr<prometheus::Exposer> exposer_;
+    std::unique_ptr<metrics::Scrape> scrape_;     // /metrics (outlives http_, which calls it)
+    std::unique_ptr<metrics::HttpServer> http_;  // metrics.listen: /metrics and the status page
     std::unique_ptr<control::Server> control_;
     std::unique_ptr<health::SynProber> syn_prober_;  // tcp checks; outlives health_, which uses it
     std::unique_ptr<health::Manager> health_;
@@ -152,7 +161,7 @@ private:
     std::uint64_t reloads_ok_ = 0, reloads_failed_ = 0;
     std::string last_reload_error_;
     // Per-second rates of each service's and backend's counters (by id), sampled every second
-    // for `status` and `top`.
+    // for `status`, `top` and the status page.
     struct Rate {
         std::uint64_t last = 0;
         bool seen = false;
@@ -173,6 +182,7 @@ private:
     };
     std::map<std::uint32_t, ServiceRates> service_rates_;
     std::map<std::uint32_t, BackendRates> backend_rates_;
+    std::array<Rate, FULCRUM_REASON_COUNT> reason_rates_;  // packets by data-plane reason
 };
 
 }  // namespace fulcrum::daemon

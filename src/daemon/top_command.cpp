@@ -1,8 +1,6 @@
 // `fulcrumctl top`: one frame of the live view, services and their backends with per-second
 // rates (packets, bits, new flows: the rate sampler's last second), state and health.
 // fulcrumctl asks for a frame every second and redraws it; the daemon keeps no view state.
-#include <arpa/inet.h>
-
 #include <cstdio>
 #include <ctime>
 
@@ -43,36 +41,24 @@ control::Response Daemon::cmd_top(bool json)
     JsonWriter j;
     j.begin_object().field("version", kVersion).field("generation", generation_).field("time", stamp);
     j.key("services").begin_array();
-    const auto health = health_->snapshot();
-    for (const plan::ServicePlan& s : desired_.services) {
-        const plan::AppliedService* applied = applied_service(s.name);
-        const ServiceRates rates = applied ? service_rates_[applied->id] : ServiceRates{};
-        const unsigned port = ntohs(s.key.port);
-        const char* proto = protocol_name(s.key.proto);
-        std::string name = s.name + " " + service_endpoint(s);
+    for (const ServiceView& s : status_view().services) {
+        std::string name = s.name + " " + s.endpoint;
         std::string healthy = std::to_string(s.healthy) + "/" + std::to_string(s.backends.size()) + " up";
         text += fmt("%-40s %-16s %6s %9s %9s %9s%s\n", name.c_str(), healthy.c_str(), "",
-                     si(rates.packets.per_second).c_str(), si(8 * rates.bytes.per_second).c_str(),
-                     si(rates.new_flows.per_second).c_str(), s.panic ? "  PANIC" : "");
-        j.begin_object().field("name", s.name).field("vip", s.vip).field("port", port).field("protocol", proto);
+                     si(s.packets_per_second).c_str(), si(s.bits_per_second).c_str(),
+                     si(s.new_flows_per_second).c_str(), s.panic ? "  PANIC" : "");
+        j.begin_object().field("name", s.name).field("vip", s.vip).field("port", s.port).field("protocol", s.protocol);
         j.field("healthy", s.healthy).field("backends_total", s.backends.size()).field("panic", s.panic);
-        j.field("packets_per_second", rates.packets.per_second).field("bits_per_second", 8 * rates.bytes.per_second);
-        j.field("new_flows_per_second", rates.new_flows.per_second).key("backends").begin_array();
-        for (const plan::BackendPlan& b : s.backends) {
-            BackendRates brates;
-            if (applied)
-                if (auto it = applied->backends.find(b.address); it != applied->backends.end())
-                    brates = backend_rates_[it->second.id];
-            std::string health_state = "-";
-            if (auto h = health.find({s.name, b.address}); h != health.end())
-                health_state = h->second.up ? "up" : "down";
-            text += fmt("  %-38s %-9s %-6s %6u %9s %9s\n", b.address.c_str(), backend_state_name(b.use),
-                         health_state.c_str(), b.weight, si(brates.packets.per_second).c_str(),
-                         si(8 * brates.bytes.per_second).c_str());
-            j.begin_object().field("address", b.address).field("state", backend_state_name(b.use));
+        j.field("packets_per_second", s.packets_per_second).field("bits_per_second", s.bits_per_second);
+        j.field("new_flows_per_second", s.new_flows_per_second).key("backends").begin_array();
+        for (const BackendView& b : s.backends) {
+            const std::string health_state = !b.up ? "-" : *b.up ? "up" : "down";
+            text += fmt("  %-38s %-9s %-6s %6u %9s %9s\n", b.address.c_str(), b.state, health_state.c_str(),
+                         b.weight, si(b.packets_per_second).c_str(), si(b.bits_per_second).c_str());
+            j.begin_object().field("address", b.address).field("state", b.state);
             j.field("health", health_state).field("weight", b.weight);
-            j.field("packets_per_second", brates.packets.per_second);
-            j.field("bits_per_second", 8 * brates.bytes.per_second).end_object();
+            j.field("packets_per_second", b.packets_per_second);
+            j.field("bits_per_second", b.bits_per_second).end_object();
         }
         j.end_array().end_object();
     }

@@ -74,7 +74,7 @@ Status read_entries(const bpf_map* map, std::vector<std::pair<Key, Value>>* out)
 }
 
 // A counter that cannot be read is reported as 0 to the scrape (a metric has no error value), and
-// logged, at most once a minute across all counters (scrapes run on the exposer's threads).
+// logged, at most once a minute across all counters (scrapes run on the HTTP server's thread).
 void log_unreadable_counter(const bpf_map* map, std::uint32_t key, const char* why)
 {
     static log::EveryMinute limit;

@@ -63,4 +63,16 @@ std::string_view decap_reason_name(fulcrum_decap_reason reason)
     return "unknown";
 }
 
+ReasonKind reason_kind(fulcrum_reason r)
+{
+    switch (r) {
+    case FULCRUM_PASS_NOT_IP:
+    case FULCRUM_PASS_NOT_VIP: return ReasonKind::passed;
+    case FULCRUM_TX_ECHO_REPLY:
+    case FULCRUM_TX_TOO_BIG: return ReasonKind::answered;
+    case FULCRUM_FWD_ICMP_ERROR: return ReasonKind::forwarded;
+    default: return ReasonKind::dropped;
+    }
+}
+
 }  // namespace fulcrum::dataplane

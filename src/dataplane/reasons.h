@@ -13,4 +13,10 @@ std::string_view decap_reason_name(fulcrum_decap_reason reason);
 // The reason label of fulcrum_flows_not_recorded_total.
 std::string_view flow_event_name(fulcrum_flow_event event);
 
+// What the data plane did with a packet of each reason: dropped it, passed it to the host,
+// answered it from XDP or forwarded it (an ICMP error). Metrics and the status page split
+// reasons this way.
+enum class ReasonKind { passed, answered, forwarded, dropped };
+ReasonKind reason_kind(fulcrum_reason reason);
+
 }  // namespace fulcrum::dataplane

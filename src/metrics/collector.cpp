@@ -29,21 +29,6 @@ void add(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value)
     f.metric.push_back(std::move(m));
 }
 
-// How each data-plane reason is exported: dropped, passed to the host, or answered from XDP.
-enum class ReasonKind { passed, answered, forwarded, dropped };
-
-ReasonKind kind_of(fulcrum_reason r)
-{
-    switch (r) {
-    case FULCRUM_PASS_NOT_IP:
-    case FULCRUM_PASS_NOT_VIP: return ReasonKind::passed;
-    case FULCRUM_TX_ECHO_REPLY:
-    case FULCRUM_TX_TOO_BIG: return ReasonKind::answered;
-    case FULCRUM_FWD_ICMP_ERROR: return ReasonKind::forwarded;
-    default: return ReasonKind::dropped;
-    }
-}
-
 }  // namespace
 
 Collector::Collector(const dataplane::CounterReader& counters, std::string version, std::string bpf_program)
@@ -66,7 +51,7 @@ std::vector<MetricFamily> Collector::Collect() const
 {
     // Read first: fulcrumd publishes a configuration's topology before its generation, so a scrape
     // that reads the generation before the topology never shows a generation newer than the
-    // services and weights beside it (a scrape runs on the exposer's thread, during a reload).
+    // services and weights beside it (a scrape runs on the HTTP server's thread, during a reload).
     const auto generation_now = generation_.load();
     auto svc_packets = family("fulcrum_service_packets_total", "Packets forwarded for the service.", MetricType::Counter);
     auto svc_bytes = family("fulcrum_service_bytes_total", "Bytes forwarded for the service (as received).", MetricType::Counter);
@@ -143,11 +128,11 @@ std::vector<MetricFamily> Collector::Collect() const
         auto reason = static_cast<fulcrum_reason>(r);
         double value = static_cast<double>(counters_.reason_counters(reason).packets);
         std::vector<ClientMetric::Label> labels{{"reason", std::string(dataplane::reason_name(reason))}};
-        switch (kind_of(reason)) {
-        case ReasonKind::passed: add(passed, labels, value); break;
-        case ReasonKind::answered: add(answered, labels, value); break;
-        case ReasonKind::forwarded: add(icmp_fwd, {}, value); break;
-        case ReasonKind::dropped: add(dropped, labels, value); break;
+        switch (dataplane::reason_kind(reason)) {
+        case dataplane::ReasonKind::passed: add(passed, labels, value); break;
+        case dataplane::ReasonKind::answered: add(answered, labels, value); break;
+        case dataplane::ReasonKind::forwarded: add(icmp_fwd, {}, value); break;
+        case dataplane::ReasonKind::dropped: add(dropped, labels, value); break;
         }
     }
     auto not_recorded = family("fulcrum_flows_not_recorded_total",

@@ -19,7 +19,7 @@ void write(Level level, const char* format, ...) __attribute__((format(printf, 2
 
 // For a failure that can repeat on every scrape or event: `if (limit.due()) LOG_WARN(...)` logs it
 // at most once a minute per EveryMinute (a static one per call site), so it is never silent and
-// never a flood. Thread-safe (scrapes run on the exposer's threads).
+// never a flood. Thread-safe (scrapes run on the HTTP server's thread).
 class EveryMinute {
 public:
     bool due();
