@@ -458,6 +458,35 @@ Result<fulcrum_nexthop> BalancerProgram::nexthop(std::uint32_t backend_id) const
     return entry;
 }
 
+Result<std::vector<fulcrum_nexthop>> BalancerProgram::nexthops() const
+{
+    const int fd = bpf_map__fd(skel_->maps.nexthops);
+    std::vector<fulcrum_nexthop> entries(FULCRUM_MAX_BACKENDS);
+    std::vector<std::uint32_t> keys(FULCRUM_MAX_BACKENDS);
+    // An array's batch token is the next index; a call may return fewer entries than asked.
+    std::uint32_t at = 0, token = 0;
+    bool first = true;
+    while (at < FULCRUM_MAX_BACKENDS) {
+        std::uint32_t count = FULCRUM_MAX_BACKENDS - at;
+        int rc = bpf_map_lookup_batch(fd, first ? nullptr : &token, &token, keys.data() + at, entries.data() + at,
+                                      &count, nullptr);
+        if (rc != 0 && errno != ENOENT)
+            return errno_status("cannot read nexthops", errno);
+        first = false;
+        at += count;
+        if (rc != 0 || count == 0)
+            break;  // ENOENT: the last batch
+    }
+    // An array's keys come back in index order from 0; anything else is an error.
+    bool in_order = at == FULCRUM_MAX_BACKENDS;
+    for (std::uint32_t i = 0; in_order && i < at; i++)
+        in_order = keys[i] == i;
+    if (!in_order)
+        return Status::failure("cannot read nexthops: a batch read returned " + std::to_string(at) + " of " +
+                               std::to_string(FULCRUM_MAX_BACKENDS) + " entries, or out of order");
+    return entries;
+}
+
 Status BalancerProgram::invalidate_nexthop(std::uint32_t backend_id)
 {
     // Only `valid` changes: a packet that read valid=1 just before keeps reading the old, whole

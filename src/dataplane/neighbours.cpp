@@ -28,26 +28,55 @@ AddrKey key_of(std::uint8_t family, const void* bytes)
     return {family, std::string(static_cast<const char*>(bytes), n)};
 }
 
-void nudge(const NeighbourTarget& t)
-{
-    int fd = socket(t.family == FULCRUM_AF_INET ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    if (t.family == FULCRUM_AF_INET) {
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_port = htons(9);
-        std::memcpy(&sa.sin_addr, t.addr.w, 4);
-        sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-    } else {
-        sockaddr_in6 sa{};
-        sa.sin6_family = AF_INET6;
-        sa.sin6_port = htons(9);
-        std::memcpy(&sa.sin6_addr, t.addr.w, 16);
-        sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+// A UDP socket per family serves up to kNudgesPerSocket nudges: opening and closing one per
+// backend was two more syscalls (and a socket's setup) for each of 100,000 backends at start.
+// Not one for all: a nudge towards an unresolved neighbour waits in its ARP/ND queue, charged to
+// the socket's send buffer (~200 KiB, some 270 of these datagrams), and a full buffer would refuse
+// the nudges after it; 128 per socket stays well inside, as one per socket did.
+class Nudger {
+public:
+    ~Nudger()
+    {
+        for (int fd : {v4_, v6_})
+            if (fd >= 0)
+                close(fd);
     }
-    close(fd);
-}
+    void nudge(const NeighbourTarget& t)
+    {
+        static constexpr unsigned kNudgesPerSocket = 128;
+        const bool v4 = t.family == FULCRUM_AF_INET;
+        int& fd = v4 ? v4_ : v6_;
+        unsigned& used = v4 ? v4_used_ : v6_used_;
+        if (fd >= 0 && used == kNudgesPerSocket) {
+            close(fd);
+            fd = -1;
+        }
+        if (fd < 0) {
+            fd = socket(v4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+            used = 0;
+        }
+        if (fd < 0)
+            return;
+        used++;
+        if (v4) {
+            sockaddr_in sa{};
+            sa.sin_family = AF_INET;
+            sa.sin_port = htons(9);
+            std::memcpy(&sa.sin_addr, t.addr.w, 4);
+            sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        } else {
+            sockaddr_in6 sa{};
+            sa.sin6_family = AF_INET6;
+            sa.sin6_port = htons(9);
+            std::memcpy(&sa.sin6_addr, t.addr.w, 16);
+            sendto(fd, "", 0, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        }
+    }
+
+private:
+    int v4_ = -1, v6_ = -1;
+    unsigned v4_used_ = 0, v6_used_ = 0;
+};
 
 // Addresses with a valid (usable by bpf_fib_lookup) neighbour entry, from one netlink dump; empty
 // when the dump fails (the caller then waits and tries again until its deadline). A failure is
@@ -84,8 +113,9 @@ std::set<AddrKey> valid_neighbours()
 
 void nudge_neighbours(const std::vector<NeighbourTarget>& targets)
 {
+    Nudger nudger;
     for (const NeighbourTarget& t : targets)
-        nudge(t);
+        nudger.nudge(t);
 }
 
 void NeighbourWaiter::start(std::vector<NeighbourTarget> targets, std::chrono::milliseconds wait, Done done)

@@ -80,6 +80,17 @@ class NexthopStore {
 public:
     virtual ~NexthopStore() = default;
     virtual std::optional<fulcrum_nexthop> get(std::uint32_t id) = 0;
+    // Whether each of these ids has a valid entry: get() for each, unless the store can read
+    // them all at once (the real map: a batch read instead of one syscall per id).
+    virtual std::vector<bool> valid_entries(const std::vector<std::uint32_t>& ids)
+    {
+        std::vector<bool> out;
+        for (std::uint32_t id : ids) {
+            std::optional<fulcrum_nexthop> cur = get(id);
+            out.push_back(cur && cur->valid);
+        }
+        return out;
+    }
     virtual Status put(std::uint32_t id, const fulcrum_nexthop& entry) = 0;
     // Returns once every program run that may have read an entry before this call has ended.
     virtual void wait_for_readers() = 0;

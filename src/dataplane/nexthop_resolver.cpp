@@ -34,6 +34,7 @@ public:
     {
         egress_.clear();
         links_.clear();
+        neighbours_.clear();
         for (std::uint8_t family : {FULCRUM_AF_INET, FULCRUM_AF_INET6}) {
             // The forwarding sysctls do not matter here: the cache is how service packets are
             // forwarded with them off (their default; bpf_fib_lookup then answers FWD_DISABLED,
@@ -88,7 +89,10 @@ public:
         r.neighbour = key;
         if (!egress_.contains(fib->oif))
             return fail("egress interface " + std::to_string(fib->oif) + " is not one fulcrumd runs on");
-        Result<rtnl::Neighbour> n = client_.neighbour(family, key.addr, key.ifindex);
+        auto asked = neighbours_.find(key);
+        if (asked == neighbours_.end())
+            asked = neighbours_.emplace(key, client_.neighbour(family, key.addr, key.ifindex)).first;
+        const Result<rtnl::Neighbour>& n = asked->second;
         const std::string nh = address_text(key.addr, family);
         if (!n.ok())
             return fail("no ARP/ND entry for next hop " + nh + " (" + n.message() + ")");
@@ -127,6 +131,9 @@ private:
     std::optional<fulcrum_addr> source_v6_;
     std::set<std::uint32_t> egress_;
     std::map<std::uint32_t, rtnl::Link> links_;  // per batch
+    // Per batch too: backends behind one gateway share its entry, asked about once (at 100,000
+    // backends behind a router, one question instead of 100,000).
+    std::map<NeighbourKey, Result<rtnl::Neighbour>> neighbours_;
     std::map<std::uint8_t, std::string> family_why_;
 };
 

@@ -94,6 +94,7 @@ Socket& Socket::operator=(Socket&& o) noexcept
             mnl_socket_close(nl_);
         nl_ = std::exchange(o.nl_, nullptr);
         seq_ = o.seq_;
+        buffer_ = std::move(o.buffer_);
     }
     return *this;
 }
@@ -102,6 +103,13 @@ Socket::~Socket()
 {
     if (nl_)
         mnl_socket_close(nl_);
+}
+
+char* Socket::receive_buffer()
+{
+    if (!buffer_)
+        buffer_.reset(new char[kReceiveBuffer]);
+    return buffer_.get();
 }
 
 int Socket::fd() const
@@ -146,17 +154,17 @@ int Socket::transact(Message& request, const std::function<void(const nlmsghdr*)
     const bool many = h->nlmsg_flags & (NLM_F_DUMP | NLM_F_ACK);  // ends with DONE or an ACK
     if (mnl_socket_sendto(nl_, h, h->nlmsg_len) < 0)
         return errno;
-    std::vector<char> buffer(kReceiveBuffer);
+    char* buffer = receive_buffer();
     bool interrupted = false;
     while (true) {
-        ssize_t n = mnl_socket_recvfrom(nl_, buffer.data(), buffer.size());
+        ssize_t n = mnl_socket_recvfrom(nl_, buffer, kReceiveBuffer);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             return errno;  // EAGAIN: the receive timeout passed
         }
         int left = static_cast<int>(n);
-        for (auto* m = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(m, left);
+        for (auto* m = reinterpret_cast<const nlmsghdr*>(buffer); mnl_nlmsg_ok(m, left);
              m = mnl_nlmsg_next(m, &left)) {
             if (m->nlmsg_seq != seq)
                 continue;  // a late answer to an earlier request that timed out
@@ -191,9 +199,9 @@ int Socket::transact(Message& request, const std::function<void(const nlmsghdr*)
 bool Socket::read_notifications(const std::function<void(const nlmsghdr*)>& on_message)
 {
     bool complete = true;
-    std::vector<char> buffer(kReceiveBuffer);
+    char* buffer = receive_buffer();
     while (true) {
-        ssize_t n = recv(fd(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+        ssize_t n = recv(fd(), buffer, kReceiveBuffer, MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -206,7 +214,7 @@ bool Socket::read_notifications(const std::function<void(const nlmsghdr*)>& on_m
         if (n == 0)
             return complete;
         int left = static_cast<int>(n);
-        for (auto* m = reinterpret_cast<const nlmsghdr*>(buffer.data()); mnl_nlmsg_ok(m, left);
+        for (auto* m = reinterpret_cast<const nlmsghdr*>(buffer); mnl_nlmsg_ok(m, left);
              m = mnl_nlmsg_next(m, &left))
             on_message(m);
     }
