@@ -176,7 +176,8 @@ struct Reconciler::Plan {
     std::optional<fulcrum_settings> settings;
     std::map<std::vector<std::uint8_t>, fulcrum_vip_value> vips;
     std::set<std::string> removed;  // applied services that go (or are re-created under a new key)
-    // The next value of every desired service (its table shared with the planner's cache).
+    // The next value of every desired service that changes (its table shared with the planner's
+    // cache); an unchanged one (Reconciler::unchanged) is not here and keeps its applied value.
     std::map<std::string, AppliedService> services;
     std::set<std::string> rebuilt;  // services whose table is written
     IdPool service_ids{1, 1}, backend_ids{1, 1};
@@ -304,7 +305,8 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
     for (const std::string& name : plan.removed)
         diff->services.push_back(removal_diff(name, services_.at(name)));
     for (const ServicePlan& wanted : desired.services) {
-        const AppliedService& next = plan.services.at(wanted.name);
+        auto planned = plan.services.find(wanted.name);
+        const AppliedService& next = planned != plan.services.end() ? planned->second : services_.at(wanted.name);
         const AppliedService* old = nullptr;
         if (auto it = services_.find(wanted.name); it != services_.end() && !plan.removed.contains(wanted.name))
             old = &it->second;
@@ -376,10 +378,14 @@ void Reconciler::commit(Plan& plan)
 {
     settings_ = plan.settings;
     vips_ = std::move(plan.vips);
-    services_ = std::move(plan.services);
-    // The kernel holds the tables now: keep their recipe only (plan/tables.h).
-    for (auto& [name, svc] : services_)
-        svc.table = without_slots(svc.table);
+    // Services that went, then the planned ones (new, changed, re-created under a new key);
+    // unchanged ones were left out of the plan and stay as they are.
+    for (const std::string& name : plan.removed)
+        services_.erase(name);
+    for (auto& [name, svc] : plan.services) {
+        svc.table = without_slots(svc.table);  // the kernel holds the slots now (plan/tables.h)
+        services_.insert_or_assign(name, std::move(svc));
+    }
     service_ids_ = std::move(plan.service_ids);
     backend_ids_ = std::move(plan.backend_ids);
     rewrite_all_ = false;
@@ -408,9 +414,12 @@ Status Reconciler::make_plan(const Desired& desired, Plan& plan) const
             plan_removal(name, applied, plan);
     }
     plan_vips(desired, false, plan);
-    for (const ServicePlan& s : desired.services)
+    for (const ServicePlan& s : desired.services) {
+        if (unchanged(s, desired.settings.hash_seed, plan))
+            continue;  // its applied value stays as it is: nothing to write, nothing to copy
         if (Status st = plan_service(s, desired.settings.hash_seed, plan); !st.ok())
             return st;
+    }
     // The three phases of every service, each phase for all services: incoming backends (and
     // shrinking moduli), then the table swaps, then growing moduli and outgoing backends. The
     // order within a service is the one plan_service explains; across services nothing depends
@@ -482,6 +491,36 @@ void Reconciler::plan_removal(const std::string& name, const AppliedService& svc
     }
     plan.service_ids.release(svc.id);
     plan.removed.insert(name);
+}
+
+bool Reconciler::unchanged(const ServicePlan& wanted, std::uint32_t seed, const Plan& plan) const
+{
+    if (rewrite_all_ || plan.removed.contains(wanted.name))
+        return false;
+    auto it = services_.find(wanted.name);
+    if (it == services_.end())
+        return false;
+    const AppliedService& old = it->second;
+    // The same table (its input names the active members, their weights, size and seed), and a
+    // table that is this state's (else plan_service fails the plan, as it must).
+    if (!old.table || !wanted.table || old.table->input != wanted.table->input ||
+        wanted.table->input != table_input(wanted, seed))
+        return false;
+    if (!same_bytes(old.key, wanted.key) || old.table_size != wanted.table_size ||
+        old.backends.size() != wanted.backends.size())
+        return false;
+    // Every backend as applied: same address, state and weight (the map value is made of these and
+    // the service id, which stays). Then plan_service would write nothing and change nothing.
+    for (const BackendPlan& b : wanted.backends) {
+        auto have = old.backends.find(b.address);
+        if (have == old.backends.end())
+            return false;
+        const AppliedBackend& ab = have->second;
+        if (ab.weight != b.weight || ab.value.state != data_plane_state(b.use) || ab.value.family != b.family ||
+            !same_bytes(ab.value.addr, b.addr) || ab.value.service_id != old.id)
+            return false;
+    }
+    return true;
 }
 
 Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, Plan& plan) const

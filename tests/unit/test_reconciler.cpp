@@ -158,6 +158,55 @@ TEST_CASE("adding or removing a service leaves every other service untouched", "
     CHECK(logged(maps, "delete_vip"));
 }
 
+TEST_CASE("an apply that changes one service leaves the others' applied values as they are, uncopied", "[plan]")
+{
+    // At 1,000 services a reload that changes one plans one: the others are compared, not copied.
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
+    const AppliedService* api = &r.services().at("api");
+    const auto api_table = api->table;
+    const auto api_backends = api->backends;
+    const AppliedService* web = &r.services().at("web");
+
+    Desired heavier = two_services();
+    heavier.services[0].backends[0].weight = 300;  // web changes
+    heavier = test::with_tables(heavier);
+    Diff diff;
+    REQUIRE(r.preview(heavier, &diff).ok());
+    REQUIRE(diff.services.size() == 2);
+    CHECK(diff.services[0].change == ServiceDiff::Change::changed);
+    CHECK(diff.services[1].change == ServiceDiff::Change::unchanged);
+    maps.log.clear();
+    REQUIRE(r.apply(heavier).ok());
+    CHECK(&r.services().at("api") == api);  // the same object: neither planned nor copied
+    CHECK(r.services().at("api").table == api_table);
+    CHECK(r.services().at("web").table->input == heavier.services[0].table->input);
+    CHECK(&r.services().at("web") == web);  // replaced in place (its map node stays)
+    CHECK(logged(maps, "put_table " + std::to_string(r.services().at("web").id)));
+    for (const std::string& entry : maps.log) {
+        INFO(entry);
+        CHECK(entry != "put_table " + std::to_string(api->id));
+        for (const auto& [address, b] : api_backends)
+            CHECK(entry.rfind("put_backend " + std::to_string(b.id) + " ", 0) != 0);
+    }
+
+    // Anything of api that the maps hold, changed, is planned again: a backend's state (not in
+    // the table's input), then its table size.
+    Desired down = heavier;
+    down.services[1].backends[1].use = BackendUse::down;
+    down = test::with_tables(down);
+    maps.log.clear();
+    REQUIRE(r.apply(down).ok());
+    CHECK(maps.backends.at(r.services().at("api").backends.at("198.18.2.2").id).state == FULCRUM_BACKEND_DOWN);
+    Desired bigger = down;
+    bigger.services[1].table_size = 257;
+    bigger = test::with_tables(bigger);
+    REQUIRE(r.apply(bigger).ok());
+    CHECK(maps.tables.at(r.services().at("api").id).size() == 257);
+    CHECK(r.services().at("api").table_size == 257);
+}
+
 TEST_CASE("a VIP stays while another service still uses it; port 0 sets its flags", "[plan]")
 {
     FakeMaps maps;
