@@ -104,6 +104,8 @@ struct HealthCheck {
     std::string command;                  // run with /bin/sh -c; exit 0 = up; env FULCRUM_* describe the target
     // Never root: the system user `fulcrum` if it exists, else `nobody` (config::default_check_user).
     RunAs user;
+    // Field by field (addresses by value, Address::operator==; their texts are not compared).
+    bool operator==(const HealthCheck&) const = default;
 };
 
 struct Backend {

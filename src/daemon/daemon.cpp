@@ -109,16 +109,32 @@ Result<int> take_lock(const std::string& pin_path)
 std::vector<dataplane::NeighbourTarget> neighbour_targets(const plan::Desired& d,
                                                           const plan::Reconciler* known = nullptr)
 {
-    std::set<std::string> have, seen;
-    if (known)
-        for (const auto& [name, svc] : known->services())
-            for (const auto& [address, b] : svc.backends)
-                have.insert(address);
+    // Most backends of a reload are known to their own service; the set of every applied
+    // address (100,000 strings at scale) is made only for one that is not.
+    std::optional<std::set<std::string>> have;
+    auto known_anywhere = [&](const std::string& address) {
+        if (!have) {
+            have.emplace();
+            for (const auto& [name, svc] : known->services())
+                for (const auto& [a, b] : svc.backends)
+                    have->insert(a);
+        }
+        return have->contains(address);
+    };
+    std::set<std::string> seen;
     std::vector<dataplane::NeighbourTarget> out;
-    for (const plan::ServicePlan& s : d.services)
-        for (const plan::BackendPlan& b : s.backends)
-            if (!have.contains(b.address) && seen.insert(b.address).second)
+    for (const plan::ServicePlan& s : d.services) {
+        const plan::AppliedService* applied = nullptr;
+        if (known)
+            if (auto it = known->services().find(s.name); it != known->services().end())
+                applied = &it->second;
+        for (const plan::BackendPlan& b : s.backends) {
+            if (known && ((applied && applied->backends.contains(b.address)) || known_anywhere(b.address)))
+                continue;
+            if (seen.insert(b.address).second)
                 out.push_back({b.addr, b.family});
+        }
+    }
     return out;
 }
 
@@ -435,7 +451,7 @@ Status Daemon::bring_up()
                 health::run_check(io_, c, t, std::move(d));
         },
         [this] { on_health_change(); });
-    health_->sync(cfg, was_active);
+    health_->sync(config_, was_active);  // kept: a reload then syncs only the services it changes
     overrides_.down = health_->down();
     collector_->set_health_source([this] {
         std::map<std::pair<std::string, std::string>, metrics::HealthStats> out;
@@ -542,7 +558,7 @@ void Daemon::reload(Applied done)
                   if (hash_seed_ != old_seed)
                       LOG_INFO("bpf: flow-hash seed changed (now from %s): every Maglev table is rebuilt; recorded "
                                "flows keep their backend", plan::to_string(source));
-                  health_->sync(*next);  // checks start for new backends, stop for removed ones
+                  health_->sync(next);  // checks start for new backends, stop for removed ones
                   collector_->set_generation(++generation_);
                   config_ = next;
               }

@@ -15,6 +15,35 @@ std::string canonical(const config::Address& a)
     return text;
 }
 
+// Equal for the manager: the value and the text as written (a Target carries the text).
+bool same_address(const config::Address& a, const config::Address& b) { return a == b && a.text == b.text; }
+
+bool same_address(const std::optional<config::Address>& a, const std::optional<config::Address>& b)
+{
+    return a.has_value() == b.has_value() && (!a || same_address(*a, *b));
+}
+
+bool same_check(const config::HealthCheck& a, const config::HealthCheck& b)
+{
+    return a == b && same_address(a.address, b.address) && same_address(a.source, b.source);
+}
+
+// Everything sync reads of a service, equal: then its entries need no change.
+bool same_service(const config::Service& a, const config::Service& b)
+{
+    if (a.name != b.name || a.port != b.port || a.backends.size() != b.backends.size() ||
+        !same_check(a.healthcheck, b.healthcheck))
+        return false;
+    for (std::size_t i = 0; i < a.backends.size(); i++) {
+        const config::Backend& x = a.backends[i];
+        const config::Backend& y = b.backends[i];
+        if (!same_address(x.address, y.address) || bool(x.healthcheck) != bool(y.healthcheck) ||
+            (x.healthcheck && x.healthcheck != y.healthcheck && !same_check(*x.healthcheck, *y.healthcheck)))
+            return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 struct Manager::Entry {
@@ -34,6 +63,8 @@ struct Manager::Entry {
     boost::asio::steady_timer timer;
     std::uint64_t serial = 0;  // bumped when the entry changes: results of older runs are ignored
     unsigned results = 0;
+    // Not up, and fewer results than `rise`: its first verdict is still to come (Manager::settled).
+    bool pending() const { return !state.up() && results < check->rise; }
 };
 
 Manager::Manager(boost::asio::io_context& io, Runner runner, OnChange on_change,
@@ -47,8 +78,36 @@ Manager::~Manager() = default;
 
 void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initially_up)
 {
+    synced_.reset();
+    synced_services_.clear();
+    sync_with(cfg, initially_up, nullptr);
+}
+
+void Manager::sync(std::shared_ptr<const config::Config> cfg, const std::set<BackendKey>& initially_up)
+{
+    sync_with(*cfg, initially_up, synced_.get());
+    synced_ = std::move(cfg);
+    synced_services_.clear();
+    for (const config::Service& svc : synced_->services)
+        synced_services_[svc.name] = &svc;
+}
+
+bool Manager::unchanged(const config::Service& svc) const
+{
+    auto it = synced_services_.find(svc.name);
+    return it != synced_services_.end() && same_service(*it->second, svc);
+}
+
+void Manager::sync_with(const config::Config& cfg, const std::set<BackendKey>& initially_up,
+                        const config::Config* previous)
+{
     std::set<BackendKey> wanted;
+    std::set<std::string> kept;  // services as they were: their entries stay, untouched
     for (const config::Service& svc : cfg.services) {
+        if (previous && unchanged(svc)) {
+            kept.insert(svc.name);
+            continue;
+        }
         std::shared_ptr<const config::HealthCheck> service_check;  // made once a backend uses it
         for (const config::Backend& b : svc.backends) {
             BackendKey key{svc.name, canonical(b.address)};
@@ -63,9 +122,11 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
             auto it = entries_.find(key);
             if (it != entries_.end()) {
                 Entry& e = *it->second;
+                pending_ -= e.pending();
                 e.check = shared;
                 e.target = target;
                 e.state.set_thresholds(check.rise, check.fall);
+                pending_ += e.pending();
                 continue;
             }
             bool start_up = check.start_up || initially_up.contains(key);
@@ -80,16 +141,24 @@ void Manager::sync(const config::Config& cfg, const std::set<BackendKey>& initia
                 entry->report = &r;
             }
             entries_[key] = entry;
+            pending_ += entry->pending();
             // Spread the first checks over one interval so many backends don't fire together.
             auto first = std::uniform_int_distribution<long>(0, check.interval.count())(random_);
             schedule(entry, std::chrono::milliseconds(first));
         }
     }
+    std::string service;  // of the entries being walked (sorted by service), and whether it is kept
+    bool service_kept = false;
     for (auto it = entries_.begin(); it != entries_.end();) {
-        if (wanted.contains(it->first)) {
+        if (it->first.first != service) {
+            service = it->first.first;
+            service_kept = kept.contains(service);
+        }
+        if (service_kept || wanted.contains(it->first)) {
             ++it;
             continue;
         }
+        pending_ -= it->second->pending();
         it->second->timer.cancel();
         std::lock_guard lock(mutex_);
         reports_.erase(it->first);
@@ -127,8 +196,10 @@ void Manager::run(const std::shared_ptr<Entry>& entry)
 void Manager::record(Entry& e, const Result& result)
 {
     const BackendKey& key = e.key;
+    pending_ -= e.pending();
     bool changed = e.state.feed(result.ok());
     e.results++;
+    pending_ += e.pending();
     {
         std::lock_guard lock(mutex_);
         BackendReport& r = *e.report;
@@ -162,11 +233,8 @@ void Manager::record(Entry& e, const Result& result)
 
 void Manager::check_settled()
 {
-    if (settled_)
+    if (settled_ || pending_ > 0)
         return;
-    for (const auto& [key, e] : entries_)
-        if (!e->state.up() && e->results < e->check->rise)
-            return;
     settled_ = true;
     LOG_INFO("health: every backend checked; health now drives the tables");
     trigger_batch();
@@ -200,7 +268,14 @@ std::set<BackendKey> Manager::down_after(const config::Config& cfg) const
 {
     // As sync(cfg): a kept backend keeps its state, a new one starts down unless start_up.
     std::set<BackendKey> out;
-    for (const config::Service& svc : cfg.services)
+    for (const config::Service& svc : cfg.services) {
+        if (synced_ && unchanged(svc)) {
+            // Every backend of it has its entry (the last sync made them): its down ones.
+            for (auto it = entries_.lower_bound({svc.name, ""}); it != entries_.end() && it->first.first == svc.name; ++it)
+                if (!it->second->state.up())
+                    out.insert(it->first);
+            continue;
+        }
         for (const config::Backend& b : svc.backends) {
             BackendKey key{svc.name, canonical(b.address)};
             const config::HealthCheck& check = b.healthcheck ? *b.healthcheck : svc.healthcheck;
@@ -208,6 +283,7 @@ std::set<BackendKey> Manager::down_after(const config::Config& cfg) const
             if (it != entries_.end() ? !it->second->state.up() : !check.start_up)
                 out.insert(key);
         }
+    }
     return out;
 }
 

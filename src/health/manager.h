@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,10 @@ public:
     // (keeping the state). `initially_up`: new backends to start up (e.g. adopted from a running
     // data plane), besides those whose check says start_up.
     void sync(const config::Config& cfg, const std::set<BackendKey>& initially_up = {});
+    // The same, and the manager keeps `cfg`: the next sync (or down_after) through this overload
+    // leaves alone every service equal to its namesake here (same port, checks and backends), so
+    // a reload that changes one service of a thousand looks at one service's backends.
+    void sync(std::shared_ptr<const config::Config> cfg, const std::set<BackendKey>& initially_up = {});
 
     std::set<BackendKey> down() const;  // backends currently down (for the planner)
     // What down() would be after sync(cfg), without changing anything: a reload plans with it
@@ -70,6 +75,9 @@ private:
     void schedule(const std::shared_ptr<Entry>& e, std::chrono::milliseconds delay);
     void run(const std::shared_ptr<Entry>& e);
     void record(Entry& e, const Result& result);
+    void sync_with(const config::Config& cfg, const std::set<BackendKey>& initially_up, const config::Config* previous);
+    // The service of the last sync through the shared_ptr overload that `svc` equals, by value.
+    bool unchanged(const config::Service& svc) const;
 
     boost::asio::io_context& io_;
     Runner runner_;
@@ -78,11 +86,19 @@ private:
     boost::asio::steady_timer batch_timer_;
     bool batch_pending_ = false;
     bool settled_ = false;
+    // Entries neither up nor through `rise` results yet (Entry::pending): settled once none is.
+    // Counted as entries change, so a result costs O(1), not a walk over every entry (at start
+    // with checks that start down, that walk made the first results quadratic in backends).
+    std::size_t pending_ = 0;
     void check_settled();
     void trigger_batch();
     std::uint64_t batches_ = 0;
     std::mt19937_64 random_;
     std::map<BackendKey, std::shared_ptr<Entry>> entries_;
+    // The config of the last sync, when it came through the shared_ptr overload (else null), and
+    // its services by name.
+    std::shared_ptr<const config::Config> synced_;
+    std::map<std::string_view, const config::Service*> synced_services_;
     mutable std::mutex mutex_;  // guards reports_
     std::map<BackendKey, BackendReport> reports_;
 };

@@ -196,6 +196,74 @@ TEST_CASE("down_after foresees a sync without making it: a reload plans with it,
     CHECK(m.down() == foreseen);
 }
 
+TEST_CASE("a sync through the kept config leaves equal services alone and follows every change of the others",
+          "[health]")
+{
+    // A reload of 1,000 services that changes one: the others' 99,900 backends are not looked at.
+    boost::asio::io_context io;
+    std::map<std::string, const config::HealthCheck*> check_of;
+    std::map<std::string, std::uint16_t> port_of;
+    health::Manager m(
+        io,
+        [&](const config::HealthCheck& c, const health::Target& t, health::Done d) {
+            check_of[t.address.text] = &c;
+            port_of[t.address.text] = t.port;
+            boost::asio::post(io, [d] { d(health::Result{}); });
+        },
+        [] {});
+    auto two_services = [] {
+        config::Config cfg = three_backends();
+        config::Service api = cfg.services[0];
+        api.name = "api";
+        for (std::size_t i = 0; i < api.backends.size(); i++)
+            api.backends[i].address = addr(i == 0 ? "198.18.0.21" : i == 1 ? "198.18.0.22" : "198.18.0.23");
+        cfg.services.push_back(api);
+        return cfg;
+    };
+    auto run_until_checked = [&](std::size_t n) {
+        for (int i = 0; i < 100 && check_of.size() < n; i++)
+            io.run_for(10ms);
+    };
+    m.sync(std::make_shared<const config::Config>(two_services()), {{"web", "198.18.0.11"}});
+    run_until_checked(6);
+    REQUIRE(check_of.size() == 6);
+    const config::HealthCheck* web_check = check_of["198.18.0.12"];
+    const auto web_reports = m.snapshot();
+
+    // The next file: web equal (other objects, same values); api's .22 gets its own check on
+    // port 8080 and .23 goes.
+    config::Config next = two_services();
+    config::HealthCheck own = next.services[1].healthcheck;
+    own.port = 8080;
+    next.services[1].backends[1].healthcheck = std::make_shared<const config::HealthCheck>(own);
+    next.services[1].backends.pop_back();
+    const auto foreseen = m.down_after(next);
+    for (const auto& key : m.down())
+        if (key.first == "web" || key.second != "198.18.0.23")
+            CHECK(foreseen.contains(key));
+    m.sync(std::make_shared<const config::Config>(next));
+    CHECK(m.down() == foreseen);
+    CHECK_FALSE(m.snapshot().contains({"api", "198.18.0.23"}));
+    CHECK(m.snapshot().size() == 5);
+    check_of.clear();
+    run_until_checked(5);
+    REQUIRE(check_of.size() == 5);
+    CHECK(port_of["198.18.0.22"] == 8080);  // the changed service follows its change
+    CHECK(port_of["198.18.0.21"] == 80);
+    CHECK(check_of["198.18.0.12"] == web_check);  // the equal one keeps its entries as they were
+    CHECK(m.snapshot().at({"web", "198.18.0.11"}).last_change == web_reports.at({"web", "198.18.0.11"}).last_change);
+
+    // A change of web's service check (its port) is seen as a change too.
+    config::Config third = next;
+    third.services[0].port = 81;
+    third.services[0].healthcheck.rise = 1;
+    m.sync(std::make_shared<const config::Config>(third));
+    check_of.clear();
+    run_until_checked(5);
+    CHECK(port_of["198.18.0.12"] == 81);
+    CHECK(check_of["198.18.0.12"] != web_check);
+}
+
 TEST_CASE("planner: down backends leave the table; below min_healthy every non-drained one is used", "[health]")
 {
     config::Config cfg = three_backends();
