@@ -3,6 +3,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <malloc.h>
+
 #include <chrono>
 
 namespace fulcrum::metrics {
@@ -37,12 +39,20 @@ HttpHandler Scrape::handler()
 HttpPage Scrape::serve()
 {
     const auto start = std::chrono::steady_clock::now();
-    std::vector<prometheus::MetricFamily> families;
-    for (const auto& c : collectables_) {
-        std::vector<prometheus::MetricFamily> more = c->Collect();
-        families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+    HttpPage page{"text/plain; charset=utf-8", ""};
+    {
+        std::vector<prometheus::MetricFamily> families;
+        for (const auto& c : collectables_) {
+            std::vector<prometheus::MetricFamily> more = c->Collect();
+            families.insert(families.end(), std::make_move_iterator(more.begin()),
+                            std::make_move_iterator(more.end()));
+        }
+        page.body = prometheus::TextSerializer().Serialize(families);
     }
-    HttpPage page{"text/plain; charset=utf-8", prometheus::TextSerializer().Serialize(families)};
+    // The families were tens of MiB of small blocks at 10,000 backends, in this thread's malloc
+    // arena; glibc keeps freed arena pages, so without this the daemon's RSS stays at the size of
+    // the largest scrape (measured: two arenas of 31 MiB each under health_bench's scrapes).
+    malloc_trim(0);
     latencies_.Observe(static_cast<double>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count()));
     bytes_.Increment(static_cast<double>(page.body.size()));
