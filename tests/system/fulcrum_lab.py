@@ -299,7 +299,9 @@ print('\\n'.join(names))
         """`count` UDP request/response exchanges, each from its own socket connected to the VIP
         (so the answer must come from the VIP), from distinct source ports first_port.. (default:
         chosen per run, so each exchange is a new flow)."""
-        first_port = first_port or 20000 + (os.getpid() * 7 + int(time.time())) % 20000
+        # Below the kernel's ephemeral range (32768..60999): a load generator's sockets in the same
+        # namespace take ports there, and a bind onto one of them failed an exchange (EADDRINUSE).
+        first_port = first_port or 20000 + (os.getpid() * 7 + int(time.time())) % 12000
         script = f"""
 import socket
 names = []
