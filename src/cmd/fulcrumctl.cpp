@@ -421,9 +421,9 @@ int deliver(const std::string& answer)
     return static_cast<int>(*code);
 }
 
-// One request, one answer delivered. Sessions are short (the daemon closes idle ones within
-// seconds): a busy daemon is asked again, every 100 ms, until the timeout.
-int ask(const Options& options, const std::string& request, const char* before_body = "")
+// One request's raw answer, or an exit code if there was none. Sessions are short (the daemon
+// closes idle ones within seconds): a busy daemon is asked again, every 100 ms, until the timeout.
+std::variant<std::string, int> answer_of(const Options& options, const std::string& request)
 {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
     for (;;) {
@@ -431,39 +431,36 @@ int ask(const Options& options, const std::string& request, const char* before_b
         if (fd < 0) return control::kUnreachable;
         std::variant<std::string, int> answer = exchange(fd, options, request);
         close(fd);
-        if (const int* code = std::get_if<int>(&answer)) return *code;
-        if (busy(std::get<std::string>(answer)) && std::chrono::steady_clock::now() < give_up) {
+        if (std::holds_alternative<std::string>(answer) && busy(std::get<std::string>(answer)) &&
+            std::chrono::steady_clock::now() < give_up) {
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
             continue;
         }
-        std::fputs(before_body, stdout);
-        return deliver(std::get<std::string>(answer));
+        return answer;
     }
 }
 
-// One request, its (exit code, body) undelivered: capture reads the bodies itself. A busy daemon
-// is asked again as in ask().
+// One request, one answer delivered.
+int ask(const Options& options, const std::string& request, const char* before_body = "")
+{
+    std::variant<std::string, int> answer = answer_of(options, request);
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    std::fputs(before_body, stdout);
+    return deliver(std::get<std::string>(answer));
+}
+
+// One request, its (exit code, body) undelivered: capture reads the bodies itself.
 std::variant<std::pair<int, std::string>, int> query(const Options& options, const std::string& request)
 {
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_seconds);
-    for (;;) {
-        int fd = connect_daemon(options);
-        if (fd < 0) return control::kUnreachable;
-        std::variant<std::string, int> answer = exchange(fd, options, request);
-        close(fd);
-        if (const int* code = std::get_if<int>(&answer)) return *code;
-        const std::string& text = std::get<std::string>(answer);
-        if (busy(text) && std::chrono::steady_clock::now() < give_up) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-            continue;
-        }
-        size_t newline = text.find('\n');
-        std::optional<unsigned> code =
-            newline == std::string::npos ? std::nullopt : parse_number(std::string_view(text).substr(0, newline));
-        if (!code || *code > 255)
-            return fail(control::kProtocol, "malformed answer from fulcrumd (expected an exit code on the first line)");
-        return std::pair<int, std::string>(static_cast<int>(*code), text.substr(newline + 1));
-    }
+    std::variant<std::string, int> answer = answer_of(options, request);
+    if (const int* code = std::get_if<int>(&answer)) return *code;
+    const std::string& text = std::get<std::string>(answer);
+    size_t newline = text.find('\n');
+    std::optional<unsigned> code =
+        newline == std::string::npos ? std::nullopt : parse_number(std::string_view(text).substr(0, newline));
+    if (!code || *code > 255)
+        return fail(control::kProtocol, "malformed answer from fulcrumd (expected an exit code on the first line)");
+    return std::pair<int, std::string>(static_cast<int>(*code), text.substr(newline + 1));
 }
 
 // top: a frame every interval, each a fresh request (the daemon's rates are per second). On a
