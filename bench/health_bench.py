@@ -339,7 +339,8 @@ def main():
         fails = failures(m0, m1)
         up = sum(1 for k, v in m1.items() if k.startswith("fulcrum_backend_up{") and v == 1)
         with open(f"/proc/{pid}/status") as f:
-            rss = next(x.split()[1] for x in f if x.startswith("VmRSS"))
+            status = {k: v.split()[0] for k, _, v in (x.partition(":") for x in f) if k.startswith("Rss") or k == "VmRSS"}
+        rss = status["VmRSS"]
 
         say()
         say(f"  {'measured over':<44} {wall:.1f} s (scrapes outside the window)")
@@ -356,6 +357,9 @@ def main():
         say(f"  {'listener CPU (2 accept loops), % of one core':<44} {lcpu:.1f} %")
         say(f"  {'fulcrumd RSS':<44} {int(rss) / 1024:.0f} MiB   (target <= {RSS_TARGET_MIB:.0f} MiB: "
             f"{'met' if int(rss) / 1024 <= RSS_TARGET_MIB else 'not met'})")
+        say(f"  {'  anonymous / file-backed / shared':<44} {int(status['RssAnon']) / 1024:.1f} / "
+            f"{int(status['RssFile']) / 1024:.1f} / {int(status['RssShmem']) / 1024:.1f} MiB  (file-backed: the "
+            f"binary's and libraries' pages in use)")
         say(f"  {'backends up at the end':<44} {up} of {a.backends}")
         say(f"  {'checks done between the two scrapes':<44} {count:.0f} in {s1 - s0:.1f} s = {count / (s1 - s0):.0f}/s "
               f"(ideal {a.backends / interval:.0f}/s less the check duration: the interval counts from a "
@@ -365,6 +369,7 @@ def main():
                        "user_percent": (us1[0] - us0[0]) / CLK_TCK / wall * 100,
                        "system_percent": (us1[1] - us0[1]) / CLK_TCK / wall * 100,
                        "listener_cpu_percent": lcpu, "rss_mib": int(rss) / 1024, "backends_up": up,
+                       "rss_anon_mib": int(status["RssAnon"]) / 1024, "rss_file_mib": int(status["RssFile"]) / 1024,
                        "checks_per_second": count / (s1 - s0), "failures": fails,
                        "mean_check_ms": 1000 * total / count if count else None,
                        "cpu_target_percent": CPU_TARGET_PERCENT, "rss_target_mib": RSS_TARGET_MIB})

@@ -389,7 +389,7 @@ Status Daemon::bring_up()
     if (!program.ok())
         return program.status();
     program_ = std::move(program).value();
-    // Mapped now, while the ring can still be opened whatever the privileges (they drop later).
+    // The ring is mapped only while a capture runs (dataplane/capture_ring.h).
     Result<std::unique_ptr<dataplane::CaptureRing>> ring =
         dataplane::CaptureRing::open(program_->capture_ring_fd(), program_->capture_control());
     if (!ring.ok())

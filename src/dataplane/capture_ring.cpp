@@ -24,11 +24,9 @@ Result<std::unique_ptr<CaptureRing>> CaptureRing::open(int ring_fd, fulcrum_capt
 {
     if (!control)
         return Status::failure("capture: the balancer's control block is not mapped (.bss)");
-    std::unique_ptr<CaptureRing> self(new CaptureRing(nullptr, control));
-    self->ring_ = ring_buffer__new(ring_fd, &CaptureRing::on_record, self.get(), nullptr);
-    if (!self->ring_)
-        return Status::failure(std::string("capture: cannot map the ring buffer capture_ring: ") +
-                               std::strerror(errno));
+    if (ring_fd < 0)
+        return Status::failure("capture: the balancer has no ring buffer capture_ring");
+    std::unique_ptr<CaptureRing> self(new CaptureRing(ring_fd, control));
     store_on(control, 0);
     return self;
 }
@@ -36,12 +34,24 @@ Result<std::unique_ptr<CaptureRing>> CaptureRing::open(int ring_fd, fulcrum_capt
 CaptureRing::~CaptureRing()
 {
     store_on(control_, 0);
-    ring_buffer__free(ring_);
+    unmap();
+}
+
+void CaptureRing::unmap()
+{
+    ring_buffer__free(ring_);  // null-safe
+    ring_ = nullptr;
 }
 
 Status CaptureRing::start(const CaptureFilter& filter)
 {
     store_on(control_, 0);
+    if (!ring_) {
+        ring_ = ring_buffer__new(ring_fd_, &CaptureRing::on_record, this, nullptr);
+        if (!ring_)
+            return Status::failure(std::string("capture: cannot map the ring buffer capture_ring: ") +
+                                   std::strerror(errno));
+    }
     std::deque<fulcrum_capture_record> stale;
     std::uint64_t ignored = 0;
     if (Status s = drain(&stale, 0, &ignored); !s.ok())
@@ -53,7 +63,11 @@ Status CaptureRing::start(const CaptureFilter& filter)
     return {};
 }
 
-void CaptureRing::stop() { store_on(control_, 0); }
+void CaptureRing::stop()
+{
+    store_on(control_, 0);
+    unmap();
+}
 
 bool CaptureRing::running() const { return std::atomic_ref<__u32>(control_->on).load() != 0; }
 
@@ -74,6 +88,8 @@ int CaptureRing::on_record(void* self, void* data, std::size_t size)
 
 Status CaptureRing::drain(std::deque<fulcrum_capture_record>* out, std::size_t limit, std::uint64_t* dropped)
 {
+    if (!ring_)
+        return {};
     out_ = out;
     limit_ = limit;
     dropped_ = dropped;
