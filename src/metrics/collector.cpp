@@ -161,8 +161,14 @@ std::vector<MetricFamily> Collector::Collect() const
     auto build = family("fulcrum_build_info", "Version of fulcrumd and of its BPF program.", MetricType::Gauge);
     add(build, {{"version", version_}, {"bpf_program", bpf_program_}}, 1);
 
-    return {svc_packets, svc_bytes, svc_flows, be_packets, be_bytes, be_up, be_weight, panic, check_seconds,
-            check_failures, dropped, passed, answered, icmp_fwd, not_recorded, reloads, applies, generation, build};
+    // Moved, not listed in braces: an initializer list copies every family (every backend's
+    // labels a second time).
+    std::vector<MetricFamily> out;
+    for (MetricFamily* f : {&svc_packets, &svc_bytes, &svc_flows, &be_packets, &be_bytes, &be_up, &be_weight, &panic,
+                            &check_seconds, &check_failures, &dropped, &passed, &answered, &icmp_fwd, &not_recorded,
+                            &reloads, &applies, &generation, &build})
+        out.push_back(std::move(*f));
+    return out;
 }
 
 }  // namespace fulcrum::metrics

@@ -31,6 +31,7 @@ private:
     prometheus::Counter& bytes_;
     prometheus::Counter& scrapes_;
     prometheus::Summary& latencies_;
+    std::size_t last_size_ = 0;  // bytes of the last page (the HTTP thread is the only caller)
 };
 
 }  // namespace fulcrum::metrics
