@@ -260,22 +260,66 @@ static __always_inline enum fulcrum_reason fib_failure_reason(int rc)
 	return FULCRUM_DROP_NO_ROUTE;
 }
 
+/* Where the encapsulated packet goes: MACs and egress interface, or the egress MTU when it does
+ * not fit (BPF_FIB_LKUP_RET_FRAG_NEEDED). */
+struct hop {
+	__u8 dmac[ETH_ALEN];
+	__u8 smac[ETH_ALEN];
+	__u32 ifindex;
+	__u32 mtu;
+};
+
+/* The answer of bpf_fib_lookup for the outer packet (src -> the backend, tot_len bytes). Only a
+ * backend without a valid next-hop cache entry gets here, so a hit through the cache never
+ * builds the 64-byte lookup structure. */
+static __always_inline int fib_hop(struct xdp_md *ctx, const struct packet *pkt,
+				   const struct fulcrum_backend *be, __be32 src4,
+				   const struct fulcrum_addr *src6, __u32 tot_len, struct hop *hop)
+{
+	struct bpf_fib_lookup fib = {};
+	int rc;
+
+	fib.ifindex = ctx->ingress_ifindex;
+	fib.tot_len = tot_len; /* makes the lookup check the egress MTU too */
+	if (be->family == FULCRUM_AF_INET) {
+		fib.family = AF_INET;
+		fib.tos = pkt->tos;
+		fib.l4_protocol = IPPROTO_IPIP;
+		fib.ipv4_src = src4;
+		fib.ipv4_dst = be->addr.w[0];
+	} else {
+		fib.family = AF_INET6;
+		fib.l4_protocol = inner_protocol(pkt);
+		__builtin_memcpy(fib.ipv6_src, src6, sizeof(*src6));
+		__builtin_memcpy(fib.ipv6_dst, &be->addr, sizeof(be->addr));
+	}
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+		hop->mtu = fib.mtu_result;
+	__builtin_memcpy(hop->dmac, fib.dmac, ETH_ALEN);
+	__builtin_memcpy(hop->smac, fib.smac, ETH_ALEN);
+	hop->ifindex = fib.ifindex;
+	return rc;
+}
+
 /* The next hop of a backend: the daemon's cache when it has a valid entry, else bpf_fib_lookup.
  * A cached entry gives the answers the fib lookup would: success with MACs and egress, or
- * FRAG_NEEDED with the egress MTU when the encapsulated packet (fib->tot_len) does not fit. */
-static __always_inline int next_hop(struct xdp_md *ctx, struct bpf_fib_lookup *fib, __u32 backend_id)
+ * FRAG_NEEDED with the egress MTU when the encapsulated packet (tot_len) does not fit. */
+static __always_inline int next_hop(struct xdp_md *ctx, const struct packet *pkt,
+				    const struct fulcrum_backend *be, __u32 backend_id, __be32 src4,
+				    const struct fulcrum_addr *src6, __u32 tot_len, struct hop *hop)
 {
 	const struct fulcrum_nexthop *nh = bpf_map_lookup_elem(&nexthops, &backend_id);
 
 	if (!nh || !nh->valid)
-		return bpf_fib_lookup(ctx, fib, sizeof(*fib), 0);
-	if (fib->tot_len > nh->mtu) {
-		fib->mtu_result = nh->mtu;
+		return fib_hop(ctx, pkt, be, src4, src6, tot_len, hop);
+	if (tot_len > nh->mtu) {
+		hop->mtu = nh->mtu;
 		return BPF_FIB_LKUP_RET_FRAG_NEEDED;
 	}
-	__builtin_memcpy(fib->dmac, nh->dmac, ETH_ALEN);
-	__builtin_memcpy(fib->smac, nh->smac, ETH_ALEN);
-	fib->ifindex = nh->ifindex;
+	__builtin_memcpy(hop->dmac, nh->dmac, ETH_ALEN);
+	__builtin_memcpy(hop->smac, nh->smac, ETH_ALEN);
+	hop->ifindex = nh->ifindex;
 	return BPF_FIB_LKUP_RET_SUCCESS;
 }
 
@@ -344,10 +388,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 				   const struct fulcrum_settings *cfg, enum flow_role role)
 {
 	__u64 bytes = pkt->data_end - pkt->data;
-	struct bpf_fib_lookup fib = {};
 	struct fulcrum_backend *be = NULL;
 	struct fulcrum_addr src6;
 	enum flow_record record;
+	struct hop hop;
 	__u32 hash = 0, id, overhead;
 	int rc;
 	__be32 src4 = 0;
@@ -356,7 +400,6 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	if (!id || !be)
 		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
 
-	fib.ifindex = ctx->ingress_ifindex;
 	if (be->family == FULCRUM_AF_INET) {
 		if (pkt->family != FULCRUM_AF_INET) /* IPv6 over IPv4 is refused by the config */
 			return drop(FULCRUM_DROP_INTERNAL, bytes);
@@ -364,32 +407,22 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 		src4 = cfg->source_v4;
 		if (cfg->flags & FULCRUM_SETTING_VARY_SOURCE)
 			src4 = vary_bits(src4, cfg->source_v4_vary, hash);
-		fib.family = AF_INET;
-		fib.tos = pkt->tos;
-		fib.l4_protocol = IPPROTO_IPIP;
-		fib.ipv4_src = src4;
-		fib.ipv4_dst = be->addr.w[0];
 	} else {
 		overhead = FULCRUM_OUTER_V6_LEN;
 		src6 = cfg->source_v6;
 		if (cfg->flags & FULCRUM_SETTING_VARY_SOURCE)
 			src6.w[3] = vary_bits(src6.w[3], cfg->source_v6_vary, hash);
-		fib.family = AF_INET6;
-		fib.l4_protocol = inner_protocol(pkt);
-		__builtin_memcpy(fib.ipv6_src, &src6, sizeof(src6));
-		__builtin_memcpy(fib.ipv6_dst, &be->addr, sizeof(be->addr));
 	}
 	/* The outer length fields are 16 bits (IPv4 total length, IPv6 payload length = the inner
-	 * packet), and so is fib.tot_len: refuse what cannot be written rather than wrap. */
+	 * packet), and so is the fib's tot_len: refuse what cannot be written rather than wrap. */
 	if (pkt->ip_len + overhead > 0xffff)
 		return drop(FULCRUM_DROP_LENGTH, bytes);
-	fib.tot_len = pkt->ip_len + overhead; /* makes the lookup check the egress MTU too */
 
-	rc = next_hop(ctx, &fib, id);
+	rc = next_hop(ctx, pkt, be, id, src4, &src6, pkt->ip_len + overhead, &hop);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		if (role == FLOW_ERROR) /* no ICMP error about an ICMP error */
 			return drop(FULCRUM_DROP_ICMP_ERROR_TOO_BIG, bytes);
-		return reply_too_big(ctx, pkt, cfg, fib.mtu_result, overhead, bytes);
+		return reply_too_big(ctx, pkt, cfg, hop.mtu, overhead, bytes);
 	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return drop(fib_failure_reason(rc), bytes);
@@ -397,16 +430,16 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	if (trim_padding(ctx, pkt))
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
 	if (be->family == FULCRUM_AF_INET)
-		rc = encap_ipv4(ctx, pkt, &fib, src4, be->addr.w[0]);
+		rc = encap_ipv4(ctx, pkt, hop.dmac, hop.smac, src4, be->addr.w[0]);
 	else
-		rc = encap_ipv6(ctx, pkt, &fib, &src6, &be->addr, hash);
+		rc = encap_ipv6(ctx, pkt, hop.dmac, hop.smac, &src6, &be->addr, hash);
 	if (rc)
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
 
 	/* The egress first: a packet that cannot leave is a no_egress drop, not a forwarded one. */
 	rc = XDP_TX;
-	if (fib.ifindex != ctx->ingress_ifindex) {
-		rc = bpf_redirect_map(&tx_ports, fib.ifindex, 0);
+	if (hop.ifindex != ctx->ingress_ifindex) {
+		rc = bpf_redirect_map(&tx_ports, hop.ifindex, 0);
 		if (rc != XDP_REDIRECT)
 			return drop(FULCRUM_DROP_NO_EGRESS, bytes);
 	}

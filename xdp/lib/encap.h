@@ -42,7 +42,7 @@ static __always_inline __u8 inner_protocol(const struct packet *pkt)
 
 /* Grows the frame at the front and writes L2 + outer IPv4. Returns 0 or -1. */
 static __always_inline int encap_ipv4(struct xdp_md *ctx, const struct packet *pkt,
-				      const struct bpf_fib_lookup *fib, __be32 src, __be32 dst)
+				      const __u8 *dmac, const __u8 *smac, __be32 src, __be32 dst)
 {
 	struct iphdr *outer;
 	void *data, *data_end;
@@ -51,7 +51,7 @@ static __always_inline int encap_ipv4(struct xdp_md *ctx, const struct packet *p
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	outer = write_l2(data, data_end, pkt, fib->dmac, fib->smac, bpf_htons(ETH_P_IP));
+	outer = write_l2(data, data_end, pkt, dmac, smac, bpf_htons(ETH_P_IP));
 	if (!outer || (void *)(outer + 1) > data_end)
 		return -1;
 	outer->version = 4;
@@ -76,7 +76,7 @@ static __always_inline int encap_ipv4(struct xdp_md *ctx, const struct packet *p
 /* Grows the frame at the front and writes L2 + outer IPv6; the flow label carries the flow hash
  * so routers and backend NICs can spread tunnelled flows. Returns 0 or -1. */
 static __always_inline int encap_ipv6(struct xdp_md *ctx, const struct packet *pkt,
-				      const struct bpf_fib_lookup *fib,
+				      const __u8 *dmac, const __u8 *smac,
 				      const struct fulcrum_addr *src, const struct fulcrum_addr *dst,
 				      __u32 hash)
 {
@@ -88,7 +88,7 @@ static __always_inline int encap_ipv6(struct xdp_md *ctx, const struct packet *p
 		return -1;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	outer = write_l2(data, data_end, pkt, fib->dmac, fib->smac, bpf_htons(ETH_P_IPV6));
+	outer = write_l2(data, data_end, pkt, dmac, smac, bpf_htons(ETH_P_IPV6));
 	if (!outer || (void *)(outer + 1) > data_end)
 		return -1;
 	outer->version = 6;
