@@ -456,7 +456,10 @@ Status Daemon::bring_up()
     collector_->set_health_source([this] {
         std::map<std::pair<std::string, std::string>, metrics::HealthStats> out;
         for (const auto& [key, r] : health_->snapshot())
-            out[key] = {r.failures, health::kDurationBuckets, r.duration_buckets, r.duration_sum, r.duration_count};
+            out[key] = {r.failures,
+                        {health::kDurationBuckets.begin(), health::kDurationBuckets.end()},
+                        {r.duration_buckets.begin(), r.duration_buckets.end()},
+                        r.duration_sum, r.duration_count};
         return out;
     });
     std::vector<std::string> interface_names;

@@ -47,14 +47,12 @@ bool same_service(const config::Service& a, const config::Service& b)
 }  // namespace
 
 struct Manager::Entry {
-    Entry(boost::asio::io_context& io, BackendKey k, std::shared_ptr<const config::HealthCheck> c, Target t,
-          bool start_up)
-        : key(std::move(k)), check(std::move(c)), target(std::move(t)), state(check->rise, check->fall, start_up),
-          timer(io)
+    Entry(boost::asio::io_context& io, std::shared_ptr<const config::HealthCheck> c, Target t, bool start_up)
+        : check(std::move(c)), target(std::move(t)), state(check->rise, check->fall, start_up), timer(io)
     {
     }
-    BackendKey key;
-    BackendReport* report = nullptr;  // its node in reports_ (erased together with the entry)
+    const BackendKey* key = nullptr;  // its key in entries_ (a map's keys stay where they are)
+    BackendReport report;              // written under Manager::mutex_
     // Shared by every backend checked the same way (the service's check, or the backend's own
     // from the config): ~550 bytes each, 100,000 backends.
     std::shared_ptr<const config::HealthCheck> check;
@@ -130,17 +128,13 @@ void Manager::sync_with(const config::Config& cfg, const std::set<BackendKey>& i
                 continue;
             }
             bool start_up = check.start_up || initially_up.contains(key);
-            auto entry = std::make_shared<Entry>(io_, key, shared, target, start_up);
+            auto entry = std::make_shared<Entry>(io_, shared, target, start_up);
+            entry->report.up = start_up;
+            entry->report.last_change = std::chrono::system_clock::now();
             {
                 std::lock_guard lock(mutex_);
-                BackendReport& r = reports_[key];
-                r = BackendReport{};
-                r.up = start_up;
-                r.duration_buckets.assign(kDurationBuckets.size() + 1, 0);
-                r.last_change = std::chrono::system_clock::now();
-                entry->report = &r;
+                entry->key = &entries_.emplace(std::move(key), entry).first->first;
             }
-            entries_[key] = entry;
             pending_ += entry->pending();
             // Spread the first checks over one interval so many backends don't fire together.
             auto first = std::uniform_int_distribution<long>(0, check.interval.count())(random_);
@@ -161,7 +155,6 @@ void Manager::sync_with(const config::Config& cfg, const std::set<BackendKey>& i
         pending_ -= it->second->pending();
         it->second->timer.cancel();
         std::lock_guard lock(mutex_);
-        reports_.erase(it->first);
         it = entries_.erase(it);
     }
     check_settled();  // nothing left to wait for (e.g. no backends) settles at once
@@ -195,14 +188,14 @@ void Manager::run(const std::shared_ptr<Entry>& entry)
 
 void Manager::record(Entry& e, const Result& result)
 {
-    const BackendKey& key = e.key;
+    const BackendKey& key = *e.key;
     pending_ -= e.pending();
     bool changed = e.state.feed(result.ok());
     e.results++;
     pending_ += e.pending();
     {
         std::lock_guard lock(mutex_);
-        BackendReport& r = *e.report;
+        BackendReport& r = e.report;
         r.checked = true;
         r.last = result;
         r.last_check = std::chrono::system_clock::now();
@@ -290,7 +283,10 @@ std::set<BackendKey> Manager::down_after(const config::Config& cfg) const
 std::map<BackendKey, BackendReport> Manager::snapshot() const
 {
     std::lock_guard lock(mutex_);
-    return reports_;
+    std::map<BackendKey, BackendReport> out;
+    for (const auto& [key, e] : entries_)
+        out.emplace_hint(out.end(), key, e->report);
+    return out;
 }
 
 }  // namespace fulcrum::health

@@ -4,6 +4,7 @@
 // Runs on the daemon's io_context; scrapes read a snapshot under a mutex.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -24,8 +25,9 @@ namespace fulcrum::health {
 using BackendKey = std::pair<std::string, std::string>;  // (service, canonical backend address)
 
 // Bucket upper bounds of fulcrum_healthcheck_duration_seconds.
-inline const std::vector<double> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                     0.25,  0.5,    1,     2.5,  5,    10};
+inline constexpr std::array<double, 13> kDurationBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                           0.25,  0.5,    1,     2.5,  5,    10};
+inline constexpr std::size_t kDurationBucketCount = kDurationBuckets.size() + 1;  // the bounds and +Inf
 
 struct BackendReport {
     bool up = false;
@@ -33,7 +35,8 @@ struct BackendReport {
     Result last;                                  // last result
     std::chrono::system_clock::time_point last_check{}, last_change{};
     std::map<std::string, std::uint64_t> failures;  // by failure name
-    std::vector<std::uint64_t> duration_buckets;    // counts per kDurationBuckets (+Inf last)
+    // Counts per kDurationBuckets, +Inf last. Inline: one per backend, 10,000s of them.
+    std::array<std::uint64_t, kDurationBucketCount> duration_buckets{};
     double duration_sum = 0;
     std::uint64_t duration_count = 0;
 };
@@ -99,8 +102,9 @@ private:
     // its services by name.
     std::shared_ptr<const config::Config> synced_;
     std::map<std::string_view, const config::Service*> synced_services_;
-    mutable std::mutex mutex_;  // guards reports_
-    std::map<BackendKey, BackendReport> reports_;
+    // Guards every entry's report, and entries_'s shape (inserts and erases): snapshot() reads
+    // them from the scrape's thread. The event loop, the only writer, reads entries_ unlocked.
+    mutable std::mutex mutex_;
 };
 
 }  // namespace fulcrum::health
