@@ -40,6 +40,7 @@ namespace {
 
 constexpr auto kNeighbourWait = std::chrono::milliseconds(1000);
 constexpr auto kNeighbourRefresh = std::chrono::seconds(20);
+constexpr std::size_t kNeighbourSlices = 10;
 
 void log_warnings(const std::vector<config::Error>& warnings)
 {
@@ -621,13 +622,29 @@ void Daemon::wait_for_reload()
     });
 }
 
+// Every kNeighbourRefresh the kernel is nudged to keep the backends' next hops resolved: the
+// next-hop cache's nudge addresses (each gateway once, however many backends are behind it),
+// or every backend without the cache. In kNeighbourSlices slices spread over the period, so that
+// 100,000 on-link backends never hold the event loop (and a reload waiting on it) at once.
 void Daemon::schedule_neighbour_refresh()
 {
-    neighbour_timer_.expires_after(kNeighbourRefresh);
+    neighbour_timer_.expires_after(kNeighbourRefresh / kNeighbourSlices);
     neighbour_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec)
             return;
-        dataplane::nudge_neighbours(neighbour_targets(desired_));
+        if (neighbour_slice_ == 0) {  // a new round: the addresses of now
+            neighbour_round_.clear();
+            if (auto hops = nexthops_ ? nexthops_->nudge_addresses() : std::nullopt)
+                for (const dataplane::NeighbourKey& k : *hops)
+                    neighbour_round_.push_back({k.addr, k.family});
+            else
+                neighbour_round_ = neighbour_targets(desired_);
+        }
+        const std::size_t n = neighbour_round_.size();
+        const auto first = neighbour_round_.begin() + static_cast<std::ptrdiff_t>(n * neighbour_slice_ / kNeighbourSlices);
+        const auto last = neighbour_round_.begin() + static_cast<std::ptrdiff_t>(n * (neighbour_slice_ + 1) / kNeighbourSlices);
+        dataplane::nudge_neighbours(std::vector<dataplane::NeighbourTarget>(first, last));
+        neighbour_slice_ = (neighbour_slice_ + 1) % kNeighbourSlices;
         schedule_neighbour_refresh();
     });
 }

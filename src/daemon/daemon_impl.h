@@ -127,7 +127,11 @@ private:
     std::shared_ptr<const config::Config> config_;  // the file in force (shared with a pending apply)
     plan::Overrides overrides_;
     plan::Desired desired_;
-    plan::TableCache tables_;  // the last Maglev table of each service (plan/tables.h)
+    plan::TableCache tables_;
+    // The periodic neighbour nudges (schedule_neighbour_refresh): this round's addresses and the
+    // slice of them that is next.
+    std::vector<dataplane::NeighbourTarget> neighbour_round_;
+    std::size_t neighbour_slice_ = 0;  // the last Maglev table of each service (plan/tables.h)
     int lock_fd_ = -1;
     std::unique_ptr<dataplane::BalancerProgram> program_;
     std::unique_ptr<dataplane::NexthopWriter> writer_;  // the reconciler's maps (next hops first)

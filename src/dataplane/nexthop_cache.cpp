@@ -83,6 +83,38 @@ NexthopCache::Result NexthopCache::refresh_all()
     return resolve(ids);
 }
 
+NexthopCache::Result NexthopCache::refresh_some(std::size_t count)
+{
+    std::vector<std::uint32_t> ids;
+    count = std::min(count, targets_.size());
+    auto it = refreshed_any_ ? targets_.upper_bound(refreshed_up_to_) : targets_.begin();
+    while (ids.size() < count) {
+        if (it == targets_.end())
+            it = targets_.begin();
+        ids.push_back(it->first);
+        ++it;
+    }
+    if (!ids.empty()) {
+        refreshed_up_to_ = ids.back();
+        refreshed_any_ = true;
+    }
+    for (std::uint32_t id : ids)
+        pending_.erase(id);
+    std::sort(ids.begin(), ids.end());  // a wrapped slice: still resolved in id order
+    return resolve(ids);
+}
+
+std::vector<NeighbourKey> NexthopCache::nudge_addresses() const
+{
+    std::set<NeighbourKey> out;
+    for (const auto& [key, ids] : by_neighbour_)
+        out.insert(NeighbourKey{key.family, key.addr, 0});  // a nudge picks no interface
+    for (const auto& [id, t] : targets_)
+        if (!watched_.contains(id))
+            out.insert(NeighbourKey{t.family, t.addr, 0});
+    return {out.begin(), out.end()};
+}
+
 NexthopCache::Result NexthopCache::resolve_pending()
 {
     std::vector<std::uint32_t> ids(pending_.begin(), pending_.end());

@@ -123,6 +123,15 @@ public:
     bool has_pending() const { return !pending_.empty(); }
     Result resolve_pending();
     Result refresh_all();
+    // The next `count` targets in id order after the last one this resolved, wrapping around: the
+    // periodic refresh in slices (a tenth of the targets every second re-resolves each one every
+    // 10 s, as refresh_all every 10 s did, without stalling the event loop for all of them at once).
+    Result refresh_some(std::size_t count);
+    // The addresses whose neighbour entries the targets need, each once: the next hop (gateway,
+    // or the backend itself when on-link) of every target whose route was found, and the target
+    // itself where it was not (or the route cannot be cached: multipath, ...). 100,000 backends
+    // behind one router are one address to nudge (dataplane/neighbours.h), not 100,000.
+    std::vector<NeighbourKey> nudge_addresses() const;
     // Something else wrote entries (put_backend zeroes one): the next write waits for readers.
     void entries_touched_elsewhere() { need_grace_ = true; }
     std::size_t targets() const { return targets_.size(); }
@@ -141,6 +150,8 @@ private:
     std::map<std::uint32_t, NeighbourKey> watched_;  // id -> neighbour its next hop needs
     std::map<NeighbourKey, std::set<std::uint32_t>> by_neighbour_;
     std::set<std::uint32_t> pending_;
+    std::uint32_t refreshed_up_to_ = 0;  // refresh_some: the last id it resolved
+    bool refreshed_any_ = false;         // refreshed_up_to_ is set
     bool need_grace_ = true;  // entries may have been valid before we started
 };
 

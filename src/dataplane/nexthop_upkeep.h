@@ -30,6 +30,9 @@ public:
     // entries_touched: something else invalidated valid entries since the last write (readers
     // must be waited for before rewriting them).
     void prepare(std::vector<NexthopTarget> targets, bool entries_touched);
+    // The addresses to nudge so that the kernel keeps the targets' neighbour entries resolved
+    // (NexthopCache::nudge_addresses); nullopt without a cache (then every backend is nudged).
+    std::optional<std::vector<NeighbourKey>> nudge_addresses() const;
 
 private:
     void wait_for_events();

@@ -5,6 +5,7 @@
 //  - fields of an entry that was valid change only after a wait for readers.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <set>
@@ -89,9 +90,11 @@ class TableResolver final : public NexthopResolver {
 public:
     std::map<std::uint8_t, Resolution> answers;  // by last address byte
     int calls = 0;
+    std::vector<int> asked;  // last address byte of each question, in order
     Resolution resolve(const fulcrum_addr& a, std::uint8_t) override
     {
         calls++;
+        asked.push_back(reinterpret_cast<const std::uint8_t*>(a.w)[3]);
         auto it = answers.find(reinterpret_cast<const std::uint8_t*>(a.w)[3]);
         if (it == answers.end())
             return Resolution{std::nullopt, std::nullopt, "no route"};
@@ -322,4 +325,61 @@ TEST_CASE("nexthop cache: set_targets resolves only what an apply changed; kept 
     CHECK(cache.targets() == 1);
     CHECK_FALSE(cache.has_pending());
     CHECK(store.violations.empty());
+}
+
+TEST_CASE("nexthop cache: refresh_some resolves the next slice of targets in turn, wrapping around")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    NexthopCache cache(store, resolver);
+    std::vector<NexthopTarget> targets;
+    for (std::uint8_t i = 1; i <= 5; i++) {
+        resolver.answers[static_cast<std::uint8_t>(10 + i)] = ok(1, 0xaa);
+        targets.push_back({i, v4(static_cast<std::uint8_t>(10 + i)), FULCRUM_AF_INET});
+    }
+    cache.set_targets(targets);
+    resolver.asked.clear();
+    cache.refresh_some(2);
+    CHECK(resolver.asked == std::vector<int>{11, 12});
+    resolver.asked.clear();
+    cache.refresh_some(2);
+    CHECK(resolver.asked == std::vector<int>{13, 14});
+    resolver.asked.clear();
+    cache.refresh_some(2);  // wraps: 5, then 1 (resolved in id order)
+    CHECK(resolver.asked == std::vector<int>{11, 15});
+    resolver.asked.clear();
+    cache.refresh_some(9);  // never more than every target once
+    CHECK(resolver.asked.size() == 5);
+
+    SECTION("a changed answer is published by the slice that resolves it, with the write protocol")
+    {
+        resolver.answers[13] = ok(1, 0xbb);
+        store.log.clear();
+        cache.refresh_some(5);
+        CHECK(store.map[3].dmac[5] == 0xbb);
+        CHECK(store.map[2].dmac[5] == 0xaa);
+        CHECK(store.violations.empty());
+    }
+}
+
+TEST_CASE("nexthop cache: nudge addresses are each next hop once, and the targets without one")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(1, 0xaa);  // 11 and 12 behind gateway .1
+    resolver.answers[12] = ok(1, 0xaa);
+    resolver.answers[13] = ok(13, 0xcc);  // on-link: its own next hop
+    // 14: no route (no neighbour known): nudged itself
+    NexthopCache cache(store, resolver);
+    cache.set_targets({{1, v4(11), FULCRUM_AF_INET},
+                       {2, v4(12), FULCRUM_AF_INET},
+                       {3, v4(13), FULCRUM_AF_INET},
+                       {4, v4(14), FULCRUM_AF_INET}});
+    std::vector<int> lasts;
+    for (const NeighbourKey& k : cache.nudge_addresses()) {
+        CHECK(k.family == FULCRUM_AF_INET);
+        lasts.push_back(reinterpret_cast<const std::uint8_t*>(k.addr.w)[3]);
+    }
+    std::sort(lasts.begin(), lasts.end());
+    CHECK(lasts == std::vector<int>{1, 13, 14});
 }
