@@ -626,9 +626,9 @@ void Daemon::wait_for_reload()
 // next-hop cache's nudge addresses (each gateway once, however many backends are behind it),
 // or every backend without the cache. In kNeighbourSlices slices spread over the period, so that
 // 100,000 on-link backends never hold the event loop (and a reload waiting on it) at once.
-void Daemon::schedule_neighbour_refresh()
+void Daemon::schedule_neighbour_refresh(std::chrono::milliseconds delay)
 {
-    neighbour_timer_.expires_after(kNeighbourRefresh / kNeighbourSlices);
+    neighbour_timer_.expires_after(delay);
     neighbour_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec)
             return;
@@ -645,7 +645,7 @@ void Daemon::schedule_neighbour_refresh()
         const auto last = neighbour_round_.begin() + static_cast<std::ptrdiff_t>(n * (neighbour_slice_ + 1) / kNeighbourSlices);
         dataplane::nudge_neighbours(std::vector<dataplane::NeighbourTarget>(first, last));
         neighbour_slice_ = (neighbour_slice_ + 1) % kNeighbourSlices;
-        schedule_neighbour_refresh();
+        schedule_neighbour_refresh(kNeighbourRefresh / kNeighbourSlices);
     });
 }
 
@@ -753,7 +753,7 @@ int Daemon::run()
     }
     wait_for_stop();
     wait_for_reload();
-    schedule_neighbour_refresh();
+    schedule_neighbour_refresh(kNeighbourRefresh);  // the first round a whole period after start
     schedule_rate_sample();
     std::uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0)

@@ -93,7 +93,7 @@ private:
     void shut_down();
     void wait_for_stop();
     void wait_for_reload();
-    void schedule_neighbour_refresh();
+    void schedule_neighbour_refresh(std::chrono::milliseconds delay);
     void schedule_rate_sample();
     void schedule_watchdog(std::uint64_t interval_usec);
     void on_health_change();

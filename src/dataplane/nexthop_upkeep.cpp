@@ -55,7 +55,7 @@ NexthopUpkeep::NexthopUpkeep(boost::asio::io_context& io, BalancerProgram& progr
         return;
     }
     wait_for_events();
-    schedule_refresh();
+    schedule_refresh(kRefresh);  // the first slice a whole period after start, as before slices
 }
 
 NexthopUpkeep::~NexthopUpkeep() = default;
@@ -156,15 +156,15 @@ void NexthopUpkeep::arm(std::chrono::milliseconds delay)
     });
 }
 
-void NexthopUpkeep::schedule_refresh()
+void NexthopUpkeep::schedule_refresh(std::chrono::milliseconds delay)
 {
-    refresh_timer_.expires_after(kRefresh / kRefreshSlices);
+    refresh_timer_.expires_after(delay);
     refresh_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec)
             return;
         const std::size_t slice = (cache_->targets() + kRefreshSlices - 1) / kRefreshSlices;
         report("periodic refresh", cache_->refresh_some(slice), false);
-        schedule_refresh();
+        schedule_refresh(kRefresh / kRefreshSlices);
     });
 }
 

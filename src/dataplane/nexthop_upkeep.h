@@ -38,7 +38,7 @@ private:
     void wait_for_events();
     void on_events();
     void arm(std::chrono::milliseconds delay);
-    void schedule_refresh();
+    void schedule_refresh(std::chrono::milliseconds delay);
     void report(const char* what, const NexthopCache::Result& r, bool info);
 
     BalancerProgram& program_;
