@@ -173,11 +173,12 @@ std::vector<metrics::ServiceLabel> topology(const plan::Reconciler& r, const pla
 // An apply, in four steps:
 //   plan       the desired data-plane state from the config, overrides and seed (plan::make_desired),
 //              its Maglev tables included (tables_); a plan that fails writes nothing;
-//   resolve    wait, up to kNeighbourWait, for the kernel's neighbour entry of each backend no
-//              applied service has yet: a backend enters a Maglev table only once bpf_fib_lookup
-//              can reach it (else its packets are dropped as no_neighbour). The wait runs on the
-//              event loop's timers (dataplane::NeighbourWaiter), so status, metrics, health checks
-//              and signals are served meanwhile; past the bound the apply goes ahead anyway;
+//   resolve    wait, up to kNeighbourWait, for the kernel's neighbour entry of the next hop
+//              (gateway, or itself when on-link) of each backend no applied service has yet: a
+//              backend enters a Maglev table only once its packets can be forwarded (else they
+//              are dropped as no_neighbour). The wait runs on the event loop's timers
+//              (dataplane::NeighbourWaiter), so status, metrics, health checks and signals are
+//              served meanwhile; past the bound the apply goes ahead anyway;
 //   reconcile  write the maps, all or nothing (plan/reconciler.h);
 //   notify     the listeners that follow the applied state (next hops, metric labels, routes,
 //              panic lines).
@@ -228,7 +229,7 @@ Result<Daemon::PlannedApply> Daemon::plan_apply(std::shared_ptr<const config::Co
 Status Daemon::reconcile(PlannedApply& planned, const std::vector<std::string>& unresolved)
 {
     for (const std::string& a : unresolved)
-        LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (routed via a gateway, or not answering)",
+        LOG_INFO("neighbours: no ARP/ND entry yet for backend %s (it or its gateway is not answering)",
                  a.c_str());
     // All or nothing (plan/reconciler.h): on failure the maps and the applied state are the
     // previous ones, and so is everything that follows them (desired state, overrides, seed,

@@ -109,6 +109,26 @@ std::set<AddrKey> valid_neighbours()
     return valid;
 }
 
+// The next hop of each target: its route's gateway, or the target itself when on-link or when
+// no route is found (one RTM_GETROUTE each, on one socket). A backend behind a gateway never gets
+// an entry of its own; its gateway's is the one bpf_fib_lookup and the next-hop cache need, so
+// that is what to nudge and wait for, once per gateway.
+std::vector<NeighbourTarget> next_hops_of(const std::vector<NeighbourTarget>& targets)
+{
+    std::vector<NeighbourTarget> out = targets;
+    if (targets.empty())
+        return out;
+    Result<rtnl::Client> client = rtnl::Client::open();
+    if (!client.ok())
+        return out;  // each target waited for itself, as without routes
+    for (NeighbourTarget& t : out) {
+        Result<rtnl::Route> route = client->route(t.family, t.addr, nullptr, false);
+        if (route.ok() && route->gateway && !route->via)
+            t.addr = *route->gateway;
+    }
+    return out;
+}
+
 }  // namespace
 
 void nudge_neighbours(const std::vector<NeighbourTarget>& targets)
@@ -120,10 +140,24 @@ void nudge_neighbours(const std::vector<NeighbourTarget>& targets)
 
 void NeighbourWaiter::start(std::vector<NeighbourTarget> targets, std::chrono::milliseconds wait, Done done)
 {
-    nudge_neighbours(targets);
-    missing_ = std::move(targets);
     deadline_ = std::chrono::steady_clock::now() + wait;
     done_ = std::move(done);
+    // Targets with a valid entry now are done; the others wait for their next hop's entry, and
+    // each distinct next hop is nudged once (100,000 backends behind one router: one nudge).
+    if (!targets.empty()) {
+        std::set<AddrKey> valid = valid_neighbours();
+        std::erase_if(targets, [&](const NeighbourTarget& t) { return valid.contains(key_of(t.family, t.addr.w)); });
+    }
+    std::vector<NeighbourTarget> hops = next_hops_of(targets);
+    missing_.clear();
+    std::set<AddrKey> nudged;
+    std::vector<NeighbourTarget> nudges;
+    for (std::size_t i = 0; i < targets.size(); i++) {
+        missing_.push_back({targets[i], hops[i]});
+        if (nudged.insert(key_of(hops[i].family, hops[i].addr.w)).second)
+            nudges.push_back(hops[i]);
+    }
+    nudge_neighbours(nudges);
     poll();
 }
 
@@ -131,8 +165,9 @@ void NeighbourWaiter::start(std::vector<NeighbourTarget> targets, std::chrono::m
 // then either done or another 20 ms on the timer.
 void NeighbourWaiter::poll()
 {
-    std::set<AddrKey> valid = valid_neighbours();
-    std::erase_if(missing_, [&](const NeighbourTarget& t) { return valid.contains(key_of(t.family, t.addr.w)); });
+    std::set<AddrKey> valid = missing_.empty() ? std::set<AddrKey>{} : valid_neighbours();
+    std::erase_if(missing_,
+                  [&](const Waiting& w) { return valid.contains(key_of(w.next_hop.family, w.next_hop.addr.w)); });
     if (!missing_.empty() && std::chrono::steady_clock::now() < deadline_) {
         timer_.expires_after(std::chrono::milliseconds(20));
         timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -142,8 +177,8 @@ void NeighbourWaiter::poll()
         return;
     }
     std::vector<std::string> names;
-    for (const NeighbourTarget& t : missing_)
-        names.push_back(address_text(t.addr, t.family));
+    for (const Waiting& w : missing_)
+        names.push_back(address_text(w.target.addr, w.target.family));
     missing_.clear();
     Done done = std::move(done_);
     done_ = nullptr;

@@ -25,13 +25,14 @@ struct NeighbourTarget {
 // the next hop. Returns at once.
 void nudge_neighbours(const std::vector<NeighbourTarget>& targets);
 
-// Waits for neighbour entries on an event loop without blocking it: nudges the targets, then
-// reads one RTM_GETNEIGH dump at once and again every 20 ms (an Asio timer in between, so the
-// loop serves everything else meanwhile), until each target has a valid entry or `wait` has
-// passed, and then calls done(missing) on the loop: the addresses still without a valid entry
-// (routed backends whose next hop is a gateway show up here too: their gateway was resolved, not
-// them). done runs inside start() when nothing is missing at the first dump. One wait at a time;
-// destroying the waiter drops a pending wait without calling done.
+// Waits for neighbour entries on an event loop without blocking it: a target without a valid
+// entry of its own waits for its next hop's (its route's gateway, or itself when on-link: one
+// route question each), each distinct next hop is nudged once, then one RTM_GETNEIGH dump is read
+// at once and again every 20 ms (an Asio timer in between, so the loop serves everything else
+// meanwhile), until each next hop has a valid entry or `wait` has passed, and then done(missing)
+// is called on the loop: the targets whose next hop still has no valid entry. done runs inside
+// start() when nothing is missing at the first dump. One wait at a time; destroying the waiter
+// drops a pending wait without calling done.
 class NeighbourWaiter {
 public:
     using Done = std::function<void(std::vector<std::string> missing)>;
@@ -45,8 +46,12 @@ public:
 private:
     void poll();
 
+    struct Waiting {
+        NeighbourTarget target;
+        NeighbourTarget next_hop;  // whose entry it waits for
+    };
     boost::asio::steady_timer timer_;
-    std::vector<NeighbourTarget> missing_;
+    std::vector<Waiting> missing_;
     std::chrono::steady_clock::time_point deadline_{};
     Done done_;
 };

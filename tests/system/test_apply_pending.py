@@ -17,6 +17,10 @@ waits the whole neighbour bound (1 s) before it writes the maps.
     only once the reload is applied), then, once status shows the drain queued, `undrain web U`.
     All three succeed, the log shows them applied in that order (reload, drain, undrain), and the
     final state is the last one asked for: U not drained.
+(g) a backend behind a gateway waits for the gateway's entry, not its own (which never comes):
+    198.19.250.0/24 is routed via backend 1 (resolved: it serves web), and a reload adding
+    198.19.250.1 must not log "no ARP/ND entry yet" for it. A fulcrumd that waits for the
+    backend's own entry runs out its 1 s wait and logs it: this part fails.
 (c) stop during a pending apply: SIGTERM while a reload waits: fulcrumd exits 0 promptly, logs the
     apply it dropped, the waiting fulcrumctl gets no success, and XDP is detached (on_exit: detach).
 
@@ -149,6 +153,17 @@ def part_b(lab, extra, addresses):
         return
 
 
+def part_gateway(lab, extra):
+    step("(g) reload adding 198.19.250.1, routed via backend 1 (whose ARP entry is valid)")
+    lab.run(lab.balancer, f"ip route add 198.19.250.0/24 via {fl.backend_v4(1)}")
+    extra.append("198.19.250.1")
+    write(lab, extra)
+    r = ctl(lab, "reload", "--json")
+    check(r.returncode == 0 and json.loads(r.stdout)["ok"], "the reload answered ok", r.stdout + r.stderr)
+    check("no ARP/ND entry yet for backend 198.19.250.1" not in log_text(lab),
+          "no neighbour wait ran out for a backend whose gateway is resolved", daemon_log_tail(lab))
+
+
 def part_c(lab, extra, addresses):
     for attempt, address in enumerate(addresses, start=1):
         step(f"(c) attempt {attempt}: SIGTERM while a reload adding {address} waits")
@@ -189,6 +204,7 @@ def body():
         write(lab, extra)
         lab.start_fulcrumd(f"{lab.workdir}/fulcrum.yaml")
         part_a(lab, extra, [f"198.18.0.{70 + i}" for i in range(ATTEMPTS)])
+        part_gateway(lab, extra)
         part_b(lab, extra, [f"198.18.0.{80 + i}" for i in range(ATTEMPTS)])
         part_c(lab, extra, [f"198.18.0.{90 + i}" for i in range(ATTEMPTS)])
     finally:
