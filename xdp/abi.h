@@ -15,7 +15,7 @@
  * Bump it with any change to this file or lib/maps.h other than comments and whitespace: the
  * build refuses otherwise (xdp/abi_guard.py checks the text against xdp/abi_history, where each
  * version records its checksum; append a line for the new version). */
-#define FULCRUM_ABI_VERSION 2
+#define FULCRUM_ABI_VERSION 3
 
 /* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
 #define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1 (fit a __u16); 0 means "none" */
@@ -58,10 +58,19 @@ struct fulcrum_service_key {
 	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 family;
 };
+/* Hash policy of a service: the fields of a flow left out of the hash that picks its Maglev slot
+ * (flow_hash.h fulcrum_slot_hash). 0 hashes the whole 5-tuple. The flow tables still key on the
+ * whole 5-tuple, and the entropy of the tunnel (outer source bits, IPv6 flow label) stays the
+ * 5-tuple's hash: only the choice of backend for a new flow follows the policy. */
+#define FULCRUM_HASH_NO_SRC_ADDR (1u << 0) /* the client address */
+#define FULCRUM_HASH_NO_SRC_PORT (1u << 1) /* the client port */
+#define FULCRUM_HASH_NO_DST_PORT (1u << 2) /* the VIP port (differs only within a port-0 service) */
+#define FULCRUM_HASH_POLICY_MASK (FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT)
 struct fulcrum_service_value {
 	__u32 id;          /* index into maglev_tables and service_stats, 1..MAX_SERVICES-1 */
 	__u32 table_size;  /* prime M of this service's Maglev table (slots; its inner map holds
 	                    * FULCRUM_MAGLEV_CHUNKS(M) chunks of them) */
+	__u32 hash_omit;   /* FULCRUM_HASH_NO_*: the service's hash policy */
 };
 
 /* maglev_tables (lib/maps.h): service id -> that service's Maglev table, an inner array of chunks.

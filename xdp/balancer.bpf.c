@@ -156,13 +156,15 @@ static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
 		return flow->backend_id;
 	}
 
+	/* The tunnel's entropy is the 5-tuple's hash; the slot follows the service's hash policy
+	 * (abi.h FULCRUM_HASH_NO_*), which is the same hash unless the policy leaves fields out. */
 	*hash = fulcrum_flow_hash(key, cfg->hash_seed);
 	table = bpf_map_lookup_elem(&maglev_tables, &svc->id);
 	if (!table || !svc->table_size)
 		return 0;
 	/* Slot h of the table is entry h % N of chunk h / N (abi.h fulcrum_maglev_chunk): one lookup,
 	 * and the mask keeps the entry index inside the 64-byte value for the verifier. */
-	id = *hash % svc->table_size;
+	id = fulcrum_slot_hash(key, cfg->hash_seed, svc->hash_omit, *hash) % svc->table_size;
 	chunk_id = id >> FULCRUM_MAGLEV_CHUNK_SHIFT;
 	chunk = bpf_map_lookup_elem(table, &chunk_id);
 	if (!chunk)

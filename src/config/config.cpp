@@ -266,7 +266,7 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
                      ServiceSpots& spots, std::size_t& backends_read)
 {
     Mapping m(errors, value,
-              {"name", "vip", "port", "protocol", "table_size", "min_healthy", "healthcheck", "backends"});
+              {"name", "vip", "port", "protocol", "table_size", "hash", "min_healthy", "healthcheck", "backends"});
     Service service;
     CheckLayer check = defaults;
     if (!errors.build(value.spot, sizeof(Service) + sizeof(ServiceSpots) + built_size(defaults.check))) return service;
@@ -284,6 +284,7 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
              assign(service.protocol,
                     parse_choice<Protocol>(errors, *v, {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}})));
     if (auto v = m.get("table_size")) assign(service.table_size, parse_table_size(errors, *v));
+    if (auto v = m.get("hash")) assign(service.hash, parse_hash_policy(errors, *v));
     if (auto v = m.get("min_healthy")) assign(service.min_healthy, parse_min_healthy(errors, *v));
 
     std::size_t errors_before_check = errors.count();
@@ -458,6 +459,17 @@ bool Address::operator==(const Address& o) const
 std::string to_string(Protocol p)
 {
     return p == Protocol::tcp ? "tcp" : "udp";
+}
+
+const char* to_string(HashPolicy h)
+{
+    switch (h) {
+    case HashPolicy::five_tuple: return "5-tuple";
+    case HashPolicy::src_ip: return "src-ip";
+    case HashPolicy::src_ip_dst_port: return "src-ip-dst-port";
+    case HashPolicy::dst_port: return "dst-port";
+    }
+    return "?";
 }
 
 }  // namespace fulcrum::config

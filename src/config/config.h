@@ -24,6 +24,14 @@ struct Address {
 enum class AttachMode { native, generic, automatic };  // "auto" in YAML: native, or fail to start
 enum class OnExit { keep, detach };
 enum class Protocol { tcp, udp };
+// Key `hash` of a service: which fields of a flow pick its backend (README "Hash policies").
+// The flow tables keep each connection on its backend whatever the policy.
+enum class HashPolicy {
+    five_tuple,       // "5-tuple": client address and port, VIP port, protocol (the default)
+    src_ip,           // "src-ip": the client address only: its connections share one backend
+    src_ip_dst_port,  // "src-ip-dst-port": client address and VIP port (no client port)
+    dst_port,         // "dst-port": the VIP port only (a port-0 service: one backend per port)
+};
 enum class BackendState { active, drain };
 enum class CheckType { tcp, http, https, udp, dns, exec };
 
@@ -131,6 +139,7 @@ struct Service {
     std::uint16_t port = 0;       // 0 = every port of the VIP for this protocol
     Protocol protocol = Protocol::tcp;
     std::uint32_t table_size = 65537;  // prime
+    HashPolicy hash = HashPolicy::five_tuple;
     MinHealthy min_healthy;
     HealthCheck healthcheck;
     std::vector<Backend> backends;
@@ -181,6 +190,7 @@ ParseResult load_file(const std::string& path);
 ParseResult parse_text(const std::string& text, const std::string& name);
 
 std::string to_string(Protocol p);  // "tcp" | "udp"
+const char* to_string(HashPolicy h);  // "5-tuple" | "src-ip" | "src-ip-dst-port" | "dst-port"
 
 // A user of the passwd database by name (getpwnam_r), or nothing.
 std::optional<RunAs> lookup_user(const std::string& name);

@@ -210,6 +210,16 @@ std::optional<std::string> parse_listen_address(Errors& errors, const Value& val
     return text;
 }
 
+std::optional<HashPolicy> parse_hash_policy(Errors& errors, const Value& value)
+{
+    // The words are the ones to_string(HashPolicy) prints (fulcrumctl, diff, status).
+    return parse_choice<HashPolicy>(errors, value,
+                                    {{to_string(HashPolicy::five_tuple), HashPolicy::five_tuple},
+                                     {to_string(HashPolicy::src_ip), HashPolicy::src_ip},
+                                     {to_string(HashPolicy::src_ip_dst_port), HashPolicy::src_ip_dst_port},
+                                     {to_string(HashPolicy::dst_port), HashPolicy::dst_port}});
+}
+
 std::optional<std::uint32_t> parse_table_size(Errors& errors, const Value& value)
 {
     // Maglev needs a prime size so every backend's permutation visits every slot.

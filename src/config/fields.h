@@ -77,6 +77,9 @@ std::optional<std::string> parse_listen_address(Errors& errors, const Value& val
 // A Maglev table size: a prime in 3..FULCRUM_MAX_TABLE_SIZE.
 std::optional<std::uint32_t> parse_table_size(Errors& errors, const Value& value);
 
+// A hash policy: 5-tuple, src-ip, src-ip-dst-port or dst-port (config.h HashPolicy).
+std::optional<HashPolicy> parse_hash_policy(Errors& errors, const Value& value);
+
 // A backend count (0..65535) or a percentage "1%".."100%".
 std::optional<MinHealthy> parse_min_healthy(Errors& errors, const Value& value);
 

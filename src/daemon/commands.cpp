@@ -100,11 +100,13 @@ Response Daemon::cmd_status(bool json)
                     apply_queue_.queued());
     j.key("services").begin_array();
     for (const ServiceView& s : status_view().services) {
-        text += fmt("service %-16s %s  table %u  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
-                    s.endpoint.c_str(), s.table_size, s.packets_per_second, s.healthy, s.min_healthy,
+        // The hash policy only when it is not the default, so the common line stays as it was.
+        const std::string hash = s.hash == "5-tuple" ? "" : "  hash " + s.hash;
+        text += fmt("service %-16s %s  table %u%s  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
+                    s.endpoint.c_str(), s.table_size, hash.c_str(), s.packets_per_second, s.healthy, s.min_healthy,
                     s.panic ? "  PANIC: using all non-drained backends" : "");
         j.begin_object().field("name", s.name).field("vip", s.vip).field("port", s.port);
-        j.field("protocol", s.protocol).field("table_size", s.table_size);
+        j.field("protocol", s.protocol).field("table_size", s.table_size).field("hash", s.hash);
         j.field("healthy", s.healthy).field("min_healthy", s.min_healthy).field("panic", s.panic);
         j.field("packets_per_second", s.packets_per_second).key("backends").begin_array();
         for (const BackendView& b : s.backends) {
@@ -284,7 +286,9 @@ Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
         // An adopted service has no table in memory until its first apply rewrites it.
         if (applied.table_size == 0 || !applied.table || applied.table->size != applied.table_size)
             return failed("service " + svc->name + " has no Maglev table in memory yet; try again after the next apply");
-        slot = fulcrum_flow_hash(&key, desired_.settings.hash_seed) % applied.table_size;
+        // The policy the services entry holds, through the data plane's own function (flow_hash.h).
+        const std::uint32_t seed = desired_.settings.hash_seed;
+        slot = fulcrum_slot_hash(&key, seed, applied.hash_omit, fulcrum_flow_hash(&key, seed)) % applied.table_size;
         std::uint32_t id = applied.backend_in_slot(slot);
         backend = id ? address_of(id) : "";
         source = "maglev";
@@ -294,12 +298,14 @@ Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
     j.field("vip", svc->vip).field("port", dport).field("backend", backend).field("source", source);
     if (source == "maglev")
         j.field("slot", slot).field("table_size", applied.table_size);
+    j.field("hash", plan::hash_policy_name(applied.hash_omit));
     j.end_object();
     if (backend.empty())
         return {control::kFailed, json ? j.str() + "\n" : "no usable backend for this flow\n"};
     std::string text = fmt("%s: %s port %lu -> %s port %lu/%s goes to %s (%s)\n", svc->name.c_str(), src.c_str(),
                            sport, svc->vip.c_str(), dport, protocol_name(key.proto), backend.c_str(),
-                           source == "maglev" ? fmt("new flow: Maglev slot %u of %u", slot, applied.table_size).c_str()
+                           source == "maglev" ? fmt("new flow: Maglev slot %u of %u, hash %s", slot, applied.table_size,
+                                                    plan::hash_policy_name(applied.hash_omit).c_str()).c_str()
                                               : "existing flow: flow-table entry");
     return {control::kOk, json ? j.str() + "\n" : text};
 }

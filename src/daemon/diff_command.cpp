@@ -46,7 +46,11 @@ std::string render_text(const std::string& file, std::uint64_t generation, const
         text += "service " + s.name + " (" + s.key + "): " + plan::to_string(s.change) + "\n";
         for (const plan::BackendDiff& b : s.backends)
             text += "  " + backend_line(b) + "\n";
-        if (s.change == plan::ServiceDiff::Change::changed && (s.table_rebuilt || s.slots_moved_when_up > 0)) {
+        const bool rehashed = s.change == plan::ServiceDiff::Change::changed && s.hash_before != s.hash_after;
+        if (rehashed)
+            text += "  hash: " + s.hash_before + " -> " + s.hash_after + ", about " + percent(s.slots_moved) +
+                    " of new flows go to another backend than before (recorded flows keep theirs)\n";
+        if (!rehashed && s.change == plan::ServiceDiff::Change::changed && (s.table_rebuilt || s.slots_moved_when_up > 0)) {
             text += "  table: " + std::to_string(s.table_before) +
                     (s.table_before == s.table_after ? "" : " -> " + std::to_string(s.table_after)) + " slots, " +
                     percent(s.slots_moved) + " of flow hashes go to another backend at the reload";
@@ -76,6 +80,7 @@ std::string render_json(const std::string& file, std::uint64_t generation, const
         j.begin_object().field("name", s.name).field("change", plan::to_string(s.change)).field("key", s.key);
         j.field("table_before", s.table_before).field("table_after", s.table_after);
         j.field("table_rebuilt", s.table_rebuilt).field("slots_moved", s.slots_moved);
+        j.field("hash_before", s.hash_before).field("hash_after", s.hash_after);
         j.field("slots_moved_when_up", s.slots_moved_when_up);
         j.field("flows", s.flows).field("flows_moving", s.flows_moving);
         j.key("backends").begin_array();

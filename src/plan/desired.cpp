@@ -87,6 +87,26 @@ std::uint32_t random_seed()
     return static_cast<std::uint32_t>(device());
 }
 
+std::uint32_t hash_omit_of(config::HashPolicy policy)
+{
+    switch (policy) {
+    case config::HashPolicy::five_tuple: return 0;
+    case config::HashPolicy::src_ip: return FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT;
+    case config::HashPolicy::src_ip_dst_port: return FULCRUM_HASH_NO_SRC_PORT;
+    case config::HashPolicy::dst_port: return FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT;
+    }
+    return 0;
+}
+
+std::string hash_policy_name(std::uint32_t hash_omit)
+{
+    for (config::HashPolicy p : {config::HashPolicy::five_tuple, config::HashPolicy::src_ip,
+                                 config::HashPolicy::src_ip_dst_port, config::HashPolicy::dst_port})
+        if (hash_omit_of(p) == hash_omit)
+            return config::to_string(p);
+    return "omit " + std::to_string(hash_omit);  // not one the config can ask for (adopted state)
+}
+
 Desired make_desired(const config::Config& config, std::uint32_t hash_seed, const Overrides& overrides)
 {
     Desired d;
@@ -100,6 +120,7 @@ Desired make_desired(const config::Config& config, std::uint32_t hash_seed, cons
         plan.key.port = htons(svc.port);
         plan.key.proto = svc.protocol == config::Protocol::tcp ? IPPROTO_TCP : IPPROTO_UDP;
         plan.table_size = svc.table_size;
+        plan.hash_omit = hash_omit_of(svc.hash);
         for (const config::Backend& b : svc.backends) {
             BackendPlan bp;
             bp.addr = to_fulcrum_addr(b.address);

@@ -42,6 +42,7 @@ struct ServicePlan {
     fulcrum_service_key key{};
     std::string vip;      // canonical text, for labels and messages
     std::uint32_t table_size = FULCRUM_DEFAULT_TABLE_SIZE;
+    std::uint32_t hash_omit = 0;  // abi.h FULCRUM_HASH_NO_*: the service's hash policy
     std::vector<BackendPlan> backends;  // in file order
     unsigned healthy = 0;  // non-drained backends whose health is up
     unsigned needed = 0;   // min_healthy as a count of this service's non-drained backends
@@ -64,6 +65,11 @@ struct Overrides {
     std::set<std::pair<std::string, std::string>> drained;  // (service, canonical backend address)
     std::set<std::pair<std::string, std::string>> down;     // failing health checks
 };
+
+// A hash policy as the data plane holds it (fulcrum_service_value.hash_omit: the fields of the
+// flow left out of the Maglev hash), and back to its config word (an unknown value: "omit N").
+std::uint32_t hash_omit_of(config::HashPolicy policy);
+std::string hash_policy_name(std::uint32_t hash_omit);
 
 // `hash_seed` is the seed in force (choose_hash_seed below), not necessarily the file's.
 Desired make_desired(const config::Config& config, std::uint32_t hash_seed, const Overrides& overrides = {});

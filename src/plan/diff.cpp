@@ -1,6 +1,8 @@
 // Figures of a planned change: see diff.h.
 #include "plan/diff.h"
 
+#include <map>
+
 namespace fulcrum::plan {
 
 double moved_share(const std::vector<std::uint32_t>& before, const std::function<std::string(std::uint32_t)>& name_before,
@@ -28,6 +30,27 @@ double moved_share(const std::vector<std::uint32_t>& before, const std::function
         total = kSamples;
     }
     return static_cast<double>(moved) / static_cast<double>(total);
+}
+
+double rehashed_share(const std::vector<std::uint32_t>& before,
+                      const std::function<std::string(std::uint32_t)>& name_before,
+                      const std::vector<std::uint32_t>& after,
+                      const std::function<std::string(std::uint32_t)>& name_after)
+{
+    if (before.empty() || after.empty())
+        return before.empty() && after.empty() ? 0 : 1;
+    // A new input makes the old and the new slot of a flow independent: it stays on its backend
+    // with probability sum over backends of (its share before) x (its share after).
+    std::map<std::string, double> share_before;
+    for (std::uint32_t id : before)
+        if (id)
+            share_before[name_before(id)] += 1.0 / static_cast<double>(before.size());
+    double stays = 0;
+    for (std::uint32_t id : after)
+        if (id)
+            if (auto it = share_before.find(name_after(id)); it != share_before.end())
+                stays += it->second / static_cast<double>(after.size());
+    return 1 - stays;
 }
 
 const char* to_string(ServiceDiff::Change change)

@@ -24,6 +24,9 @@ struct ServiceDiff {
     std::vector<BackendDiff> backends;  // only those that change
     std::uint32_t table_before = 0, table_after = 0;  // slots
     bool table_rebuilt = false;
+    // Hash policies (config words); different when the reload changes which fields pick a
+    // backend: new flows then follow the new input, recorded flows keep their backend.
+    std::string hash_before, hash_after;
     // Share of flow hashes whose Maglev slot names another backend after the change: where new
     // flows, and flows the balancer has not recorded, go. 0 for an unchanged table.
     double slots_moved = 0;
@@ -51,6 +54,13 @@ struct Diff {
 // slot: hash % size. Exact for equal sizes; else over 2^20 hashes spread over the 32-bit range.
 double moved_share(const std::vector<std::uint32_t>& before, const std::function<std::string(std::uint32_t)>& name_before,
                    const std::vector<std::uint32_t>& after, const std::function<std::string(std::uint32_t)>& name_after);
+
+// Share of new flows that go to another backend when the hash input changes (a new hash policy),
+// comparing backends by name: the slot before and the slot after are then independent.
+double rehashed_share(const std::vector<std::uint32_t>& before,
+                      const std::function<std::string(std::uint32_t)>& name_before,
+                      const std::vector<std::uint32_t>& after,
+                      const std::function<std::string(std::uint32_t)>& name_after);
 
 const char* to_string(ServiceDiff::Change change);  // "added" | "removed" | "changed" | "unchanged"
 

@@ -148,7 +148,8 @@ struct Reconciler::Write {
         case Kind::delete_vip: return "vips entry " + address_text(vip.addr, vip.family) + " (delete)";
         case Kind::put_service:
             return "services entry " + service_key_text(service) + of + " (id " + std::to_string(service_value.id) +
-                   ", table " + std::to_string(service_value.table_size) + ")";
+                   ", table " + std::to_string(service_value.table_size) + ", hash " +
+                   hash_policy_name(service_value.hash_omit) + ")";
         case Kind::delete_service: return "services entry " + service_key_text(service) + of + " (delete)";
         case Kind::put_backend:
             return "backends entry " + std::to_string(id) +
@@ -229,6 +230,7 @@ void Reconciler::adopt(const dataplane::MapSnapshot& snapshot, const Desired& de
         svc.key = key;
         svc.vip = address_text(key.vip, key.family);
         svc.table_size = value.table_size;
+        svc.hash_omit = value.hash_omit;
         services_[name] = svc;
     }
     for (const auto& [id, backend] : snapshot.backends) {
@@ -315,6 +317,7 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
         d.key = service_key_text(wanted.key);
         d.table_after = wanted.table_size;
         d.table_rebuilt = plan.rebuilt.contains(wanted.name);
+        d.hash_after = hash_policy_name(wanted.hash_omit);
         if (!old) {
             d.change = ServiceDiff::Change::added;
             d.slots_moved = 1;
@@ -324,6 +327,7 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
             continue;
         }
         d.table_before = old->table_size;
+        d.hash_before = hash_policy_name(old->hash_omit);
         for (const auto& [address, b] : old->backends) {
             d.backends_now.push_back(b.id);
             auto n = next.backends.find(address);
@@ -340,9 +344,12 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
         for (const auto& [address, b] : next.backends)
             if (!old->backends.contains(address))
                 d.backends.push_back({address, "", backend_text(b)});
-        if (d.table_rebuilt)
+        if (d.hash_before != d.hash_after)
+            d.slots_moved = rehashed_share(old->table_ids(), names_of(*old), next.table_ids(), names_of(next));
+        else if (d.table_rebuilt)
             d.slots_moved = moved_share(old->table_ids(), names_of(*old), next.table_ids(), names_of(next));
-        d.change = d.backends.empty() && d.table_before == d.table_after && d.slots_moved == 0
+        d.change = d.backends.empty() && d.table_before == d.table_after && d.hash_before == d.hash_after &&
+                           d.slots_moved == 0
                        ? ServiceDiff::Change::unchanged
                        : ServiceDiff::Change::changed;
         diff->services.push_back(std::move(d));
@@ -507,7 +514,7 @@ bool Reconciler::unchanged(const ServicePlan& wanted, std::uint32_t seed, const 
         wanted.table->input != table_input(wanted, seed))
         return false;
     if (!same_bytes(old.key, wanted.key) || old.table_size != wanted.table_size ||
-        old.backends.size() != wanted.backends.size())
+        old.hash_omit != wanted.hash_omit || old.backends.size() != wanted.backends.size())
         return false;
     // Every backend as applied: same address, state and weight (the map value is made of these and
     // the service id, which stays). Then plan_service would write nothing and change nothing.
@@ -544,6 +551,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         svc.vip = old->vip;
         svc.key = old->key;
         svc.table_size = old->table_size;
+        svc.hash_omit = old->hash_omit;
         svc.backends = old->backends;
     }
     if (!wanted.table || wanted.table->input != table_input(wanted, seed))
@@ -615,7 +623,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     Write entry{Write::Kind::put_service};
     entry.name = name;
     entry.service = wanted.key;
-    entry.service_value = fulcrum_service_value{svc.id, wanted.table_size};
+    entry.service_value = fulcrum_service_value{svc.id, wanted.table_size, wanted.hash_omit};
     //    (make_plan runs the swaps of all services together: phases, see there.)
     const bool shrinking = !fresh && wanted.table_size < svc.table_size;
     if (shrinking)
@@ -627,9 +635,12 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         w.table = &svc;  // a std::map node of plan.services: the address is stable
         plan.swaps.push_back(w);
     }
-    if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size))
+    // A new hash policy needs no order: it changes which slot a new flow reads, in whichever
+    // table it finds (a policy change is a table change for new flows; recorded flows stay).
+    if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size || wanted.hash_omit != svc.hash_omit))
         plan.after_swaps.push_back(entry);
     svc.table_size = wanted.table_size;
+    svc.hash_omit = wanted.hash_omit;
     // 3. Backends leaving the table (draining/down) once no table names them; removed ones freed.
     for (const auto& [address, ab] : want)
         if (ab.value.state != FULCRUM_BACKEND_ACTIVE)

@@ -55,6 +55,7 @@ struct AppliedService {
     std::string vip;
     fulcrum_service_key key{};
     std::uint32_t table_size = 0;
+    std::uint32_t hash_omit = 0;  // the hash policy in the services entry (abi.h FULCRUM_HASH_NO_*)
     // The table in maglev_tables, by member (plan/tables.h), and the backend id of each member.
     // Null for an adopted service until its first apply rewrites the table. An apply whose table
     // has the same input and member ids writes no table.

@@ -172,7 +172,8 @@ void BalancerLab::set_backend_state(std::uint32_t id, fulcrum_backend_state stat
 }
 
 void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uint16_t port,
-                              std::uint8_t proto, const std::vector<std::uint32_t>& table)
+                              std::uint8_t proto, const std::vector<std::uint32_t>& table,
+                              std::uint32_t hash_omit)
 {
     fulcrum_vip_key vk{};
     vk.addr = to_addr(vip);
@@ -196,6 +197,8 @@ void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uin
     fulcrum_service_value sv{};
     sv.id = id;
     sv.table_size = static_cast<std::uint32_t>(table.size());
+    sv.hash_omit = hash_omit;
+    hash_omit_[id] = hash_omit;
     set_table(id, table);
     REQUIRE(program_->put_service(sk, sv).ok());
 }
@@ -241,8 +244,16 @@ fulcrum_flow_key BalancerLab::flow_key(const std::string& src, std::uint16_t spo
 
 std::uint32_t BalancerLab::maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key) const
 {
+    auto omit = hash_omit_.find(service_id);
+    return maglev_pick(service_id, key, omit == hash_omit_.end() ? 0 : omit->second);
+}
+
+std::uint32_t BalancerLab::maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key,
+                                       std::uint32_t hash_omit) const
+{
     const auto& table = tables_.at(service_id);
-    return table.at(fulcrum_flow_hash(&key, kHashSeed) % table.size());
+    const std::uint32_t hash = fulcrum_slot_hash(&key, kHashSeed, hash_omit, fulcrum_flow_hash(&key, kHashSeed));
+    return table.at(hash % table.size());
 }
 
 }  // namespace fulcrum::test

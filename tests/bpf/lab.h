@@ -57,8 +57,9 @@ public:
     void add_backend(std::uint32_t id, const std::string& address, std::uint32_t service_id,
                      fulcrum_backend_state state = FULCRUM_BACKEND_ACTIVE);
     void set_backend_state(std::uint32_t id, fulcrum_backend_state state);
+    // hash_omit: the service's hash policy (abi.h FULCRUM_HASH_NO_*; 0 = the 5-tuple).
     void add_service(std::uint32_t id, const std::string& vip, std::uint16_t port, std::uint8_t proto,
-                     const std::vector<std::uint32_t>& table);
+                     const std::vector<std::uint32_t>& table, std::uint32_t hash_omit = 0);
     void set_table(std::uint32_t service_id, const std::vector<std::uint32_t>& table);
 
     // What the balancer must emit for a frame sent to backend_id: L2 to the backend's MAC from
@@ -66,8 +67,11 @@ public:
     Bytes expected_encap(std::uint32_t backend_id, const Bytes& inner_ip, std::uint8_t tos,
                          std::optional<std::uint16_t> vlan = std::nullopt,
                          std::uint32_t flow_hash = 0, const std::string& source = "") const;
-    // The backend the data plane must pick for a new flow, from the same hash and table.
+    // The backend the data plane must pick for a new flow, from the same hash (the service's
+    // policy) and table.
     std::uint32_t maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key) const;
+    // The same with the policy given (the fuzzer's model reads it from the services map).
+    std::uint32_t maglev_pick(std::uint32_t service_id, const fulcrum_flow_key& key, std::uint32_t hash_omit) const;
     fulcrum_flow_key flow_key(const std::string& src, std::uint16_t sport, const std::string& dst,
                               std::uint16_t dport, std::uint8_t proto) const;
 
@@ -79,6 +83,7 @@ private:
     std::map<std::uint32_t, std::string> backend_address_;     // by id
     std::map<std::uint32_t, fulcrum_backend> backends_;        // by id
     std::vector<std::vector<std::uint32_t>> tables_;           // by service id
+    std::map<std::uint32_t, std::uint32_t> hash_omit_;         // by service id
     std::map<std::string, std::uint32_t> vip_flags_;           // by VIP
 };
 

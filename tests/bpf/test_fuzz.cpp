@@ -526,7 +526,7 @@ private:
     {
         e.service = svc.id;
         e.hash = fulcrum_flow_hash(&e.key, kHashSeed);
-        std::uint32_t id = lab_.maglev_pick(svc.id, e.key);
+        std::uint32_t id = lab_.maglev_pick(svc.id, e.key, svc.hash_omit);  // the policy as the map holds it
         const fulcrum_backend* be = backend(id);
         if (!id || !be || be->state != FULCRUM_BACKEND_ACTIVE)
             return drop(e, FULCRUM_DROP_NO_BACKEND);
@@ -713,6 +713,17 @@ private:
                 throw std::runtime_error("fuzz lab setup failed: " + command);
         lab_->add_backend(14, kNoEgressBackend, 11);
         lab_->add_service(11, kVip4NoEgress, 80, kTcp, fill(14));
+        // Hash policies (abi.h FULCRUM_HASH_NO_*): the multi-backend service hashes the client
+        // address only, and a port-0 UDP service of the same VIP the VIP port only, so mutated
+        // and random frames meet both the 5-tuple and the reduced inputs.
+        std::vector<std::uint32_t> round_robin;
+        for (std::uint32_t i = 0; i < 13; i++)
+            round_robin.push_back(11 + i % 3);
+        lab_->add_service(9, kVip4Multi, 80, kTcp, round_robin, FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT);
+        lab_->add_backend(15, "198.18.0.21", 12);
+        lab_->add_backend(16, "198.18.0.22", 12);
+        lab_->add_service(12, kVip4Multi, 0, kUdp, {15, 16, 15, 16, 16, 15, 16},
+                          FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT);
         return *lab_;
     }
 

@@ -77,11 +77,13 @@ def mac_of(lab, ns, iface="eth0"):
     return json.loads(lab.run(ns, f"ip -j link show dev {iface}", capture=True))[0]["address"]
 
 
-def service_yaml(name, vip, port, protocol, backends, table_size=None):
+def service_yaml(name, vip, port, protocol, backends, table_size=None, hash_policy=None):
     """One entry of `services:`; backends is a list of (address, weight or None)."""
     lines = [f"  - name: {name}", f"    vip: {vip}", f"    port: {port}", f"    protocol: {protocol}"]
     if table_size:
         lines.append(f"    table_size: {table_size}")
+    if hash_policy:
+        lines.append(f"    hash: {hash_policy}")
     if protocol == "udp":  # the lab's UDP responder answers any datagram; a TCP check would fail
         lines.append("    healthcheck: {type: udp}")
     lines.append("    backends:")

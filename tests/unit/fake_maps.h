@@ -106,7 +106,8 @@ public:
     }
     Status put_service(const fulcrum_service_key& k, const fulcrum_service_value& v) override
     {
-        return write("put_service " + std::to_string(v.id) + " size=" + std::to_string(v.table_size),
+        return write("put_service " + std::to_string(v.id) + " size=" + std::to_string(v.table_size) +
+                         (v.hash_omit ? " hash_omit=" + std::to_string(v.hash_omit) : ""),
                      [&] { services[key_bytes(k)] = v; });
     }
     Status delete_service(const fulcrum_service_key& k) override

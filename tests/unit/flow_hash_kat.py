@@ -110,6 +110,23 @@ def key_bytes(src, sport, dst, dport, proto):
     return sp[0:4] + dp[0:4] + sp[4:16] + dp[4:16] + tail, None
 
 
+# Hash policies (xdp/abi.h FULCRUM_HASH_NO_*): the omitted fields enter as zero.
+NO_SRC_ADDR, NO_SRC_PORT, NO_DST_PORT = 1, 2, 4
+POLICIES = [("5-tuple", 0), ("src-ip", NO_SRC_PORT | NO_DST_PORT), ("src-ip-dst-port", NO_SRC_PORT),
+            ("dst-port", NO_SRC_ADDR | NO_SRC_PORT)]
+POLICY_KEYS = [KEYS[0], KEYS[4], KEYS[9], KEYS[10]]
+
+
+def with_policy(src, sport, dst, dport, omit):
+    if omit & NO_SRC_ADDR:
+        src = "0.0.0.0" if ":" not in src else "::"
+    if omit & NO_SRC_PORT:
+        sport = 0
+    if omit & NO_DST_PORT:
+        dport = 0
+    return src, sport, dst, dport
+
+
 def main():
     for data, seed, want in VECTORS:
         got = murmur3_32(data, seed)
@@ -119,6 +136,12 @@ def main():
         data, length = key_bytes(src, sport, dst, dport, proto)
         h = murmur3_32(data, seed, length)
         print(f'    {{"{src}", {sport}, "{dst}", {dport}, {proto}, 0x{seed:08x}u, 0x{h:08x}u}},')
+    print("// per hash policy: (src, sport, dst, dport, proto, seed, omit, hash)")
+    for src, sport, dst, dport, proto, seed in POLICY_KEYS:
+        for name, omit in POLICIES:
+            data, length = key_bytes(*with_policy(src, sport, dst, dport, omit), proto)
+            h = murmur3_32(data, seed, length)
+            print(f'    {{"{src}", {sport}, "{dst}", {dport}, {proto}, 0x{seed:08x}u, {omit}, 0x{h:08x}u}},  // {name}')
 
 
 if __name__ == "__main__":

@@ -220,6 +220,7 @@ services:
     const auto& s = c.services.at(0);
     CHECK(s.port == 0);
     CHECK(s.table_size == 65537);
+    CHECK(s.hash == fulcrum::config::HashPolicy::five_tuple);
     CHECK_FALSE(s.min_healthy.is_fraction);
     CHECK(s.min_healthy.value == 1);
     CHECK(s.healthcheck.type == fulcrum::config::CheckType::tcp);
@@ -655,6 +656,30 @@ TEST_CASE("rate limits: flows.new_per_second and icmp.replies_per_second, 0 = no
                                    "you mean \"replies_per_second\"?"});
     CHECK(errors_of(kHead + "icmp: 1000\nservices: []\n") ==
           std::vector<std::string>{"t.yaml:3:7: icmp: expected a mapping, got \"1000\""});
+}
+
+TEST_CASE("hash: every policy by its word; anything else an error at the value", "[config][hash]")
+{
+    using fulcrum::config::HashPolicy;
+    const std::string web = "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 0\n    protocol: udp\n"
+                            "    healthcheck: {port: 53}\n";
+    for (auto [word, policy] : {std::pair{"5-tuple", HashPolicy::five_tuple}, std::pair{"src-ip", HashPolicy::src_ip},
+                                std::pair{"src-ip-dst-port", HashPolicy::src_ip_dst_port},
+                                std::pair{"dst-port", HashPolicy::dst_port}}) {
+        CAPTURE(word);
+        Config c = valid(kHead + web + "    hash: " + word + "\n    backends: []\n");
+        CHECK(c.services.at(0).hash == policy);
+        CHECK(std::string(fulcrum::config::to_string(policy)) == word);
+    }
+    // web: services at 3 ... healthcheck at 8; hash at line 9, its value at column 11.
+    CHECK(errors_of(kHead + web + "    hash: source-ip\n    backends: []\n") ==
+          std::vector<std::string>{"t.yaml:9:11: services[0].hash: expected 5-tuple, src-ip, src-ip-dst-port or "
+                                   "dst-port, got \"source-ip\""});
+    CHECK(errors_of(kHead + web + "    hash: [src-ip]\n    backends: []\n") ==
+          std::vector<std::string>{"t.yaml:9:11: services[0].hash: expected 5-tuple, src-ip, src-ip-dst-port or "
+                                   "dst-port, got a list"});
+    CHECK(errors_of(kHead + web + "    hsh: src-ip\n    backends: []\n") ==
+          std::vector<std::string>{"t.yaml:9:5: services[0].hsh: unknown key \"hsh\"; did you mean \"hash\"?"});
 }
 
 TEST_CASE("each kind of error has its exact message and position", "[config]")

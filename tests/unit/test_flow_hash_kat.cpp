@@ -49,6 +49,34 @@ const Kat kKats[] = {
     {"2001:db8::7", 0, "2001:db8:100::10", 0, 58, 0x0000002au, 0x5f3ea86du},
 };
 
+// Hash policies (abi.h FULCRUM_HASH_NO_*; omit 6 = src-ip, 2 = src-ip-dst-port, 3 = dst-port):
+// the same keys with the omitted fields as zero. From the same script.
+const struct {
+    const char* src;
+    std::uint16_t sport;
+    const char* dst;
+    std::uint16_t dport;
+    std::uint8_t proto;
+    std::uint32_t seed, omit, hash;
+} kPolicyKats[] = {
+    {"198.18.0.100", 40000, "198.18.100.10", 80, 6, 0x00000000u, 0, 0xb2de0a33u},  // 5-tuple
+    {"198.18.0.100", 40000, "198.18.100.10", 80, 6, 0x00000000u, 6, 0x64b69117u},  // src-ip
+    {"198.18.0.100", 40000, "198.18.100.10", 80, 6, 0x00000000u, 2, 0xeebdbeeeu},  // src-ip-dst-port
+    {"198.18.0.100", 40000, "198.18.100.10", 80, 6, 0x00000000u, 3, 0x3b8c868bu},  // dst-port
+    {"198.18.0.100", 53000, "198.18.100.10", 53, 17, 0xdeadbeefu, 0, 0xcb4f67bdu},  // 5-tuple
+    {"198.18.0.100", 53000, "198.18.100.10", 53, 17, 0xdeadbeefu, 6, 0x4ee71cc1u},  // src-ip
+    {"198.18.0.100", 53000, "198.18.100.10", 53, 17, 0xdeadbeefu, 2, 0x870cd227u},  // src-ip-dst-port
+    {"198.18.0.100", 53000, "198.18.100.10", 53, 17, 0xdeadbeefu, 3, 0xbb37793au},  // dst-port
+    {"2001:db8::100", 40000, "2001:db8:100::10", 80, 6, 0x9747b28cu, 0, 0x517bff7au},  // 5-tuple
+    {"2001:db8::100", 40000, "2001:db8:100::10", 80, 6, 0x9747b28cu, 6, 0x19f2af4eu},  // src-ip
+    {"2001:db8::100", 40000, "2001:db8:100::10", 80, 6, 0x9747b28cu, 2, 0xff648b87u},  // src-ip-dst-port
+    {"2001:db8::100", 40000, "2001:db8:100::10", 80, 6, 0x9747b28cu, 3, 0x88c07951u},  // dst-port
+    {"2001:db8:1:2:3:4:5:6", 53000, "2001:db8:100::10", 53, 17, 0xdeadbeefu, 0, 0x5727cb74u},  // 5-tuple
+    {"2001:db8:1:2:3:4:5:6", 53000, "2001:db8:100::10", 53, 17, 0xdeadbeefu, 6, 0x3f371ab6u},  // src-ip
+    {"2001:db8:1:2:3:4:5:6", 53000, "2001:db8:100::10", 53, 17, 0xdeadbeefu, 2, 0xc0676f1du},  // src-ip-dst-port
+    {"2001:db8:1:2:3:4:5:6", 53000, "2001:db8:100::10", 53, 17, 0xdeadbeefu, 3, 0xce77abf1u},  // dst-port
+};
+
 fulcrum_flow_key make_key(const Kat& k)
 {
     fulcrum_flow_key key;
@@ -85,6 +113,19 @@ TEST_CASE("flow hash: known answers for IPv4 and IPv6 keys and seeds")
                    << " seed 0x" << std::hex << k.seed);
         const fulcrum_flow_key key = make_key(k);
         CHECK(fulcrum_flow_hash(&key, k.seed) == k.hash);
+    }
+}
+
+TEST_CASE("flow hash: known answers per hash policy, for the data plane's slot hash too")
+{
+    for (const auto& p : kPolicyKats) {
+        INFO(p.src << ":" << p.sport << " -> " << p.dst << ":" << p.dport << " omit " << p.omit);
+        const fulcrum_flow_key key = make_key(Kat{p.src, p.sport, p.dst, p.dport, p.proto, p.seed, 0});
+        CHECK(fulcrum_hash_fields(&key, p.seed, p.omit) == p.hash);
+        // What balancer.bpf.c and fulcrumctl lookup compute: the 5-tuple hash reused for omit 0.
+        CHECK(fulcrum_slot_hash(&key, p.seed, p.omit, fulcrum_flow_hash(&key, p.seed)) == p.hash);
+        // Bits outside FULCRUM_HASH_POLICY_MASK change nothing.
+        CHECK(fulcrum_slot_hash(&key, p.seed, p.omit | 0x80000000u, fulcrum_flow_hash(&key, p.seed)) == p.hash);
     }
 }
 

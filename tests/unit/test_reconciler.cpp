@@ -349,6 +349,73 @@ TEST_CASE("table size changes keep every index inside the table a packet finds",
     CHECK(position(maps, "put_service " + id + " size=127") < position(maps, "put_table " + id));
 }
 
+TEST_CASE("a hash policy change rewrites the service entry only, and is adopted after a restart", "[plan][hash]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d = two_services();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    const std::string id = std::to_string(r.services().at("web").id);
+
+    d.services[0].hash_omit = FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT;  // src-ip
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    // The same table (a policy is no table input), one write: the entry with the new policy.
+    CHECK(maps.log == std::vector<std::string>{"put_service " + id + " size=251 hash_omit=6"});
+    CHECK(r.services().at("web").hash_omit == 6u);
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    CHECK(maps.log.empty());
+
+    // A restarted daemon reads the policy back from the entry: the same file writes nothing for it.
+    Reconciler second(maps);
+    second.adopt(maps.snapshot(), d);
+    CHECK(second.services().at("web").hash_omit == 6u);
+    CHECK(second.services().at("api").hash_omit == 0u);
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    for (const std::string& entry : maps.log)
+        CHECK(entry.rfind("put_service", 0) != 0);  // adopted tables are rewritten, entries are not
+
+    // Back to the 5-tuple: the entry again.
+    d.services[0].hash_omit = 0;
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    CHECK(logged(maps, "put_service " + id + " size=251"));
+}
+
+TEST_CASE("preview: a hash policy change names both policies and the share of new flows that move",
+          "[plan][diff][hash]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
+    Desired next = two_services();
+    next.services[0].hash_omit = FULCRUM_HASH_NO_SRC_PORT;  // src-ip-dst-port
+    Diff diff;
+    REQUIRE(r.preview(test::with_tables(next), &diff).ok());
+    CHECK(diff.writes == 1);
+    for (const ServiceDiff& s : diff.services) {
+        CAPTURE(s.name);
+        if (s.name == "api") {
+            CHECK(s.change == ServiceDiff::Change::unchanged);
+            CHECK(s.hash_before == "5-tuple");
+            CHECK(s.hash_after == "5-tuple");
+            continue;
+        }
+        CHECK(s.change == ServiceDiff::Change::changed);
+        CHECK(s.hash_before == "5-tuple");
+        CHECK(s.hash_after == "src-ip-dst-port");
+        CHECK_FALSE(s.table_rebuilt);
+        CHECK(s.leaving_backends.empty());  // recorded flows keep their backend
+        // Two backends of about half the slots each: a new flow keeps its backend half the time.
+        CHECK(s.slots_moved > 0.45);
+        CHECK(s.slots_moved < 0.55);
+    }
+    CHECK(hash_policy_name(FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT) == "dst-port");
+    CHECK(hash_policy_name(FULCRUM_HASH_NO_SRC_ADDR) == "omit 1");
+}
+
 TEST_CASE("two balancers with the same config send every slot to the same address", "[plan]")
 {
     FakeMaps a, b;
