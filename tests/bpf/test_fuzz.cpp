@@ -720,9 +720,10 @@ private:
         for (std::uint32_t i = 0; i < 13; i++)
             round_robin.push_back(11 + i % 3);
         lab_->add_service(9, kVip4Multi, 80, kTcp, round_robin, FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT);
-        lab_->add_backend(15, "198.18.0.21", 12);
-        lab_->add_backend(16, "198.18.0.22", 12);
-        lab_->add_service(12, kVip4Multi, 0, kUdp, {15, 16, 15, 16, 16, 15, 16},
+        // (ids below 16: the per-packet counter checks read ids 0..15)
+        lab_->add_backend(10, "198.18.0.21", 12);
+        lab_->add_backend(15, "198.18.0.22", 12);
+        lab_->add_service(12, kVip4Multi, 0, kUdp, {10, 15, 10, 15, 15, 10, 15},
                           FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT);
         return *lab_;
     }
