@@ -126,13 +126,17 @@ def services_map(lab):
     return found[0]
 
 
+# struct fulcrum_service_value (xdp/abi.h): id 4095, table_size 3, hash_omit 0 (5-tuple).
+JUNK_SERVICE_VALUE = "ff 0f 00 00 03 00 00 00 00 00 00 00"
+
+
 def junk_batch(lab, path, verb):
     """bpftool batch: `verb` (update/delete) of junk services keys 198.19.X.Y port 9 udp."""
     lines = []
     for i in range(SERVICES_MAX - 2):  # web and dns are in the map
         key = f"c6 13 {i >> 8:02x} {i & 255:02x} " + "00 " * 12 + "00 09 11 02"
         if verb == "update":
-            lines.append(f"map update pinned {path} key hex {key} value hex ff 0f 00 00 03 00 00 00")
+            lines.append(f"map update pinned {path} key hex {key} value hex {JUNK_SERVICE_VALUE}")
         else:
             lines.append(f"map delete pinned {path} key hex {key}")
     batch = f"{lab.workdir}/junk-{verb}.txt"
