@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -110,9 +111,9 @@ std::set<AddrKey> valid_neighbours()
 }
 
 // The next hop of each target: its route's gateway, or the target itself when on-link or when
-// no route is found (one RTM_GETROUTE each, on one socket). A backend behind a gateway never gets
-// an entry of its own; its gateway's is the one bpf_fib_lookup and the next-hop cache need, so
-// that is what to nudge and wait for, once per gateway.
+// no route is found (one RTM_GETROUTE each, asked in batches on one socket). A backend behind a
+// gateway never gets an entry of its own; its gateway's is the one bpf_fib_lookup and the next-hop
+// cache need, so that is what to nudge and wait for, once per gateway.
 std::vector<NeighbourTarget> next_hops_of(const std::vector<NeighbourTarget>& targets)
 {
     std::vector<NeighbourTarget> out = targets;
@@ -121,10 +122,17 @@ std::vector<NeighbourTarget> next_hops_of(const std::vector<NeighbourTarget>& ta
     Result<rtnl::Client> client = rtnl::Client::open();
     if (!client.ok())
         return out;  // each target waited for itself, as without routes
-    for (NeighbourTarget& t : out) {
-        Result<rtnl::Route> route = client->route(t.family, t.addr, nullptr, false);
-        if (route.ok() && route->gateway && !route->via)
-            t.addr = *route->gateway;
+    constexpr std::size_t kChunk = 1024;  // answers held at a time
+    std::vector<rtnl::Client::RouteQuestion> questions;
+    for (std::size_t first = 0; first < out.size(); first += kChunk) {
+        const std::size_t end = std::min(out.size(), first + kChunk);
+        questions.clear();
+        for (std::size_t i = first; i < end; i++)
+            questions.push_back({out[i].family, out[i].addr, nullptr, false});
+        std::vector<Result<rtnl::Route>> routes = client->routes(questions);
+        for (std::size_t i = first; i < end; i++)
+            if (const Result<rtnl::Route>& r = routes[i - first]; r.ok() && r->gateway && !r->via)
+                out[i].addr = *r->gateway;
     }
     return out;
 }

@@ -13,6 +13,13 @@ namespace {
 
 std::size_t addr_len(std::uint8_t family) { return family == FULCRUM_AF_INET ? 4 : 16; }
 
+using AddrKey = std::pair<std::uint8_t, std::string>;  // family, raw address bytes
+
+AddrKey addr_key(const NexthopTarget& t)
+{
+    return {t.family, std::string(reinterpret_cast<const char*>(t.addr.w), addr_len(t.family))};
+}
+
 bool same_fields(const fulcrum_nexthop& a, const fulcrum_nexthop& b)
 {
     return std::memcmp(a.dmac, b.dmac, 6) == 0 && std::memcmp(a.smac, b.smac, 6) == 0 &&
@@ -196,15 +203,28 @@ NexthopCache::Result NexthopCache::resolve(const std::vector<std::uint32_t>& ids
         return result;
     resolver_.begin();
     // One set of questions per address, however many services share the backend.
-    std::map<std::pair<std::uint8_t, std::string>, Resolution> answers;
+    std::map<AddrKey, Resolution> answers;
     std::vector<std::pair<std::uint32_t, std::optional<fulcrum_nexthop>>> wanted;
-    for (std::uint32_t id : ids) {
+    // In chunks: the resolver asks about a chunk's new addresses at once (prefetch), then each
+    // is resolved from those answers; chunked so the answers held at a time stay few.
+    constexpr std::size_t kChunk = 1024;
+    std::vector<NexthopTarget> ahead;
+    for (std::size_t at = 0; at < ids.size(); at++) {
+        if (at % kChunk == 0) {
+            ahead.clear();
+            std::set<AddrKey> seen;
+            for (std::size_t i = at; i < std::min(ids.size(), at + kChunk); i++)
+                if (auto t = targets_.find(ids[i]); t != targets_.end())
+                    if (AddrKey key = addr_key(t->second); !answers.contains(key) && seen.insert(key).second)
+                        ahead.push_back(t->second);
+            resolver_.prefetch(ahead);
+        }
+        const std::uint32_t id = ids[at];
         auto t = targets_.find(id);
         if (t == targets_.end())
             continue;
         const NexthopTarget& target = t->second;
-        std::pair<std::uint8_t, std::string> key{
-            target.family, std::string(reinterpret_cast<const char*>(target.addr.w), addr_len(target.family))};
+        const AddrKey key = addr_key(target);
         auto a = answers.find(key);
         if (a == answers.end())
             a = answers.emplace(key, resolver_.resolve(target.addr, target.family)).first;

@@ -36,6 +36,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,9 @@ public:
     // The IPv6 tunnel source (RTA_SRC of IPv6 lookups: source-specific routes are refused).
     virtual void set_source_v6(std::optional<fulcrum_addr>) {}
     virtual Resolution resolve(const fulcrum_addr& addr, std::uint8_t family) = 0;
+    // The targets about to be resolved one by one: a resolver may ask the kernel about all of
+    // them at once now (the real one: their route questions in batches), for resolve() to use.
+    virtual void prefetch(std::span<const NexthopTarget>) {}
 };
 
 // Seam: the nexthops map (ProgramNexthopStore below) or a test's.

@@ -35,6 +35,7 @@ public:
         egress_.clear();
         links_.clear();
         neighbours_.clear();
+        prefetched_.clear();
         for (std::uint8_t family : {FULCRUM_AF_INET, FULCRUM_AF_INET6}) {
             // The forwarding sysctls do not matter here: the cache is how service packets are
             // forwarded with them off (their default; bpf_fib_lookup then answers FWD_DISABLED,
@@ -46,6 +47,27 @@ public:
                 egress_.insert(index);
     }
 
+    // Both route questions of every target resolve() will ask about, in batches (one round trip
+    // per batch instead of two per target); resolve() takes its answers from here.
+    void prefetch(std::span<const NexthopTarget> targets) override
+    {
+        prefetched_.clear();
+        std::vector<rtnl::Client::RouteQuestion> questions;
+        std::vector<const NexthopTarget*> asked;
+        for (const NexthopTarget& t : targets) {
+            if (refused_before_routes(t.addr, t.family))
+                continue;
+            const fulcrum_addr* src = source_for(t.family);
+            questions.push_back({t.family, t.addr, src, true});
+            questions.push_back({t.family, t.addr, src, false});
+            asked.push_back(&t);
+        }
+        std::vector<Result<rtnl::Route>> answers = client_.routes(questions);
+        for (std::size_t i = 0; i < asked.size(); i++)
+            prefetched_.emplace(key_of(asked[i]->addr, asked[i]->family),
+                                Asked{std::move(answers[2 * i]), std::move(answers[2 * i + 1])});
+    }
+
     Resolution resolve(const fulcrum_addr& addr, std::uint8_t family) override
     {
         Resolution r;
@@ -53,14 +75,16 @@ public:
             r.why_not = std::move(why);
             return r;
         };
-        const auto* bytes = reinterpret_cast<const std::uint8_t*>(addr.w);
-        if (family == FULCRUM_AF_INET6 && (bytes[0] == 0xff || (bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80)))
+        if (link_local_or_multicast(addr, family))
             return fail("link-local or multicast address (the fib path refuses to forward it)");
         if (!family_why_[family].empty())
             return fail(family_why_[family]);
-        const fulcrum_addr* src = family == FULCRUM_AF_INET6 && source_v6_ ? &*source_v6_ : nullptr;
+        const fulcrum_addr* src = source_for(family);
+        std::optional<Asked> ahead;
+        if (auto p = prefetched_.find(key_of(addr, family)); p != prefetched_.end())
+            ahead.emplace(std::move(prefetched_.extract(p).mapped()));
         // The fib entry itself: its type, paths, metrics.
-        Result<rtnl::Route> fib = client_.route(family, addr, src, true);
+        Result<rtnl::Route> fib = ahead ? std::move(ahead->fib) : client_.route(family, addr, src, true);
         if (!fib.ok())
             return fail("no route (" + fib.message() + ")");
         if (fib->type != RTN_UNICAST)
@@ -76,7 +100,7 @@ public:
         if (!fib->oif)
             return fail("route without a single output interface");
         // The resolved route: shows a path-MTU exception, which the fib path would honour.
-        Result<rtnl::Route> out = client_.route(family, addr, src, false);
+        Result<rtnl::Route> out = ahead ? std::move(ahead->out) : client_.route(family, addr, src, false);
         if (!out.ok())
             return fail("no route (" + out.message() + ")");
         if (out->mtu_metric)
@@ -126,6 +150,31 @@ public:
     }
 
 private:
+    // Both route questions of one target, asked ahead (prefetch).
+    struct Asked {
+        Result<rtnl::Route> fib, out;
+    };
+    using AddrKey = std::pair<std::uint8_t, std::string>;  // family, raw address bytes
+
+    static AddrKey key_of(const fulcrum_addr& addr, std::uint8_t family)
+    {
+        return {family, std::string(reinterpret_cast<const char*>(addr.w), family == FULCRUM_AF_INET ? 4 : 16)};
+    }
+    static bool link_local_or_multicast(const fulcrum_addr& addr, std::uint8_t family)
+    {
+        const auto* bytes = reinterpret_cast<const std::uint8_t*>(addr.w);
+        return family == FULCRUM_AF_INET6 && (bytes[0] == 0xff || (bytes[0] == 0xfe && (bytes[1] & 0xc0) == 0x80));
+    }
+    // resolve() fails these before asking any route question.
+    bool refused_before_routes(const fulcrum_addr& addr, std::uint8_t family)
+    {
+        return link_local_or_multicast(addr, family) || !family_why_[family].empty();
+    }
+    const fulcrum_addr* source_for(std::uint8_t family) const
+    {
+        return family == FULCRUM_AF_INET6 && source_v6_ ? &*source_v6_ : nullptr;
+    }
+
     rtnl::Client client_;
     std::vector<std::string> interfaces_;
     std::optional<fulcrum_addr> source_v6_;
@@ -135,6 +184,7 @@ private:
     // backends behind a router, one question instead of 100,000).
     std::map<NeighbourKey, Result<rtnl::Neighbour>> neighbours_;
     std::map<std::uint8_t, std::string> family_why_;
+    std::map<AddrKey, Asked> prefetched_;  // from the last prefetch, each taken by its resolve()
 };
 
 }  // namespace

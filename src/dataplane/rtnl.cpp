@@ -8,8 +8,10 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <utility>
 
 namespace fulcrum::dataplane::rtnl {
@@ -60,6 +62,7 @@ Result<Client> Client::open()
     netlink::Socket s;
     netlink::Options options;
     options.receive_timeout_ms = 1000;
+    options.receive_buffer = 512 * 1024;  // routes(): a batch's answers queue up before they are read
     if (int e = netlink::Socket::open(options, &s); e != 0)
         return errno_failure("netlink: cannot open a NETLINK_ROUTE socket", e);
     return Client(std::move(s));
@@ -78,22 +81,23 @@ Status Client::transact(netlink::Message& request, std::vector<std::vector<char>
     return {};
 }
 
-Result<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src, bool fib_match)
+namespace {
+
+void route_request(netlink::Message& req, const Client::RouteQuestion& q)
 {
-    netlink::Message req(RTM_GETROUTE, 0);
     auto* rt = req.fixed<rtmsg>();
-    rt->rtm_family = to_kernel_family(family);
-    rt->rtm_dst_len = static_cast<unsigned char>(addr_len(family) * 8);
-    rt->rtm_src_len = src ? rt->rtm_dst_len : 0;
-    rt->rtm_flags = fib_match ? RTM_F_FIB_MATCH : 0;
-    req.put(RTA_DST, dst.w, addr_len(family));
-    if (src)
-        req.put(RTA_SRC, src->w, addr_len(family));
-    std::vector<std::vector<char>> answers;
-    if (Status s = transact(req, &answers); !s.ok())
-        return s;
-    const nlmsghdr* m = only_answer<rtmsg>(answers, RTM_NEWROUTE);
-    if (!m)
+    rt->rtm_family = to_kernel_family(q.family);
+    rt->rtm_dst_len = static_cast<unsigned char>(addr_len(q.family) * 8);
+    rt->rtm_src_len = q.src ? rt->rtm_dst_len : 0;
+    rt->rtm_flags = q.fib_match ? RTM_F_FIB_MATCH : 0;
+    req.put(RTA_DST, q.dst.w, addr_len(q.family));
+    if (q.src)
+        req.put(RTA_SRC, q.src->w, addr_len(q.family));
+}
+
+Result<Route> route_of(const nlmsghdr* m, std::uint8_t family)
+{
+    if (!m || m->nlmsg_type != RTM_NEWROUTE || !netlink::fixed_of<rtmsg>(m))
         return unexpected_answer("RTM_GETROUTE");
     const auto* r = netlink::fixed_of<rtmsg>(m);
     Route out;
@@ -112,6 +116,50 @@ Result<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst, const 
     out.encap = attrs.has(RTA_ENCAP);
     if (const nlattr* metrics = attrs.get(RTA_METRICS))
         out.mtu_metric = netlink::Attributes::nested(metrics).u32(RTAX_MTU).value_or(0);
+    return out;
+}
+
+}  // namespace
+
+Result<Route> Client::route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src, bool fib_match)
+{
+    netlink::Message req(RTM_GETROUTE, 0);
+    route_request(req, {family, dst, src, fib_match});
+    std::vector<std::vector<char>> answers;
+    if (Status s = transact(req, &answers); !s.ok())
+        return s;
+    return route_of(only_answer<rtmsg>(answers, RTM_NEWROUTE), family);
+}
+
+std::vector<Result<Route>> Client::routes(std::span<const RouteQuestion> questions)
+{
+    std::vector<Result<Route>> out;
+    out.reserve(questions.size());
+    std::vector<std::unique_ptr<netlink::Message>> requests;
+    std::vector<netlink::Message*> batch;
+    for (std::size_t first = 0; first < questions.size(); first += netlink::Socket::kBatch) {
+        const std::size_t count = std::min(netlink::Socket::kBatch, questions.size() - first);
+        requests.clear();
+        batch.clear();
+        for (std::size_t i = 0; i < count; i++) {
+            requests.push_back(std::make_unique<netlink::Message>(RTM_GETROUTE, 0));
+            route_request(*requests.back(), questions[first + i]);
+            batch.push_back(requests.back().get());
+        }
+        std::vector<std::optional<Result<Route>>> answers(count);
+        std::vector<int> status = socket_.ask_each(batch, [&](std::size_t i, const nlmsghdr* m) {
+            answers[i] = route_of(m, questions[first + i].family);
+        });
+        for (std::size_t i = 0; i < count; i++) {
+            const RouteQuestion& q = questions[first + i];
+            if (status[i] == 0 && answers[i])
+                out.push_back(std::move(*answers[i]));
+            else if (status[i] == EMSGSIZE || status[i] == EPROTO || status[i] == ENOBUFS)
+                out.push_back(route(q.family, q.dst, q.src, q.fib_match));  // asked alone, as before
+            else
+                out.push_back(Status::failure(std::strerror(status[i])));
+        }
+    }
     return out;
 }
 

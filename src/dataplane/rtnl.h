@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,15 @@ public:
     // entry itself (shows multipath and route metrics); otherwise the resolved route (shows a PMTU
     // exception in its metrics). src: RTA_SRC, only if given.
     Result<Route> route(std::uint8_t family, const fulcrum_addr& dst, const fulcrum_addr* src, bool fib_match);
+    struct RouteQuestion {
+        std::uint8_t family = 0;
+        fulcrum_addr dst{};
+        const fulcrum_addr* src = nullptr;
+        bool fib_match = false;
+    };
+    // route() for each question, the same answers in the same order, asked in batches over the
+    // one socket (netlink::Socket::ask_each) instead of one round trip each.
+    std::vector<Result<Route>> routes(std::span<const RouteQuestion> questions);
     // RTM_GETNEIGH for (dst, ifindex); the failure "no entry" when there is none.
     Result<Neighbour> neighbour(std::uint8_t family, const fulcrum_addr& dst, std::uint32_t ifindex);
     Result<Link> link(std::uint32_t ifindex);

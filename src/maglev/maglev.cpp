@@ -280,19 +280,54 @@ std::vector<std::uint32_t> claim_order(const std::vector<std::uint32_t>& weights
 
 }  // namespace
 
+namespace {
+
+std::string size_error(std::uint32_t size)
+{
+    if (size < 2)
+        return "table_size " + std::to_string(size) + " is too small (must be a prime >= 2)";
+    // A prime size makes every skip in 1..size-1 coprime to size, so each permutation visits
+    // every slot exactly once.
+    if (!is_prime(size))
+        return "table_size " + std::to_string(size) + " is not a prime";
+    return {};
+}
+
+// b's error, in key order (`previous`: the backend before it in that order, or null).
+std::string backend_error(const Backend* previous, const Backend& b)
+{
+    if (previous && previous->key == b.key)
+        return "duplicate backend key \"" + b.key + "\"";
+    if (b.id == 0)
+        return "backend \"" + b.key + "\" has id 0 (0 is reserved for an empty slot)";
+    if (b.weight > kMaxWeight)
+        return "backend \"" + b.key + "\" has weight " + std::to_string(b.weight) + " (max " +
+               std::to_string(kMaxWeight) + ")";
+    return {};
+}
+
+}  // namespace
+
+std::string input_error(std::span<const Backend> backends, std::uint32_t size)
+{
+    if (std::string e = size_error(size); !e.empty())
+        return e;
+    std::vector<const Backend*> sorted;
+    sorted.reserve(backends.size());
+    for (const Backend& b : backends)
+        sorted.push_back(&b);
+    std::sort(sorted.begin(), sorted.end(), [](const Backend* a, const Backend* b) { return a->key < b->key; });
+    for (std::size_t i = 0; i < sorted.size(); ++i)
+        if (std::string e = backend_error(i > 0 ? sorted[i - 1] : nullptr, *sorted[i]); !e.empty())
+            return e;
+    return {};
+}
+
 TableResult build_table(std::span<const Backend> backends, std::uint32_t size, std::uint64_t seed)
 {
     TableResult out;
-    if (size < 2) {
-        out.error = "table_size " + std::to_string(size) + " is too small (must be a prime >= 2)";
+    if (out.error = size_error(size); !out.error.empty())
         return out;
-    }
-    if (!is_prime(size)) {
-        // A prime size makes every skip in 1..size-1 coprime to size, so each permutation
-        // visits every slot exactly once.
-        out.error = "table_size " + std::to_string(size) + " is not a prime";
-        return out;
-    }
 
     // Sort by key so the table depends on the set of backends, not on the order we were given.
     // Keys compare first by their first 16 bytes as two big-endian numbers (the bytes' own
@@ -332,19 +367,8 @@ TableResult build_table(std::span<const Backend> backends, std::uint32_t size, s
     filler.reserve(sorted.size());
     for (std::size_t i = 0; i < sorted.size(); ++i) {
         const Backend& b = *sorted[i];
-        if (i > 0 && sorted[i - 1]->key == b.key) {
-            out.error = "duplicate backend key \"" + b.key + "\"";
+        if (out.error = backend_error(i > 0 ? sorted[i - 1] : nullptr, b); !out.error.empty())
             return out;
-        }
-        if (b.id == 0) {
-            out.error = "backend \"" + b.key + "\" has id 0 (0 is reserved for an empty slot)";
-            return out;
-        }
-        if (b.weight > kMaxWeight) {
-            out.error = "backend \"" + b.key + "\" has weight " + std::to_string(b.weight) + " (max " +
-                        std::to_string(kMaxWeight) + ")";
-            return out;
-        }
         if (b.weight == 0)
             continue;
         const auto [h_offset, h_skip] = hash_key2(b.key, seed ^ kOffsetSeed, seed ^ kSkipSeed);

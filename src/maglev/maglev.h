@@ -30,4 +30,8 @@ struct TableResult {
 // same version picks the same backend for a flow. If no backend has weight > 0, every slot is 0.
 TableResult build_table(std::span<const Backend> backends, std::uint32_t size, std::uint64_t seed = 0);
 
+// What build_table would refuse in this input (its error), or empty when it would build the table:
+// the checks without the build, for a planner that builds the table later.
+std::string input_error(std::span<const Backend> backends, std::uint32_t size);
+
 }  // namespace fulcrum::maglev

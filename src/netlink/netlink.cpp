@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -194,6 +195,77 @@ int Socket::transact(Message& request, const std::function<void(const nlmsghdr*)
                 return 0;
         }
     }
+}
+
+std::vector<int> Socket::ask_each(std::span<Message* const> requests,
+                                  const std::function<void(std::size_t, const nlmsghdr*)>& on_answer)
+{
+    std::vector<int> status(requests.size(), EAGAIN);
+    // Each answer of a batch lands in its own slot of the receive buffer (one recvmmsg datagram
+    // each); a route or neighbour answer is a few hundred bytes.
+    constexpr std::size_t kSlot = kReceiveBuffer / kBatch;
+    char* buffer = receive_buffer();
+    std::vector<char> out;
+    for (std::size_t first = 0; first < requests.size(); first += kBatch) {
+        const std::size_t count = std::min(kBatch, requests.size() - first);
+        const std::uint32_t first_seq = seq_ + 1;
+        out.clear();
+        for (std::size_t i = 0; i < count; i++) {
+            nlmsghdr* h = requests[first + i]->header();
+            h->nlmsg_seq = ++seq_;
+            const char* p = reinterpret_cast<const char*>(h);
+            out.insert(out.end(), p, p + h->nlmsg_len);
+            out.resize(out.size() + (NLMSG_ALIGN(h->nlmsg_len) - h->nlmsg_len), 0);  // kernel walks aligned
+        }
+        if (mnl_socket_sendto(nl_, out.data(), out.size()) < 0) {
+            const int e = errno;
+            for (std::size_t i = 0; i < count; i++)
+                status[first + i] = e;
+            continue;
+        }
+        std::size_t waiting = count;
+        while (waiting > 0) {
+            mmsghdr messages[kBatch] = {};
+            iovec slots[kBatch];
+            for (std::size_t i = 0; i < waiting; i++) {
+                slots[i] = {buffer + i * kSlot, kSlot};
+                messages[i].msg_hdr.msg_iov = &slots[i];
+                messages[i].msg_hdr.msg_iovlen = 1;
+            }
+            // Blocks (up to the socket's receive timeout) for the first answer, then takes what is queued.
+            const int got = recvmmsg(fd(), messages, static_cast<unsigned>(waiting), MSG_WAITFORONE, nullptr);
+            if (got < 0) {
+                if (errno == EINTR)
+                    continue;
+                const int e = errno;
+                for (std::size_t i = 0; i < count; i++)
+                    if (status[first + i] == EAGAIN)
+                        status[first + i] = e;
+                break;
+            }
+            for (int d = 0; d < got; d++) {
+                const auto* m = reinterpret_cast<const nlmsghdr*>(buffer + d * kSlot);
+                if (messages[d].msg_len < sizeof(nlmsghdr))
+                    continue;
+                const std::uint32_t index = m->nlmsg_seq - first_seq;
+                if (index >= count || status[first + index] != EAGAIN)
+                    continue;  // a late answer to an earlier request that timed out
+                waiting--;
+                int& s = status[first + index];
+                const bool truncated = messages[d].msg_hdr.msg_flags & MSG_TRUNC;
+                if (truncated || !mnl_nlmsg_ok(m, static_cast<int>(messages[d].msg_len))) {
+                    s = truncated ? EMSGSIZE : EPROTO;
+                } else if (m->nlmsg_type == NLMSG_ERROR) {
+                    const auto* e = fixed_of<nlmsgerr>(m);
+                    s = !e ? EPROTO : e->error != 0 ? -e->error : EPROTO;  // a get answers, never ACKs
+                } else {
+                    s = 0;
+                    on_answer(first + index, m);
+                }
+            }
+        }
+    }
+    return status;
 }
 
 bool Socket::read_notifications(const std::function<void(const nlmsghdr*)>& on_message)

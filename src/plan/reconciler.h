@@ -105,6 +105,7 @@ private:
     void plan_vips(const Desired& desired, bool removals, Plan& plan) const;
     Status execute(const Write& write);
     Status swap_tables(std::span<const Write> swaps);  // a run of put_table writes, as one
+    Status prepare_tables(const Plan& plan);  // every put_table's table, built and written aside
     void commit(Plan& plan);
 
     dataplane::MapWriter& maps_;

@@ -1,28 +1,29 @@
 // Maglev tables of the desired services, with the skip-rebuild cache: see tables.h.
 #include "plan/tables.h"
 
-#include <sched.h>
-
 #include <algorithm>
-#include <atomic>
 #include <optional>
-#include <thread>
 
 #include "maglev/maglev.h"
+#include "plan/parallel.h"
 
 namespace fulcrum::plan {
 namespace {
 
-// Maglev over the table's members, labelled 1..n (0 is an empty slot).
-maglev::TableResult run_maglev(const SlotTable& table)
+std::vector<maglev::Backend> ring_of(const SlotTable& table)
 {
     std::vector<maglev::Backend> ring;
     for (std::size_t i = 0; i < table.members.size(); i++)
         ring.push_back({table.members[i], static_cast<std::uint32_t>(i + 1), table.weights[i]});
-    return maglev::build_table(ring, table.size, table.seed);
+    return ring;
 }
 
-Result<std::shared_ptr<const SlotTable>> build_one(const ServicePlan& service, std::uint32_t seed, std::string input)
+// Maglev over the table's members, labelled 1..n (0 is an empty slot).
+maglev::TableResult run_maglev(const SlotTable& table) { return maglev::build_table(ring_of(table), table.size, table.seed); }
+
+// with_slots: built now; else only its recipe, checked (Maglev accepts it), built where written.
+Result<std::shared_ptr<const SlotTable>> build_one(const ServicePlan& service, std::uint32_t seed, std::string input,
+                                                   bool with_slots)
 {
     auto table = std::make_shared<SlotTable>();
     table->input = std::move(input);
@@ -33,20 +34,15 @@ Result<std::shared_ptr<const SlotTable>> build_one(const ServicePlan& service, s
             table->members.push_back(b.address);
             table->weights.push_back(b.weight);
         }
-    maglev::TableResult built = run_maglev(*table);
+    maglev::TableResult built;
+    if (with_slots)
+        built = run_maglev(*table);
+    else
+        built.error = maglev::input_error(ring_of(*table), table->size);
     if (!built.ok())
         return Status::failure("plan: service " + service.name + ": " + built.error + "; nothing was written");
     table->slots = std::move(built.table);
     return std::shared_ptr<const SlotTable>(std::move(table));
-}
-
-// CPUs this process may run on (its affinity mask, e.g. systemd's CPUAffinity=), at least 1.
-std::size_t usable_cpus()
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 1;
-    return static_cast<std::size_t>(std::max(1, CPU_COUNT(&set)));
 }
 
 }  // namespace
@@ -87,30 +83,29 @@ Status TableCache::build(Desired& desired)
     struct Job {
         ServicePlan* service;
         std::string input;
+        bool with_slots;
         std::optional<Result<std::shared_ptr<const SlotTable>>> built;
     };
     std::vector<Job> jobs;
     for (ServicePlan& service : desired.services) {
         std::string input = table_input(service, seed);
-        if (auto have = by_service_.find(service.name); have != by_service_.end() && have->second->input == input)
+        auto have = by_service_.find(service.name);
+        if (have != by_service_.end() && have->second->input == input) {
             service.table = have->second;
-        else
-            jobs.push_back({&service, std::move(input), std::nullopt});
+            continue;
+        }
+        // A service new to the cache (every service at start) gets its recipe only: the apply
+        // builds its table where it writes it (reconciler, prepare_table), so a cold start never
+        // holds 1,000 tables of 256 KiB at once. A changed one is built now: the apply compares
+        // its slots with the applied table's to tell which flows move.
+        jobs.push_back({&service, std::move(input), have != by_service_.end(), std::nullopt});
     }
-    // Tables are independent: a cold start (or a seed change) builds them on every core. Each
-    // worker takes the next job until none is left; results land in their job, in file order.
-    std::atomic<std::size_t> next_job{0};
-    auto work = [&] {
-        for (std::size_t i = next_job++; i < jobs.size(); i = next_job++)
-            jobs[i].built = build_one(*jobs[i].service, seed, std::move(jobs[i].input));
-    };
-    const std::size_t helpers = std::min(jobs.size(), usable_cpus()) - 1;
-    {
-        std::vector<std::jthread> threads;
-        for (std::size_t t = 0; t < helpers && jobs.size() > 1; t++)
-            threads.emplace_back(work);
-        work();
-    }  // joined
+    // Tables are independent: a seed change rebuilds them on every core; results land in their
+    // job, in file order.
+    run_parallel(jobs.size(), [&](std::size_t i) {
+        jobs[i].built = build_one(*jobs[i].service, seed, std::move(jobs[i].input), jobs[i].with_slots);
+        return true;
+    });
     for (Job& job : jobs) {
         if (!job.built->ok())
             return job.built->status();  // the first failing service in file order

@@ -13,7 +13,9 @@
 //
 // The slots themselves (4 bytes each: 262 MB for 1000 services of 65537) are held only until the
 // apply that writes them: then the kernel has them, and what the daemon keeps is the table's
-// recipe (members, weights, size, seed). Where the slots are needed again (a changed service's
+// recipe (members, weights, size, seed). A service the cache has no table for (every service at
+// start) gets its recipe only, checked: the apply builds each such table where it writes it, a
+// few at a time, so a cold start never holds all of them. Where the slots are needed again (a changed service's
 // old table, to tell which flows move; `fulcrumctl lookup`; a rewrite after a failed apply)
 // slots_of() rebuilds them, exactly: Maglev is deterministic.
 #pragma once
@@ -52,8 +54,9 @@ std::string table_input(const ServicePlan& service, std::uint32_t seed);
 class TableCache {
 public:
     // Fills ServicePlan::table of every service of `desired`, reusing the cached table of a
-    // service whose input is unchanged and building the others in parallel, one thread per CPU
-    // the process may run on; the cache then holds exactly the tables of `desired`.
+    // service whose input is unchanged and building the changed ones in parallel, one thread per
+    // CPU the process may run on (a service new to the cache: its recipe only, see above); the
+    // cache then holds exactly the tables of `desired`.
     // Fails (naming the service) only where Maglev refuses its input, which a validated config
     // never gives; `desired` may then hold some tables and the cache is unchanged.
     Status build(Desired& desired);

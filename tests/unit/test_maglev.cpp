@@ -157,7 +157,10 @@ TEST_CASE("invalid input is rejected with a helpful error and an empty table", "
         CHECK_FALSE(r.ok());
         CHECK(r.error.find(tc.message) != std::string::npos);
         CHECK(r.table.empty());
+        CHECK(input_error(tc.backends, tc.size) == r.error);  // the same check, without a build
     }
+    CHECK(input_error(ok, 13).empty());
+    CHECK(input_error(make_backends(5, 0), kM).empty());
 }
 
 TEST_CASE("no backend with weight > 0 gives an all-zero table", "[maglev]") {

@@ -9,13 +9,17 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "dataplane/nexthop_cache.h"
+#include "dataplane/rtnl.h"
+#include "netlink/netlink.h"
 
 namespace {
 
+using fulcrum::Result;
 using fulcrum::Status;
 using namespace fulcrum::dataplane;
 
@@ -382,4 +386,100 @@ TEST_CASE("nexthop cache: nudge addresses are each next hop once, and the target
     }
     std::sort(lasts.begin(), lasts.end());
     CHECK(lasts == std::vector<int>{1, 13, 14});
+}
+
+namespace {
+
+// Records what the cache tells it ahead (prefetch) and whether each question was told first.
+class PrefetchRecorder final : public NexthopResolver {
+public:
+    std::vector<std::size_t> prefetch_sizes;
+    std::set<std::pair<std::uint8_t, std::uint8_t>> told;  // the last prefetch's addresses
+    std::size_t prefetched = 0, resolved = 0, not_told = 0;
+    void prefetch(std::span<const NexthopTarget> targets) override
+    {
+        prefetch_sizes.push_back(targets.size());
+        prefetched += targets.size();
+        told.clear();
+        for (const NexthopTarget& t : targets)
+            told.insert(key(t.addr));
+    }
+    Resolution resolve(const fulcrum_addr& a, std::uint8_t) override
+    {
+        resolved++;
+        not_told += !told.contains(key(a));
+        return Resolution{std::nullopt, std::nullopt, "no route"};
+    }
+
+private:
+    static std::pair<std::uint8_t, std::uint8_t> key(const fulcrum_addr& a)
+    {
+        const auto* b = reinterpret_cast<const std::uint8_t*>(a.w);
+        return {b[2], b[3]};
+    }
+};
+
+}  // namespace
+
+TEST_CASE("nexthop cache: the resolver is told each address ahead (prefetch), once, a chunk at a time")
+{
+    CheckingStore store;
+    PrefetchRecorder resolver;
+    NexthopCache cache(store, resolver);
+    // 3,000 backends on 2,000 addresses: ids 2001..3000 share those of ids 1..1000.
+    std::vector<NexthopTarget> targets;
+    for (std::uint32_t id = 1; id <= 3000; id++) {
+        fulcrum_addr a = v4(0);
+        auto* b = reinterpret_cast<std::uint8_t*>(a.w);
+        b[2] = static_cast<std::uint8_t>(id % 2000 / 256);
+        b[3] = static_cast<std::uint8_t>(id % 2000 % 256);
+        targets.push_back({id, a, FULCRUM_AF_INET});
+    }
+    auto r = cache.set_targets(targets);
+    CHECK(r.fallback == 3000);
+    CHECK(resolver.resolved == 2000);   // one question per address
+    CHECK(resolver.prefetched == 2000);  // each address told once
+    CHECK(resolver.not_told == 0);       // and before its question
+    CHECK(resolver.prefetch_sizes.size() >= 2);
+    for (std::size_t n : resolver.prefetch_sizes)
+        CHECK(n <= 1024);
+}
+
+TEST_CASE("rtnl: routes() gives each question the answer route() gives, in order, over several batches")
+{
+    // The kernel's own routes (whichever this namespace has): loopback addresses of both
+    // families, each as fib entry and as resolved route, more questions than one batch.
+    Result<rtnl::Client> client = rtnl::Client::open();
+    REQUIRE(client.ok());
+    std::vector<rtnl::Client::RouteQuestion> questions;
+    for (std::uint8_t i = 1; i <= 50; i++) {
+        fulcrum_addr a{};
+        auto* b = reinterpret_cast<std::uint8_t*>(a.w);
+        b[0] = 127, b[3] = i;
+        questions.push_back({FULCRUM_AF_INET, a, nullptr, i % 2 == 0});
+        fulcrum_addr six{};
+        reinterpret_cast<std::uint8_t*>(six.w)[15] = 1;  // ::1
+        questions.push_back({FULCRUM_AF_INET6, six, nullptr, i % 3 == 0});
+        fulcrum_addr unspecified{};  // 0.0.0.0: whatever the kernel says, both ways the same
+        questions.push_back({FULCRUM_AF_INET, unspecified, nullptr, i % 2 == 1});
+    }
+    REQUIRE(questions.size() > 2 * fulcrum::netlink::Socket::kBatch);
+    std::vector<Result<rtnl::Route>> batched = client->routes(questions);
+    REQUIRE(batched.size() == questions.size());
+    for (std::size_t i = 0; i < questions.size(); i++) {
+        const rtnl::Client::RouteQuestion& q = questions[i];
+        Result<rtnl::Route> alone = client->route(q.family, q.dst, q.src, q.fib_match);
+        INFO("question " << i << ": " << alone.message() << " / " << batched[i].message());
+        REQUIRE(alone.ok() == batched[i].ok());
+        if (!alone.ok()) {
+            CHECK(alone.message() == batched[i].message());
+            continue;
+        }
+        CHECK(alone->type == batched[i]->type);
+        CHECK(alone->oif == batched[i]->oif);
+        CHECK(alone->src_len == batched[i]->src_len);
+        CHECK(alone->gateway.has_value() == batched[i]->gateway.has_value());
+        CHECK(alone->multipath == batched[i]->multipath);
+        CHECK(alone->mtu_metric == batched[i]->mtu_metric);
+    }
 }
