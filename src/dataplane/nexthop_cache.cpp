@@ -149,10 +149,14 @@ void NexthopCache::mark_all_pending()
 void NexthopCache::invalidate_all()
 {
     Result ignored;
-    for (const auto& [id, t] : targets_) {
-        if (std::optional<fulcrum_nexthop> cur = store_.get(id); cur && cur->valid)
-            invalidate(id, *cur, &ignored);
-        pending_.insert(id);
+    std::vector<std::uint32_t> ids;
+    for (const auto& [id, t] : targets_)
+        ids.push_back(id);
+    const std::vector<std::optional<fulcrum_nexthop>> entries = store_.get_many(ids);
+    for (std::size_t i = 0; i < ids.size(); i++) {
+        if (const std::optional<fulcrum_nexthop>& cur = entries[i]; cur && cur->valid)
+            invalidate(ids[i], *cur, &ignored);
+        pending_.insert(ids[i]);
     }
     for (const std::string& e : ignored.errors)
         LOG_WARN("nexthops: %s", e.c_str());
@@ -164,8 +168,11 @@ void NexthopCache::neighbour_changed(const NeighbourKey& key, bool usable, const
     if (it == by_neighbour_.end())
         return;
     Result ignored;
-    for (std::uint32_t id : it->second) {
-        std::optional<fulcrum_nexthop> cur = store_.get(id);
+    const std::vector<std::uint32_t> ids(it->second.begin(), it->second.end());
+    const std::vector<std::optional<fulcrum_nexthop>> entries = store_.get_many(ids);
+    for (std::size_t i = 0; i < ids.size(); i++) {
+        const std::uint32_t id = ids[i];
+        const std::optional<fulcrum_nexthop>& cur = entries[i];
         const bool cached = cur && cur->valid;
         if (cached && usable && mac && std::memcmp(cur->dmac, mac, 6) == 0)
             continue;  // REACHABLE <-> STALE churn: nothing the program uses changed
@@ -256,8 +263,14 @@ void NexthopCache::publish(const std::vector<std::pair<std::uint32_t, std::optio
                            Result* result)
 {
     std::vector<std::pair<std::uint32_t, fulcrum_nexthop>> writes;
-    for (const auto& [id, want] : wanted) {
-        std::optional<fulcrum_nexthop> cur = store_.get(id);
+    std::vector<std::uint32_t> ids;
+    ids.reserve(wanted.size());
+    for (const auto& [id, want] : wanted)
+        ids.push_back(id);
+    const std::vector<std::optional<fulcrum_nexthop>> entries = store_.get_many(ids);
+    for (std::size_t i = 0; i < wanted.size(); i++) {
+        const auto& [id, want] = wanted[i];
+        const std::optional<fulcrum_nexthop>& cur = entries[i];
         const bool cached = cur && cur->valid;
         if (want && cached && same_fields(*cur, *want))
             continue;  // unchanged: no write at all

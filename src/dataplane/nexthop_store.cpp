@@ -24,18 +24,18 @@ public:
             LOG_WARN("nexthops: %s (taken as no entry; logged at most once a minute)", entry.message().c_str());
         return std::nullopt;
     }
-    std::vector<bool> valid_entries(const std::vector<std::uint32_t>& ids) override
+    std::vector<std::optional<fulcrum_nexthop>> get_many(const std::vector<std::uint32_t>& ids) override
     {
         // One batch read of the whole map pays off from a few dozen ids (3 MiB, a few calls).
         if (ids.size() < 64)
-            return NexthopStore::valid_entries(ids);
+            return NexthopStore::get_many(ids);
         Result<std::vector<fulcrum_nexthop>> all = program_.nexthops();
         if (!all.ok())
-            return NexthopStore::valid_entries(ids);  // one by one, as before (get() reports)
-        std::vector<bool> out;
+            return NexthopStore::get_many(ids);  // one by one, as before (get() reports)
+        std::vector<std::optional<fulcrum_nexthop>> out;
         out.reserve(ids.size());
         for (std::uint32_t id : ids)
-            out.push_back(id < all->size() && (*all)[id].valid);
+            out.push_back(id < all->size() ? std::optional((*all)[id]) : std::nullopt);
         return out;
     }
     Status put(std::uint32_t id, const fulcrum_nexthop& entry) override { return program_.put_nexthop(id, entry); }

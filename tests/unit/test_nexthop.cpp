@@ -57,10 +57,21 @@ public:
     std::vector<std::string> violations;
     int graces = 0;
 
+    int gets = 0;                       // get() calls, get_many's own included
+    std::vector<std::size_t> many_reads;  // the size of each get_many
     std::optional<fulcrum_nexthop> get(std::uint32_t id) override
     {
+        gets++;
         auto it = map.find(id);
         return it == map.end() ? fulcrum_nexthop{} : it->second;  // an ARRAY: every slot exists
+    }
+    std::vector<std::optional<fulcrum_nexthop>> get_many(const std::vector<std::uint32_t>& ids) override
+    {
+        many_reads.push_back(ids.size());
+        const int before = gets;
+        std::vector<std::optional<fulcrum_nexthop>> out = NexthopStore::get_many(ids);
+        gets = before;  // counted as one read: the real map reads them in one batch
+        return out;
     }
     Status put(std::uint32_t id, const fulcrum_nexthop& e) override
     {
@@ -482,4 +493,38 @@ TEST_CASE("rtnl: routes() gives each question the answer route() gives, in order
         CHECK(alone->multipath == batched[i]->multipath);
         CHECK(alone->mtu_metric == batched[i]->mtu_metric);
     }
+}
+
+TEST_CASE("nexthop cache: a neighbour event and a publish read their backends' entries in one go")
+{
+    CheckingStore store;
+    TableResolver resolver;
+    resolver.answers[11] = ok(11, 0xaa);  // every backend behind router .11
+    NexthopCache cache(store, resolver);
+    std::vector<NexthopTarget> targets;
+    for (std::uint32_t id = 1; id <= 100; id++)
+        targets.push_back({id, v4(11), FULCRUM_AF_INET});
+    store.many_reads.clear();
+    store.gets = 0;
+    cache.set_targets(targets);
+    CHECK(store.gets == 0);  // publish: no entry read one by one
+    REQUIRE_FALSE(store.many_reads.empty());
+
+    // The router's entry churns (REACHABLE <-> STALE, same MAC): nothing to do, one read.
+    store.many_reads.clear();
+    std::uint8_t mac[6] = {2, 0, 0, 0, 0, 0xaa};
+    cache.neighbour_changed(nb(11), true, mac);
+    CHECK(store.many_reads == std::vector<std::size_t>{100});
+    CHECK(store.gets == 0);
+    CHECK_FALSE(cache.has_pending());
+    // A new MAC: every entry behind it invalidated at once, from the same one read.
+    store.many_reads.clear();
+    mac[5] = 0xbb;
+    cache.neighbour_changed(nb(11), true, mac);
+    CHECK(store.many_reads == std::vector<std::size_t>{100});
+    CHECK(store.gets == 0);
+    CHECK(store.map[1].valid == 0);
+    CHECK(store.map[100].valid == 0);
+    CHECK(cache.has_pending());
+    CHECK(store.violations.empty());
 }
