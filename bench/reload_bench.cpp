@@ -231,9 +231,10 @@ std::string fmt(const char* f, double v)
 // The MapWriter in between: counts and times every write, so a phase splits into our computation
 // (Maglev builds, diffing: total - in writer) and the writes (real maps: syscalls; fake: copies).
 
-enum Kind { kSettings, kPutVip, kDeleteVip, kPutService, kDeleteService, kPutBackend, kPutTable, kDeleteTable, kKinds };
-const char* const kKindNames[kKinds] = {"set_settings", "put_vip", "delete_vip", "put_service",
-                                        "delete_service", "put_backend", "put_table", "delete_table"};
+enum Kind { kSettings, kPutVip, kDeleteVip, kPutService, kDeleteService, kPutBackend, kPutTable, kDeleteTable,
+            kQuicId, kKinds };
+const char* const kKindNames[kKinds] = {"set_settings", "put_vip", "delete_vip", "put_service", "delete_service",
+                                        "put_backend", "put_table", "delete_table", "quic_id"};
 
 struct WriteStats {
     std::array<std::uint64_t, kKinds> calls{};
@@ -303,6 +304,14 @@ public:
     Status put_backend(std::uint32_t id, const fulcrum_backend& b) override
     {
         return timed(kPutBackend, [&] { return inner_.put_backend(id, b); });
+    }
+    Status put_quic_id(const fulcrum_quic_key& k, std::uint32_t backend_id) override
+    {
+        return timed(kQuicId, [&] { return inner_.put_quic_id(k, backend_id); });
+    }
+    Status delete_quic_id(const fulcrum_quic_key& k) override
+    {
+        return timed(kQuicId, [&] { return inner_.delete_quic_id(k); });
     }
     Status put_table(std::uint32_t id, std::span<const std::uint32_t> t) override
     {

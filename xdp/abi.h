@@ -15,7 +15,7 @@
  * Bump it with any change to this file or lib/maps.h other than comments and whitespace: the
  * build refuses otherwise (xdp/abi_guard.py checks the text against xdp/abi_history, where each
  * version records its checksum; append a line for the new version). */
-#define FULCRUM_ABI_VERSION 3
+#define FULCRUM_ABI_VERSION 4
 
 /* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
 #define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1 (fit a __u16); 0 means "none" */
@@ -71,6 +71,37 @@ struct fulcrum_service_value {
 	__u32 table_size;  /* prime M of this service's Maglev table (slots; its inner map holds
 	                    * FULCRUM_MAGLEV_CHUNKS(M) chunks of them) */
 	__u32 hash_omit;   /* FULCRUM_HASH_NO_*: the service's hash policy */
+	__u8 quic_id_offset; /* QUIC connection-ID routing (below): 0 = off; else the byte of the UDP
+	                      * payload where the server id starts (1 + its offset in the DCID) */
+	__u8 quic_id_bits;   /* width of the server id, 1..FULCRUM_QUIC_MAX_ID_BITS */
+	__u8 pad[2];
+};
+
+/* QUIC connection-ID routing (README "QUIC"), for UDP services with quic_id_offset != 0. A
+ * short-header packet (first byte: 0x80 clear, fixed bit 0x40 set) carries the destination
+ * connection ID right after its first byte; the server id is quic_id_bits bits from byte
+ * quic_id_offset of the UDP payload, most significant bit first (big-endian, the top bits of
+ * ceil(bits / 8) bytes). quic_ids maps (service id, server id) to a backend id; when that backend
+ * is ACTIVE in this service the packet goes there whatever its 5-tuple, with no flow-table read or
+ * write. Long headers (0x80 set), unknown ids, ids of draining/down/freed backends and packets too
+ * short for the id take the usual path (flow tables, Maglev). Server id 0 means none: the daemon
+ * never writes it and the program never looks it up. */
+#define FULCRUM_QUIC_MAX_CID_LEN 20   /* QUIC v1 connection IDs are 0..20 bytes (RFC 9000 17.2) */
+#define FULCRUM_QUIC_MAX_ID_BITS 32
+#define FULCRUM_MAX_QUIC_IDS FULCRUM_MAX_BACKENDS /* at most one server id per backend */
+struct fulcrum_quic_key {
+	__u32 service_id;
+	__u32 server_id;  /* host byte order: the id's bits as a number */
+};
+/* quic_events: per-CPU packet counters of a QUIC service's UDP packets, by outcome. */
+enum fulcrum_quic_event {
+	FULCRUM_QUIC_ROUTED_BY_ID = 0, /* short header, known id, active backend: sent there */
+	FULCRUM_QUIC_LONG_HEADER,      /* long header (handshake): flow tables and Maglev */
+	FULCRUM_QUIC_UNKNOWN_ID,       /* short header, no quic_ids entry for the id: fallback */
+	FULCRUM_QUIC_UNUSABLE_ID,      /* the id's backend is draining, down or freed: fallback */
+	FULCRUM_QUIC_TRUNCATED,        /* no payload, or it ends before the id: fallback */
+	FULCRUM_QUIC_NOT_QUIC,         /* short header with the fixed bit clear: fallback */
+	FULCRUM_QUIC_EVENT_COUNT
 };
 
 /* maglev_tables (lib/maps.h): service id -> that service's Maglev table, an inner array of chunks.

@@ -120,25 +120,118 @@ usable_entry(struct fulcrum_flow_value *flow, __u8 proto, __u32 service_id, enum
 	return be;
 }
 
+static __always_inline void count_quic_event(enum fulcrum_quic_event event)
+{
+	__u32 key = event;
+	__u64 *n = bpf_map_lookup_elem(&quic_events, &key);
+
+	if (n)
+		(*n)++;
+}
+
+/* QUIC connection-ID routing (abi.h fulcrum_quic_key): the backend a short-header packet's server
+ * id names, when it is active in this service; else 0, and the caller takes the usual path (flow
+ * tables, Maglev). Counts the outcome. *pkt is a UDP packet of a service with quic_id_offset set. */
+static __always_inline __u32 quic_backend(const struct packet *pkt,
+					  const struct fulcrum_service_value *svc,
+					  struct fulcrum_backend **chosen)
+{
+	__u8 *payload = (__u8 *)pkt->l4 + sizeof(struct udphdr);
+	__u32 bits = svc->quic_id_bits, bytes, server_id = 0, *backend_id;
+	struct fulcrum_quic_key qk;
+	struct fulcrum_backend *be;
+	__u8 *id_at;
+
+	if (beyond_ip(pkt, payload, 1) || (void *)(payload + 1) > pkt->data_end)
+		goto truncated;
+	if (payload[0] & 0x80) {
+		count_quic_event(FULCRUM_QUIC_LONG_HEADER);
+		return 0;
+	}
+	if (!(payload[0] & 0x40)) {
+		count_quic_event(FULCRUM_QUIC_NOT_QUIC);
+		return 0;
+	}
+	/* The daemon writes offsets 1..20 and widths 1..32; the masks bound them for the verifier. */
+	id_at = payload + (svc->quic_id_offset & 31);
+	if (bits - 1 >= FULCRUM_QUIC_MAX_ID_BITS)
+		bits = FULCRUM_QUIC_MAX_ID_BITS;
+	bytes = (bits + 7) >> 3;
+	if (beyond_ip(pkt, id_at, bytes))
+		goto truncated;
+	/* Up to 4 bytes, each proven inside the frame on its own (constant offsets for the verifier;
+	 * clang 14 would not unroll the loop this is). */
+	if ((void *)(id_at + 1) > pkt->data_end)
+		goto truncated;
+	server_id = id_at[0];
+	if (bytes > 1) {
+		if ((void *)(id_at + 2) > pkt->data_end)
+			goto truncated;
+		server_id = (server_id << 8) | id_at[1];
+	}
+	if (bytes > 2) {
+		if ((void *)(id_at + 3) > pkt->data_end)
+			goto truncated;
+		server_id = (server_id << 8) | id_at[2];
+	}
+	if (bytes > 3) {
+		if ((void *)(id_at + 4) > pkt->data_end)
+			goto truncated;
+		server_id = (server_id << 8) | id_at[3];
+	}
+	qk.service_id = svc->id;
+	qk.server_id = server_id >> (bytes * 8 - bits);
+	/* Server id 0 is "none" (config): not looked up, whatever the map holds. */
+	backend_id = qk.server_id ? bpf_map_lookup_elem(&quic_ids, &qk) : NULL;
+	if (!backend_id || !*backend_id) {
+		count_quic_event(FULCRUM_QUIC_UNKNOWN_ID);
+		return 0;
+	}
+	be = bpf_map_lookup_elem(&backends, backend_id);
+	if (!be || be->service_id != svc->id || be->state != FULCRUM_BACKEND_ACTIVE) {
+		count_quic_event(FULCRUM_QUIC_UNUSABLE_ID);
+		return 0;
+	}
+	count_quic_event(FULCRUM_QUIC_ROUTED_BY_ID);
+	*chosen = be;
+	return *backend_id;
+truncated:
+	count_quic_event(FULCRUM_QUIC_TRUNCATED);
+	return 0;
+}
+
 /* Picks the backend of a flow: a confirmed flow's entry, else a first packet's entry, else the
  * service's Maglev table. Both tables share one key space across CPUs, so a packet (or an ICMP
  * error) that lands on another CPU than its flow still finds it. Sets *record to what the caller
  * writes once the packet is on its way. Returns the backend id, 0 if there is none, and the
  * backend's entry in *chosen (so the caller need not look it up again). */
-static __always_inline __u32 choose_backend(const struct fulcrum_flow_key *key,
+static __always_inline __u32 choose_backend(const struct packet *pkt,
+					    const struct fulcrum_flow_key *key,
 					    const struct fulcrum_service_value *svc,
 					    const struct fulcrum_settings *cfg, enum flow_role role,
 					    __u32 *hash, enum flow_record *record,
 					    struct fulcrum_backend **chosen)
 {
-	struct fulcrum_flow_value *flow = bpf_map_lookup_elem(&flows, key);
-	struct fulcrum_backend *be = usable_entry(flow, key->proto, svc->id, role);
-	int known = flow != NULL; /* seen before, even if its backend can no longer take it */
+	struct fulcrum_flow_value *flow;
+	struct fulcrum_backend *be;
 	struct fulcrum_maglev_chunk *chunk;
 	__u32 id, chunk_id;
 	void *table;
+	int known;
 
 	*record = RECORD_NOTHING;
+	/* A QUIC service's datagram whose connection ID names an active backend goes there, even
+	 * from a new address or port; the flow tables are not consulted, nor written. */
+	if (svc->quic_id_offset && role == FLOW_DATAGRAM) {
+		id = quic_backend(pkt, svc, chosen);
+		if (id) {
+			*hash = fulcrum_flow_hash(key, cfg->hash_seed); /* the tunnel's entropy */
+			return id;
+		}
+	}
+	flow = bpf_map_lookup_elem(&flows, key);
+	be = usable_entry(flow, key->proto, svc->id, role);
+	known = flow != NULL; /* seen before, even if its backend can no longer take it */
 	if (!be) {
 		/* the verifier refuses arithmetic on map pointers: keep "known" a plain number */
 		barrier_var(known);
@@ -398,7 +491,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	int rc;
 	__be32 src4 = 0;
 
-	id = choose_backend(key, svc, cfg, role, &hash, &record, &be);
+	id = choose_backend(pkt, key, svc, cfg, role, &hash, &record, &be);
 	if (!id || !be)
 		return drop(FULCRUM_DROP_NO_BACKEND, bytes);
 

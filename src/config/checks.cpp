@@ -74,7 +74,16 @@ void check_backends(const Config& config, const Spots& spots, Errors& errors)
         const Service& service = config.services[i];
         const ServiceSpots& where = spots.services[i];
         std::map<std::string, std::size_t> first_with;  // address (family and bytes) -> backend index
+        std::map<std::uint32_t, std::size_t> first_with_id;  // QUIC server id -> backend index
         for (std::size_t k = 0; k < service.backends.size(); ++k) {
+            // Two backends with one server id: packets naming it could go to either.
+            if (k < where.backend_server_ids.size() && where.backend_server_ids[k]) {
+                auto [first, inserted] = first_with_id.try_emplace(service.backends[k].server_id, k);
+                if (!inserted)
+                    errors.add(*where.backend_server_ids[k],
+                               "duplicate server_id " + std::to_string(service.backends[k].server_id) +
+                                   first_at(*where.backend_server_ids[first->second]));
+            }
             if (!where.backend_addresses[k]) continue;
             const Address& address = service.backends[k].address;
             // The data plane has no IPv6-in-IPv4 encapsulation (IPv4-in-IPv6 is fine).

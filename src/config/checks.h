@@ -24,6 +24,7 @@ struct ServiceSpots {
     Spot at;  // the service's item in the list
     std::optional<Spot> name, vip, port, protocol;
     std::vector<std::optional<Spot>> backend_addresses;  // parallel to Service::backends
+    std::vector<std::optional<Spot>> backend_server_ids; // parallel to Service::backends (valid ids)
 };
 
 struct Spots {

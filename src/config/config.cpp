@@ -224,12 +224,37 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
     return layer;
 }
 
+// Key `quic` of a service: both fields required; the id must end within the connection ID.
+std::optional<Quic> read_quic(Errors& errors, const Value& value)
+{
+    Mapping m(errors, value, {"server_id_offset", "server_id_bits"});
+    if (!m.is_mapping()) return std::nullopt;
+    Quic quic;
+    const std::size_t errors_before = errors.count();
+    const Value* offset = m.require("server_id_offset");
+    const Value* bits = m.require("server_id_bits");
+    if (offset) assign(quic.server_id_offset, parse_uint(errors, *offset, 0u, FULCRUM_QUIC_MAX_CID_LEN - 1u));
+    if (bits) assign(quic.server_id_bits, parse_uint(errors, *bits, 1u, unsigned{FULCRUM_QUIC_MAX_ID_BITS}));
+    if (errors.count() != errors_before || !offset || !bits) return std::nullopt;
+    const unsigned end = quic.server_id_offset + (quic.server_id_bits + 7) / 8;
+    if (end > FULCRUM_QUIC_MAX_CID_LEN) {
+        errors.expected(*bits, "a server id that ends within the " + std::to_string(FULCRUM_QUIC_MAX_CID_LEN) +
+                                   "-byte connection ID (server_id_offset " + std::to_string(quic.server_id_offset) +
+                                   " + " + std::to_string((quic.server_id_bits + 7) / 8) + " bytes)");
+        return std::nullopt;
+    }
+    return quic;
+}
+
 // `own_check` is set to the backend's check layer when it has a healthcheck mapping (most have
 // none: then the service's applies, and is not copied for each backend).
+// `id_bits`: the service's quic.server_id_bits; nullopt when the service has no `quic` key, 0
+// when it has one that did not read (its server ids are then not checked: only noise).
 Backend read_backend(Errors& errors, const Value& value, const CheckLayer& service_check, bool port_zero,
-                     ReportedSpots& reported, std::optional<Spot>& address_spot, std::optional<CheckLayer>& own_check)
+                     ReportedSpots& reported, std::optional<Spot>& address_spot, std::optional<CheckLayer>& own_check,
+                     std::optional<unsigned> id_bits, std::optional<Spot>& server_id_spot)
 {
-    Mapping m(errors, value, {"address", "weight", "state", "healthcheck"});
+    Mapping m(errors, value, {"address", "weight", "state", "server_id", "healthcheck"});
     Backend backend;
     backend.line = value.spot.line;
     // The backend, its spots and the service's check it is checked with (counted per backend
@@ -245,6 +270,16 @@ Backend read_backend(Errors& errors, const Value& value, const CheckLayer& servi
         assign(backend.state,
                parse_choice<BackendState>(
                    errors, *v, {{"active", BackendState::active}, {"drain", BackendState::drain}}));
+    if (auto v = m.get("server_id")) {
+        if (!id_bits)
+            errors.add(v->spot, "server_id needs the service's quic settings (server ids route QUIC packets of a "
+                                "UDP service)");
+        else if (*id_bits > 0) {
+            // 0 is "no server id" (a connection ID the balancer must not read as one).
+            const std::uint32_t max = *id_bits >= 32 ? 0xffffffffu : (1u << *id_bits) - 1;
+            if (assign(backend.server_id, parse_uint<std::uint32_t>(errors, *v, 1, max))) server_id_spot = v->spot;
+        }
+    }
     if (auto v = m.get("healthcheck")) {
         std::size_t errors_before = errors.count();
         own_check = read_healthcheck(errors, *v, service_check, reported);
@@ -266,7 +301,8 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
                      ServiceSpots& spots, std::size_t& backends_read)
 {
     Mapping m(errors, value,
-              {"name", "vip", "port", "protocol", "table_size", "hash", "min_healthy", "healthcheck", "backends"});
+              {"name", "vip", "port", "protocol", "table_size", "hash", "quic", "min_healthy", "healthcheck",
+               "backends"});
     Service service;
     CheckLayer check = defaults;
     if (!errors.build(value.spot, sizeof(Service) + sizeof(ServiceSpots) + built_size(defaults.check))) return service;
@@ -286,6 +322,18 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
     if (auto v = m.get("table_size")) assign(service.table_size, parse_table_size(errors, *v));
     if (auto v = m.get("hash")) assign(service.hash, parse_hash_policy(errors, *v));
     if (auto v = m.get("min_healthy")) assign(service.min_healthy, parse_min_healthy(errors, *v));
+    // The width the backends' server ids are held to (read_backend): unset without `quic`, 0 if bad.
+    std::optional<unsigned> id_bits;
+    if (auto v = m.get("quic")) {
+        service.quic = read_quic(errors, *v);
+        id_bits = service.quic ? service.quic->server_id_bits : 0;
+        if (service.quic && spots.protocol && service.protocol != Protocol::udp) {
+            errors.add(v->spot, "quic needs protocol udp (QUIC runs over UDP), the service is " +
+                                    to_string(service.protocol));
+            service.quic.reset();
+            id_bits = 0;
+        }
+    }
 
     std::size_t errors_before_check = errors.count();
     if (auto v = m.get("healthcheck")) check = read_healthcheck(errors, *v, defaults, reported);
@@ -304,9 +352,11 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
                 if (backends_read > kMaxBackends) break;  // reported by check_capacity
                 ++backends_read;
                 spots.backend_addresses.emplace_back();
+                spots.backend_server_ids.emplace_back();
                 std::optional<CheckLayer> own_check;
                 service.backends.push_back(read_backend(errors, item, check, port_zero, reported,
-                                                        spots.backend_addresses.back(), own_check));
+                                                        spots.backend_addresses.back(), own_check, id_bits,
+                                                        spots.backend_server_ids.back()));
                 // Without healthcheck.address the check goes to the backend: its source must match.
                 const CheckLayer& backend_check = own_check ? *own_check : check;
                 const auto& address_spot = spots.backend_addresses.back();

@@ -120,12 +120,24 @@ struct Backend {
     Address address;
     std::uint32_t weight = 100;   // 0..65535; 0 = drain
     BackendState state = BackendState::active;
+    // QUIC server id (key server_id; the service needs `quic`): 1..2^server_id_bits - 1, unique
+    // within the service; 0 = none (packets naming no known id are hashed as any UDP packet).
+    std::uint32_t server_id = 0;
     // Set when the backend has a healthcheck mapping: the service's check with the backend's keys
     // on top (the whole effective check). Unset: the service's check applies as is. Out of line
     // and shared (the health manager keeps the same object): a HealthCheck is ~550 bytes, and a
     // file of 100,000 backends would otherwise carry one per backend.
     std::shared_ptr<const HealthCheck> healthcheck;
     int line = 0;                 // where it was written (1-based), for messages
+};
+
+// Key `quic` of a UDP service (README "QUIC"): where a QUIC short header's destination connection
+// ID carries the backend's server id. Validated: offset 0..19, bits 1..32, and the id's bytes end
+// within the 20-byte connection ID.
+struct Quic {
+    unsigned server_id_offset = 0;  // bytes from the start of the destination connection ID
+    unsigned server_id_bits = 16;   // width, most significant bit first from that byte
+    bool operator==(const Quic&) const = default;
 };
 
 struct MinHealthy {
@@ -140,6 +152,7 @@ struct Service {
     Protocol protocol = Protocol::tcp;
     std::uint32_t table_size = 65537;  // prime
     HashPolicy hash = HashPolicy::five_tuple;
+    std::optional<Quic> quic;     // UDP only: route QUIC short headers by the server id
     MinHealthy min_healthy;
     HealthCheck healthcheck;
     std::vector<Backend> backends;

@@ -114,10 +114,13 @@ Response Daemon::cmd_status(bool json)
             const std::string drained_by = b.drained_by;
             const char* why = drained_by.empty() ? "" : drained_by == "operator" ? " (fulcrumctl drain)" : " (config)";
             const std::string health_state = !b.up ? "unknown" : *b.up ? "up" : "down";
-            text += fmt("  backend %-28s weight %-5u %-8s%-19s health %-4s %5.0fs  last %-28s %.0f pkt/s\n",
+            // A QUIC server id only when there is one, so the common line stays as it was.
+            const std::string server_id = b.server_id ? fmt("  server_id %u", b.server_id) : "";
+            text += fmt("  backend %-28s weight %-5u %-8s%-19s health %-4s %5.0fs  last %-28s %.0f pkt/s%s\n",
                         b.address.c_str(), b.weight, b.state, why, health_state.c_str(), b.seconds_since_change,
-                        b.last_check.c_str(), b.packets_per_second);
+                        b.last_check.c_str(), b.packets_per_second, server_id.c_str());
             j.begin_object().field("address", b.address).field("weight", b.weight).field("state", b.state);
+            j.field("server_id", b.server_id);
             j.field("drained_by", b.drained_by);
             j.field("health", health_state).field("last_check", b.last_check);
             j.field("seconds_since_change", b.seconds_since_change);

@@ -47,6 +47,8 @@ std::string render_text(const std::string& file, std::uint64_t generation, const
         for (const plan::BackendDiff& b : s.backends)
             text += "  " + backend_line(b) + "\n";
         const bool rehashed = s.change == plan::ServiceDiff::Change::changed && s.hash_before != s.hash_after;
+        if (s.change == plan::ServiceDiff::Change::changed && s.quic_before != s.quic_after)
+            text += "  quic: " + s.quic_before + " -> " + s.quic_after + "\n";
         if (rehashed)
             text += "  hash: " + s.hash_before + " -> " + s.hash_after + ", about " + percent(s.slots_moved) +
                     " of new flows go to another backend than before (recorded flows keep theirs)\n";
@@ -81,6 +83,7 @@ std::string render_json(const std::string& file, std::uint64_t generation, const
         j.field("table_before", s.table_before).field("table_after", s.table_after);
         j.field("table_rebuilt", s.table_rebuilt).field("slots_moved", s.slots_moved);
         j.field("hash_before", s.hash_before).field("hash_after", s.hash_after);
+        j.field("quic_before", s.quic_before).field("quic_after", s.quic_after);
         j.field("slots_moved_when_up", s.slots_moved_when_up);
         j.field("flows", s.flows).field("flows_moving", s.flows_moving);
         j.key("backends").begin_array();

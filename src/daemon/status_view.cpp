@@ -43,6 +43,7 @@ StatusView Daemon::status_view()
             BackendView& bv = sv.backends.emplace_back();
             bv.address = b.address;
             bv.weight = b.weight;
+            bv.server_id = b.server_id;
             bv.state = backend_state_name(b.use);
             bv.drained_by = !b.drained                                        ? ""
                             : overrides_.drained.contains({s.name, b.address}) ? "operator"

@@ -13,6 +13,7 @@ namespace fulcrum::daemon {
 struct BackendView {
     std::string address;  // canonical text
     std::uint32_t weight = 0;
+    std::uint32_t server_id = 0;  // QUIC server id (services[].quic), 0 = none
     const char* state = "down";  // active, draining, down (plan::BackendUse)
     const char* drained_by = "";  // "", "operator" (fulcrumctl drain), "config"
     std::optional<bool> up;       // health; none while the manager has no entry for it

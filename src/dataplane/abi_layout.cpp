@@ -10,7 +10,9 @@ static_assert(sizeof(fulcrum_vip_key) == 20 && offsetof(fulcrum_vip_key, family)
 static_assert(sizeof(fulcrum_vip_value) == 4);
 static_assert(sizeof(fulcrum_service_key) == 20 && offsetof(fulcrum_service_key, port) == 16 &&
               offsetof(fulcrum_service_key, proto) == 18 && offsetof(fulcrum_service_key, family) == 19);
-static_assert(sizeof(fulcrum_service_value) == 12 && offsetof(fulcrum_service_value, hash_omit) == 8);
+static_assert(sizeof(fulcrum_service_value) == 16 && offsetof(fulcrum_service_value, hash_omit) == 8 &&
+              offsetof(fulcrum_service_value, quic_id_offset) == 12 && offsetof(fulcrum_service_value, quic_id_bits) == 13);
+static_assert(sizeof(fulcrum_quic_key) == 8 && offsetof(fulcrum_quic_key, server_id) == 4);
 static_assert(sizeof(fulcrum_backend) == 20 && offsetof(fulcrum_backend, state) == 17 &&
               offsetof(fulcrum_backend, service_id) == 18);
 static_assert(sizeof(fulcrum_flow_key) == 40 && offsetof(fulcrum_flow_key, sport) == 32 &&

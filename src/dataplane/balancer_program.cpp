@@ -292,6 +292,8 @@ Result<MapSnapshot> BalancerProgram::snapshot() const
         return s;
     if (Status s = read_entries(skel_->maps.services, &snap.services); !s.ok())
         return s;
+    if (Status s = read_entries(skel_->maps.quic_ids, &snap.quic_ids); !s.ok())
+        return s;
     // An array: every slot exists; keep those in use. (One syscall per slot: ~0.1 s at the
     // default size, once per daemon start.)
     int fd = bpf_map__fd(skel_->maps.backends);
@@ -420,6 +422,16 @@ Status BalancerProgram::put_service(const fulcrum_service_key& key, const fulcru
 Status BalancerProgram::delete_service(const fulcrum_service_key& key)
 {
     return erase(skel_->maps.services, &key, "service");
+}
+
+Status BalancerProgram::put_quic_id(const fulcrum_quic_key& key, std::uint32_t backend_id)
+{
+    return update(skel_->maps.quic_ids, &key, &backend_id, "QUIC server id");
+}
+
+Status BalancerProgram::delete_quic_id(const fulcrum_quic_key& key)
+{
+    return erase(skel_->maps.quic_ids, &key, "QUIC server id");
 }
 
 Status BalancerProgram::put_backend(std::uint32_t id, const fulcrum_backend& backend)
@@ -731,6 +743,13 @@ std::uint64_t BalancerProgram::flow_event_count(fulcrum_flow_event event) const
 {
     std::uint64_t sum = 0;
     for_each_cpu<std::uint64_t>(skel_->maps.flow_events, event, [&](std::uint64_t v) { sum += v; });
+    return sum;
+}
+
+std::uint64_t BalancerProgram::quic_event_count(fulcrum_quic_event event) const
+{
+    std::uint64_t sum = 0;
+    for_each_cpu<std::uint64_t>(skel_->maps.quic_events, event, [&](std::uint64_t v) { sum += v; });
     return sum;
 }
 

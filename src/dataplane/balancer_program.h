@@ -85,6 +85,8 @@ public:
     Status delete_service(const fulcrum_service_key& key) override;
     // Writes a backend and invalidates its next-hop entry (which may belong to an old address).
     Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
+    Status put_quic_id(const fulcrum_quic_key& key, std::uint32_t backend_id) override;
+    Status delete_quic_id(const fulcrum_quic_key& key) override;
     // put_backend, except that a backend whose address is unchanged (a change of state: drain,
     // down, up) keeps its next-hop entry: with forwarding off, an invalid entry drops its packets.
     Status update_backend(std::uint32_t id, const fulcrum_backend& backend);
@@ -126,6 +128,8 @@ public:
     Result<std::map<std::uint32_t, std::uint64_t>> flows_per_backend() const;
     // fulcrum_flows_not_recorded_total{reason}, summed over CPUs.
     std::uint64_t flow_event_count(fulcrum_flow_event event) const override;
+    // fulcrum_quic_packets_total{outcome}, summed over CPUs.
+    std::uint64_t quic_event_count(fulcrum_quic_event event) const override;
 
 private:
     explicit BalancerProgram(balancer_bpf* skel);

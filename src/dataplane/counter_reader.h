@@ -19,6 +19,8 @@ public:
     virtual PacketCounters backend_counters(std::uint32_t backend_id) const = 0;
     virtual PacketCounters reason_counters(fulcrum_reason reason) const = 0;
     virtual std::uint64_t flow_event_count(fulcrum_flow_event event) const = 0;
+    // Packets of QUIC services by the outcome of the connection-ID lookup (abi.h fulcrum_quic_event).
+    virtual std::uint64_t quic_event_count(fulcrum_quic_event event) const = 0;
 
     // The counters of every id in [0, end), indexed by id: what the per-second rate sampler and
     // a scrape need for all services and backends at once. BalancerProgram reads the range in a

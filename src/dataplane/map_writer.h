@@ -18,6 +18,7 @@ struct MapSnapshot {
     std::vector<std::pair<fulcrum_vip_key, fulcrum_vip_value>> vips;
     std::vector<std::pair<fulcrum_service_key, fulcrum_service_value>> services;
     std::vector<std::pair<std::uint32_t, fulcrum_backend>> backends;  // only slots in use
+    std::vector<std::pair<fulcrum_quic_key, std::uint32_t>> quic_ids;  // server id -> backend id
 };
 
 // Every apply is one transaction (plan/reconciler.h): begin(), the writes, then commit() - or,
@@ -43,6 +44,9 @@ public:
     virtual Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) = 0;
     virtual Status delete_service(const fulcrum_service_key& key) = 0;
     virtual Status put_backend(std::uint32_t id, const fulcrum_backend& backend) = 0;
+    // QUIC connection-ID routing (abi.h fulcrum_quic_key): (service id, server id) -> backend id.
+    virtual Status put_quic_id(const fulcrum_quic_key& key, std::uint32_t backend_id) = 0;
+    virtual Status delete_quic_id(const fulcrum_quic_key& key) = 0;
     // Replaces the service's whole Maglev table in one step (the prepared one, else built aside
     // here, then swapped).
     virtual Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) = 0;

@@ -80,6 +80,11 @@ Status NexthopWriter::put_service(const fulcrum_service_key& key, const fulcrum_
     return program_.put_service(key, value);
 }
 Status NexthopWriter::delete_service(const fulcrum_service_key& key) { return program_.delete_service(key); }
+Status NexthopWriter::put_quic_id(const fulcrum_quic_key& key, std::uint32_t backend_id)
+{
+    return program_.put_quic_id(key, backend_id);
+}
+Status NexthopWriter::delete_quic_id(const fulcrum_quic_key& key) { return program_.delete_quic_id(key); }
 Status NexthopWriter::put_table(std::uint32_t service_id, std::span<const std::uint32_t> table)
 {
     return program_.put_table(service_id, table);

@@ -41,6 +41,8 @@ public:
     Status put_service(const fulcrum_service_key& key, const fulcrum_service_value& value) override;
     Status delete_service(const fulcrum_service_key& key) override;
     Status put_backend(std::uint32_t id, const fulcrum_backend& backend) override;
+    Status put_quic_id(const fulcrum_quic_key& key, std::uint32_t backend_id) override;
+    Status delete_quic_id(const fulcrum_quic_key& key) override;
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> table) override;
     Status put_tables(std::span<const std::uint32_t> service_ids) override;
     Status delete_table(std::uint32_t service_id) override;

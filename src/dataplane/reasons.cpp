@@ -47,6 +47,20 @@ std::string_view flow_event_name(fulcrum_flow_event event)
     return "unknown";
 }
 
+std::string_view quic_event_name(fulcrum_quic_event event)
+{
+    switch (event) {
+    case FULCRUM_QUIC_ROUTED_BY_ID: return "routed_by_id";
+    case FULCRUM_QUIC_LONG_HEADER: return "long_header";
+    case FULCRUM_QUIC_UNKNOWN_ID: return "unknown_id";
+    case FULCRUM_QUIC_UNUSABLE_ID: return "unusable_id";
+    case FULCRUM_QUIC_TRUNCATED: return "truncated";
+    case FULCRUM_QUIC_NOT_QUIC: return "not_quic";
+    case FULCRUM_QUIC_EVENT_COUNT: break;
+    }
+    return "unknown";
+}
+
 std::string_view decap_reason_name(fulcrum_decap_reason reason)
 {
     switch (reason) {

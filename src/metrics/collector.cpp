@@ -143,6 +143,15 @@ std::vector<MetricFamily> Collector::Collect() const
         add(not_recorded, {{"reason", std::string(dataplane::flow_event_name(event))}},
             static_cast<double>(counters_.flow_event_count(event)));
     }
+    auto quic = family("fulcrum_quic_packets_total",
+                       "UDP packets of services with QUIC connection-ID routing, by the outcome of the "
+                       "server-id lookup (routed_by_id; the others take the flow table and Maglev).",
+                       MetricType::Counter);
+    for (int e = 0; e < FULCRUM_QUIC_EVENT_COUNT; e++) {
+        auto event = static_cast<fulcrum_quic_event>(e);
+        add(quic, {{"outcome", std::string(dataplane::quic_event_name(event))}},
+            static_cast<double>(counters_.quic_event_count(event)));
+    }
     auto reloads = family("fulcrum_config_reloads_total", "Configuration loads, by result.", MetricType::Counter);
     add(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.load()));
     add(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.load()));
@@ -166,7 +175,7 @@ std::vector<MetricFamily> Collector::Collect() const
     std::vector<MetricFamily> out;
     for (MetricFamily* f : {&svc_packets, &svc_bytes, &svc_flows, &be_packets, &be_bytes, &be_up, &be_weight, &panic,
                             &check_seconds, &check_failures, &dropped, &passed, &answered, &icmp_fwd, &not_recorded,
-                            &reloads, &applies, &generation, &build})
+                            &quic, &reloads, &applies, &generation, &build})
         out.push_back(std::move(*f));
     return out;
 }

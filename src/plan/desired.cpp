@@ -121,12 +121,17 @@ Desired make_desired(const config::Config& config, std::uint32_t hash_seed, cons
         plan.key.proto = svc.protocol == config::Protocol::tcp ? IPPROTO_TCP : IPPROTO_UDP;
         plan.table_size = svc.table_size;
         plan.hash_omit = hash_omit_of(svc.hash);
+        if (svc.quic) {  // abi.h: the id's first byte in the UDP payload, after the header's first byte
+            plan.quic_id_offset = static_cast<std::uint8_t>(1 + svc.quic->server_id_offset);
+            plan.quic_id_bits = static_cast<std::uint8_t>(svc.quic->server_id_bits);
+        }
         for (const config::Backend& b : svc.backends) {
             BackendPlan bp;
             bp.addr = to_fulcrum_addr(b.address);
             bp.family = to_fulcrum_family(b.address);
             bp.address = address_text(bp.addr, bp.family);
             bp.weight = b.weight;
+            bp.server_id = b.server_id;
             bp.drained = b.state == config::BackendState::drain || b.weight == 0 ||
                          overrides.drained.contains({svc.name, bp.address});
             bool down = overrides.down.contains({svc.name, bp.address});

@@ -34,6 +34,7 @@ struct BackendPlan {
     std::uint32_t weight = 0;
     BackendUse use = BackendUse::active;
     bool drained = false;  // config state drain, weight 0 or fulcrumctl drain (whatever its use)
+    std::uint32_t server_id = 0;  // QUIC server id (quic_ids entry), 0 = none
     bool operator==(const BackendPlan&) const = default;
 };
 
@@ -43,6 +44,8 @@ struct ServicePlan {
     std::string vip;      // canonical text, for labels and messages
     std::uint32_t table_size = FULCRUM_DEFAULT_TABLE_SIZE;
     std::uint32_t hash_omit = 0;  // abi.h FULCRUM_HASH_NO_*: the service's hash policy
+    // QUIC connection-ID routing (abi.h fulcrum_service_value): 0 = off.
+    std::uint8_t quic_id_offset = 0, quic_id_bits = 0;
     std::vector<BackendPlan> backends;  // in file order
     unsigned healthy = 0;  // non-drained backends whose health is up
     unsigned needed = 0;   // min_healthy as a count of this service's non-drained backends

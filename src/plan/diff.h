@@ -27,6 +27,8 @@ struct ServiceDiff {
     // Hash policies (config words); different when the reload changes which fields pick a
     // backend: new flows then follow the new input, recorded flows keep their backend.
     std::string hash_before, hash_after;
+    // QUIC connection-ID routing ("no quic", or where the server id is); differ when it changes.
+    std::string quic_before, quic_after;
     // Share of flow hashes whose Maglev slot names another backend after the change: where new
     // flows, and flows the balancer has not recorded, go. 0 for an unchanged table.
     double slots_moved = 0;

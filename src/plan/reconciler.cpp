@@ -65,7 +65,13 @@ std::string service_key_text(const fulcrum_service_key& key)
 
 std::string backend_text(const AppliedBackend& b)
 {
-    return std::string(state_name(b.value.state)) + ", weight " + std::to_string(b.weight);
+    return std::string(state_name(b.value.state)) + ", weight " + std::to_string(b.weight) +
+           (b.server_id ? ", server_id " + std::to_string(b.server_id) : "");
+}
+
+std::string quic_text(std::uint8_t offset, std::uint8_t bits)
+{
+    return offset ? "quic id at byte " + std::to_string(offset - 1) + ", " + std::to_string(bits) + " bits" : "no quic";
 }
 
 // Backend id -> address, for comparing two tables by who their slots name.
@@ -129,7 +135,7 @@ std::uint32_t AppliedService::backend_in_slot(std::uint32_t slot) const
 // One write of a planned apply; `name` is the service it belongs to (messages only).
 struct Reconciler::Write {
     enum class Kind { settings, put_vip, delete_vip, put_service, delete_service, put_backend,
-                      backends_written, put_table, delete_table };
+                      backends_written, put_table, delete_table, put_quic_id, delete_quic_id };
     explicit Write(Kind k) : kind(k) {}
     Kind kind;
     const std::string* name = nullptr;
@@ -140,6 +146,7 @@ struct Reconciler::Write {
     fulcrum_service_key service{};
     fulcrum_service_value service_value{};
     fulcrum_backend backend{};
+    fulcrum_quic_key quic{};  // put_quic_id (-> backend id `id`), delete_quic_id
     const AppliedService* table = nullptr;  // put_table: the service's next value, in Plan::services
 
     // What this write is, for the operator: the map, the key, the value that matters.
@@ -153,7 +160,8 @@ struct Reconciler::Write {
         case Kind::put_service:
             return "services entry " + service_key_text(service) + of + " (id " + std::to_string(service_value.id) +
                    ", table " + std::to_string(service_value.table_size) + ", hash " +
-                   hash_policy_name(service_value.hash_omit) + ")";
+                   hash_policy_name(service_value.hash_omit) + ", " +
+                   quic_text(service_value.quic_id_offset, service_value.quic_id_bits) + ")";
         case Kind::delete_service: return "services entry " + service_key_text(service) + of + " (delete)";
         case Kind::put_backend:
             return "backends entry " + std::to_string(id) +
@@ -164,6 +172,11 @@ struct Reconciler::Write {
             return "maglev_tables entry " + std::to_string(id) + of + " (" + std::to_string(table->table->size) +
                    " slots)";
         case Kind::delete_table: return "maglev_tables entry " + std::to_string(id) + of + " (delete)";
+        case Kind::put_quic_id:
+            return "quic_ids entry server_id " + std::to_string(quic.server_id) + of + " (backend " +
+                   std::to_string(id) + ")";
+        case Kind::delete_quic_id:
+            return "quic_ids entry server_id " + std::to_string(quic.server_id) + of + " (delete)";
         }
         return "?";
     }
@@ -235,6 +248,8 @@ void Reconciler::adopt(const dataplane::MapSnapshot& snapshot, const Desired& de
         svc.vip = address_text(key.vip, key.family);
         svc.table_size = value.table_size;
         svc.hash_omit = value.hash_omit;
+        svc.quic_id_offset = value.quic_id_offset;
+        svc.quic_id_bits = value.quic_id_bits;
         services_[name] = svc;
     }
     for (const auto& [id, backend] : snapshot.backends) {
@@ -247,6 +262,16 @@ void Reconciler::adopt(const dataplane::MapSnapshot& snapshot, const Desired& de
             svc.backends[address_text(backend.addr, backend.family)] = ab;
         }
     }
+    // Server ids: each entry onto the backend it names (an entry naming no adopted backend of its
+    // service is not taken over; it names a freed or foreign id, which the data plane ignores).
+    for (const auto& [key, backend_id] : snapshot.quic_ids)
+        for (auto& [name, svc] : services_) {
+            if (svc.id != key.service_id)
+                continue;
+            for (auto& [address, ab] : svc.backends)
+                if (ab.id == backend_id)
+                    ab.server_id = key.server_id;
+        }
 }
 
 Status Reconciler::apply(const Desired& desired)
@@ -346,8 +371,10 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
             d.slots_moved = rehashed_share(old->table_ids(), names_of(*old), next.table_ids(), names_of(next));
         else if (d.table_rebuilt)
             d.slots_moved = moved_share(old->table_ids(), names_of(*old), next.table_ids(), names_of(next));
+        d.quic_before = quic_text(old->quic_id_offset, old->quic_id_bits);
+        d.quic_after = quic_text(wanted.quic_id_offset, wanted.quic_id_bits);
         d.change = d.backends.empty() && d.table_before == d.table_after && d.hash_before == d.hash_after &&
-                           d.slots_moved == 0
+                           d.quic_before == d.quic_after && d.slots_moved == 0
                        ? ServiceDiff::Change::unchanged
                        : ServiceDiff::Change::changed;
         diff->services.push_back(std::move(d));
@@ -367,6 +394,8 @@ Status Reconciler::execute(const Write& w)
     case Write::Kind::backends_written: return maps_.backends_written();
     case Write::Kind::put_table: return maps_.put_tables(std::span(&w.id, 1));
     case Write::Kind::delete_table: return maps_.delete_table(w.id);
+    case Write::Kind::put_quic_id: return maps_.put_quic_id(w.quic, w.id);
+    case Write::Kind::delete_quic_id: return maps_.delete_quic_id(w.quic);
     }
     return Status::failure("apply: unknown write");
 }
@@ -516,6 +545,7 @@ void Reconciler::plan_removal(const std::string& name, const AppliedService& svc
     table.name = &name;
     table.id = svc.id;
     plan.writes.push_back(table);
+    plan_quic_ids(&name, svc.id, svc.backends, {}, plan.writes);
     for (const auto& [address, backend] : svc.backends) {
         Write free{Write::Kind::put_backend};  // UNUSED: flows still pointing here re-hash (and find no service)
         free.name = &name;
@@ -541,7 +571,8 @@ bool Reconciler::unchanged(const ServicePlan& wanted, std::uint32_t seed, const 
         wanted.table->input != table_input(wanted, seed))
         return false;
     if (!same_bytes(old.key, wanted.key) || old.table_size != wanted.table_size ||
-        old.hash_omit != wanted.hash_omit || old.backends.size() != wanted.backends.size())
+        old.hash_omit != wanted.hash_omit || old.quic_id_offset != wanted.quic_id_offset ||
+        old.quic_id_bits != wanted.quic_id_bits || old.backends.size() != wanted.backends.size())
         return false;
     // Every backend as applied: same address, state and weight (the map value is made of these and
     // the service id, which stays). Then plan_service would write nothing and change nothing.
@@ -550,7 +581,8 @@ bool Reconciler::unchanged(const ServicePlan& wanted, std::uint32_t seed, const 
         if (have == old.backends.end())
             return false;
         const AppliedBackend& ab = have->second;
-        if (ab.weight != b.weight || ab.value.state != data_plane_state(b.use) || ab.value.family != b.family ||
+        if (ab.weight != b.weight || ab.server_id != b.server_id || ab.value.state != data_plane_state(b.use) ||
+            ab.value.family != b.family ||
             !same_bytes(ab.value.addr, b.addr) || ab.value.service_id != old.id)
             return false;
     }
@@ -579,8 +611,11 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         svc.key = old->key;
         svc.table_size = old->table_size;
         svc.hash_omit = old->hash_omit;
+        svc.quic_id_offset = old->quic_id_offset;
+        svc.quic_id_bits = old->quic_id_bits;
         svc.backends = old->backends;
     }
+    const std::map<std::string, AppliedBackend> backends_before = svc.backends;  // their server ids
     if (!wanted.table || wanted.table->input != table_input(wanted, seed))
         return Status::failure("plan: service " + wanted.name + ": its Maglev table is missing or was built for "
                                "other backends (TableCache::build was not run on this state); nothing was written");
@@ -606,6 +641,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         ab.value.state = data_plane_state(b.use);
         ab.value.service_id = static_cast<std::uint16_t>(svc.id);
         ab.weight = b.weight;
+        ab.server_id = b.server_id;
         want[b.address] = ab;
     }
     // The table: labelled with this apply's ids; written unless maglev_tables holds it already.
@@ -624,6 +660,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         auto have = svc.backends.find(address);
         if (!rewrite_all_ && have != svc.backends.end() && same_bytes(have->second.value, ab.value)) {
             have->second.weight = ab.weight;
+            have->second.server_id = ab.server_id;
             return false;
         }
         Write w{Write::Kind::put_backend};
@@ -650,7 +687,12 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     Write entry{Write::Kind::put_service};
     entry.name = name;
     entry.service = wanted.key;
-    entry.service_value = fulcrum_service_value{svc.id, wanted.table_size, wanted.hash_omit};
+    entry.service_value = fulcrum_service_value{};
+    entry.service_value.id = svc.id;
+    entry.service_value.table_size = wanted.table_size;
+    entry.service_value.hash_omit = wanted.hash_omit;
+    entry.service_value.quic_id_offset = wanted.quic_id_offset;
+    entry.service_value.quic_id_bits = wanted.quic_id_bits;
     //    (make_plan runs the swaps of all services together: phases, see there.)
     const bool shrinking = !fresh && wanted.table_size < svc.table_size;
     if (shrinking)
@@ -664,10 +706,14 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     }
     // A new hash policy needs no order: it changes which slot a new flow reads, in whichever
     // table it finds (a policy change is a table change for new flows; recorded flows stay).
-    if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size || wanted.hash_omit != svc.hash_omit))
+    // The QUIC fields likewise: a packet reads its server id by them, or is hashed.
+    if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size || wanted.hash_omit != svc.hash_omit ||
+                       wanted.quic_id_offset != svc.quic_id_offset || wanted.quic_id_bits != svc.quic_id_bits))
         plan.after_swaps.push_back(entry);
     svc.table_size = wanted.table_size;
     svc.hash_omit = wanted.hash_omit;
+    svc.quic_id_offset = wanted.quic_id_offset;
+    svc.quic_id_bits = wanted.quic_id_bits;
     // 3. Backends leaving the table (draining/down) once no table names them; removed ones freed.
     for (const auto& [address, ab] : want)
         if (ab.value.state != FULCRUM_BACKEND_ACTIVE)
@@ -684,7 +730,41 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         plan.freed_after_swaps.push_back(it->second.id);
         it = svc.backends.erase(it);
     }
+    // 4. Server ids, last: an entry is used only while its backend is ACTIVE in this service
+    //    (balancer.bpf.c quic_backend), so neither order against the backends' writes lets a
+    //    packet reach a backend it should not; a drained or down backend keeps its entry, unused.
+    plan_quic_ids(name, svc.id, backends_before, want, plan.after_swaps);
     return {};
+}
+
+void Reconciler::plan_quic_ids(const std::string* name, std::uint32_t service_id,
+                               const std::map<std::string, AppliedBackend>& have,
+                               const std::map<std::string, AppliedBackend>& want, std::vector<Write>& to) const
+{
+    std::map<std::uint32_t, std::uint32_t> before, after;  // server id -> backend id
+    for (const auto& [address, ab] : have)
+        if (ab.server_id)
+            before[ab.server_id] = ab.id;
+    for (const auto& [address, ab] : want)
+        if (ab.server_id)
+            after[ab.server_id] = ab.id;
+    for (const auto& [server_id, backend_id] : before)
+        if (!after.contains(server_id)) {
+            Write w{Write::Kind::delete_quic_id};
+            w.name = name;
+            w.quic = fulcrum_quic_key{service_id, server_id};
+            to.push_back(w);
+        }
+    for (const auto& [server_id, backend_id] : after) {
+        auto was = before.find(server_id);
+        if (!rewrite_all_ && was != before.end() && was->second == backend_id)
+            continue;
+        Write w{Write::Kind::put_quic_id};
+        w.name = name;
+        w.id = backend_id;
+        w.quic = fulcrum_quic_key{service_id, server_id};
+        to.push_back(w);
+    }
 }
 
 }  // namespace fulcrum::plan

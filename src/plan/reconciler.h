@@ -48,6 +48,7 @@ struct AppliedBackend {
     std::uint32_t id = 0;
     fulcrum_backend value{};
     std::uint32_t weight = 0;
+    std::uint32_t server_id = 0;  // its quic_ids entry (service id, server_id) -> id; 0 = none
 };
 
 struct AppliedService {
@@ -56,6 +57,7 @@ struct AppliedService {
     fulcrum_service_key key{};
     std::uint32_t table_size = 0;
     std::uint32_t hash_omit = 0;  // the hash policy in the services entry (abi.h FULCRUM_HASH_NO_*)
+    std::uint8_t quic_id_offset = 0, quic_id_bits = 0;  // QUIC routing in the services entry (0: off)
     // The table in maglev_tables, by member (plan/tables.h), and the backend id of each member.
     // Null for an adopted service until its first apply rewrites the table. An apply whose table
     // has the same input and member ids writes no table.
@@ -103,6 +105,10 @@ private:
     bool unchanged(const ServicePlan& wanted, std::uint32_t seed, const Plan& plan) const;
     Status plan_service(const ServicePlan& wanted, std::uint32_t seed, Plan& plan) const;
     void plan_vips(const Desired& desired, bool removals, Plan& plan) const;
+    // The quic_ids writes that take a service from the server ids it has to those of `want`.
+    void plan_quic_ids(const std::string* name, std::uint32_t service_id,
+                       const std::map<std::string, AppliedBackend>& have,
+                       const std::map<std::string, AppliedBackend>& want, std::vector<Write>& to) const;
     Status execute(const Write& write);
     Status swap_tables(std::span<const Write> swaps);  // a run of put_table writes, as one
     Status prepare_tables(const Plan& plan);  // every put_table's table, built and written aside

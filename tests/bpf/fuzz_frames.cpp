@@ -149,12 +149,37 @@ const Target kTargets[] = {
     {&kVip4Other, 80, kTcp},  {&kVip4Multi, 80, kTcp},   {&kVip4Multi, 80, kTcp},   {&kVip4, 80, kTcp},
     {&kVip4, 0, kTcp},        {&kVip4, 0, kUdp},         {&kVip6, 0, kTcp},         {&kVip4Port0, 0, kUdp},
     {&kVip4Multi, 0, kUdp},   {&kVip6, 0, kUdp},         {&kVip4NoEgress, 80, kTcp},
+    {&kVip4Multi, kQuicPort, kUdp}, {&kVip4Multi, kQuicPort, kUdp},
 };
 
 bool is_v6(const std::string& a) { return a.find(':') != std::string::npos; }
 
+// A QUIC-shaped datagram payload: short headers (fixed bit set or not) naming a known, unknown or
+// zero server id, long headers, and any of them cut short before or inside the id.
+Bytes quic_payload(Rng& rng)
+{
+    std::uint32_t p = rng.below(100);
+    std::uint8_t first = p < 60 ? static_cast<std::uint8_t>(0x40 | (rng.byte() & 0x3f))
+                         : p < 85 ? static_cast<std::uint8_t>(0x80 | rng.byte())
+                                  : static_cast<std::uint8_t>(rng.byte() & 0x3f);  // fixed bit clear
+    std::uint32_t id = rng.percent(70) ? rng.pick(kQuicIds) : rng.percent(50) ? 0 : rng.below(0x10000);
+    Bytes b{first, static_cast<std::uint8_t>(id >> 8), static_cast<std::uint8_t>(id)};
+    std::size_t rest = rng.percent(80) ? rng.below(60) : 0;
+    for (std::size_t i = 0; i < rest; i++)
+        b.push_back(rng.byte());
+    if (rng.percent(15))
+        b.resize(rng.below(3));  // truncated: nothing, the first byte, half the id
+    return b;
+}
+
 Bytes l4_of(Rng& rng, std::uint8_t proto, std::uint16_t sport, std::uint16_t dport)
 {
+    if (proto == kUdp && dport == kQuicPort && rng.percent(90)) {
+        Bytes payload = quic_payload(rng);
+        Bytes u = udp(sport, dport, payload.size());
+        std::copy(payload.begin(), payload.end(), u.begin() + 8);
+        return u;
+    }
     std::size_t len = payload_len(rng);
     return proto == kTcp ? tcp(sport, dport, len) : udp(sport, dport, len);
 }

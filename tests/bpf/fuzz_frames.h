@@ -42,6 +42,11 @@ struct Frame {
 // through an interface that is not in the redirect map (README: counted no_egress).
 inline const std::string kVip4NoEgress = "198.18.100.8", kNoEgressBackend = "198.18.3.11";
 
+// The fuzzer's QUIC service (abi.h fulcrum_quic_key): kVip4Multi UDP kQuicPort, server id 16 bits
+// at DCID byte 0 (payload byte 1), backends with ids kQuicIds[0..2] (the third one draining).
+inline constexpr std::uint16_t kQuicPort = 443;
+inline constexpr std::uint32_t kQuicIds[] = {0x0101, 0x0202, 0x0303};
+
 // One frame for the balancer: a mix of valid service frames, mutated ones and random frames.
 Frame balancer_frame(Rng& rng);
 // One frame for decap: tunnel frames to the given host addresses (valid or mutated) and others.

@@ -201,6 +201,15 @@ void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uin
     hash_omit_[id] = hash_omit;
     set_table(id, table);
     REQUIRE(program_->put_service(sk, sv).ok());
+    services_[id] = {sk, sv};
+}
+
+void BalancerLab::set_quic(std::uint32_t service_id, std::uint8_t quic_id_offset, std::uint8_t quic_id_bits)
+{
+    auto& [key, value] = services_.at(service_id);
+    value.quic_id_offset = quic_id_offset;
+    value.quic_id_bits = quic_id_bits;
+    REQUIRE(program_->put_service(key, value).ok());
 }
 
 void BalancerLab::set_table(std::uint32_t service_id, const std::vector<std::uint32_t>& table)

@@ -61,6 +61,9 @@ public:
     void add_service(std::uint32_t id, const std::string& vip, std::uint16_t port, std::uint8_t proto,
                      const std::vector<std::uint32_t>& table, std::uint32_t hash_omit = 0);
     void set_table(std::uint32_t service_id, const std::vector<std::uint32_t>& table);
+    // QUIC connection-ID routing of a service added before (abi.h fulcrum_service_value):
+    // rewrites its entry with these fields (offset 0 = off).
+    void set_quic(std::uint32_t service_id, std::uint8_t quic_id_offset, std::uint8_t quic_id_bits);
 
     // What the balancer must emit for a frame sent to backend_id: L2 to the backend's MAC from
     // ours (tag kept), outer header from our tunnel source, inner packet byte for byte.
@@ -85,6 +88,7 @@ private:
     std::vector<std::vector<std::uint32_t>> tables_;           // by service id
     std::map<std::uint32_t, std::uint32_t> hash_omit_;         // by service id
     std::map<std::string, std::uint32_t> vip_flags_;           // by VIP
+    std::map<std::uint32_t, std::pair<fulcrum_service_key, fulcrum_service_value>> services_;  // by id
 };
 
 }  // namespace fulcrum::test

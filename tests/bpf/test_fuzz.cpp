@@ -41,6 +41,7 @@ namespace {
 
 constexpr std::uint64_t kDefaultSeed = 0xf0c12a9d2026ULL;
 constexpr std::uint32_t kMtu = 1500;  // of fl-main and fl-other (veth default)
+constexpr std::uint32_t kIdsRead = 24;  // service and backend ids the per-packet checks read
 
 
 // Decap with allowed tunnel sources (--from), inner destinations that must be local and RFC 6040
@@ -259,6 +260,7 @@ struct Expect {
     Role role = Role::Error;
     fulcrum_flow_key key{};
     std::uint32_t hash = 0;
+    int quic = -1;  // the quic_events counter this packet moves (fulcrum_quic_event), -1 none
 
     std::string describe() const
     {
@@ -284,6 +286,8 @@ public:
         services_ = snap.services;
         for (const auto& [id, b] : snap.backends)
             backends_[id] = b;
+        for (const auto& [key, backend_id] : snap.quic_ids)
+            quic_ids_[{key.service_id, key.server_id}] = backend_id;
     }
 
     Expect predict(const Bytes& f) const
@@ -444,6 +448,8 @@ private:
                      : (flags & 0x04) ? Role::Follows
                      : (flags & 0x12) == 0x02 ? Role::Opens
                                               : Role::Confirms;
+            if (proto == kUdp && svc->quic_id_offset)
+                return forward(e, *svc, df, quic_choice(f, e, *svc, l4 + 8, bound));
             return forward(e, *svc, df);
         }
         bool icmp = (!e.v6 && proto == kIcmp) || (e.v6 && proto == kIcmp6);
@@ -522,11 +528,42 @@ private:
         return known ? Hop::Main : Hop::NoNeighbour;
     }
 
-    Expect forward(Expect e, const fulcrum_service_value& svc, bool df) const
+    // README "QUIC connection-ID routing": the backend a datagram's server id names (0: the usual
+    // path), and the outcome it counts in e.quic. `payload` .. `bound`: the UDP payload.
+    std::uint32_t quic_choice(const Bytes& f, Expect& e, const fulcrum_service_value& svc, std::size_t payload,
+                              std::size_t bound) const
+    {
+        const std::size_t have = bound > payload ? bound - payload : 0;
+        if (have < 1)
+            return e.quic = FULCRUM_QUIC_TRUNCATED, 0;
+        if (f[payload] & 0x80)
+            return e.quic = FULCRUM_QUIC_LONG_HEADER, 0;
+        if (!(f[payload] & 0x40))
+            return e.quic = FULCRUM_QUIC_NOT_QUIC, 0;
+        const std::size_t bytes = (svc.quic_id_bits + 7u) / 8;
+        if (have < svc.quic_id_offset + bytes)
+            return e.quic = FULCRUM_QUIC_TRUNCATED, 0;
+        std::uint64_t v = 0;
+        for (std::size_t i = 0; i < bytes; i++)
+            v = v << 8 | f[payload + svc.quic_id_offset + i];
+        const auto server_id = static_cast<std::uint32_t>(v >> (bytes * 8 - svc.quic_id_bits));
+        auto it = quic_ids_.find({svc.id, server_id});
+        if (server_id == 0 || it == quic_ids_.end() || it->second == 0)
+            return e.quic = FULCRUM_QUIC_UNKNOWN_ID, 0;
+        const fulcrum_backend* be = backend(it->second);
+        if (!be || be->service_id != svc.id || be->state != FULCRUM_BACKEND_ACTIVE)
+            return e.quic = FULCRUM_QUIC_UNUSABLE_ID, 0;
+        e.quic = FULCRUM_QUIC_ROUTED_BY_ID;
+        return it->second;
+    }
+
+    // `by_id`: the backend a QUIC server id chose (0: the flow table / Maglev, which the lab's
+    // fixed tables make the same choice).
+    Expect forward(Expect e, const fulcrum_service_value& svc, bool df, std::uint32_t by_id = 0) const
     {
         e.service = svc.id;
         e.hash = fulcrum_flow_hash(&e.key, kHashSeed);
-        std::uint32_t id = lab_.maglev_pick(svc.id, e.key, svc.hash_omit);  // the policy as the map holds it
+        std::uint32_t id = by_id ? by_id : lab_.maglev_pick(svc.id, e.key, svc.hash_omit);  // the policy as the map holds it
         const fulcrum_backend* be = backend(id);
         if (!id || !be || be->state != FULCRUM_BACKEND_ACTIVE)
             return drop(e, FULCRUM_DROP_NO_BACKEND);
@@ -572,6 +609,7 @@ private:
     std::vector<std::pair<fulcrum_vip_key, fulcrum_vip_value>> vips_;
     std::vector<std::pair<fulcrum_service_key, fulcrum_service_value>> services_;
     std::map<std::uint32_t, fulcrum_backend> backends_;
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> quic_ids_;  // (service, server id) -> backend
     std::map<std::uint32_t, Cached> cache_;
 };
 
@@ -612,6 +650,7 @@ struct Stats {
     std::uint64_t balancer_packets = 0, decap_packets = 0, balancer_bytes = 0;
     std::map<int, Count> reasons;                     // model totals
     std::map<std::uint32_t, Count> services, backends;  // model totals
+    std::map<std::uint32_t, std::uint64_t> quic, quic_model;  // quic_events: moved, and the model's
     std::map<int, Count> decap_reasons;
 };
 
@@ -624,10 +663,12 @@ public:
         int prog = lab_->program().program_fd();
         reasons_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "reason_stats"), FULCRUM_REASON_COUNT,
                                                     sizeof(fulcrum_reason_stats), 2);
-        services_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "service_stats"), 16,
+        services_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "service_stats"), kIdsRead,
                                                      sizeof(fulcrum_service_stats), 3);
-        backends_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "backend_stats"), 16,
+        backends_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "backend_stats"), kIdsRead,
                                                      sizeof(fulcrum_backend_stats), 2);
+        quic_ = std::make_unique<PerCpuCounters>(map_fd_by_name(prog, "quic_events"), FULCRUM_QUIC_EVENT_COUNT,
+                                                 sizeof(std::uint64_t), 1);
         Result<std::unique_ptr<dataplane::DecapProgram>> decap = dataplane::DecapProgram::load();
         if (!decap.ok())
             throw std::runtime_error(decap.message());
@@ -666,6 +707,7 @@ public:
         r_before_ = reasons_->read();
         s_before_ = services_->read();
         b_before_ = backends_->read();
+        q_before_ = quic_->read();
         d_before_ = decap_counters_->read();
         out_.resize(8192);
     }
@@ -720,11 +762,20 @@ private:
         for (std::uint32_t i = 0; i < 13; i++)
             round_robin.push_back(11 + i % 3);
         lab_->add_service(9, kVip4Multi, 80, kTcp, round_robin, FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT);
-        // (ids below 16: the per-packet counter checks read ids 0..15)
+        // (ids below kIdsRead: the per-packet counter checks read ids 0..kIdsRead-1)
         lab_->add_backend(10, "198.18.0.21", 12);
         lab_->add_backend(15, "198.18.0.22", 12);
         lab_->add_service(12, kVip4Multi, 0, kUdp, {10, 15, 10, 15, 15, 10, 15},
                           FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT);
+        // QUIC connection-ID routing (fuzz_frames.h kQuicIds): service 16 on kVip4Multi UDP 443,
+        // backends 16 and 17 active, 18 draining (out of the table, its id not followed).
+        lab_->add_backend(16, "198.18.0.21", 16);
+        lab_->add_backend(17, "198.18.0.22", 16);
+        lab_->add_backend(18, "198.18.0.23", 16, FULCRUM_BACKEND_DRAINING);
+        lab_->add_service(16, kVip4Multi, fuzz::kQuicPort, kUdp, {16, 17, 16, 17, 17, 16, 17});
+        lab_->set_quic(16, 1, 16);
+        for (std::uint32_t i = 0; i < 3; i++)
+            REQUIRE(lab_->program().put_quic_id(fulcrum_quic_key{16, fuzz::kQuicIds[i]}, 16 + i).ok());
         return *lab_;
     }
 
@@ -791,8 +842,8 @@ private:
     BalancerModel model_;
     std::unique_ptr<dataplane::DecapProgram> decap_;
     std::set<std::string> decap_local_;
-    std::unique_ptr<PerCpuCounters> reasons_, services_, backends_, decap_counters_;
-    std::vector<Count> r_before_, s_before_, b_before_, d_before_;
+    std::unique_ptr<PerCpuCounters> reasons_, services_, backends_, decap_counters_, quic_;
+    std::vector<Count> r_before_, s_before_, b_before_, d_before_, q_before_;
     std::vector<Moved> moved_;
     int main_ifindex_ = 0;
     std::vector<std::uint8_t> out_;
@@ -823,6 +874,12 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
     diff(b_before_, b_after, moved_);
     std::vector<Moved> backends = moved_;
     b_before_ = b_after;
+    const auto& q_after = quic_->read();
+    diff(q_before_, q_after, moved_);
+    std::vector<Moved> quic = moved_;
+    q_before_ = q_after;
+    for (const Moved& m : quic)
+        stats_.quic[m.key] += m.by.packets;
 
     // Totals of what moved, packet by packet: at the end they must equal the whole maps (nothing
     // moved where the per-packet reads do not look) and sum to the packets sent.
@@ -925,6 +982,18 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
     }
     if (!counted_ok || !e)
         return;
+    // QUIC routing: exactly the outcome the model read from the datagram, once.
+    const bool quic_ok = want.quic < 0 ? quic.empty()
+                                       : quic.size() == 1 && quic[0].key == static_cast<std::uint32_t>(want.quic) &&
+                                             quic[0].by.packets == 1;
+    if (!quic_ok)
+        fail("a QUIC service's datagram counts one QUIC outcome, the one its header says (others none)", index, in,
+             action, out,
+             "expected " + (want.quic < 0 ? std::string("none")
+                                          : std::string(dataplane::quic_event_name(static_cast<fulcrum_quic_event>(want.quic)))) +
+                 ", " + std::to_string(quic.size()) + " moved");
+    if (want.quic >= 0)
+        stats_.quic_model[static_cast<std::uint32_t>(want.quic)]++;
 
     // Model totals (the end-of-run comparison of every counter).
     std::string outcome = std::string(action_name(action)) + " " +
@@ -935,7 +1004,11 @@ void Fuzzer::check_balancer(std::uint64_t index, const Frame& in, int action, co
         last_forwarded_ = true;
         std::uint64_t nf = services[0].by.new_flows;
         std::string key(reinterpret_cast<const char*>(&e->key), sizeof e->key);
-        if (e->role != Role::Opens && e->role != Role::Datagram) {
+        if (e->quic == FULCRUM_QUIC_ROUTED_BY_ID) {
+            // README "QUIC connection-ID routing": routed by its server id, no flow-table entry.
+            if (nf != 0)
+                fail("a QUIC datagram routed by its server id opens no flow (new_flows)", index, in, action, out);
+        } else if (e->role != Role::Opens && e->role != Role::Datagram) {
             if (nf != 0)
                 fail("only a TCP SYN or a UDP datagram opens a flow (new_flows)", index, in, action, out);
         } else {
@@ -1317,6 +1390,14 @@ void Fuzzer::finish()
         decap_sum += decap[r].packets;
     }
     CHECK(decap_sum == stats_.decap_packets);
+    // QUIC outcomes: the whole map equals what moved packet by packet, and every outcome was met.
+    auto quic = whole(map_fd_by_name(prog, "quic_events"), FULCRUM_QUIC_EVENT_COUNT, sizeof(std::uint64_t), 1);
+    for (int q = 0; q < FULCRUM_QUIC_EVENT_COUNT; q++) {
+        INFO("quic outcome " << dataplane::quic_event_name(static_cast<fulcrum_quic_event>(q)));
+        CHECK(quic[q].packets == stats_.quic[q]);
+        if (stats_.balancer_packets >= 100000)
+            CHECK(stats_.quic_model[q] > 0);
+    }
 }
 
 }  // namespace

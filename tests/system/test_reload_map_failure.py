@@ -126,8 +126,9 @@ def services_map(lab):
     return found[0]
 
 
-# struct fulcrum_service_value (xdp/abi.h): id 4095, table_size 3, hash_omit 0 (5-tuple).
-JUNK_SERVICE_VALUE = "ff 0f 00 00 03 00 00 00 00 00 00 00"
+# struct fulcrum_service_value (xdp/abi.h): id 4095, table_size 3, hash_omit 0 (5-tuple),
+# quic_id_offset 0 (no QUIC routing), quic_id_bits 0, pad: 16 bytes since ABI 4.
+JUNK_SERVICE_VALUE = "ff 0f 00 00 03 00 00 00 00 00 00 00 00 00 00 00"
 
 
 def junk_batch(lab, path, verb):

@@ -28,6 +28,7 @@ public:
     std::map<std::vector<std::uint8_t>, fulcrum_service_value> services;
     std::map<std::uint32_t, fulcrum_backend> backends;
     std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
+    std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> quic_ids;  // (service, server id) -> backend
     std::vector<std::string> log;  // "put_table 3", "put_backend 7 state=1", ...
     int fail_after = -1;           // >= 0: that many more writes succeed, then one fails
     bool fail_rollback = false;    // rollback() fails (and restores nothing)
@@ -38,6 +39,7 @@ public:
         std::map<std::vector<std::uint8_t>, fulcrum_service_value> services;
         std::map<std::uint32_t, fulcrum_backend> backends;
         std::map<std::uint32_t, std::vector<std::uint32_t>> tables;
+        std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint32_t> quic_ids;
         bool operator==(const State& o) const
         {
             return std::memcmp(&settings, &o.settings, sizeof settings) == 0 && vips.size() == o.vips.size() &&
@@ -54,10 +56,10 @@ public:
                               [](const auto& a, const auto& b) {
                                   return a.first == b.first && std::memcmp(&a.second, &b.second, sizeof a.second) == 0;
                               }) &&
-                   tables == o.tables;
+                   tables == o.tables && quic_ids == o.quic_ids;
         }
     };
-    State state() const { return {settings, vips, services, backends, tables}; }
+    State state() const { return {settings, vips, services, backends, tables, quic_ids}; }
 
     // Transactions and tables prepared aside are not live writes: only "rollback" is logged.
     void begin() override { saved_ = state(); }
@@ -77,6 +79,7 @@ public:
             services = saved_->services;
             backends = saved_->backends;
             tables = saved_->tables;
+            quic_ids = saved_->quic_ids;
         }
         saved_.reset();
         staged_.clear();
@@ -107,7 +110,10 @@ public:
     Status put_service(const fulcrum_service_key& k, const fulcrum_service_value& v) override
     {
         return write("put_service " + std::to_string(v.id) + " size=" + std::to_string(v.table_size) +
-                         (v.hash_omit ? " hash_omit=" + std::to_string(v.hash_omit) : ""),
+                         (v.hash_omit ? " hash_omit=" + std::to_string(v.hash_omit) : "") +
+                         (v.quic_id_offset ? " quic=" + std::to_string(v.quic_id_offset) + "/" +
+                                                 std::to_string(v.quic_id_bits)
+                                           : ""),
                      [&] { services[key_bytes(k)] = v; });
     }
     Status delete_service(const fulcrum_service_key& k) override
@@ -118,6 +124,17 @@ public:
     {
         return write("put_backend " + std::to_string(id) + " state=" + std::to_string(b.state),
                      [&] { backends[id] = b; });
+    }
+    Status put_quic_id(const fulcrum_quic_key& k, std::uint32_t backend_id) override
+    {
+        return write("put_quic_id " + std::to_string(k.service_id) + "/" + std::to_string(k.server_id) + " -> " +
+                         std::to_string(backend_id),
+                     [&] { quic_ids[{k.service_id, k.server_id}] = backend_id; });
+    }
+    Status delete_quic_id(const fulcrum_quic_key& k) override
+    {
+        return write("delete_quic_id " + std::to_string(k.service_id) + "/" + std::to_string(k.server_id),
+                     [&] { quic_ids.erase({k.service_id, k.server_id}); });
     }
     Status put_table(std::uint32_t service_id, std::span<const std::uint32_t> t) override
     {
@@ -161,6 +178,8 @@ public:
         for (const auto& [id, b] : backends)
             if (b.state != FULCRUM_BACKEND_UNUSED)
                 snap.backends.emplace_back(id, b);
+        for (const auto& [k, backend_id] : quic_ids)
+            snap.quic_ids.emplace_back(fulcrum_quic_key{k.first, k.second}, backend_id);
         return snap;
     }
 

@@ -63,6 +63,14 @@ public:
     {
         return write("put_backend", [&] { return inner_.put_backend(id, b); });
     }
+    Status put_quic_id(const fulcrum_quic_key& k, std::uint32_t backend_id) override
+    {
+        return write("put_quic_id", [&] { return inner_.put_quic_id(k, backend_id); });
+    }
+    Status delete_quic_id(const fulcrum_quic_key& k) override
+    {
+        return write("delete_quic_id", [&] { return inner_.delete_quic_id(k); });
+    }
     Status put_table(std::uint32_t id, std::span<const std::uint32_t> t) override
     {
         return write("put_table", [&] { return inner_.put_table(id, t); });

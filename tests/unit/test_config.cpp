@@ -682,6 +682,64 @@ TEST_CASE("hash: every policy by its word; anything else an error at the value",
           std::vector<std::string>{"t.yaml:9:5: services[0].hsh: unknown key \"hsh\"; did you mean \"hash\"?"});
 }
 
+TEST_CASE("quic: server id position per UDP service, server_id per backend, every mistake at its value",
+          "[config][quic]")
+{
+    // Lines: services 3, name 4, vip 5, port 6, protocol 7, healthcheck 8, quic 9, backends 10,
+    // then one backend per line from 11.
+    auto file = [](const std::string& protocol, const std::string& quic, const std::vector<std::string>& backends) {
+        std::string text = kHead + "services:\n  - name: q\n    vip: 192.0.2.10\n    port: 443\n    protocol: " +
+                           protocol + "\n    healthcheck: {port: 443}\n" + quic + "    backends:\n";
+        for (const std::string& b : backends)
+            text += "      - " + b + "\n";
+        return text;
+    };
+    const std::string quic = "    quic: {server_id_offset: 2, server_id_bits: 12}\n";
+    Config c = valid(file("udp", quic,
+                          {"{address: 198.18.0.11, server_id: 1}", "{address: 198.18.0.12, server_id: 4095}",
+                           "{address: 198.18.0.13}"}));
+    const auto& s = c.services.at(0);
+    REQUIRE(s.quic.has_value());
+    CHECK(s.quic->server_id_offset == 2);
+    CHECK(s.quic->server_id_bits == 12);
+    CHECK(s.backends.at(0).server_id == 1);
+    CHECK(s.backends.at(1).server_id == 4095);
+    CHECK(s.backends.at(2).server_id == 0);  // none: reached by the hash only
+    CHECK_FALSE(valid(file("udp", "", {"{address: 198.18.0.11}"})).services.at(0).quic.has_value());
+    // 32 bits: the whole range; offset 16 + 4 bytes ends at the 20th byte.
+    CHECK(valid(file("udp", "    quic: {server_id_offset: 16, server_id_bits: 32}\n",
+                     {"{address: 198.18.0.11, server_id: 4294967295}"}))
+              .services.at(0).backends.at(0).server_id == 4294967295u);
+
+    using V = std::vector<std::string>;
+    CHECK(errors_of(file("tcp", quic, {"{address: 198.18.0.11}"})) ==
+          V{"t.yaml:9:11: services[0].quic: quic needs protocol udp (QUIC runs over UDP), the service is tcp"});
+    CHECK(errors_of(file("udp", quic, {"{address: 198.18.0.11, server_id: 4096}"})) ==
+          V{"t.yaml:11:43: services[0].backends[0].server_id: expected an integer 1..4095, got \"4096\""});
+    CHECK(errors_of(file("udp", quic, {"{address: 198.18.0.11, server_id: 0}"})) ==
+          V{"t.yaml:11:43: services[0].backends[0].server_id: expected an integer 1..4095, got \"0\""});
+    CHECK(errors_of(file("udp", quic, {"{address: 198.18.0.11, server_id: 7}", "{address: 198.18.0.12, server_id: 7}"})) ==
+          V{"t.yaml:12:43: services[0].backends[1].server_id: duplicate server_id 7 (first at line 11)"});
+    CHECK(errors_of(file("udp", "", {"{address: 198.18.0.11, server_id: 7}"})) ==
+          V{"t.yaml:10:43: services[0].backends[0].server_id: server_id needs the service's quic settings "
+            "(server ids route QUIC packets of a UDP service)"});
+    CHECK(errors_of(file("udp", "    quic: {server_id_offset: 20, server_id_bits: 8}\n", {"{address: 198.18.0.11}"})) ==
+          V{"t.yaml:9:30: services[0].quic.server_id_offset: expected an integer 0..19, got \"20\""});
+    CHECK(errors_of(file("udp", "    quic: {server_id_offset: 0, server_id_bits: 33}\n", {"{address: 198.18.0.11}"})) ==
+          V{"t.yaml:9:49: services[0].quic.server_id_bits: expected an integer 1..32, got \"33\""});
+    CHECK(errors_of(file("udp", "    quic: {server_id_offset: 17, server_id_bits: 32}\n", {"{address: 198.18.0.11}"})) ==
+          V{"t.yaml:9:50: services[0].quic.server_id_bits: expected a server id that ends within the 20-byte "
+            "connection ID (server_id_offset 17 + 4 bytes), got \"32\""});
+    CHECK(errors_of(file("udp", "    quic: {server_id_bits: 8}\n", {"{address: 198.18.0.11}"})) ==
+          V{"t.yaml:9:11: services[0].quic.server_id_offset: missing required key \"server_id_offset\""});
+    CHECK(errors_of(file("udp", "    quic: on\n", {"{address: 198.18.0.11}"})) ==
+          V{"t.yaml:9:11: services[0].quic: expected a mapping, got \"on\""});
+    // A bad quic mapping does not add noise about the backends' server ids.
+    CHECK(errors_of(file("udp", "    quic: {server_id_offset: 0, server_id_bits: 40}\n",
+                         {"{address: 198.18.0.11, server_id: 9999}"})) ==
+          V{"t.yaml:9:49: services[0].quic.server_id_bits: expected an integer 1..32, got \"40\""});
+}
+
 TEST_CASE("each kind of error has its exact message and position", "[config]")
 {
     struct Case {

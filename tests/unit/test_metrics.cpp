@@ -16,6 +16,7 @@ public:
     std::map<std::uint32_t, dataplane::PacketCounters> backends;
     std::map<int, dataplane::PacketCounters> reasons;
     std::map<int, std::uint64_t> flow_events;
+    std::map<int, std::uint64_t> quic_events;
     dataplane::ServiceCounters service_counters(std::uint32_t id) const override
     {
         auto it = services.find(id);
@@ -35,6 +36,11 @@ public:
     {
         auto it = flow_events.find(e);
         return it == flow_events.end() ? 0 : it->second;
+    }
+    std::uint64_t quic_event_count(fulcrum_quic_event e) const override
+    {
+        auto it = quic_events.find(e);
+        return it == quic_events.end() ? 0 : it->second;
     }
 };
 
@@ -69,6 +75,8 @@ TEST_CASE("metrics carry the contract's names and labels, read at collect time",
     counters.reasons[FULCRUM_FWD_ICMP_ERROR] = {3, 210};
     counters.flow_events[FULCRUM_FLOW_NOT_RECORDED_BUDGET] = 9;
     counters.flow_events[FULCRUM_FLOW_NOT_RECORDED_MID_STREAM] = 8;
+    counters.quic_events[FULCRUM_QUIC_ROUTED_BY_ID] = 7;
+    counters.quic_events[FULCRUM_QUIC_TRUNCATED] = 2;
     collector.count_reload(true);
     collector.count_reload(false);
     collector.set_generation(2);
@@ -89,6 +97,12 @@ TEST_CASE("metrics carry the contract's names and labels, read at collect time",
     CHECK(m.at("fulcrum_icmp_errors_forwarded_total{}") == 3);
     CHECK(m.at("fulcrum_flows_not_recorded_total{reason=budget}") == 9);
     CHECK(m.at("fulcrum_flows_not_recorded_total{reason=mid_stream}") == 8);
+    CHECK(m.at("fulcrum_quic_packets_total{outcome=routed_by_id}") == 7);
+    CHECK(m.at("fulcrum_quic_packets_total{outcome=truncated}") == 2);
+    CHECK(m.at("fulcrum_quic_packets_total{outcome=long_header}") == 0);
+    CHECK(m.at("fulcrum_quic_packets_total{outcome=unknown_id}") == 0);
+    CHECK(m.at("fulcrum_quic_packets_total{outcome=unusable_id}") == 0);
+    CHECK(m.at("fulcrum_quic_packets_total{outcome=not_quic}") == 0);
     CHECK(m.at("fulcrum_config_reloads_total{result=success}") == 1);
     CHECK(m.at("fulcrum_config_reloads_total{result=failure}") == 1);
     CHECK(m.at("fulcrum_config_generation{}") == 2);

@@ -416,6 +416,146 @@ TEST_CASE("preview: a hash policy change names both policies and the share of ne
     CHECK(hash_policy_name(FULCRUM_HASH_NO_SRC_ADDR) == "omit 1");
 }
 
+// A UDP service with QUIC routing (server id 16 bits at DCID byte 0) and server ids 1, 2, 3.
+Desired quic_services()
+{
+    Desired d = two_services();
+    ServicePlan q = service("quic", "198.18.100.3", 443,
+                            {backend("198.18.3.1"), backend("198.18.3.2"), backend("198.18.3.3")});
+    q.key.proto = IPPROTO_UDP;
+    q.quic_id_offset = 1;
+    q.quic_id_bits = 16;
+    for (std::uint32_t i = 0; i < 3; i++)
+        q.backends[i].server_id = i + 1;
+    d.services.push_back(q);
+    return d;
+}
+
+TEST_CASE("QUIC server ids: written with the service, changed, moved, removed, kept over drains and restarts",
+          "[plan][quic]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d = quic_services();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    const AppliedService& q = r.services().at("quic");
+    const std::uint32_t sid = q.id;
+    auto id_of = [&](const std::string& address) { return r.services().at("quic").backends.at(address).id; };
+    using Key = std::pair<std::uint32_t, std::uint32_t>;
+    CHECK(maps.quic_ids == std::map<Key, std::uint32_t>{{{sid, 1}, id_of("198.18.3.1")},
+                                                         {{sid, 2}, id_of("198.18.3.2")},
+                                                         {{sid, 3}, id_of("198.18.3.3")}});
+    bool found = false;
+    for (const auto& [key, value] : maps.services)
+        if (value.id == sid) {
+            found = true;
+            CHECK(value.quic_id_offset == 1);
+            CHECK(value.quic_id_bits == 16);
+        }
+    CHECK(found);
+    // The ids go in after the backend they name (an id is followed only while its backend is active).
+    CHECK(position(maps, "put_backend " + std::to_string(id_of("198.18.3.2")) + " state=1") <
+          position(maps, "put_quic_id " + std::to_string(sid) + "/2 -> " + std::to_string(id_of("198.18.3.2"))));
+
+    // The same file again: nothing written.
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    CHECK(maps.log.empty());
+
+    // A drain changes the backend's state only: its id stays (the data plane ignores it while it
+    // is not active), so an undrain needs no id write either.
+    d.services[2].backends[1].use = BackendUse::draining;
+    d.services[2].backends[1].drained = true;
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    for (const std::string& w : maps.log)
+        CHECK(w.find("quic_id") == std::string::npos);
+    CHECK(maps.quic_ids.size() == 3);
+    CHECK(maps.backends.at(id_of("198.18.3.2")).state == FULCRUM_BACKEND_DRAINING);
+
+    // A changed id: the old key goes, the new one comes; swapped ids: both rewritten, no delete.
+    d.services[2].backends[0].server_id = 9;
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    CHECK(logged(maps, "delete_quic_id " + std::to_string(sid) + "/1"));
+    CHECK(logged(maps, "put_quic_id " + std::to_string(sid) + "/9 -> " + std::to_string(id_of("198.18.3.1"))));
+    CHECK(maps.quic_ids.size() == 3);
+    std::swap(d.services[2].backends[1].server_id, d.services[2].backends[2].server_id);
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    CHECK(maps.log == std::vector<std::string>{
+                          "put_quic_id " + std::to_string(sid) + "/2 -> " + std::to_string(id_of("198.18.3.3")),
+                          "put_quic_id " + std::to_string(sid) + "/3 -> " + std::to_string(id_of("198.18.3.2"))});
+
+    // A restarted daemon adopts the ids with the backends: the same file writes no id.
+    Reconciler second(maps);
+    second.adopt(maps.snapshot(), d);
+    CHECK(second.services().at("quic").backends.at("198.18.3.1").server_id == 9);
+    CHECK(second.services().at("quic").quic_id_offset == 1);
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    for (const std::string& w : maps.log)
+        CHECK(w.find("quic_id") == std::string::npos);
+
+    // A removed backend loses its id; quic off for the service keeps the other ids' entries out
+    // of use (the entry says offset 0), and a removed service loses them all.
+    const std::uint32_t gone = second.services().at("quic").backends.at("198.18.3.3").id;
+    d.services[2].backends.pop_back();
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    CHECK(logged(maps, "delete_quic_id " + std::to_string(sid) + "/2"));
+    CHECK(logged(maps, "put_backend " + std::to_string(gone) + " state=0"));
+    CHECK(maps.quic_ids.size() == 2);
+    d.services[2].quic_id_offset = 0;
+    d.services[2].quic_id_bits = 0;
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    CHECK(logged(maps, "put_service " + std::to_string(sid) + " size=251"));
+    d.services.pop_back();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    CHECK(maps.quic_ids.empty());
+}
+
+TEST_CASE("QUIC server ids: a failed apply puts the previous ids back", "[plan][quic]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d = quic_services();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    const auto before = maps.state();
+    d.services[2].backends[0].server_id = 7;
+    d.services[2].backends.pop_back();
+    maps.fail_after = 2;  // fails in the middle of the change
+    CHECK_FALSE(r.apply(test::with_tables(d)).ok());
+    CHECK(maps.state() == before);
+    maps.fail_after = -1;
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    CHECK(maps.quic_ids.size() == 2);
+    CHECK(maps.quic_ids.contains({r.services().at("quic").id, 7}));
+}
+
+TEST_CASE("preview: QUIC settings and server ids are named", "[plan][diff][quic]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(test::with_tables(quic_services())).ok());
+    Desired next = quic_services();
+    next.services[2].quic_id_offset = 3;
+    next.services[2].backends[0].server_id = 5;
+    Diff diff;
+    REQUIRE(r.preview(test::with_tables(next), &diff).ok());
+    for (const ServiceDiff& s : diff.services) {
+        if (s.name != "quic")
+            continue;
+        CHECK(s.change == ServiceDiff::Change::changed);
+        CHECK(s.quic_before == "quic id at byte 0, 16 bits");
+        CHECK(s.quic_after == "quic id at byte 2, 16 bits");
+        REQUIRE(s.backends.size() == 1);
+        CHECK(s.backends[0].before == "active, weight 100, server_id 1");
+        CHECK(s.backends[0].after == "active, weight 100, server_id 5");
+    }
+}
+
 TEST_CASE("two balancers with the same config send every slot to the same address", "[plan]")
 {
     FakeMaps a, b;

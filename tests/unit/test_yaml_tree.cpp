@@ -120,7 +120,7 @@ TEST_CASE("YAML features give the errors they gave when the parser walked YAML::
     CHECK(errors_of(kHead + "services:\n  - &s {name: a, vip: 198.18.0.10, port: 80, protocol: tcp, backends: []}\n"
                             "  - <<: *s\n    name: b\n") ==
           V{"t.yaml:5:5: services[1].<<: unknown key \"<<\"; expected one of: name, vip, port, protocol, table_size, "
-            "hash, min_healthy, healthcheck, backends",
+            "hash, quic, min_healthy, healthcheck, backends",
             "t.yaml:5:5: services[1].vip: missing required key \"vip\"",
             "t.yaml:5:5: services[1].port: missing required key \"port\"",
             "t.yaml:5:5: services[1].protocol: missing required key \"protocol\"",
@@ -137,15 +137,15 @@ TEST_CASE("YAML features give the errors they gave when the parser walked YAML::
     CHECK(errors_of(kHead + "services:\n  - &m {name: a, vip: 198.18.0.10, port: 80, protocol: tcp, backends: [*m]}\n") ==
           V{"t.yaml:4:5: services[0].backends[0].address: missing required key \"address\"",
             "t.yaml:4:9: services[0].backends[0].name: unknown key \"name\"; expected one of: address, weight, state, "
-            "healthcheck",
+            "server_id, healthcheck",
             "t.yaml:4:18: services[0].backends[0].vip: unknown key \"vip\"; expected one of: address, weight, state, "
-            "healthcheck",
+            "server_id, healthcheck",
             "t.yaml:4:36: services[0].backends[0].port: unknown key \"port\"; expected one of: address, weight, state, "
-            "healthcheck",
+            "server_id, healthcheck",
             "t.yaml:4:46: services[0].backends[0].protocol: unknown key \"protocol\"; expected one of: address, "
-            "weight, state, healthcheck",
+            "weight, state, server_id, healthcheck",
             "t.yaml:4:61: services[0].backends[0].backends: unknown key \"backends\"; expected one of: address, "
-            "weight, state, healthcheck"});
+            "weight, state, server_id, healthcheck"});
     // Tags are accepted and change nothing, except that a tagged "null" is text.
     CHECK(errors_of(kHead + "services:\n  - {name: !!str a, vip: 198.18.0.10, port: !!int 80, protocol: !tcp tcp, "
                             "backends: !!seq []}\n")

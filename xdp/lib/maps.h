@@ -134,6 +134,25 @@ struct {
 	__type(value, struct fulcrum_reason_stats);
 } reason_stats SEC(".maps");
 
+/* QUIC connection-ID routing (abi.h fulcrum_quic_key): (service id, server id) -> backend id.
+ * A hash map, not per-service arrays: a server id may be up to 32 bits wide and a service's ids
+ * are sparse, one entry per backend that has one; one lookup either way. Not preallocated: most
+ * balancers have no QUIC service, and entries change only on an apply. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, FULCRUM_MAX_QUIC_IDS);
+	__type(key, struct fulcrum_quic_key);
+	__type(value, __u32);
+} quic_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FULCRUM_QUIC_EVENT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} quic_events SEC(".maps");
+
 /* abi: one entry, the FULCRUM_ABI_VERSION of the fulcrumd that created the pinned maps (written
  * by it right after load). Checked before pinned maps are adopted; the program never reads it. */
 struct {
