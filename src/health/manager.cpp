@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include "util/log.h"
 
 namespace fulcrum::health {
@@ -47,8 +49,8 @@ bool same_service(const config::Service& a, const config::Service& b)
 }  // namespace
 
 struct Manager::Entry {
-    Entry(boost::asio::io_context& io, std::shared_ptr<const config::HealthCheck> c, Target t, bool start_up)
-        : check(std::move(c)), target(std::move(t)), state(check->rise, check->fall, start_up), timer(io)
+    Entry(std::shared_ptr<const config::HealthCheck> c, Target t, bool start_up)
+        : check(std::move(c)), target(std::move(t)), state(check->rise, check->fall, start_up)
     {
     }
     const BackendKey* key = nullptr;  // its key in entries_ (a map's keys stay where they are)
@@ -58,8 +60,10 @@ struct Manager::Entry {
     std::shared_ptr<const config::HealthCheck> check;
     Target target;
     HealthState state;
-    boost::asio::steady_timer timer;
     std::uint64_t serial = 0;  // bumped when the entry changes: results of older runs are ignored
+    // How long before its due time the running check started (run_due's slack): added to the next
+    // delay, so that each backend keeps its own phase and those once run together do not stay so.
+    std::chrono::steady_clock::duration early{};
     unsigned results = 0;
     // Not up, and fewer results than `rise`: its first verdict is still to come (Manager::settled).
     bool pending() const { return !state.up() && results < check->rise; }
@@ -68,7 +72,7 @@ struct Manager::Entry {
 Manager::Manager(boost::asio::io_context& io, Runner runner, OnChange on_change,
                  std::chrono::milliseconds batch_window)
     : io_(io), runner_(std::move(runner)), on_change_(std::move(on_change)), batch_window_(batch_window),
-      batch_timer_(io), random_(std::random_device{}())
+      batch_timer_(io), random_(std::random_device{}()), due_timer_(io)
 {
 }
 
@@ -128,7 +132,7 @@ void Manager::sync_with(const config::Config& cfg, const std::set<BackendKey>& i
                 continue;
             }
             bool start_up = check.start_up || initially_up.contains(key);
-            auto entry = std::make_shared<Entry>(io_, shared, target, start_up);
+            auto entry = std::make_shared<Entry>(shared, target, start_up);
             entry->report.up = start_up;
             entry->report.last_change = std::chrono::system_clock::now();
             {
@@ -153,23 +157,66 @@ void Manager::sync_with(const config::Config& cfg, const std::set<BackendKey>& i
             continue;
         }
         pending_ -= it->second->pending();
-        it->second->timer.cancel();
+        it->second->serial++;  // its due check is stale, also while a check result holds the entry
         std::lock_guard lock(mutex_);
         it = entries_.erase(it);
     }
     check_settled();  // nothing left to wait for (e.g. no backends) settles at once
 }
 
-void Manager::schedule(const std::shared_ptr<Entry>& entry, std::chrono::milliseconds delay)
+void Manager::schedule(const std::shared_ptr<Entry>& entry, std::chrono::steady_clock::duration delay)
 {
-    std::uint64_t serial = ++entry->serial;
-    entry->timer.expires_after(delay);
-    entry->timer.async_wait([this, weak = std::weak_ptr<Entry>(entry), serial](const boost::system::error_code& ec) {
-        auto e = weak.lock();
-        if (ec || !e || e->serial != serial)
-            return;  // removed or rescheduled meanwhile
-        run(e);
+    due_.push_back({std::chrono::steady_clock::now() + delay, entry, ++entry->serial});
+    std::push_heap(due_.begin(), due_.end(), std::greater<>());
+    arm_due_timer();
+}
+
+void Manager::arm_due_timer()
+{
+    // A removed or rescheduled backend's check does not wake the loop.
+    while (!due_.empty()) {
+        auto e = due_.front().entry.lock();
+        if (e && e->serial == due_.front().serial)
+            break;
+        std::pop_heap(due_.begin(), due_.end(), std::greater<>());
+        due_.pop_back();
+    }
+    if (due_.empty())
+        return;
+    const auto at = due_.front().at;
+    if (due_timer_armed_ && due_timer_at_ <= at)
+        return;
+    due_timer_armed_ = true;
+    due_timer_at_ = at;
+    due_timer_.expires_at(at);
+    due_timer_.async_wait([this, at](const boost::system::error_code& ec) {
+        if (ec || at != due_timer_at_)
+            return;  // the manager is gone, or an earlier check re-armed the timer
+        due_timer_armed_ = false;
+        run_due();
     });
+}
+
+void Manager::run_due()
+{
+    // Checks due a little later run now too, so that a wake serves many checks: up to 10 ms early
+    // (a tenth of the interval for intervals under 100 ms), well inside the interval's jitter.
+    constexpr auto kMaxSlack = std::chrono::milliseconds(10);
+    const auto now = std::chrono::steady_clock::now();
+    while (!due_.empty()) {
+        auto e = due_.front().entry.lock();
+        const bool live = e && e->serial == due_.front().serial;
+        if (live && due_.front().at > now + std::min<std::chrono::milliseconds>(kMaxSlack, e->check->interval / 10))
+            break;
+        std::pop_heap(due_.begin(), due_.end(), std::greater<>());
+        const auto at = due_.back().at;
+        due_.pop_back();  // before run: a result may schedule at once, which pushes onto due_
+        if (!live)
+            continue;
+        e->early = std::max<std::chrono::steady_clock::duration>(at - now, {});
+        run(e);
+    }
+    arm_due_timer();
 }
 
 void Manager::run(const std::shared_ptr<Entry>& entry)
@@ -182,7 +229,7 @@ void Manager::run(const std::shared_ptr<Entry>& entry)
         record(*e, result);
         double jitter = e->check->jitter;
         double factor = std::uniform_real_distribution<double>(1 - jitter, 1 + jitter)(random_);
-        schedule(e, std::chrono::milliseconds(static_cast<long>(e->check->interval.count() * factor)));
+        schedule(e, std::chrono::milliseconds(static_cast<long>(e->check->interval.count() * factor)) + e->early);
     });
 }
 

@@ -135,6 +135,68 @@ TEST_CASE("the manager checks every backend, batches changes, and starts new bac
     CHECK_FALSE(m.snapshot().contains({"web", "198.18.0.13"}));
 }
 
+TEST_CASE("many backends' checks run from one timer, several per wake, none early beyond the slack, "
+          "a removed backend's due check never runs",
+          "[health]")
+{
+    boost::asio::io_context io;
+    std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> starts;
+    std::size_t runs = 0;
+    health::Manager m(
+        io,
+        [&](const config::HealthCheck&, const health::Target& t, health::Done done) {
+            starts[t.address.text].push_back(std::chrono::steady_clock::now());
+            runs++;
+            health::Result r;
+            r.duration = 1ms;
+            boost::asio::post(io, [done, r] { done(r); });
+        },
+        [] {});
+    config::Config cfg = three_backends(1, 1);
+    auto& svc = cfg.services[0];
+    svc.healthcheck.interval = 100ms;
+    svc.healthcheck.timeout = 50ms;
+    svc.backends.clear();
+    for (int i = 0; i < 500; i++) {
+        std::string text = "198.18." + std::to_string(1 + i / 250) + "." + std::to_string(1 + i % 250);
+        config::Backend b;
+        b.address = addr(text.c_str());
+        svc.backends.push_back(b);
+    }
+    m.sync(cfg);
+
+    // io.run_one runs one handler: with a timer per backend, every check was a handler of its own.
+    std::size_t handlers_with_checks = 0;
+    const auto end = std::chrono::steady_clock::now() + 1s;
+    while (std::chrono::steady_clock::now() < end) {
+        const std::size_t before = runs;
+        io.run_one_for(10ms);
+        handlers_with_checks += runs > before;
+    }
+    REQUIRE(handlers_with_checks > 0);
+    CHECK(starts.size() == 500);  // every backend checked
+    CHECK(runs / handlers_with_checks >= 5);  // 5 due per ms: a 10 ms slack serves dozens per wake
+    std::size_t early = 0, gaps = 0;
+    for (const auto& [address, times] : starts) {
+        CHECK(times.size() >= 4);  // ~10 in the second; none lost
+        for (std::size_t i = 1; i < times.size(); i++, gaps++)
+            early += times[i] - times[i - 1] < 90ms;  // 100 ms interval, no jitter, up to 10 ms early
+    }
+    REQUIRE(gaps > 1000);
+    CHECK(early == 0);
+
+    // Removing every backend but one: their due checks stay in the heap, stale, and never run.
+    config::Config one = cfg;
+    one.services[0].backends.resize(1);
+    m.sync(one);
+    const std::size_t runs_before = runs;
+    const std::string kept = one.services[0].backends[0].address.text;
+    const std::size_t kept_before = starts[kept].size();
+    io.run_for(300ms);
+    CHECK(runs - runs_before == starts[kept].size() - kept_before);  // only the kept backend ran
+    CHECK(starts[kept].size() - kept_before >= 1);
+}
+
 TEST_CASE("backends adopted from a running data plane start up", "[health]")
 {
     boost::asio::io_context io;
