@@ -38,6 +38,11 @@ NexthopUpkeep::NexthopUpkeep(boost::asio::io_context& io, BalancerProgram& progr
     }
     resolver_ = std::move(resolver).value();
     events_socket_ = std::move(events).value();
+    // The links as they are now (after the socket opened: a change from here on is notified).
+    // Without them every first notification of a link counts as a change, which is safe.
+    if (Result<rtnl::Client> client = rtnl::Client::open(); client.ok())
+        if (Result<std::map<std::uint32_t, rtnl::LinkState>> links = client->link_states(); links.ok())
+            links_.seed(std::move(links).value());
     cache_ = std::make_unique<NexthopCache>(*store_, *resolver_);
     boost::system::error_code ec;
     // Asio waits on a duplicate of the socket's descriptor (same socket, so the same readiness);
@@ -120,6 +125,10 @@ void NexthopUpkeep::on_events()
     if (other)
         LOG_WARN("nexthops: netlink notifications were lost; re-resolving every next hop");
     for (const rtnl::Event& e : events) {
+        if (e.kind == rtnl::Event::Kind::link) {
+            other = links_.changes_something(e) || other;
+            continue;
+        }
         if (e.kind != rtnl::Event::Kind::neighbour) {
             other = true;
             continue;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dataplane/nexthop_cache.h"
+#include "dataplane/rtnl.h"
 #include "netlink/netlink.h"
 
 namespace fulcrum::dataplane {
@@ -47,6 +48,7 @@ private:
     std::unique_ptr<NexthopResolver> resolver_;
     std::unique_ptr<NexthopCache> cache_;
     netlink::Socket events_socket_;                  // route, neighbour, link, rule notifications
+    rtnl::LinkTracker links_;                        // link notifications that change nothing are ignored
     boost::asio::posix::stream_descriptor events_;  // readiness of events_socket_ for the loop
     boost::asio::steady_timer batch_timer_, refresh_timer_;
     bool batch_armed_ = false;

@@ -206,6 +206,52 @@ Result<Link> Client::link(std::uint32_t ifindex)
     return out;
 }
 
+namespace {
+
+LinkState link_state_of(const nlmsghdr* m)
+{
+    const auto* ifi = netlink::fixed_of<ifinfomsg>(m);
+    netlink::Attributes attrs(m, sizeof(ifinfomsg));
+    LinkState out;
+    out.flags = ifi->ifi_flags;
+    std::span<const std::uint8_t> oper = attrs.bytes(IFLA_OPERSTATE);
+    out.operstate = oper.empty() ? 0 : oper[0];
+    out.mtu = attrs.u32(IFLA_MTU).value_or(0);
+    out.mac = mac_of(attrs.bytes(IFLA_ADDRESS));
+    out.master = attrs.u32(IFLA_MASTER).value_or(0);
+    return out;
+}
+
+}  // namespace
+
+Result<std::map<std::uint32_t, LinkState>> Client::link_states()
+{
+    netlink::Message req(RTM_GETLINK, NLM_F_DUMP);
+    req.fixed<ifinfomsg>()->ifi_family = AF_UNSPEC;
+    req.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+    std::vector<std::vector<char>> answers;
+    if (Status s = transact(req, &answers); !s.ok())
+        return s;
+    std::map<std::uint32_t, LinkState> out;
+    for (const std::vector<char>& a : answers) {
+        const auto* m = reinterpret_cast<const nlmsghdr*>(a.data());
+        if (m->nlmsg_type == RTM_NEWLINK && netlink::fixed_of<ifinfomsg>(m))
+            out[static_cast<std::uint32_t>(netlink::fixed_of<ifinfomsg>(m)->ifi_index)] = link_state_of(m);
+    }
+    return out;
+}
+
+bool LinkTracker::changes_something(const Event& e)
+{
+    auto it = links_.find(e.ifindex);
+    const bool same = !e.deleted && it != links_.end() && it->second == e.link;
+    if (e.deleted)
+        links_.erase(e.ifindex);
+    else
+        links_[e.ifindex] = e.link;
+    return !same;
+}
+
 Status Client::default_rules_only(std::uint8_t family)
 {
     netlink::Message req(RTM_GETRULE, NLM_F_DUMP);
@@ -254,6 +300,18 @@ Result<netlink::Socket> open_event_socket()
 bool read_events(netlink::Socket& socket, std::vector<Event>* out)
 {
     return socket.read_notifications([&](const nlmsghdr* m) {
+        if (m->nlmsg_type == RTM_NEWLINK || m->nlmsg_type == RTM_DELLINK) {
+            const auto* ifi = netlink::fixed_of<ifinfomsg>(m);
+            Event e;  // another family's (AF_INET6: its MTU, ...) stays "other"
+            if (ifi && ifi->ifi_family == AF_UNSPEC) {
+                e.kind = Event::Kind::link;
+                e.ifindex = static_cast<std::uint32_t>(ifi->ifi_index);
+                e.deleted = m->nlmsg_type == RTM_DELLINK;
+                e.link = link_state_of(m);
+            }
+            out->push_back(e);
+            return;
+        }
         if (m->nlmsg_type != RTM_NEWNEIGH && m->nlmsg_type != RTM_DELNEIGH) {
             if (m->nlmsg_type >= RTM_BASE)
                 out->push_back(Event{});  // route, rule, link, netconf, nexthop: "other"

@@ -163,6 +163,16 @@ def test():
               f"entry: {entry(lab, id1)}")
         answers = lab.udp_ask_many(VIP_ONE, 5)
         check(answers == [lab.backends[0]] * 5, f"5 UDP requests to {VIP_ONE} answered by backend 1", f"{answers}")
+
+        step("4. the balancer's eth0 MTU changes: every entry follows (link notifications that change")
+        step("   nothing a next hop uses, such as an XDP attach's, are ignored; this one is not)")
+        lab.run(lab.balancer, "ip link set dev eth0 mtu 1400")
+        v4_ids = [ids[fl.backend_v4(1)], ids[fl.backend_v4(2)]]
+        took = wait_for("mtu 1400", lambda: all(entry(lab, i)["mtu"] == 1400 and entry(lab, i)["valid"] == 1
+                                                for i in v4_ids), 1.0)
+        check(took is not None, f"nexthops{v4_ids} (IPv4 backends): valid with mtu 1400 "
+                                f"{took * 1000 if took else 0:.0f} ms after the link change",
+              f"entries: {[entry(lab, i) for i in v4_ids]}\n{daemon_log_tail(lab)}")
         check(lab.daemon.poll() is None, "fulcrumd still running")
     finally:
         lab.down()

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <set>
@@ -527,4 +528,36 @@ TEST_CASE("nexthop cache: a neighbour event and a publish read their backends' e
     CHECK(store.map[100].valid == 0);
     CHECK(cache.has_pending());
     CHECK(store.violations.empty());
+}
+
+TEST_CASE("rtnl: a link notification counts as a change only when something a next hop uses changed")
+{
+    rtnl::LinkState up;
+    up.flags = 0x11043;  // UP, BROADCAST, RUNNING, MULTICAST, LOWER_UP
+    up.operstate = 6;    // IF_OPER_UP
+    up.mtu = 1500;
+    up.mac = std::array<std::uint8_t, 6>{2, 0, 0, 0, 0, 1};
+    rtnl::LinkTracker links;
+    links.seed({{2, up}});
+    rtnl::Event e;
+    e.kind = rtnl::Event::Kind::link;
+    e.ifindex = 2;
+    e.link = up;
+    CHECK_FALSE(links.changes_something(e));  // an XDP attach: the same link
+    e.link.mtu = 1400;
+    CHECK(links.changes_something(e));
+    CHECK_FALSE(links.changes_something(e));  // recorded: the same again is nothing new
+    e.link.mac = std::array<std::uint8_t, 6>{2, 0, 0, 0, 0, 2};
+    CHECK(links.changes_something(e));
+    e.link.flags &= ~0x10000u;  // carrier lost (LOWER_UP)
+    CHECK(links.changes_something(e));
+    e.link.master = 7;  // enslaved to a VRF
+    CHECK(links.changes_something(e));
+    rtnl::Event other = e;
+    other.ifindex = 3;  // never seen
+    CHECK(links.changes_something(other));
+    e.deleted = true;
+    CHECK(links.changes_something(e));
+    e.deleted = false;
+    CHECK(links.changes_something(e));  // back under the same index: new again
 }
