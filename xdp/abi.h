@@ -15,7 +15,7 @@
  * Bump it with any change to this file or lib/maps.h other than comments and whitespace: the
  * build refuses otherwise (xdp/abi_guard.py checks the text against xdp/abi_history, where each
  * version records its checksum; append a line for the new version). */
-#define FULCRUM_ABI_VERSION 4
+#define FULCRUM_ABI_VERSION 5
 
 /* Default map sizes; fulcrumd may resize some before load (flows.capacity). */
 #define FULCRUM_MAX_SERVICES 4096     /* service ids are 1..MAX-1 (fit a __u16); 0 means "none" */
@@ -26,6 +26,12 @@
 #define FULCRUM_DEFAULT_TABLE_SIZE 65537
 #define FULCRUM_MAX_TABLE_SIZE 1048573 /* largest prime table the daemon accepts */
 #define FULCRUM_TUNNEL_TTL 64         /* outer TTL / hop limit of encapsulated packets */
+#define FULCRUM_GUE_DEFAULT_PORT 6080 /* GUE's UDP destination port unless tunnel.gue_port says
+                                       * otherwise (the port Linux `ip fou` and Katran use) */
+#define FULCRUM_GUE_SPORT_BASE 49152  /* GUE's UDP source port: BASE + the low bits of the flow
+                                       * hash (FULCRUM_GUE_SPORT_MASK), the ephemeral range of
+                                       * RFC 6335, so ECMP and RSS on the UDP ports spread flows */
+#define FULCRUM_GUE_SPORT_MASK 0x3fff
 
 /* Address families as stored in keys (values of AF_INET / AF_INET6 on Linux). */
 #define FULCRUM_AF_INET 2
@@ -66,6 +72,12 @@ struct fulcrum_service_key {
 #define FULCRUM_HASH_NO_SRC_PORT (1u << 1) /* the client port */
 #define FULCRUM_HASH_NO_DST_PORT (1u << 2) /* the VIP port (differs only within a port-0 service) */
 #define FULCRUM_HASH_POLICY_MASK (FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT | FULCRUM_HASH_NO_DST_PORT)
+/* Encapsulation of a service's packets to its backends (config services[].encap). */
+enum fulcrum_encap {
+	FULCRUM_ENCAP_IPIP = 0, /* outer IPv4/IPv6 header only: IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6 */
+	FULCRUM_ENCAP_GUE = 1,  /* outer IP + UDP to settings.gue_port, then the inner packet (GUE
+	                         * variant 1, "direct IP": no GUE header; README "GUE") */
+};
 struct fulcrum_service_value {
 	__u32 id;          /* index into maglev_tables and service_stats, 1..MAX_SERVICES-1 */
 	__u32 table_size;  /* prime M of this service's Maglev table (slots; its inner map holds
@@ -74,7 +86,8 @@ struct fulcrum_service_value {
 	__u8 quic_id_offset; /* QUIC connection-ID routing (below): 0 = off; else the byte of the UDP
 	                      * payload where the server id starts (1 + its offset in the DCID) */
 	__u8 quic_id_bits;   /* width of the server id, 1..FULCRUM_QUIC_MAX_ID_BITS */
-	__u8 pad[2];
+	__u8 encap;          /* enum fulcrum_encap */
+	__u8 pad;
 };
 
 /* QUIC connection-ID routing (README "QUIC"), for UDP services with quic_id_offset != 0. A
@@ -194,7 +207,8 @@ struct fulcrum_settings {
 	                                * packet is balanced by Maglev alone); 0 = no limit */
 	__u32 icmp_replies_per_second; /* per CPU: echo and too-big replies beyond it are dropped
 	                                * (FULCRUM_DROP_ICMP_RATE_LIMITED); 0 = no limit */
-	__u32 pad;
+	__be16 gue_port;         /* UDP destination port of GUE services' tunnels (tunnel.gue_port) */
+	__u16 pad;
 };
 
 /* budgets: per-CPU state of the rate limits above, one slot per FULCRUM_BUDGET_*. Time is cut
@@ -279,9 +293,10 @@ struct fulcrum_drain_key {
 	__u8 pad[3];
 };
 
-/* decap (backends). A tunnel packet is decapsulated only when its outer source is one of the
- * balancers' tunnel sources (decap_sources) and both its outer and its inner destination are
- * local addresses of this host (decap_local); fulcrum-decap fills both maps. */
+/* decap (backends). A tunnel packet (IP-in-IP, or GUE: UDP to the GUE port carrying an IP
+ * packet) is decapsulated only when its outer source is one of the balancers' tunnel sources
+ * (decap_sources) and both its outer and its inner destination are local addresses of this host
+ * (decap_local); fulcrum-decap fills both maps. */
 
 /* decap_local: the host's own addresses (interface addresses and VIPs on lo, without loopback
  * and IPv6 link-local), refreshed by `fulcrum-decap sync`. */
@@ -314,6 +329,9 @@ enum fulcrum_decap_reason {
 	FULCRUM_DECAP_DROP_SOURCE,      /* tunnel packet to us from a source outside --from */
 	FULCRUM_DECAP_DROP_INNER_NOT_LOCAL, /* from a balancer, inner destination not ours */
 	FULCRUM_DECAP_DROP_ECN_NOT_ECT, /* outer CE over an inner Not-ECT packet (RFC 6040) */
+	FULCRUM_DECAP_DONE_GUE_V4_IN_V4, /* the same three, carried in GUE (UDP to --gue-port) */
+	FULCRUM_DECAP_DONE_GUE_V6_IN_V6,
+	FULCRUM_DECAP_DONE_GUE_V4_IN_V6,
 	FULCRUM_DECAP_REASON_COUNT
 };
 

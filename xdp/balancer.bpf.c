@@ -366,10 +366,12 @@ struct hop {
 
 /* The answer of bpf_fib_lookup for the outer packet (src -> the backend, tot_len bytes). Only a
  * backend without a valid next-hop cache entry gets here, so a hit through the cache never
- * builds the 64-byte lookup structure. */
+ * builds the 64-byte lookup structure. gue_port: the outer UDP destination of a GUE service, 0
+ * for IP-in-IP (policy routing then sees the outer packet's real protocol). */
 static __always_inline int fib_hop(struct xdp_md *ctx, const struct packet *pkt,
 				   const struct fulcrum_backend *be, __be32 src4,
-				   const struct fulcrum_addr *src6, __u32 tot_len, struct hop *hop)
+				   const struct fulcrum_addr *src6, __u32 tot_len, __be16 gue_port,
+				   struct hop *hop)
 {
 	struct bpf_fib_lookup fib = {};
 	int rc;
@@ -388,6 +390,10 @@ static __always_inline int fib_hop(struct xdp_md *ctx, const struct packet *pkt,
 		__builtin_memcpy(fib.ipv6_src, src6, sizeof(*src6));
 		__builtin_memcpy(fib.ipv6_dst, &be->addr, sizeof(be->addr));
 	}
+	if (gue_port) {
+		fib.l4_protocol = IPPROTO_UDP;
+		fib.dport = gue_port;
+	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		hop->mtu = fib.mtu_result;
@@ -402,12 +408,13 @@ static __always_inline int fib_hop(struct xdp_md *ctx, const struct packet *pkt,
  * FRAG_NEEDED with the egress MTU when the encapsulated packet (tot_len) does not fit. */
 static __always_inline int next_hop(struct xdp_md *ctx, const struct packet *pkt,
 				    const struct fulcrum_backend *be, __u32 backend_id, __be32 src4,
-				    const struct fulcrum_addr *src6, __u32 tot_len, struct hop *hop)
+				    const struct fulcrum_addr *src6, __u32 tot_len, __be16 gue_port,
+				    struct hop *hop)
 {
 	const struct fulcrum_nexthop *nh = bpf_map_lookup_elem(&nexthops, &backend_id);
 
 	if (!nh || !nh->valid)
-		return fib_hop(ctx, pkt, be, src4, src6, tot_len, hop);
+		return fib_hop(ctx, pkt, be, src4, src6, tot_len, gue_port, hop);
 	if (tot_len > nh->mtu) {
 		hop->mtu = nh->mtu;
 		return BPF_FIB_LKUP_RET_FRAG_NEEDED;
@@ -490,6 +497,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 	__u32 hash = 0, id, overhead;
 	int rc;
 	__be32 src4 = 0;
+	/* GUE's UDP destination, 0 for IP-in-IP: the port is never 0 (the config refuses it) */
+	__be16 gue_port = svc->encap == FULCRUM_ENCAP_GUE ? cfg->gue_port : 0;
 
 	id = choose_backend(pkt, key, svc, cfg, role, &hash, &record, &be);
 	if (!id || !be)
@@ -508,12 +517,14 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 		if (cfg->flags & FULCRUM_SETTING_VARY_SOURCE)
 			src6.w[3] = vary_bits(src6.w[3], cfg->source_v6_vary, hash);
 	}
+	if (gue_port) /* the too-big answer below then leaves room for the UDP header as well */
+		overhead += FULCRUM_GUE_UDP_LEN;
 	/* The outer length fields are 16 bits (IPv4 total length, IPv6 payload length = the inner
 	 * packet), and so is the fib's tot_len: refuse what cannot be written rather than wrap. */
 	if (pkt->ip_len + overhead > 0xffff)
 		return drop(FULCRUM_DROP_LENGTH, bytes);
 
-	rc = next_hop(ctx, pkt, be, id, src4, &src6, pkt->ip_len + overhead, &hop);
+	rc = next_hop(ctx, pkt, be, id, src4, &src6, pkt->ip_len + overhead, gue_port, &hop);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
 		if (role == FLOW_ERROR) /* no ICMP error about an ICMP error */
 			return drop(FULCRUM_DROP_ICMP_ERROR_TOO_BIG, bytes);
@@ -524,10 +535,16 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *pkt,
 
 	if (trim_padding(ctx, pkt))
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
-	if (be->family == FULCRUM_AF_INET)
+	if (gue_port) {
+		if (be->family == FULCRUM_AF_INET)
+			rc = encap_gue4(ctx, pkt, hop.dmac, hop.smac, src4, be->addr.w[0], gue_port, hash);
+		else
+			rc = encap_gue6(ctx, pkt, hop.dmac, hop.smac, &src6, &be->addr, hash, gue_port);
+	} else if (be->family == FULCRUM_AF_INET) {
 		rc = encap_ipv4(ctx, pkt, hop.dmac, hop.smac, src4, be->addr.w[0]);
-	else
+	} else {
 		rc = encap_ipv6(ctx, pkt, hop.dmac, hop.smac, &src6, &be->addr, hash);
+	}
 	if (rc)
 		return drop(FULCRUM_DROP_INTERNAL, bytes);
 

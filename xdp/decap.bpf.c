@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Backend side: strip Fulcrum's outer IPv4/IPv6 header and hand the inner packet to the stack (no
- * ipip/ip6tnl module needed), but only for what the balancers send: the outer source within their
+/* Backend side: strip Fulcrum's outer IPv4/IPv6 header (and the UDP header of a GUE tunnel: UDP to
+ * gue_port carrying an IP packet, GUE variant 1) and hand the inner packet to the stack (no
+ * ipip/ip6tnl/fou module needed), but only for what the balancers send: the outer source within their
  * tunnel-source prefixes (decap_sources, `--from`), the outer and the inner destination local
  * addresses of this host (decap_local). Other tunnel packets to us are dropped and counted: with
  * rp_filter loosened (as backends need), they would otherwise carry any inner source to any
  * inner destination past the firewalls in front of the backend. Non-tunnel traffic passes. */
 #include <linux/bpf.h>
+#include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -14,6 +16,10 @@
 #include "lib/parse.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Load-time setting (rodata, set by fulcrum-decap attach --gue-port): the UDP destination port of
+ * GUE tunnels, network order; 0 takes no GUE packet (UDP then always passes untouched). */
+const volatile __be16 gue_port = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -218,6 +224,34 @@ static __always_inline int strip_outer(struct xdp_md *ctx, struct packet *pkt, _
 	return 0;
 }
 
+/* The UDP header of a packet whose IP header ends at l4, if it is GUE: UDP to gue_port. A GUE
+ * packet is never fragmented and has no IPv4 options or IPv6 extension headers (the balancer sends
+ * none); anything else to the port is ordinary UDP for the stack. NULL when not GUE. */
+static __always_inline struct udphdr *gue_udp(void *l4, void *data_end)
+{
+	struct udphdr *udp = l4;
+
+	if (!gue_port || (void *)(udp + 1) > data_end || udp->dest != gue_port)
+		return NULL;
+	return udp;
+}
+
+/* The inner protocol of a GUE variant 1 payload by its IP version nibble: IPPROTO_IPIP for 4,
+ * IPPROTO_IPV6 for 6, 0 for anything else (variant 0 with a GUE header, control messages, or
+ * garbage: the balancers never send them). */
+static __always_inline __u8 gue_inner_proto(const struct udphdr *udp, void *data_end)
+{
+	const __u8 *first = (const __u8 *)(udp + 1);
+
+	if ((void *)(first + 1) > data_end)
+		return 0;
+	if ((*first >> 4) == 4)
+		return IPPROTO_IPIP;
+	if ((*first >> 4) == 6)
+		return IPPROTO_IPV6;
+	return 0;
+}
+
 /* The outer header: is this a tunnel packet to a local address, and is it one the balancers
  * sent? Returns FULCRUM_DECAP_REASON_COUNT to go on (t filled), else the reason to count. */
 static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt, int proto,
@@ -225,9 +259,14 @@ static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt,
 {
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = pkt->l3;
+		struct udphdr *udp = NULL;
 
-		if ((void *)(ip + 1) > pkt->data_end || ip->protocol != IPPROTO_IPIP ||
-		    !is_local4(ip->daddr))
+		if ((void *)(ip + 1) > pkt->data_end)
+			return FULCRUM_DECAP_PASS_OTHER;
+		if (ip->protocol == IPPROTO_UDP && ip->ihl == 5 &&
+		    !(ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)))
+			udp = gue_udp(ip + 1, pkt->data_end);
+		if ((ip->protocol != IPPROTO_IPIP && !udp) || !is_local4(ip->daddr))
 			return FULCRUM_DECAP_PASS_OTHER;
 		if (!source_allowed4(ip->saddr))
 			return FULCRUM_DECAP_DROP_SOURCE;
@@ -242,13 +281,25 @@ static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt,
 		t->inner_proto = IPPROTO_IPIP;
 		t->outer_ecn = ip->tos & ECN_MASK;
 		t->done = FULCRUM_DECAP_DONE_V4_IN_V4;
+		if (udp) {
+			/* GUE over IPv4 carries IPv4 (the balancer sends no IPv6 over IPv4) */
+			if (bpf_ntohs(udp->len) != bpf_ntohs(ip->tot_len) - sizeof(*ip) ||
+			    gue_inner_proto(udp, pkt->data_end) != IPPROTO_IPIP)
+				return FULCRUM_DECAP_DROP_MALFORMED;
+			t->outer_len = sizeof(*ip) + sizeof(*udp);
+			t->done = FULCRUM_DECAP_DONE_GUE_V4_IN_V4;
+		}
 		return FULCRUM_DECAP_REASON_COUNT;
 	}
 	if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = pkt->l3;
+		struct udphdr *udp = NULL;
 
-		if ((void *)(ip6 + 1) > pkt->data_end ||
-		    (ip6->nexthdr != IPPROTO_IPIP && ip6->nexthdr != IPPROTO_IPV6) ||
+		if ((void *)(ip6 + 1) > pkt->data_end)
+			return FULCRUM_DECAP_PASS_OTHER;
+		if (ip6->nexthdr == IPPROTO_UDP)
+			udp = gue_udp(ip6 + 1, pkt->data_end);
+		if ((ip6->nexthdr != IPPROTO_IPIP && ip6->nexthdr != IPPROTO_IPV6 && !udp) ||
 		    !is_local6(&ip6->daddr))
 			return FULCRUM_DECAP_PASS_OTHER;
 		if (!source_allowed6(&ip6->saddr))
@@ -261,6 +312,18 @@ static __always_inline enum fulcrum_decap_reason check_outer(struct packet *pkt,
 		t->outer_ecn = ipv6_ecn(ip6);
 		t->done = ip6->nexthdr == IPPROTO_IPIP ? FULCRUM_DECAP_DONE_V4_IN_V6
 						       : FULCRUM_DECAP_DONE_V6_IN_V6;
+		if (udp) {
+			/* The UDP checksum is not checked: zero (RFC 6935/6936, what the balancer
+			 * sends) or not, the inner packet keeps its own checksums. */
+			if (bpf_ntohs(udp->len) != bpf_ntohs(ip6->payload_len))
+				return FULCRUM_DECAP_DROP_MALFORMED;
+			t->inner_proto = gue_inner_proto(udp, pkt->data_end);
+			if (!t->inner_proto)
+				return FULCRUM_DECAP_DROP_MALFORMED;
+			t->outer_len = sizeof(*ip6) + sizeof(*udp);
+			t->done = t->inner_proto == IPPROTO_IPIP ? FULCRUM_DECAP_DONE_GUE_V4_IN_V6
+								 : FULCRUM_DECAP_DONE_GUE_V6_IN_V6;
+		}
 		return FULCRUM_DECAP_REASON_COUNT;
 	}
 	return FULCRUM_DECAP_PASS_OTHER;

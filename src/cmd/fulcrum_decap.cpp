@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -35,13 +37,15 @@ constexpr const char* kDefaultPinPath = "/sys/fs/bpf/fulcrum-decap";
 constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2;
 
 const char kSynopsis[] =
-    "usage: fulcrum-decap attach IFACE --from PREFIX... [--mode native|generic] [--pin-path DIR]\n"
+    "usage: fulcrum-decap attach IFACE --from PREFIX... [--gue-port PORT] [--mode native|generic]\n"
+    "                            [--pin-path DIR]\n"
     "       fulcrum-decap sync IFACE [--from PREFIX...] [--pin-path DIR]\n"
     "       fulcrum-decap detach IFACE [--pin-path DIR]\n"
     "       fulcrum-decap status [--pin-path DIR] [--json]\n";
 const char kUsage[] =
     "\n"
-    "Strips Fulcrum's tunnel header (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6), in XDP on IFACE, from\n"
+    "Strips Fulcrum's tunnel header (IPv4-in-IPv4, IPv6-in-IPv6, IPv4-in-IPv6, and those carried in GUE:\n"
+    "UDP to --gue-port with the inner packet right after the UDP header), in XDP on IFACE, from\n"
     "packets whose outer source is within a --from prefix and whose outer and inner destinations are\n"
     "local addresses of this host (interface addresses and VIPs on lo, without loopback and IPv6\n"
     "link-local), and hands the inner packet to the stack. Other tunnel packets to this host are\n"
@@ -58,6 +62,8 @@ const char kUsage[] =
     "                         as /32 and /128, or the prefix their varied bits span), IPv4 or IPv6,\n"
     "                         repeatable, or several in one value separated by commas or spaces;\n"
     "                         required by attach\n"
+    "  --gue-port PORT        UDP port of GUE tunnels (fulcrumd's tunnel.gue_port), default 6080;\n"
+    "                         0 strips no GUE (all UDP passes untouched); other UDP ports always pass\n"
     "  --mode native|generic  XDP mode (default native)\n"
     "  --pin-path DIR         where the pins live, on a BPF filesystem (mounted there if it is not\n"
     "                         one); default /sys/fs/bpf/fulcrum-decap\n"
@@ -71,6 +77,8 @@ struct Options {
     std::string interface;
     dataplane::XdpMode mode = dataplane::XdpMode::native;
     bool mode_given = false;
+    std::uint16_t gue_port = FULCRUM_GUE_DEFAULT_PORT;
+    bool gue_port_given = false;
     std::vector<fulcrum_decap_source_key> sources;
     bool from_given = false;
     std::string pin_path = kDefaultPinPath;
@@ -114,9 +122,10 @@ int parse_from(const char* value, Options* options)
 // Parses argv into *options; returns -1 to go on, else the exit status (help or usage error).
 int parse(int argc, char** argv, Options* options)
 {
-    enum { kMode = 1000, kFrom, kAddress, kPinPath, kJson };
+    enum { kMode = 1000, kFrom, kAddress, kPinPath, kJson, kGuePort };
     static const option long_options[] = {
         {"mode", required_argument, nullptr, kMode},
+        {"gue-port", required_argument, nullptr, kGuePort},
         {"from", required_argument, nullptr, kFrom},
         {"address", required_argument, nullptr, kAddress},
         {"pin-path", required_argument, nullptr, kPinPath},
@@ -145,6 +154,16 @@ int parse(int argc, char** argv, Options* options)
                 return usage_error(std::string("--mode: expected native or generic, got '") + optarg + "'");
             options->mode_given = true;
             break;
+        case kGuePort: {
+            char* end = nullptr;
+            errno = 0;
+            unsigned long port = std::strtoul(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end != '\0' || errno != 0 || port > 65535)
+                return usage_error(std::string("--gue-port: expected a port 0..65535, got '") + optarg + "'");
+            options->gue_port = static_cast<std::uint16_t>(port);
+            options->gue_port_given = true;
+            break;
+        }
         case kFrom:
             if (int code = parse_from(optarg, options); code >= 0)
                 return code;
@@ -194,6 +213,8 @@ int parse(int argc, char** argv, Options* options)
     }
     if (cmd != "attach" && options->mode_given)
         return usage_error(cmd + ": --mode is for attach only");
+    if (cmd != "attach" && options->gue_port_given)
+        return usage_error(cmd + ": --gue-port is for attach only (it is part of the loaded program)");
     if (cmd != "attach" && cmd != "sync" && options->from_given)
         return usage_error(cmd + ": --from is for attach and sync only");
     if (cmd != "status" && options->json)
@@ -278,7 +299,7 @@ int attach(const Options& o)
         return failure(message);
     };
 
-    Result<std::unique_ptr<dataplane::DecapProgram>> loaded = dataplane::DecapProgram::load();
+    Result<std::unique_ptr<dataplane::DecapProgram>> loaded = dataplane::DecapProgram::load(o.gue_port);
     if (!loaded.ok())
         return fail(loaded.message() + " (-v shows libbpf's messages)");
     std::unique_ptr<dataplane::DecapProgram> program = std::move(loaded).value();
@@ -328,6 +349,10 @@ int attach(const Options& o)
                 !after.ok()         ? (" (" + after.message() + ")").c_str()
                 : after->dispatcher ? " through libxdp's dispatcher"
                                     : " alone (without libxdp's dispatcher, which this kernel cannot run)");
+    if (o.gue_port)
+        std::printf("GUE on UDP port %u\n", static_cast<unsigned>(o.gue_port));
+    else
+        std::printf("GUE off (--gue-port 0)\n");
     std::printf("pinned under %s\n", dir.c_str());
     return kExitOk;
 }

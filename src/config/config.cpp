@@ -74,7 +74,7 @@ void read_interfaces(Errors& errors, const Value& value, Config& config, Spots& 
 
 void read_tunnel(Errors& errors, const Value& value, Tunnel& tunnel, Spots& spots)
 {
-    Mapping m(errors, value, {"source_v4", "source_v6", "source_v4_vary_bits", "source_v6_vary_bits"});
+    Mapping m(errors, value, {"source_v4", "source_v6", "source_v4_vary_bits", "source_v6_vary_bits", "gue_port"});
     if (auto v = m.get("source_v4")) {
         spots.source_v4_given = true;
         assign(tunnel.source_v4, parse_address(errors, *v, AF_INET));
@@ -88,6 +88,9 @@ void read_tunnel(Errors& errors, const Value& value, Tunnel& tunnel, Spots& spot
         assign(tunnel.source_v4_vary_bits, parse_uint(errors, *v, 0u, 16u));
     if (auto v = m.get("source_v6_vary_bits"))
         assign(tunnel.source_v6_vary_bits, parse_uint(errors, *v, 0u, 32u));
+    // Port 0 is no UDP destination (and the data plane reads 0 as "not GUE").
+    if (auto v = m.get("gue_port"))
+        assign(tunnel.gue_port, parse_uint<std::uint16_t>(errors, *v, 1, 65535));
 }
 
 // Upper bound of the per-CPU rates (flows.new_per_second, icmp.replies_per_second); 0 = no limit.
@@ -301,7 +304,7 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
                      ServiceSpots& spots, std::size_t& backends_read)
 {
     Mapping m(errors, value,
-              {"name", "vip", "port", "protocol", "table_size", "hash", "quic", "min_healthy", "healthcheck",
+              {"name", "vip", "port", "protocol", "table_size", "hash", "quic", "encap", "min_healthy", "healthcheck",
                "backends"});
     Service service;
     CheckLayer check = defaults;
@@ -321,6 +324,7 @@ Service read_service(Errors& errors, const Value& value, const CheckLayer& defau
                     parse_choice<Protocol>(errors, *v, {{"tcp", Protocol::tcp}, {"udp", Protocol::udp}})));
     if (auto v = m.get("table_size")) assign(service.table_size, parse_table_size(errors, *v));
     if (auto v = m.get("hash")) assign(service.hash, parse_hash_policy(errors, *v));
+    if (auto v = m.get("encap")) assign(service.encap, parse_encap(errors, *v));
     if (auto v = m.get("min_healthy")) assign(service.min_healthy, parse_min_healthy(errors, *v));
     // The width the backends' server ids are held to (read_backend): unset without `quic`, 0 if bad.
     std::optional<unsigned> id_bits;
@@ -520,6 +524,11 @@ const char* to_string(HashPolicy h)
     case HashPolicy::dst_port: return "dst-port";
     }
     return "?";
+}
+
+const char* to_string(Encap e)
+{
+    return e == Encap::gue ? "gue" : "ipip";
 }
 
 }  // namespace fulcrum::config

@@ -32,6 +32,11 @@ enum class HashPolicy {
     src_ip_dst_port,  // "src-ip-dst-port": client address and VIP port (no client port)
     dst_port,         // "dst-port": the VIP port only (a port-0 service: one backend per port)
 };
+// Key `encap` of a service: how its packets travel to the backends (README "GUE").
+enum class Encap {
+    ipip,  // "ipip": an outer IPv4/IPv6 header only (the default)
+    gue,   // "gue": outer IP + UDP to tunnel.gue_port (GUE variant 1: the inner packet follows)
+};
 enum class BackendState { active, drain };
 enum class CheckType { tcp, http, https, udp, dns, exec };
 
@@ -48,6 +53,9 @@ struct Tunnel {
     // source_v6_vary_bits (0..32).
     unsigned source_v4_vary_bits = 0;
     unsigned source_v6_vary_bits = 0;
+    // UDP destination port of the GUE tunnels (services with encap: gue); the backends' decap
+    // listens there (fulcrum-decap --gue-port, or `ip fou add port P gue`).
+    std::uint16_t gue_port = 6080;  // FULCRUM_GUE_DEFAULT_PORT (xdp/abi.h; plan/desired.cpp checks)
 };
 
 struct Flows {
@@ -153,6 +161,7 @@ struct Service {
     std::uint32_t table_size = 65537;  // prime
     HashPolicy hash = HashPolicy::five_tuple;
     std::optional<Quic> quic;     // UDP only: route QUIC short headers by the server id
+    Encap encap = Encap::ipip;
     MinHealthy min_healthy;
     HealthCheck healthcheck;
     std::vector<Backend> backends;
@@ -204,6 +213,7 @@ ParseResult parse_text(const std::string& text, const std::string& name);
 
 std::string to_string(Protocol p);  // "tcp" | "udp"
 const char* to_string(HashPolicy h);  // "5-tuple" | "src-ip" | "src-ip-dst-port" | "dst-port"
+const char* to_string(Encap e);       // "ipip" | "gue"
 
 // A user of the passwd database by name (getpwnam_r), or nothing.
 std::optional<RunAs> lookup_user(const std::string& name);

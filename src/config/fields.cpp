@@ -220,6 +220,12 @@ std::optional<HashPolicy> parse_hash_policy(Errors& errors, const Value& value)
                                      {to_string(HashPolicy::dst_port), HashPolicy::dst_port}});
 }
 
+std::optional<Encap> parse_encap(Errors& errors, const Value& value)
+{
+    return parse_choice<Encap>(errors, value,
+                               {{to_string(Encap::ipip), Encap::ipip}, {to_string(Encap::gue), Encap::gue}});
+}
+
 std::optional<std::uint32_t> parse_table_size(Errors& errors, const Value& value)
 {
     // Maglev needs a prime size so every backend's permutation visits every slot.

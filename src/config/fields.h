@@ -80,6 +80,9 @@ std::optional<std::uint32_t> parse_table_size(Errors& errors, const Value& value
 // A hash policy: 5-tuple, src-ip, src-ip-dst-port or dst-port (config.h HashPolicy).
 std::optional<HashPolicy> parse_hash_policy(Errors& errors, const Value& value);
 
+// An encapsulation: ipip or gue (config.h Encap).
+std::optional<Encap> parse_encap(Errors& errors, const Value& value);
+
 // A backend count (0..65535) or a percentage "1%".."100%".
 std::optional<MinHealthy> parse_min_healthy(Errors& errors, const Value& value);
 

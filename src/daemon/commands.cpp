@@ -102,11 +102,12 @@ Response Daemon::cmd_status(bool json)
     for (const ServiceView& s : status_view().services) {
         // The hash policy only when it is not the default, so the common line stays as it was.
         const std::string hash = s.hash == "5-tuple" ? "" : "  hash " + s.hash;
-        text += fmt("service %-16s %s  table %u%s  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
-                    s.endpoint.c_str(), s.table_size, hash.c_str(), s.packets_per_second, s.healthy, s.min_healthy,
+        const std::string encap = s.encap == "ipip" ? "" : "  encap " + s.encap;
+        text += fmt("service %-16s %s  table %u%s%s  %.0f pkt/s  healthy %u (need %u)%s\n", s.name.c_str(),
+                    s.endpoint.c_str(), s.table_size, hash.c_str(), encap.c_str(), s.packets_per_second, s.healthy, s.min_healthy,
                     s.panic ? "  PANIC: using all non-drained backends" : "");
         j.begin_object().field("name", s.name).field("vip", s.vip).field("port", s.port);
-        j.field("protocol", s.protocol).field("table_size", s.table_size).field("hash", s.hash);
+        j.field("protocol", s.protocol).field("table_size", s.table_size).field("hash", s.hash).field("encap", s.encap);
         j.field("healthy", s.healthy).field("min_healthy", s.min_healthy).field("panic", s.panic);
         j.field("packets_per_second", s.packets_per_second).key("backends").begin_array();
         for (const BackendView& b : s.backends) {

@@ -52,6 +52,9 @@ std::string render_text(const std::string& file, std::uint64_t generation, const
         if (rehashed)
             text += "  hash: " + s.hash_before + " -> " + s.hash_after + ", about " + percent(s.slots_moved) +
                     " of new flows go to another backend than before (recorded flows keep theirs)\n";
+        if (s.change == plan::ServiceDiff::Change::changed && s.encap_before != s.encap_after)
+            text += "  encap: " + s.encap_before + " -> " + s.encap_after +
+                    ", every flow keeps its backend; its next packet travels in the new tunnel\n";
         if (!rehashed && s.change == plan::ServiceDiff::Change::changed && (s.table_rebuilt || s.slots_moved_when_up > 0)) {
             text += "  table: " + std::to_string(s.table_before) +
                     (s.table_before == s.table_after ? "" : " -> " + std::to_string(s.table_after)) + " slots, " +
@@ -84,6 +87,7 @@ std::string render_json(const std::string& file, std::uint64_t generation, const
         j.field("table_rebuilt", s.table_rebuilt).field("slots_moved", s.slots_moved);
         j.field("hash_before", s.hash_before).field("hash_after", s.hash_after);
         j.field("quic_before", s.quic_before).field("quic_after", s.quic_after);
+        j.field("encap_before", s.encap_before).field("encap_after", s.encap_after);
         j.field("slots_moved_when_up", s.slots_moved_when_up);
         j.field("flows", s.flows).field("flows_moving", s.flows_moving);
         j.key("backends").begin_array();

@@ -33,6 +33,7 @@ StatusView Daemon::status_view()
         sv.protocol = protocol_name(s.key.proto);
         sv.table_size = s.table_size;
         sv.hash = plan::hash_policy_name(s.hash_omit);
+        sv.encap = plan::encap_name(s.encap);
         sv.healthy = s.healthy;
         sv.min_healthy = s.needed;
         sv.panic = s.panic;

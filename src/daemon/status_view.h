@@ -31,6 +31,7 @@ struct ServiceView {
     const char* protocol = "tcp";
     std::uint32_t table_size = 0;
     std::string hash;  // the hash policy's config word (plan::hash_policy_name)
+    std::string encap;  // the encapsulation's config word (plan::encap_name)
     std::uint32_t healthy = 0, min_healthy = 0;
     bool panic = false;
     double packets_per_second = 0, bits_per_second = 0, new_flows_per_second = 0;

@@ -11,7 +11,8 @@ static_assert(sizeof(fulcrum_vip_value) == 4);
 static_assert(sizeof(fulcrum_service_key) == 20 && offsetof(fulcrum_service_key, port) == 16 &&
               offsetof(fulcrum_service_key, proto) == 18 && offsetof(fulcrum_service_key, family) == 19);
 static_assert(sizeof(fulcrum_service_value) == 16 && offsetof(fulcrum_service_value, hash_omit) == 8 &&
-              offsetof(fulcrum_service_value, quic_id_offset) == 12 && offsetof(fulcrum_service_value, quic_id_bits) == 13);
+              offsetof(fulcrum_service_value, quic_id_offset) == 12 && offsetof(fulcrum_service_value, quic_id_bits) == 13 &&
+              offsetof(fulcrum_service_value, encap) == 14);
 static_assert(sizeof(fulcrum_quic_key) == 8 && offsetof(fulcrum_quic_key, server_id) == 4);
 static_assert(sizeof(fulcrum_backend) == 20 && offsetof(fulcrum_backend, state) == 17 &&
               offsetof(fulcrum_backend, service_id) == 18);
@@ -21,7 +22,8 @@ static_assert(sizeof(fulcrum_flow_value) == 16 && offsetof(fulcrum_flow_value, l
 static_assert(sizeof(fulcrum_settings) == 48 && offsetof(fulcrum_settings, source_v6) == 8 &&
               offsetof(fulcrum_settings, hash_seed) == 28 &&
               offsetof(fulcrum_settings, new_flows_per_second) == 36 &&
-              offsetof(fulcrum_settings, icmp_replies_per_second) == 40);
+              offsetof(fulcrum_settings, icmp_replies_per_second) == 40 &&
+              offsetof(fulcrum_settings, gue_port) == 44);
 static_assert(sizeof(fulcrum_budget) == 16);
 static_assert(sizeof(fulcrum_service_stats) == 32);
 static_assert(sizeof(fulcrum_backend_stats) == 16);

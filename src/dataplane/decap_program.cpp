@@ -1,6 +1,7 @@
 // Loading the decap skeleton and writing its maps.
 #include "dataplane/decap_program.h"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -23,11 +24,17 @@ static_assert(offsetof(fulcrum_decap_source_key, addr) == 8);
 DecapProgram::DecapProgram(decap_bpf* skel) : skel_(skel) {}
 DecapProgram::~DecapProgram() { decap_bpf::destroy(skel_); }
 
-Result<std::unique_ptr<DecapProgram>> DecapProgram::load()
+Result<std::unique_ptr<DecapProgram>> DecapProgram::load(std::uint16_t gue_port)
 {
-    decap_bpf* skel = decap_bpf::open_and_load();
+    decap_bpf* skel = decap_bpf::open();
     if (!skel)
-        return Status::failure(std::string("bpf: cannot load the decap program: ") + std::strerror(errno));
+        return Status::failure(std::string("bpf: cannot open the decap program: ") + std::strerror(errno));
+    skel->rodata->gue_port = htons(gue_port);
+    if (decap_bpf::load(skel) != 0) {
+        int err = errno;
+        decap_bpf::destroy(skel);
+        return Status::failure(std::string("bpf: cannot load the decap program: ") + std::strerror(err));
+    }
     return std::unique_ptr<DecapProgram>(new DecapProgram(skel));
 }
 

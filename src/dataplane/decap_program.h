@@ -2,6 +2,7 @@
 // maps: the host's local addresses, the balancers' tunnel-source prefixes, the counters.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "abi.h"
@@ -14,7 +15,8 @@ namespace fulcrum::dataplane {
 
 class DecapProgram {
 public:
-    static Result<std::unique_ptr<DecapProgram>> load();
+    // gue_port: the UDP port of GUE tunnels decap strips (host order); 0 strips none.
+    static Result<std::unique_ptr<DecapProgram>> load(std::uint16_t gue_port = FULCRUM_GUE_DEFAULT_PORT);
     ~DecapProgram();
     DecapProgram(const DecapProgram&) = delete;
     DecapProgram& operator=(const DecapProgram&) = delete;

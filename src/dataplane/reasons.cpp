@@ -72,6 +72,9 @@ std::string_view decap_reason_name(fulcrum_decap_reason reason)
     case FULCRUM_DECAP_DROP_SOURCE: return "source_not_allowed";
     case FULCRUM_DECAP_DROP_INNER_NOT_LOCAL: return "inner_not_local";
     case FULCRUM_DECAP_DROP_ECN_NOT_ECT: return "ecn_ce_not_ect";
+    case FULCRUM_DECAP_DONE_GUE_V4_IN_V4: return "decap_gue_v4_in_v4";
+    case FULCRUM_DECAP_DONE_GUE_V6_IN_V6: return "decap_gue_v6_in_v6";
+    case FULCRUM_DECAP_DONE_GUE_V4_IN_V6: return "decap_gue_v4_in_v6";
     case FULCRUM_DECAP_REASON_COUNT: break;
     }
     return "unknown";

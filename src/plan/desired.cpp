@@ -24,6 +24,8 @@ std::uint8_t to_fulcrum_family(const config::Address& address)
     return address.family == AF_INET ? FULCRUM_AF_INET : FULCRUM_AF_INET6;
 }
 
+static_assert(config::Tunnel{}.gue_port == FULCRUM_GUE_DEFAULT_PORT, "one default GUE port");
+
 namespace {
 
 // The low `bits` bits of a 32-bit word, in network order, as the "vary" mask of the settings.
@@ -48,6 +50,7 @@ fulcrum_settings make_settings(const config::Config& config, std::uint32_t hash_
     s.hash_seed = hash_seed;
     s.new_flows_per_second = config.flows.new_per_second;
     s.icmp_replies_per_second = config.icmp.replies_per_second;
+    s.gue_port = htons(t.gue_port);
     return s;
 }
 
@@ -98,6 +101,13 @@ std::uint32_t hash_omit_of(config::HashPolicy policy)
     return 0;
 }
 
+std::string encap_name(std::uint32_t encap)
+{
+    if (encap == FULCRUM_ENCAP_IPIP) return config::to_string(config::Encap::ipip);
+    if (encap == FULCRUM_ENCAP_GUE) return config::to_string(config::Encap::gue);
+    return "encap " + std::to_string(encap);  // not one the config can ask for (adopted state)
+}
+
 std::string hash_policy_name(std::uint32_t hash_omit)
 {
     for (config::HashPolicy p : {config::HashPolicy::five_tuple, config::HashPolicy::src_ip,
@@ -125,6 +135,7 @@ Desired make_desired(const config::Config& config, std::uint32_t hash_seed, cons
             plan.quic_id_offset = static_cast<std::uint8_t>(1 + svc.quic->server_id_offset);
             plan.quic_id_bits = static_cast<std::uint8_t>(svc.quic->server_id_bits);
         }
+        plan.encap = svc.encap == config::Encap::gue ? FULCRUM_ENCAP_GUE : FULCRUM_ENCAP_IPIP;
         for (const config::Backend& b : svc.backends) {
             BackendPlan bp;
             bp.addr = to_fulcrum_addr(b.address);

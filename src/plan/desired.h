@@ -46,6 +46,7 @@ struct ServicePlan {
     std::uint32_t hash_omit = 0;  // abi.h FULCRUM_HASH_NO_*: the service's hash policy
     // QUIC connection-ID routing (abi.h fulcrum_service_value): 0 = off.
     std::uint8_t quic_id_offset = 0, quic_id_bits = 0;
+    std::uint32_t encap = FULCRUM_ENCAP_IPIP;  // abi.h enum fulcrum_encap
     std::vector<BackendPlan> backends;  // in file order
     unsigned healthy = 0;  // non-drained backends whose health is up
     unsigned needed = 0;   // min_healthy as a count of this service's non-drained backends
@@ -73,6 +74,8 @@ struct Overrides {
 // flow left out of the Maglev hash), and back to its config word (an unknown value: "omit N").
 std::uint32_t hash_omit_of(config::HashPolicy policy);
 std::string hash_policy_name(std::uint32_t hash_omit);
+// An encapsulation as the data plane holds it (fulcrum_service_value.encap) by its config word.
+std::string encap_name(std::uint32_t encap);
 
 // `hash_seed` is the seed in force (choose_hash_seed below), not necessarily the file's.
 Desired make_desired(const config::Config& config, std::uint32_t hash_seed, const Overrides& overrides = {});

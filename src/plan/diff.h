@@ -29,6 +29,9 @@ struct ServiceDiff {
     std::string hash_before, hash_after;
     // QUIC connection-ID routing ("no quic", or where the server id is); differ when it changes.
     std::string quic_before, quic_after;
+    // Encapsulations (config words); different when the reload moves the service to another
+    // tunnel: every flow keeps its backend, its next packet travels in the new tunnel.
+    std::string encap_before, encap_after;
     // Share of flow hashes whose Maglev slot names another backend after the change: where new
     // flows, and flows the balancer has not recorded, go. 0 for an unchanged table.
     double slots_moved = 0;

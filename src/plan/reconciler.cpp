@@ -161,7 +161,8 @@ struct Reconciler::Write {
             return "services entry " + service_key_text(service) + of + " (id " + std::to_string(service_value.id) +
                    ", table " + std::to_string(service_value.table_size) + ", hash " +
                    hash_policy_name(service_value.hash_omit) + ", " +
-                   quic_text(service_value.quic_id_offset, service_value.quic_id_bits) + ")";
+                   quic_text(service_value.quic_id_offset, service_value.quic_id_bits) + ", encap " +
+                   encap_name(service_value.encap) + ")";
         case Kind::delete_service: return "services entry " + service_key_text(service) + of + " (delete)";
         case Kind::put_backend:
             return "backends entry " + std::to_string(id) +
@@ -250,6 +251,7 @@ void Reconciler::adopt(const dataplane::MapSnapshot& snapshot, const Desired& de
         svc.hash_omit = value.hash_omit;
         svc.quic_id_offset = value.quic_id_offset;
         svc.quic_id_bits = value.quic_id_bits;
+        svc.encap = value.encap;
         services_[name] = svc;
     }
     for (const auto& [id, backend] : snapshot.backends) {
@@ -341,6 +343,7 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
         d.table_after = wanted.table_size;
         d.table_rebuilt = plan.rebuilt.contains(wanted.name);
         d.hash_after = hash_policy_name(wanted.hash_omit);
+        d.encap_after = encap_name(wanted.encap);
         if (!old) {
             d.change = ServiceDiff::Change::added;
             d.slots_moved = 1;
@@ -351,6 +354,7 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
         }
         d.table_before = old->table_size;
         d.hash_before = hash_policy_name(old->hash_omit);
+        d.encap_before = encap_name(old->encap);
         for (const auto& [address, b] : old->backends) {
             d.backends_now.push_back(b.id);
             auto n = next.backends.find(address);
@@ -374,7 +378,7 @@ Status Reconciler::preview(const Desired& desired, Diff* diff) const
         d.quic_before = quic_text(old->quic_id_offset, old->quic_id_bits);
         d.quic_after = quic_text(wanted.quic_id_offset, wanted.quic_id_bits);
         d.change = d.backends.empty() && d.table_before == d.table_after && d.hash_before == d.hash_after &&
-                           d.quic_before == d.quic_after && d.slots_moved == 0
+                           d.quic_before == d.quic_after && d.encap_before == d.encap_after && d.slots_moved == 0
                        ? ServiceDiff::Change::unchanged
                        : ServiceDiff::Change::changed;
         diff->services.push_back(std::move(d));
@@ -572,7 +576,8 @@ bool Reconciler::unchanged(const ServicePlan& wanted, std::uint32_t seed, const 
         return false;
     if (!same_bytes(old.key, wanted.key) || old.table_size != wanted.table_size ||
         old.hash_omit != wanted.hash_omit || old.quic_id_offset != wanted.quic_id_offset ||
-        old.quic_id_bits != wanted.quic_id_bits || old.backends.size() != wanted.backends.size())
+        old.quic_id_bits != wanted.quic_id_bits || old.encap != wanted.encap ||
+        old.backends.size() != wanted.backends.size())
         return false;
     // Every backend as applied: same address, state and weight (the map value is made of these and
     // the service id, which stays). Then plan_service would write nothing and change nothing.
@@ -613,6 +618,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
         svc.hash_omit = old->hash_omit;
         svc.quic_id_offset = old->quic_id_offset;
         svc.quic_id_bits = old->quic_id_bits;
+        svc.encap = old->encap;
         svc.backends = old->backends;
     }
     const std::map<std::string, AppliedBackend> backends_before = svc.backends;  // their server ids
@@ -693,6 +699,7 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     entry.service_value.hash_omit = wanted.hash_omit;
     entry.service_value.quic_id_offset = wanted.quic_id_offset;
     entry.service_value.quic_id_bits = wanted.quic_id_bits;
+    entry.service_value.encap = static_cast<std::uint8_t>(wanted.encap);
     //    (make_plan runs the swaps of all services together: phases, see there.)
     const bool shrinking = !fresh && wanted.table_size < svc.table_size;
     if (shrinking)
@@ -706,14 +713,18 @@ Status Reconciler::plan_service(const ServicePlan& wanted, std::uint32_t seed, P
     }
     // A new hash policy needs no order: it changes which slot a new flow reads, in whichever
     // table it finds (a policy change is a table change for new flows; recorded flows stay).
-    // The QUIC fields likewise: a packet reads its server id by them, or is hashed.
+    // The QUIC fields likewise: a packet reads its server id by them, or is hashed. A new
+    // encapsulation neither: the next packet of every flow, recorded or not, goes to the same
+    // backend in the new tunnel (the backend must decapsulate both while the reload runs).
     if (!shrinking && (fresh || rewrite_all_ || wanted.table_size != svc.table_size || wanted.hash_omit != svc.hash_omit ||
-                       wanted.quic_id_offset != svc.quic_id_offset || wanted.quic_id_bits != svc.quic_id_bits))
+                       wanted.quic_id_offset != svc.quic_id_offset || wanted.quic_id_bits != svc.quic_id_bits ||
+                       wanted.encap != svc.encap))
         plan.after_swaps.push_back(entry);
     svc.table_size = wanted.table_size;
     svc.hash_omit = wanted.hash_omit;
     svc.quic_id_offset = wanted.quic_id_offset;
     svc.quic_id_bits = wanted.quic_id_bits;
+    svc.encap = wanted.encap;
     // 3. Backends leaving the table (draining/down) once no table names them; removed ones freed.
     for (const auto& [address, ab] : want)
         if (ab.value.state != FULCRUM_BACKEND_ACTIVE)

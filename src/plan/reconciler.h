@@ -58,6 +58,7 @@ struct AppliedService {
     std::uint32_t table_size = 0;
     std::uint32_t hash_omit = 0;  // the hash policy in the services entry (abi.h FULCRUM_HASH_NO_*)
     std::uint8_t quic_id_offset = 0, quic_id_bits = 0;  // QUIC routing in the services entry (0: off)
+    std::uint32_t encap = FULCRUM_ENCAP_IPIP;  // the encapsulation in the services entry (enum fulcrum_encap)
     // The table in maglev_tables, by member (plan/tables.h), and the backend id of each member.
     // Null for an adopted service until its first apply rewrites the table. An apply whose table
     // has the same input and member ids writes no table.

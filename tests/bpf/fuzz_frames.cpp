@@ -630,9 +630,16 @@ Frame decap_frame(Rng& rng)
         to = kDecapAddresses[rng.below(static_cast<std::uint32_t>(kDecapAddressCount))];
     if (rng.percent(15))
         to = outer6 ? non_vip6(rng) : non_vip4(rng);
+    // GUE (README "GUE"): the inner packet behind UDP, mostly to the GUE port decap listens on.
+    bool gue_tunnel = rng.percent(30);
+    if (gue_tunnel) {
+        std::uint16_t port = rng.percent(85) ? FULCRUM_GUE_DEFAULT_PORT : static_cast<std::uint16_t>(rng.below(0x10000));
+        inner = gue(static_cast<std::uint16_t>(rng.range(49152, 65535)), port, inner);
+        kind = "gue-" + kind;
+    }
     Bytes ip;
     if (!outer6) {
-        V4 h{.src = rng.percent(80) ? kTunnelV4 : client4(rng), .dst = to, .proto = kIpip, .id = 0};
+        V4 h{.src = rng.percent(80) ? kTunnelV4 : client4(rng), .dst = to, .proto = gue_tunnel ? kUdp : kIpip, .id = 0};
         h.tos = rng.percent(70) ? inner_tos : rng.byte();  // the balancer copies it; ECN may differ
         if (rng.percent(5))
             h.options = v4_options(rng);
@@ -642,7 +649,8 @@ Frame decap_frame(Rng& rng)
             h.proto = rng.percent(50) ? kIpv6 : kTcp;
         ip = ipv4(h, inner);
     } else {
-        V6 h{.src = rng.percent(80) ? kTunnelV6 : client6(rng), .dst = to, .next = inner6 ? kIpv6 : kIpip};
+        V6 h{.src = rng.percent(80) ? kTunnelV6 : client6(rng), .dst = to,
+             .next = gue_tunnel ? kUdp : inner6 ? kIpv6 : kIpip};
         h.traffic_class = rng.percent(70) ? inner_tos : rng.byte();
         if (rng.percent(5))
             h.next = rng.percent(50) ? (inner6 ? kIpip : kIpv6) : kHopByHop;

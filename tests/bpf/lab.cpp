@@ -118,8 +118,15 @@ BalancerLab::BalancerLab(std::uint64_t udp_idle_timeout_ns)
     settings_.source_v4 = to_addr(kTunnelV4).w[0];
     settings_.source_v6 = to_addr(kTunnelV6);
     settings_.hash_seed = kHashSeed;
+    settings_.gue_port = htons(FULCRUM_GUE_DEFAULT_PORT);
     REQUIRE(program_->set_settings(settings_).ok());
     REQUIRE(program_->put_tx_port(static_cast<std::uint32_t>(ifindex("fl-other"))).ok());
+}
+
+void BalancerLab::set_gue_port(std::uint16_t port)
+{
+    settings_.gue_port = htons(port);
+    REQUIRE(program_->set_settings(settings_).ok());
 }
 
 void BalancerLab::set_rates(std::uint32_t new_flows_per_second, std::uint32_t icmp_replies_per_second)
@@ -173,7 +180,7 @@ void BalancerLab::set_backend_state(std::uint32_t id, fulcrum_backend_state stat
 
 void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uint16_t port,
                               std::uint8_t proto, const std::vector<std::uint32_t>& table,
-                              std::uint32_t hash_omit)
+                              std::uint32_t hash_omit, std::uint32_t encap)
 {
     fulcrum_vip_key vk{};
     vk.addr = to_addr(vip);
@@ -198,6 +205,7 @@ void BalancerLab::add_service(std::uint32_t id, const std::string& vip, std::uin
     sv.id = id;
     sv.table_size = static_cast<std::uint32_t>(table.size());
     sv.hash_omit = hash_omit;
+    sv.encap = encap;
     hash_omit_[id] = hash_omit;
     set_table(id, table);
     REQUIRE(program_->put_service(sk, sv).ok());

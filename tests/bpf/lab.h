@@ -57,9 +57,13 @@ public:
     void add_backend(std::uint32_t id, const std::string& address, std::uint32_t service_id,
                      fulcrum_backend_state state = FULCRUM_BACKEND_ACTIVE);
     void set_backend_state(std::uint32_t id, fulcrum_backend_state state);
-    // hash_omit: the service's hash policy (abi.h FULCRUM_HASH_NO_*; 0 = the 5-tuple).
+    // hash_omit: the service's hash policy (abi.h FULCRUM_HASH_NO_*; 0 = the 5-tuple);
+    // encap: its tunnel (enum fulcrum_encap).
     void add_service(std::uint32_t id, const std::string& vip, std::uint16_t port, std::uint8_t proto,
-                     const std::vector<std::uint32_t>& table, std::uint32_t hash_omit = 0);
+                     const std::vector<std::uint32_t>& table, std::uint32_t hash_omit = 0,
+                     std::uint32_t encap = FULCRUM_ENCAP_IPIP);
+    // The GUE port of the settings map (FULCRUM_GUE_DEFAULT_PORT unless set).
+    void set_gue_port(std::uint16_t port);
     void set_table(std::uint32_t service_id, const std::vector<std::uint32_t>& table);
     // QUIC connection-ID routing of a service added before (abi.h fulcrum_service_value):
     // rewrites its entry with these fields (offset 0 = off).

@@ -173,6 +173,16 @@ Bytes udp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len)
     return concat(u, pattern(payload_len));
 }
 
+Bytes gue(std::uint16_t sport, std::uint16_t dport, const Bytes& inner)
+{
+    Bytes u;
+    push16(u, sport);
+    push16(u, dport);
+    push16(u, static_cast<std::uint16_t>(8 + inner.size()));
+    push16(u, 0);  // zero checksum: IPv4 "none", IPv6 RFC 6935/6936 (README "GUE")
+    return concat(u, inner);
+}
+
 Bytes icmp4(std::uint8_t type, std::uint8_t code, std::uint32_t rest, const Bytes& body)
 {
     Bytes m{type, code, 0, 0};

@@ -50,6 +50,8 @@ inline constexpr std::uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kT
 Bytes tcp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len = 0,
           std::uint8_t flags = kTcpSyn);
 Bytes udp(std::uint16_t sport, std::uint16_t dport, std::size_t payload_len = 0);
+// GUE variant 1 as Fulcrum sends it: a UDP header (checksum zero) with `inner` right after it.
+Bytes gue(std::uint16_t sport, std::uint16_t dport, const Bytes& inner);
 Bytes icmp4(std::uint8_t type, std::uint8_t code, std::uint32_t rest, const Bytes& body);
 Bytes icmp6(const std::string& src, const std::string& dst, std::uint8_t type, std::uint8_t code,
             std::uint32_t rest, const Bytes& body);

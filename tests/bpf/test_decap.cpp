@@ -31,10 +31,10 @@ fulcrum_decap_source_key prefix(const std::string& text)
 
 struct DecapLab {
     std::unique_ptr<dataplane::DecapProgram> program;
-    DecapLab()
+    explicit DecapLab(std::uint16_t gue_port = FULCRUM_GUE_DEFAULT_PORT)
     {
         enter_lab_namespace();
-        Result<std::unique_ptr<dataplane::DecapProgram>> loaded = dataplane::DecapProgram::load();
+        Result<std::unique_ptr<dataplane::DecapProgram>> loaded = dataplane::DecapProgram::load(gue_port);
         if (!loaded.ok())
             throw std::runtime_error(loaded.message());
         program = std::move(loaded).value();
@@ -194,6 +194,107 @@ TEST_CASE("decap strips Fulcrum's tunnel header from the balancers to local addr
     run_decap_table(lab, rows);
 }
 
+TEST_CASE("decap strips GUE (UDP to the GUE port) like IP-in-IP; other UDP is untouched", "[bpf][decap][gue]")
+{
+    DecapLab lab;  // --gue-port 6080, the default
+    const Bytes inner4 = ipv4(V4{.src = kClientV4, .dst = kVipV4}, tcp(40000, 80, 12));
+    const Bytes inner6 = ipv6(V6{.src = kClientV6, .dst = kVipV6}, udp(5000, 53, 9));
+    const Bytes inner4_elsewhere = ipv4(V4{.src = kClientV4, .dst = kElsewhereV4}, tcp(40000, 22, 12));
+    const V4 outer4{.src = kTunnelV4, .dst = kBackendV4, .proto = kUdp, .id = 0};
+    const V6 outer6{.src = kTunnelV6, .dst = kBackendV6, .next = kUdp};
+    Bytes checksummed = gue(50000, 6080, inner6);
+    checksummed[6] = 0x12;  // a sender that fills the UDP checksum: not checked (README "GUE")
+    checksummed[7] = 0x34;
+    Bytes long_udp = gue(50000, 6080, inner4);
+    long_udp[5] += 4;  // UDP length beyond the IP packet
+    V4 fragment = outer4;
+    fragment.flags_frag = 0x2000;  // MF: the balancer never fragments (DF); the stack reassembles
+    std::vector<DecapRow> rows = {
+        {.name = "IPv4 in GUE over IPv4 from the balancer to a VIP on lo",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, inner4))), .action = XDP_PASS,
+         .out = to_backend(kEthIPv4, inner4), .reason = FULCRUM_DECAP_DONE_GUE_V4_IN_V4},
+        {.name = "IPv6 in GUE over IPv6 (zero UDP checksum)",
+         .in = to_backend(kEthIPv6, ipv6(outer6, gue(50001, 6080, inner6))), .action = XDP_PASS,
+         .out = to_backend(kEthIPv6, inner6), .reason = FULCRUM_DECAP_DONE_GUE_V6_IN_V6},
+        {.name = "IPv4 in GUE over IPv6",
+         .in = to_backend(kEthIPv6, ipv6(outer6, gue(50002, 6080, inner4))), .action = XDP_PASS,
+         .out = to_backend(kEthIPv4, inner4), .reason = FULCRUM_DECAP_DONE_GUE_V4_IN_V6},
+        {.name = "IPv6 in GUE over IPv6 with a non-zero UDP checksum",
+         .in = to_backend(kEthIPv6, ipv6(outer6, checksummed)), .action = XDP_PASS,
+         .out = to_backend(kEthIPv6, inner6), .reason = FULCRUM_DECAP_DONE_GUE_V6_IN_V6},
+        {.name = "GUE with an 802.1Q tag: tag kept",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, inner4)), 0x0123), .action = XDP_PASS,
+         .out = to_backend(kEthIPv4, inner4, 0x0123), .reason = FULCRUM_DECAP_DONE_GUE_V4_IN_V4},
+        {.name = "UDP from the balancer to another port: untouched",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6081, inner4))), .action = XDP_PASS,
+         .reason = FULCRUM_DECAP_PASS_OTHER},
+        {.name = "IPv6 UDP from the balancer to another port: untouched",
+         .in = to_backend(kEthIPv6, ipv6(outer6, gue(50000, 6081, inner6))), .action = XDP_PASS,
+         .reason = FULCRUM_DECAP_PASS_OTHER},
+        {.name = "UDP from the GUE port (not to it): untouched",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(6080, 50000, inner4))), .action = XDP_PASS,
+         .reason = FULCRUM_DECAP_PASS_OTHER},
+        {.name = "GUE to an address that is not local: untouched",
+         .in = to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = "198.18.0.99", .proto = kUdp},
+                                         gue(50000, 6080, inner4))),
+         .action = XDP_PASS, .reason = FULCRUM_DECAP_PASS_OTHER},
+        {.name = "a fragment of UDP to the GUE port: untouched (the stack reassembles it)",
+         .in = to_backend(kEthIPv4, ipv4(fragment, gue(50000, 6080, inner4))), .action = XDP_PASS,
+         .reason = FULCRUM_DECAP_PASS_OTHER},
+        {.name = "GUE from a source outside --from: dropped",
+         .in = to_backend(kEthIPv4, ipv4(V4{.src = kSpoofV4, .dst = kBackendV4, .proto = kUdp},
+                                         gue(50000, 6080, inner4))),
+         .action = XDP_DROP, .reason = FULCRUM_DECAP_DROP_SOURCE},
+        {.name = "IPv6 GUE from a source outside --from: dropped",
+         .in = to_backend(kEthIPv6, ipv6(V6{.src = kSpoofV6, .dst = kBackendV6, .next = kUdp},
+                                         gue(50000, 6080, inner6))),
+         .action = XDP_DROP, .reason = FULCRUM_DECAP_DROP_SOURCE},
+        {.name = "GUE from the balancer, inner destination not local: dropped",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, inner4_elsewhere))), .action = XDP_DROP,
+         .reason = FULCRUM_DECAP_DROP_INNER_NOT_LOCAL},
+        {.name = "GUE variant 0 (a GUE header, which Fulcrum never sends): dropped as malformed",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, concat(Bytes{0, 4, 0, 0}, inner4)))),
+         .action = XDP_DROP, .reason = FULCRUM_DECAP_DROP_MALFORMED},
+        {.name = "GUE whose UDP length disagrees with the IP length: dropped as malformed",
+         .in = to_backend(kEthIPv4, ipv4(outer4, long_udp)), .action = XDP_DROP,
+         .reason = FULCRUM_DECAP_DROP_MALFORMED},
+        {.name = "IPv6 in GUE over IPv4 (the balancer never mixes them so): dropped as malformed",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, inner6))), .action = XDP_DROP,
+         .reason = FULCRUM_DECAP_DROP_MALFORMED},
+        {.name = "GUE with a truncated inner header: dropped as malformed",
+         .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, slice(inner4, 0, 12)))), .action = XDP_DROP,
+         .reason = FULCRUM_DECAP_DROP_MALFORMED},
+    };
+    run_decap_table(lab, rows);
+}
+
+TEST_CASE("decap strips GUE on --gue-port only, and none with --gue-port 0", "[bpf][decap][gue]")
+{
+    const Bytes inner4 = ipv4(V4{.src = kClientV4, .dst = kVipV4}, tcp(40000, 80, 12));
+    const V4 outer4{.src = kTunnelV4, .dst = kBackendV4, .proto = kUdp, .id = 0};
+    {
+        DecapLab lab(7000);
+        run_decap_table(lab, {
+            {.name = "GUE to --gue-port 7000", .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 7000, inner4))),
+             .action = XDP_PASS, .out = to_backend(kEthIPv4, inner4), .reason = FULCRUM_DECAP_DONE_GUE_V4_IN_V4},
+            {.name = "UDP to 6080 with --gue-port 7000: untouched",
+             .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, inner4))), .action = XDP_PASS,
+             .reason = FULCRUM_DECAP_PASS_OTHER},
+        });
+    }
+    {
+        DecapLab lab(0);
+        run_decap_table(lab, {
+            {.name = "UDP to 6080 with --gue-port 0: untouched",
+             .in = to_backend(kEthIPv4, ipv4(outer4, gue(50000, 6080, inner4))), .action = XDP_PASS,
+             .reason = FULCRUM_DECAP_PASS_OTHER},
+            {.name = "IP-in-IP still stripped",
+             .in = to_backend(kEthIPv4, ipv4(V4{.src = kTunnelV4, .dst = kBackendV4, .proto = kIpip, .id = 0}, inner4)),
+             .action = XDP_PASS, .out = to_backend(kEthIPv4, inner4), .reason = FULCRUM_DECAP_DONE_V4_IN_V4},
+        });
+    }
+}
+
 // RFC 6040, normal mode: the ECN field of the inner header after decapsulation.
 namespace {
 
@@ -329,10 +430,20 @@ TEST_CASE("balancer then decap gives the backend the client's packet unchanged",
     balancer.add_service(1, kVipV4, 80, kTcp, std::vector<std::uint32_t>(7, 1));
     balancer.add_service(2, "198.18.100.1", 53, kUdp, std::vector<std::uint32_t>(7, 2));
     balancer.add_service(3, "2001:db8:100::1", 443, kTcp, std::vector<std::uint32_t>(7, 3));
+    // The same three in GUE (encap: gue).
+    balancer.add_backend(4, kBackendV4, 4);
+    balancer.add_backend(5, kBackendV6, 5);
+    balancer.add_backend(6, kBackendV6, 6);
+    balancer.add_service(4, kVipV4, 8080, kTcp, std::vector<std::uint32_t>(7, 4), 0, FULCRUM_ENCAP_GUE);
+    balancer.add_service(5, "198.18.100.1", 5353, kUdp, std::vector<std::uint32_t>(7, 5), 0, FULCRUM_ENCAP_GUE);
+    balancer.add_service(6, "2001:db8:100::1", 8443, kTcp, std::vector<std::uint32_t>(7, 6), 0, FULCRUM_ENCAP_GUE);
     const Bytes packets[] = {
         ipv4(V4{.src = kClientV4, .dst = "198.18.100.1", .tos = 0x10}, tcp(40000, 80, 100)),
         ipv4(V4{.src = kClientV4, .dst = "198.18.100.1", .proto = kUdp}, udp(40000, 53, 100)),
         ipv6(V6{.src = kClientV6, .dst = "2001:db8:100::1"}, tcp(40000, 443, 100)),
+        ipv4(V4{.src = kClientV4, .dst = "198.18.100.1", .tos = 0x10}, tcp(40000, 8080, 100)),
+        ipv4(V4{.src = kClientV4, .dst = "198.18.100.1", .proto = kUdp}, udp(40000, 5353, 100)),
+        ipv6(V6{.src = kClientV6, .dst = "2001:db8:100::1"}, tcp(40000, 8443, 100)),
     };
     for (const Bytes& ip : packets) {
         bool v4 = (ip[0] >> 4) == 4;
@@ -346,4 +457,9 @@ TEST_CASE("balancer then decap gives the backend the client's packet unchanged",
         CHECK(hex(slice(back.out, 14, back.out.size() - 14)) == hex(ip));
         CHECK(back.out[12] == (v4 ? 0x08 : 0x86));
     }
+    // The last three went in GUE and were stripped as GUE (the UDP services' backend is IPv6).
+    for (fulcrum_decap_reason r : {FULCRUM_DECAP_DONE_V4_IN_V4, FULCRUM_DECAP_DONE_V4_IN_V6, FULCRUM_DECAP_DONE_V6_IN_V6,
+                                   FULCRUM_DECAP_DONE_GUE_V4_IN_V4, FULCRUM_DECAP_DONE_GUE_V4_IN_V6,
+                                   FULCRUM_DECAP_DONE_GUE_V6_IN_V6})
+        CHECK(decap.program->counters(r)->packets == 1);
 }

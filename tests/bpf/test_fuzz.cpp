@@ -255,6 +255,7 @@ struct Expect {
     // What the frame is, as far as it was parsed.
     std::size_t l2 = 14, ip = 14, l4 = 0, ip_len = 0;
     bool vlan = false, v6 = false, icmp_error = false;
+    bool gue = false;  // Forward / TooBig: the service's tunnel is GUE (outer IP + UDP)
     std::uint16_t tci = 0;
     std::uint8_t tos = 0, proto = 0;
     Role role = Role::Error;
@@ -568,7 +569,8 @@ private:
         if (!id || !be || be->state != FULCRUM_BACKEND_ACTIVE)
             return drop(e, FULCRUM_DROP_NO_BACKEND);
         e.backend = id;
-        std::uint32_t overhead = be->family == FULCRUM_AF_INET ? 20 : 40;
+        e.gue = svc.encap == FULCRUM_ENCAP_GUE;
+        std::uint32_t overhead = (be->family == FULCRUM_AF_INET ? 20 : 40) + (e.gue ? 8 : 0);
         if (e.ip_len + overhead > 0xffff)  // the outer length field cannot say it
             return drop(e, FULCRUM_DROP_LENGTH);
         auto cached = cache_.find(id);
@@ -765,8 +767,10 @@ private:
         // (ids below kIdsRead: the per-packet counter checks read ids 0..kIdsRead-1)
         lab_->add_backend(10, "198.18.0.21", 12);
         lab_->add_backend(15, "198.18.0.22", 12);
+        // GUE (abi.h FULCRUM_ENCAP_GUE): that port-0 UDP service (IPv4 over IPv4) and the IPv6
+        // UDP service (IPv6 over IPv6) send GUE, the others IP-in-IP; decap strips both.
         lab_->add_service(12, kVip4Multi, 0, kUdp, {10, 15, 10, 15, 15, 10, 15},
-                          FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT);
+                          FULCRUM_HASH_NO_SRC_ADDR | FULCRUM_HASH_NO_SRC_PORT, FULCRUM_ENCAP_GUE);
         // QUIC connection-ID routing (fuzz_frames.h kQuicIds): service 16 on kVip4Multi UDP 443,
         // backends 16 and 17 active, 18 draining (out of the table, its id not followed).
         lab_->add_backend(16, "198.18.0.21", 16);
@@ -776,6 +780,7 @@ private:
         lab_->set_quic(16, 1, 16);
         for (std::uint32_t i = 0; i < 3; i++)
             REQUIRE(lab_->program().put_quic_id(fulcrum_quic_key{16, fuzz::kQuicIds[i]}, 16 + i).ok());
+        lab_->add_service(10, kVip6, 53, kUdp, fill(9), 0, FULCRUM_ENCAP_GUE);
         return *lab_;
     }
 
@@ -1031,11 +1036,20 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
     const fulcrum_backend* be = model_.backend(e.backend);
     const Bytes& f = in.bytes;
     bool outer6 = be->family == FULCRUM_AF_INET6;
-    std::size_t l2 = e.l2, overhead = outer6 ? 40 : 20;
+    std::size_t l2 = e.l2, ip_overhead = outer6 ? 40 : 20, overhead = ip_overhead + (e.gue ? 8 : 0);
     std::size_t inner_len = e.ip_len;  // lengths from the IP header: link padding is not sent on
     if (out.size() != l2 + overhead + inner_len) {
-        fail("forwarded frame is L2 + outer header + the inner IP packet", index, in, action, out);
+        fail("forwarded frame is L2 + outer header (+ UDP for GUE) + the inner IP packet", index, in, action, out);
         return;
+    }
+    if (e.gue) {
+        // GUE variant 1: UDP from the ephemeral port the flow hash picks to 6080, length of UDP +
+        // inner, checksum zero (README "GUE").
+        std::size_t u = l2 + ip_overhead;
+        if (rd16(out, u) != (49152 | (e.hash & 0x3fff)) || rd16(out, u + 2) != FULCRUM_GUE_DEFAULT_PORT ||
+            rd16(out, u + 4) != inner_len + 8 || rd16(out, u + 6) != 0)
+            fail("GUE: UDP source port from the flow hash, destination 6080, length, zero checksum", index, in,
+                 action, out);
     }
     // L2: to the backend's MAC from the egress interface's, the tag kept.
     if (!mac_is(out, 0, e.dmac) || !mac_is(out, 6, e.smac))
@@ -1046,7 +1060,7 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
     if (!l2_ok)
         fail("forwarded frame: EtherType of the outer family, 802.1Q tag kept", index, in, action, out);
     std::size_t o = l2;
-    std::uint8_t inner_proto = e.v6 ? kIpv6 : kIpip;
+    std::uint8_t inner_proto = e.gue ? kUdp : e.v6 ? kIpv6 : kIpip;
     Bytes src = addr_bytes(outer6 ? kTunnelV6 : kTunnelV4), dst = addr_of(*be);
     bool length_consistent;
     if (!outer6) {
@@ -1058,8 +1072,8 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
             fail("outer protocol matches the inner family", index, in, action, out);
         if (!checksum_ok(out, o, 20))
             fail("outer IPv4 header checksum", index, in, action, out);
-        if (rd16(out, o + 2) != e.ip_len + 20)
-            fail("outer IPv4 total length = inner IP total length + 20", index, in, action, out);
+        if (rd16(out, o + 2) != e.ip_len + overhead)
+            fail("outer IPv4 total length = inner IP total length + 20 (+ 8 for GUE)", index, in, action, out);
         length_consistent = rd16(out, o + 2) == out.size() - l2;
     } else {
         std::uint32_t w = static_cast<std::uint32_t>(rd16(out, o)) << 16 | rd16(out, o + 2);
@@ -1071,8 +1085,8 @@ void Fuzzer::check_forward(std::uint64_t index, const Frame& in, int action, con
                  index, in, action, out);
         if (out[o + 6] != inner_proto)
             fail("outer next header matches the inner family", index, in, action, out);
-        if (rd16(out, o + 4) != e.ip_len)
-            fail("outer IPv6 payload length = inner IP total length", index, in, action, out);
+        if (rd16(out, o + 4) != e.ip_len + overhead - 40)
+            fail("outer IPv6 payload length = inner IP total length (+ 8 for GUE)", index, in, action, out);
         length_consistent = rd16(out, o + 4) == out.size() - l2 - 40;
     }
     if (!length_consistent)
@@ -1230,11 +1244,16 @@ void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const
         }
     }
     std::size_t ip = l2, end = 0;
-    if (et == kEthIPv4 && f.size() >= ip + 20 && f[ip + 9] == kIpip && local(ip + 16, false)) {
-        outer = 20;
+    // GUE (README "GUE"): UDP to the GUE port, over IPv4 unfragmented and without options; any
+    // other UDP is ordinary traffic and passes. The inner packet follows the 8-byte UDP header.
+    bool gue4 = et == kEthIPv4 && f.size() >= ip + 28 && f[ip + 9] == kUdp && (f[ip] & 0xf) == 5 &&
+                !(rd16(f, ip + 6) & 0x3fff) && rd16(f, ip + 22) == FULCRUM_GUE_DEFAULT_PORT;
+    bool gue6 = et == kEthIPv6 && f.size() >= ip + 48 && f[ip + 6] == kUdp && rd16(f, ip + 42) == FULCRUM_GUE_DEFAULT_PORT;
+    if (et == kEthIPv4 && f.size() >= ip + 20 && (f[ip + 9] == kIpip || gue4) && local(ip + 16, false)) {
+        outer = gue4 ? 28 : 20;
         end = ip + rd16(f, ip + 2);
         outer_ecn = f[ip + 1] & 3;
-        done_reason = FULCRUM_DECAP_DONE_V4_IN_V4;
+        done_reason = gue4 ? FULCRUM_DECAP_DONE_GUE_V4_IN_V4 : FULCRUM_DECAP_DONE_V4_IN_V4;
         if (!source_allowed(ip + 12, false))
             want = kDecapDropSource;
         else if ((f[ip] & 0xf) != 5 || (rd16(f, ip + 6) & 0x3fff))
@@ -1245,21 +1264,27 @@ void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const
             why = "outer IPv4 total length beyond the frame";
         else if (!checksum_ok(f, ip, 20))
             why = "outer IPv4 header checksum wrong";
+        else if (gue4 && (rd16(f, ip + 24) != rd16(f, ip + 2) - 20 || f.size() < ip + 29 || (f[ip + 28] >> 4) != 4))
+            want = FULCRUM_DECAP_DROP_MALFORMED;  // UDP length, or not IPv4 inside (variant 0, IPv6)
         else
             want = -1;  // go on with the inner header
-    } else if (et == kEthIPv6 && f.size() >= ip + 40 && (f[ip + 6] == kIpip || f[ip + 6] == kIpv6) &&
+    } else if (et == kEthIPv6 && f.size() >= ip + 40 && (f[ip + 6] == kIpip || f[ip + 6] == kIpv6 || gue6) &&
                local(ip + 24, true)) {
-        outer = 40;
+        outer = gue6 ? 48 : 40;
         end = ip + 40 + rd16(f, ip + 4);
-        inner6 = f[ip + 6] == kIpv6;
+        inner6 = gue6 ? f.size() >= ip + 49 && (f[ip + 48] >> 4) == 6 : f[ip + 6] == kIpv6;
         outer_ecn = (f[ip + 1] >> 4) & 3;
-        done_reason = inner6 ? FULCRUM_DECAP_DONE_V6_IN_V6 : FULCRUM_DECAP_DONE_V4_IN_V6;
+        done_reason = gue6 ? (inner6 ? FULCRUM_DECAP_DONE_GUE_V6_IN_V6 : FULCRUM_DECAP_DONE_GUE_V4_IN_V6)
+                           : (inner6 ? FULCRUM_DECAP_DONE_V6_IN_V6 : FULCRUM_DECAP_DONE_V4_IN_V6);
         if (!source_allowed(ip + 8, true))
             want = kDecapDropSource;
         else if ((f[ip] >> 4) != 6)
             why = "outer IPv6 header of another version";
         else if (end > f.size())
             why = "outer IPv6 payload length beyond the frame";
+        else if (gue6 && (rd16(f, ip + 44) != rd16(f, ip + 4) || f.size() < ip + 49 ||
+                          ((f[ip + 48] >> 4) != 4 && (f[ip + 48] >> 4) != 6)))
+            want = FULCRUM_DECAP_DROP_MALFORMED;
         else
             want = -1;
     }
@@ -1284,14 +1309,15 @@ void Fuzzer::check_decap(std::uint64_t index, const Frame& in, int action, const
     auto name = [](int r) {
         return r >= 0 ? std::string(dataplane::decap_reason_name(static_cast<fulcrum_decap_reason>(r))) : std::string("?");
     };
-    bool decapsulated = reason >= FULCRUM_DECAP_DONE_V4_IN_V4 && reason <= FULCRUM_DECAP_DONE_V4_IN_V6;
+    bool decapsulated = (reason >= FULCRUM_DECAP_DONE_V4_IN_V4 && reason <= FULCRUM_DECAP_DONE_V4_IN_V6) ||
+                        (reason >= FULCRUM_DECAP_DONE_GUE_V4_IN_V4 && reason <= FULCRUM_DECAP_DONE_GUE_V4_IN_V6);
     bool ok;
     std::string expected;
     if (want == FULCRUM_DECAP_PASS_OTHER) {
         ok = action == XDP_PASS && reason == want && out == f;
         expected = "XDP_PASS untouched (pass_other)";
     } else if (want == kNotWellFormed) {
-        ok = (action == XDP_DROP && reason > FULCRUM_DECAP_DONE_V4_IN_V6) ||
+        ok = (action == XDP_DROP && reason > FULCRUM_DECAP_DONE_V4_IN_V6 && reason <= FULCRUM_DECAP_DROP_ECN_NOT_ECT) ||
              (action == XDP_PASS && reason == FULCRUM_DECAP_PASS_OTHER && out == f);
         expected = "not decapsulated (" + why + ")";
     } else if (want == done_reason) {

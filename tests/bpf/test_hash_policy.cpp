@@ -152,7 +152,7 @@ TEST_CASE("hash policy src-ip: one client's connections share one backend, clien
         key.family = FULCRUM_AF_INET;
         key.port = htons(8002);
         key.proto = kTcp;
-        REQUIRE(lab.program().put_service(key, fulcrum_service_value{12, 251, 0}).ok());  // now 5-tuple
+        REQUIRE(lab.program().put_service(key, fulcrum_service_value{12, 251, 0, FULCRUM_ENCAP_IPIP}).ok());  // now 5-tuple
 
         Bytes ack = ethernet(kBalancerMac, kRouterMac, kEthIPv4,
                              ipv4(V4{.src = kClientV4, .dst = kVip4Multi, .proto = kTcp}, tcp(recorded, 8002, 0, kTcpAck)));
@@ -231,7 +231,7 @@ TEST_CASE("hash policy bits the daemon never writes are ignored, not undefined",
     key.family = FULCRUM_AF_INET;
     key.port = htons(8001);
     key.proto = kTcp;
-    REQUIRE(lab.program().put_service(key, fulcrum_service_value{11, 251, 0xfffffff0u}).ok());
+    REQUIRE(lab.program().put_service(key, fulcrum_service_value{11, 251, 0xfffffff0u, FULCRUM_ENCAP_IPIP}).ok());
     std::set<std::uint32_t> backends;
     for (std::uint16_t sport = 30000; sport < 30060; sport++)
         backends.insert(send(lab, 11, kClientV4, kVip4Multi, kTcp, sport, 8001));

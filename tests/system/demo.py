@@ -68,6 +68,16 @@ def print_shares(title, answers, lab, weights):
     return ok
 
 
+def decap_gue_packets(lab):
+    """GUE packets the backends' decap stripped so far (fulcrum-decap status --json), summed."""
+    total = 0
+    for b in lab.backends:
+        out = lab.run(b, f"{fl.DECAP} status --pin-path /sys/fs/bpf/{b} --json", capture=True)
+        for i in fl.json.loads(out)["interfaces"]:
+            total += sum(c["packets"] for r, c in i["counters"].items() if r.startswith("decap_gue_"))
+    return total
+
+
 def main():
     keep = "--keep" in sys.argv
     lab = fl.Lab(backends=3, prefix="fdemo", metrics_port=9470)
@@ -83,7 +93,7 @@ def main():
         print(f"""   client  {lab.client:<10} 198.18.0.100  2001:db8::100   routes the VIPs via the balancer
    balancer {lab.balancer:<9} 198.18.0.1    2001:db8::1     fulcrumd, XDP on eth0
    backends {', '.join(lab.backends)}  198.18.0.11-13  2001:db8::11-13
-   all on one bridge in {lab.switch}; VIPs: web4 {WEB4}:80, web6 [{WEB6}]:80, dns4 {WEB4}:53/udp""")
+   all on one bridge in {lab.switch}; VIPs: web4 {WEB4}:80, web6 [{WEB6}]:80 (GUE), dns4 {WEB4}:53/udp""")
 
         step(2, "Backends: Fulcrum's decap XDP program, the VIPs on lo, a real HTTP/UDP server")
         lab.add_vip_to_backends(WEB4)
@@ -128,14 +138,22 @@ def main():
         else:
             print(f"   {RED}FAILED: a connection failed or a share is outside its bounds{RESET}")
 
-        step(5, "200 real HTTP connections to the IPv6 VIP, 200 UDP exchanges (IPv4 VIP, IPv6 backends)")
+        step(5, "200 real HTTP connections to the IPv6 VIP (web6: encap gue), 200 UDP exchanges "
+                "(IPv4 VIP, IPv6 backends)")
+        gue_before = decap_gue_packets(lab)
         in_bounds = print_shares("web6", lab.http_get_many(WEB6, 200), lab, EQUAL)
+        gue = decap_gue_packets(lab) - gue_before
         in_bounds &= print_shares("dns4", lab.udp_ask_many(WEB4, 200), lab, EQUAL)
+        print(f"   the backends' decap stripped {gue} GUE packets (IPv6 in UDP to port 6080 over IPv6) "
+              f"during web6's connections")
+        in_bounds &= gue >= 600  # each connection: at least SYN, ACK and the request
         ok &= in_bounds
         if in_bounds:
-            proved("IPv6-in-IPv6 and IPv4-in-IPv6 tunnels; every exchange answered; equal shares within bounds")
+            proved("IPv6 in GUE over IPv6 (UDP, source port from the flow hash) and IPv4-in-IPv6 tunnels; "
+                   "every exchange answered; equal shares within bounds")
         else:
-            print(f"   {RED}FAILED: an exchange failed or a share is outside its bounds{RESET}")
+            print(f"   {RED}FAILED: an exchange failed, a share is outside its bounds, or web6 did not go "
+                  f"through GUE{RESET}")
         after = {"lb": link_stats(lab, lab.balancer), "client": link_stats(lab, lab.client)}
         seen = sniffer.stop()
 

@@ -127,7 +127,7 @@ def services_map(lab):
 
 
 # struct fulcrum_service_value (xdp/abi.h): id 4095, table_size 3, hash_omit 0 (5-tuple),
-# quic_id_offset 0 (no QUIC routing), quic_id_bits 0, pad: 16 bytes since ABI 4.
+# quic_id_offset 0 (no QUIC routing), quic_id_bits 0, encap 0 (ipip), pad: 16 bytes since ABI 4.
 JUNK_SERVICE_VALUE = "ff 0f 00 00 03 00 00 00 00 00 00 00 00 00 00 00"
 
 

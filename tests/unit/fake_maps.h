@@ -113,7 +113,8 @@ public:
                          (v.hash_omit ? " hash_omit=" + std::to_string(v.hash_omit) : "") +
                          (v.quic_id_offset ? " quic=" + std::to_string(v.quic_id_offset) + "/" +
                                                  std::to_string(v.quic_id_bits)
-                                           : ""),
+                                           : "") +
+                         (v.encap ? " encap=" + std::to_string(v.encap) : ""),
                      [&] { services[key_bytes(k)] = v; });
     }
     Status delete_service(const fulcrum_service_key& k) override

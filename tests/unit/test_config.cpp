@@ -221,6 +221,8 @@ services:
     CHECK(s.port == 0);
     CHECK(s.table_size == 65537);
     CHECK(s.hash == fulcrum::config::HashPolicy::five_tuple);
+    CHECK(s.encap == fulcrum::config::Encap::ipip);
+    CHECK(c.tunnel.gue_port == 6080);
     CHECK_FALSE(s.min_healthy.is_fraction);
     CHECK(s.min_healthy.value == 1);
     CHECK(s.healthcheck.type == fulcrum::config::CheckType::tcp);
@@ -738,6 +740,33 @@ TEST_CASE("quic: server id position per UDP service, server_id per backend, ever
     CHECK(errors_of(file("udp", "    quic: {server_id_offset: 0, server_id_bits: 40}\n",
                          {"{address: 198.18.0.11, server_id: 9999}"})) ==
           V{"t.yaml:9:49: services[0].quic.server_id_bits: expected an integer 1..32, got \"40\""});
+}
+
+TEST_CASE("encap: ipip or gue per service; tunnel.gue_port 1..65535", "[config][gue]")
+{
+    using fulcrum::config::Encap;
+    const std::string web = "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n";
+    for (auto [word, encap] : {std::pair{"ipip", Encap::ipip}, std::pair{"gue", Encap::gue}}) {
+        CAPTURE(word);
+        Config c = valid(kHead + web + "    encap: " + word + "\n    backends: []\n");
+        CHECK(c.services.at(0).encap == encap);
+        CHECK(std::string(fulcrum::config::to_string(encap)) == word);
+    }
+    // web: services at 3 ... protocol at 7; encap at line 8, its value at column 12.
+    CHECK(errors_of(kHead + web + "    encap: fou\n    backends: []\n") ==
+          std::vector<std::string>{"t.yaml:8:12: services[0].encap: expected ipip or gue, got \"fou\""});
+    CHECK(errors_of(kHead + web + "    encap: {type: gue}\n    backends: []\n") ==
+          std::vector<std::string>{"t.yaml:8:12: services[0].encap: expected ipip or gue, got a mapping"});
+    CHECK(errors_of(kHead + web + "    encp: gue\n    backends: []\n") ==
+          std::vector<std::string>{"t.yaml:8:5: services[0].encp: unknown key \"encp\"; did you mean \"encap\"?"});
+
+    const std::string head = "interfaces: [{name: eth0}]\n";
+    Config c = valid(head + "tunnel: {source_v4: 203.0.113.1, gue_port: 4754}\nservices: []\n");
+    CHECK(c.tunnel.gue_port == 4754);
+    CHECK(errors_of(head + "tunnel: {source_v4: 203.0.113.1, gue_port: 0}\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:2:44: tunnel.gue_port: expected an integer 1..65535, got \"0\""});
+    CHECK(errors_of(head + "tunnel: {source_v4: 203.0.113.1, gue_port: 65536}\nservices: []\n") ==
+          std::vector<std::string>{"t.yaml:2:44: tunnel.gue_port: expected an integer 1..65535, got \"65536\""});
 }
 
 TEST_CASE("each kind of error has its exact message and position", "[config]")

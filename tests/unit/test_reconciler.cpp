@@ -556,6 +556,76 @@ TEST_CASE("preview: QUIC settings and server ids are named", "[plan][diff][quic]
     }
 }
 
+TEST_CASE("an encap change rewrites the service entry only (flows stay), and is adopted after a restart",
+          "[plan][gue]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    Desired d = two_services();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    const std::string id = std::to_string(r.services().at("web").id);
+
+    d.services[0].encap = FULCRUM_ENCAP_GUE;
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    // No table, no backend, no flow write: the entry with the new tunnel, nothing else.
+    CHECK(maps.log == std::vector<std::string>{"put_service " + id + " size=251 encap=1"});
+    CHECK(r.services().at("web").encap == static_cast<std::uint32_t>(FULCRUM_ENCAP_GUE));
+    maps.log.clear();
+    REQUIRE(r.apply(test::with_tables(d)).ok());
+    CHECK(maps.log.empty());
+
+    // A restarted daemon reads the encapsulation back from the entry.
+    Reconciler second(maps);
+    second.adopt(maps.snapshot(), d);
+    CHECK(second.services().at("web").encap == static_cast<std::uint32_t>(FULCRUM_ENCAP_GUE));
+    CHECK(second.services().at("api").encap == static_cast<std::uint32_t>(FULCRUM_ENCAP_IPIP));
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    for (const std::string& entry : maps.log)
+        CHECK(entry.rfind("put_service", 0) != 0);
+
+    d.services[0].encap = FULCRUM_ENCAP_IPIP;
+    maps.log.clear();
+    REQUIRE(second.apply(test::with_tables(d)).ok());
+    CHECK(maps.log == std::vector<std::string>{"put_service " + id + " size=251"});
+}
+
+TEST_CASE("preview: an encap change names both tunnels and moves no flow", "[plan][diff][gue]")
+{
+    FakeMaps maps;
+    Reconciler r(maps);
+    REQUIRE(r.apply(test::with_tables(two_services())).ok());
+    Desired next = two_services();
+    next.services[1].encap = FULCRUM_ENCAP_GUE;
+    Diff diff;
+    REQUIRE(r.preview(test::with_tables(next), &diff).ok());
+    CHECK(diff.writes == 1);
+    for (const ServiceDiff& s : diff.services) {
+        CAPTURE(s.name);
+        CHECK(s.encap_before == "ipip");
+        if (s.name == "web") {
+            CHECK(s.change == ServiceDiff::Change::unchanged);
+            CHECK(s.encap_after == "ipip");
+            continue;
+        }
+        CHECK(s.change == ServiceDiff::Change::changed);
+        CHECK(s.encap_after == "gue");
+        CHECK(s.slots_moved == 0);
+        CHECK(s.leaving_backends.empty());
+    }
+    CHECK(encap_name(FULCRUM_ENCAP_GUE) == "gue");
+    CHECK(encap_name(7) == "encap 7");
+}
+
+TEST_CASE("settings carry tunnel.gue_port in network order", "[plan][gue]")
+{
+    fulcrum::config::Config c;
+    CHECK(make_desired(c, 1).settings.gue_port == htons(6080));
+    c.tunnel.gue_port = 4754;
+    CHECK(make_desired(c, 1).settings.gue_port == htons(4754));
+}
+
 TEST_CASE("two balancers with the same config send every slot to the same address", "[plan]")
 {
     FakeMaps a, b;

@@ -120,7 +120,7 @@ TEST_CASE("YAML features give the errors they gave when the parser walked YAML::
     CHECK(errors_of(kHead + "services:\n  - &s {name: a, vip: 198.18.0.10, port: 80, protocol: tcp, backends: []}\n"
                             "  - <<: *s\n    name: b\n") ==
           V{"t.yaml:5:5: services[1].<<: unknown key \"<<\"; expected one of: name, vip, port, protocol, table_size, "
-            "hash, quic, min_healthy, healthcheck, backends",
+            "hash, quic, encap, min_healthy, healthcheck, backends",
             "t.yaml:5:5: services[1].vip: missing required key \"vip\"",
             "t.yaml:5:5: services[1].port: missing required key \"port\"",
             "t.yaml:5:5: services[1].protocol: missing required key \"protocol\"",
