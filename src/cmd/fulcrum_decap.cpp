@@ -56,7 +56,8 @@ const char kUsage[] =
     "  sync     re-read the host's local addresses into the pinned program (run it after adding or\n"
     "           removing a VIP; systemctl reload does); with --from, replace the prefixes too\n"
     "  detach   detach the decap program from IFACE and remove its pins (exit 1 if none)\n"
-    "  status   for each pinned interface: attached program, prefixes, local addresses, counters\n"
+    "  status   for each pinned interface: attached program, GUE port, prefixes, local addresses,\n"
+    "           counters\n"
     "\n"
     "  --from PREFIX          the balancers' tunnel sources (fulcrumd's tunnel.source_v4/source_v6,\n"
     "                         as /32 and /128, or the prefix their varied bits span), IPv4 or IPv6,\n"
@@ -450,6 +451,8 @@ struct InterfaceStatus {
     unsigned pinned_id = 0;
     unsigned attached_id = 0;  // our program's id on the interface, or the foreign main program's
     bool matches = false;      // the pinned program is the one attached
+    bool gue_known = false;    // gue_port was read from the pinned program
+    std::uint16_t gue_port = 0;  // the UDP port of GUE tunnels it strips; 0: GUE off
     std::vector<fulcrum_decap_source_key> sources;
     std::vector<fulcrum_decap_key> addresses;
     dataplane::PacketCounters counters[FULCRUM_DECAP_REASON_COUNT];
@@ -463,8 +466,14 @@ InterfaceStatus inspect(const std::string& pin_path, const std::string& iface)
     st.pin_dir = pin_dir(pin_path, iface);
     Pins pins = open_pins(st.pin_dir);
     st.pinned_id = dataplane::program_id_of(pins.program.get());
-    if (!pins.program.valid())
+    if (!pins.program.valid()) {
         st.problems.push_back("no pinned program at " + st.pin_dir + "/" + kPinProgram);
+    } else if (Result<std::uint16_t> port = dataplane::read_decap_gue_port(pins.program.get()); port.ok()) {
+        st.gue_known = true;
+        st.gue_port = *port;
+    } else {
+        st.problems.push_back(port.message());
+    }
     st.ifindex = static_cast<int>(if_nametoindex(iface.c_str()));
     if (st.ifindex == 0)
         st.problems.push_back("no interface " + iface + " here: " + std::strerror(errno));
@@ -535,6 +544,12 @@ void print_text(const std::vector<InterfaceStatus>& all)
         else
             std::printf("%s: decap NOT attached (pinned program id %u)\n", st.interface.c_str(), st.pinned_id);
         std::printf("  pins: %s\n", st.pin_dir.c_str());
+        if (!st.gue_known)
+            std::printf("  GUE: unknown\n");
+        else if (st.gue_port)
+            std::printf("  GUE: UDP port %u (attach --gue-port)\n", static_cast<unsigned>(st.gue_port));
+        else
+            std::printf("  GUE: off (attach --gue-port 0: UDP passes untouched)\n");
         for (const auto& p : st.problems)
             std::printf("  problem: %s\n", p.c_str());
         std::printf("  tunnel sources, --from (%zu):\n", st.sources.size());
@@ -572,7 +587,12 @@ void print_json(const std::string& pin_path, const std::vector<InterfaceStatus>&
             w.value(a.mode_name());
         else
             w.null();
-        w.field("dispatcher", a.dispatcher).key("sources").begin_array();
+        w.field("dispatcher", a.dispatcher).key("gue_port");
+        if (st.gue_known)
+            w.value(st.gue_port);
+        else
+            w.null();
+        w.key("sources").begin_array();
         for (const auto& prefix : st.sources)
             w.value(format_prefix(prefix));
         w.end_array().key("local_addresses").begin_array();

@@ -4,11 +4,15 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "decap.skel.h"
@@ -89,6 +93,47 @@ Result<PacketCounters> read_decap_counters(int stats_map_fd, fulcrum_decap_reaso
         sum.bytes += v.bytes;
     }
     return sum;
+}
+
+Result<std::uint16_t> read_decap_gue_port(int program_fd)
+{
+    // The skeleton's layout of .rodata: the same struct the loader wrote gue_port into.
+    using Rodata = std::remove_pointer_t<decltype(decap_bpf::rodata)>;
+    std::uint32_t ids[16] = {};
+    bpf_prog_info info{};
+    info.nr_map_ids = sizeof ids / sizeof ids[0];
+    info.map_ids = reinterpret_cast<std::uint64_t>(ids);
+    std::uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(program_fd, &info, &len) != 0)
+        return Status::failure(std::string("bpf: cannot list the decap program's maps: ") + std::strerror(errno));
+    const std::uint32_t count = std::min<std::uint32_t>(info.nr_map_ids, sizeof ids / sizeof ids[0]);
+    for (std::uint32_t i = 0; i < count; ++i) {
+        int fd = bpf_map_get_fd_by_id(ids[i]);
+        if (fd < 0)
+            return Status::failure("bpf: cannot open the decap program's map id " + std::to_string(ids[i]) + ": " +
+                                   std::strerror(errno));
+        bpf_map_info map{};
+        std::uint32_t map_len = sizeof map;
+        // libbpf names it after the object, cut to fit: "decap_bp.rodata". It holds the section
+        // (constants the compiler put there too), gue_port where the skeleton's struct has it.
+        const bool is_rodata = bpf_obj_get_info_by_fd(fd, &map, &map_len) == 0 &&
+                               std::string_view(map.name).ends_with(".rodata") &&
+                               map.value_size >= offsetof(Rodata, gue_port) + sizeof(Rodata::gue_port);
+        std::vector<unsigned char> value(is_rodata ? map.value_size : 0);
+        std::uint32_t key = 0;
+        const bool read = is_rodata && bpf_map_lookup_elem(fd, &key, value.data()) == 0;
+        const int err = errno;
+        close(fd);
+        if (is_rodata && !read)
+            return Status::failure(std::string("bpf: cannot read the decap program's .rodata: ") + std::strerror(err));
+        if (read) {
+            std::uint16_t port_be = 0;
+            std::memcpy(&port_be, value.data() + offsetof(Rodata, gue_port), sizeof port_be);
+            return static_cast<std::uint16_t>(ntohs(port_be));
+        }
+    }
+    return Status::failure("bpf: the decap program has no .rodata with a GUE port (attached by a fulcrum-decap "
+                           "without GUE? attach again)");
 }
 
 }  // namespace fulcrum::dataplane

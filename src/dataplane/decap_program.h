@@ -40,4 +40,9 @@ private:
 // fulcrum-decap pinned).
 Result<PacketCounters> read_decap_counters(int stats_map_fd, fulcrum_decap_reason reason);
 
+// The GUE port (host order; 0: GUE off) a loaded decap program strips, read back from the kernel's
+// copy of its .rodata, so `fulcrum-decap status` shows what the program attached by an earlier
+// `attach --gue-port` really does rather than what some option says.
+Result<std::uint16_t> read_decap_gue_port(int program_fd);
+
 }  // namespace fulcrum::dataplane

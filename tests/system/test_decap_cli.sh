@@ -4,7 +4,8 @@
 # IPv4-in-IPv6) with Scapy, and check that the balancer's inner UDP datagrams reach a listener,
 # that tunnels from another source or to an inner destination that is not local are dropped and
 # counted (not delivered), that `sync` picks up a VIP added to lo after attach, that `status`
-# shows the interface, prefixes, local addresses and counters, and that `detach` and the error
+# shows the interface, its GUE port (--gue-port; GUE packets to it are stripped), prefixes, local
+# addresses and counters, and that `detach` and the error
 # paths behave as INTERFACE.md says.
 #
 # Topology (names unique per run):
@@ -46,6 +47,7 @@ SPOOF6=2001:db8:fdc::77
 CLIENT4=198.18.9.9      # inner sources: not configured anywhere, as for real clients
 CLIENT6=2001:db8:fde::9
 PORT=9999
+GUE_PORT=7081           # the re-attach's --gue-port (not the default 6080): status must show it
 
 failures=0
 step() { echo "--- $*"; }
@@ -131,10 +133,10 @@ for _ in $(seq 50); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
 
 cat >"$WORK/send.py" <<'EOF'
 # send.py IFACE SRC_MAC DST_MAC KIND TOKEN OUTER_SRC4 B4 OUTER_SRC6 B6 INNER_DST4 INNER_DST6 C4 C6
-# PORT: 3 copies of one tunnelled UDP datagram, built whole by Scapy (any outer source).
+# PORT GUE_PORT: 3 copies of one tunnelled UDP datagram, built whole by Scapy (any outer source).
 import sys
 from scapy.all import Ether, IP, IPv6, UDP, Raw, sendp
-iface, src_mac, dst_mac, kind, token, a4, b4, a6, b6, vip4, vip6, c4, c6, port = sys.argv[1:]
+iface, src_mac, dst_mac, kind, token, a4, b4, a6, b6, vip4, vip6, c4, c6, port, gue_port = sys.argv[1:]
 port = int(port)
 inner4 = IP(src=c4, dst=vip4) / UDP(sport=40000, dport=port) / Raw(token.encode())
 inner6 = IPv6(src=c6, dst=vip6) / UDP(sport=40000, dport=port) / Raw(token.encode())
@@ -142,6 +144,8 @@ outer = {
     "4in4": IP(src=a4, dst=b4, proto=4) / inner4,
     "6in6": IPv6(src=a6, dst=b6, nh=41) / inner6,
     "4in6": IPv6(src=a6, dst=b6, nh=4) / inner4,
+    # GUE variant 1: the inner IPv4 packet right after the UDP header
+    "gue4in4": IP(src=a4, dst=b4) / UDP(sport=50000, dport=int(gue_port)) / inner4,
 }[kind]
 sendp(Ether(src=src_mac, dst=dst_mac) / outer, iface=iface, count=3, verbose=False)
 EOF
@@ -149,7 +153,7 @@ EOF
 # datagram from the balancer's namespace, with the given outer sources and inner destinations.
 send_from() {
     in_a timeout 30 "$PY" "$WORK/send.py" "$VA" "$MAC_A" "$MAC_B" "$5" "$6" \
-        "$1" "$B4" "$2" "$B6" "$3" "$4" "$CLIENT4" "$CLIENT6" "$PORT" || die "Scapy could not send $5"
+        "$1" "$B4" "$2" "$B6" "$3" "$4" "$CLIENT4" "$CLIENT6" "$PORT" "$GUE_PORT" || die "Scapy could not send $5"
 }
 # send KIND TOKEN: from the balancer's tunnel sources to the VIPs.
 send() { send_from "$A4" "$A6" "$VIP4" "$VIP6" "$1" "$2"; }
@@ -229,9 +233,12 @@ grep -qx "tunnel source $A4/32" "$WORK/out" && grep -qx "tunnel source $A6/128" 
     && ok "attach took the two tunnel sources" || bad "attach did not report the tunnel sources"
 grep -q "in native mode" "$WORK/out" && ok "attach reports native mode" || bad "attach did not report native mode"
 in_b ip link show "$VB" | grep -q "prog/xdp id" && ok "ip link shows an XDP program on $VB" || bad "no XDP program on $VB"
+gue=$(decap status --pin-path "$PIN" --json | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["interfaces"][0]["gue_port"])')
+[ "$gue" = 6080 ] && ok "status --json: gue_port 6080 (attach's default)" || bad "status --json: gue_port is $gue, expected 6080"
 
-step "attach again with the sources in one comma-separated --from: replaces the program"
-if decap attach "$VB" -v --mode native --from "$A4/32,$A6/128" --pin-path "$PIN" >"$WORK/out" 2>"$WORK/err"; then
+step "attach again with the sources in one comma-separated --from and --gue-port $GUE_PORT: replaces the program"
+if decap attach "$VB" -v --mode native --from "$A4/32,$A6/128" --gue-port "$GUE_PORT" --pin-path "$PIN" >"$WORK/out" 2>"$WORK/err"; then
+
     ok "re-attach exited 0"
 else
     cat "$WORK/out" "$WORK/err"
@@ -268,6 +275,9 @@ done
 grep -q "^$CLIENT4 4in4-$ID\$" "$WORK/received" && grep -q "^$CLIENT6 6in6-$ID\$" "$WORK/received" \
     && grep -q "^$CLIENT4 4in6-$ID\$" "$WORK/received" \
     && ok "each datagram arrived from the inner (client) source address" || bad "unexpected source addresses"
+send gue4in4 "gue-$ID"
+arrived "gue-$ID" 5 && ok "GUE to UDP port $GUE_PORT (the --gue-port): the inner datagram reached the listener" \
+    || bad "GUE to UDP port $GUE_PORT: the inner datagram did not reach the listener"
 
 step "spoofed tunnels: outer source $SPOOF4 / $SPOOF6 is not a balancer"
 before=$(counter source_not_allowed)
@@ -323,17 +333,19 @@ cat "$WORK/out"
 [ $rc = 1 ] && grep -q "^fulcrum-decap: sync: no decap maps pinned for nosuch$$" "$WORK/out" \
     && ok "sync with nothing pinned exits 1 naming the interface" || bad "sync with nothing pinned exited $rc"
 
-step "status lists the interface, its prefixes, local addresses and the decap counters"
+step "status lists the interface, its GUE port, prefixes, local addresses and the decap counters"
 decap status --pin-path "$PIN" >"$WORK/status" 2>&1 || bad "status exited non-zero"
 cat "$WORK/status"
 grep -q "^$VB: decap program id [0-9]* attached in native mode (matches the pinned program)" "$WORK/status" \
     && ok "status shows $VB, attached, native, matching the pins" || bad "status does not show $VB attached"
+grep -qx "  GUE: UDP port $GUE_PORT (attach --gue-port)" "$WORK/status" \
+    && ok "status shows the GUE port the program was attached with" || bad "status does not show GUE port $GUE_PORT"
 grep -qx "    $B4" "$WORK/status" && grep -qx "    $B6" "$WORK/status" && grep -qx "    $VIP4" "$WORK/status" \
     && grep -qx "    $VIP4_LATE" "$WORK/status" && ! grep -qx "    $VIP6_LATE" "$WORK/status" \
     && ok "status shows the local addresses from the pinned map" || bad "status shows the wrong local addresses"
 grep -qx "    $A4/32" "$WORK/status" && grep -qx "    $A6/128" "$WORK/status" \
     && ok "status shows the tunnel source prefixes" || bad "status does not show the prefixes"
-for reason in decap_v4_in_v4 decap_v6_in_v6 decap_v4_in_v6 source_not_allowed inner_not_local; do
+for reason in decap_v4_in_v4 decap_v6_in_v6 decap_v4_in_v6 decap_gue_v4_in_v4 source_not_allowed inner_not_local; do
     n=$(awk -v r="$reason" '$1 == r {print $2}' "$WORK/status")
     [ "${n:-0}" -ge 3 ] && ok "counter $reason = $n (3 or more sent)" || bad "counter $reason is ${n:-missing}, expected >= 3"
 done
@@ -344,6 +356,7 @@ s = json.load(open(sys.argv[1]))
 i = [x for x in s["interfaces"] if x["interface"] == sys.argv[2]][0]
 assert i["attached"] and i["matches_pinned"] and i["mode"] == "native", i
 assert i["attached_program_id"] == i["pinned_program_id"] != 0, i
+assert i["gue_port"] == 7081, i
 assert all(i["counters"][r]["packets"] >= 3 for r in ("decap_v4_in_v4", "decap_v6_in_v6", "decap_v4_in_v6")), i
 assert i["counters"]["source_not_allowed"]["packets"] == 9, i
 assert i["counters"]["ecn_ce_not_ect"]["packets"] == 0, i

@@ -71,6 +71,10 @@ def test():
             lab.add_vip_to_backends(vip)
         lab.attach_decap()
         lab.start_servers()
+        ports = [i["gue_port"] for b in lab.backends for i in json.loads(
+            lab.run(b, f"{fl.DECAP} status --pin-path /sys/fs/bpf/{b} --json", capture=True))["interfaces"]]
+        check(ports == [6080] * 3, "fulcrum-decap status --json: each backend's decap strips GUE on 6080, "
+              "the port fulcrumd's tunnel.gue_port defaults to", str(ports))
 
         step("1. fulcrumd --check: an unknown encapsulation is an error at its line and column")
         bad = lab.write_config(config(lab, "ipip").replace("encap: gue", "encap: fou", 1), "bad.yaml")
