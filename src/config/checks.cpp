@@ -128,11 +128,32 @@ void check_tunnel_sources(const Config& config, const Spots& spots, Errors& erro
     }
 }
 
+// A check through the tunnel leaves from the tunnel source of the VIP's family (the inner source,
+// to which the backend answers); that of the backend's family is the outer one (above).
+void check_tunnel_check_sources(const Config& config, const Spots& spots, Errors& errors)
+{
+    for (std::size_t i = 0; i < config.services.size(); ++i) {
+        const Service& service = config.services[i];
+        const auto& vip = spots.services[i].vip;
+        if (!vip) continue;
+        bool via_tunnel = service.healthcheck.via == CheckVia::tunnel;
+        for (const Backend& b : service.backends)
+            via_tunnel = via_tunnel || (b.healthcheck && b.healthcheck->via == CheckVia::tunnel);
+        if (!via_tunnel) continue;
+        const bool v4 = service.vip.family == AF_INET;
+        if (v4 ? spots.source_v4_given : spots.source_v6_given) continue;
+        errors.add(*vip, std::string("health checks through the tunnel (via: tunnel) to this ") +
+                             (v4 ? "IPv4 VIP need tunnel.source_v4" : "IPv6 VIP need tunnel.source_v6") +
+                             " (their source address), which is not set");
+    }
+}
+
 }  // namespace
 
 void check_consistency(const Config& config, const Spots& spots, Errors& errors)
 {
     check_unique_names(config, spots, errors);
+    check_tunnel_check_sources(config, spots, errors);
     check_unique_service_keys(config, spots, errors);
     check_backends(config, spots, errors);
     check_tunnel_sources(config, spots, errors);

@@ -52,6 +52,13 @@ std::optional<CheckType> parse_check_type(Errors& errors, const Value& value)
                                     {"exec", CheckType::exec}});
 }
 
+std::optional<CheckVia> parse_check_via(Errors& errors, const Value& value)
+{
+    return parse_choice<CheckVia>(errors, value,
+                                  {{to_string(CheckVia::direct), CheckVia::direct},
+                                   {to_string(CheckVia::tunnel), CheckVia::tunnel}});
+}
+
 void read_interfaces(Errors& errors, const Value& value, Config& config, Spots& spots)
 {
     spots.interfaces_at = value.spot;
@@ -178,7 +185,7 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
 {
     Mapping m(errors, value,
               {"type", "interval", "timeout", "rise", "fall", "jitter", "start_up", "port", "address",
-               "source", "method", "path", "host", "expect_status", "expect_body", "tls_verify", "payload",
+               "source", "via", "method", "path", "host", "expect_status", "expect_body", "tls_verify", "payload",
                "expect", "require_reply", "query_name", "query_type", "command", "user"});
     CheckLayer layer = parent;
     if (!errors.build(value.spot, built_size(parent.check))) return layer;
@@ -194,6 +201,7 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
     if (auto v = m.get("port")) assign(check.port, parse_uint<std::uint16_t>(errors, *v, 1, 65535));
     if (auto v = m.get("address"); v && assign(check.address, parse_address(errors, *v))) layer.address = v->spot;
     if (auto v = m.get("source"); v && assign(check.source, parse_address(errors, *v))) layer.source = v->spot;
+    if (auto v = m.get("via")) assign(check.via, parse_check_via(errors, *v));
     if (auto v = m.get("method")) assign(check.method, parse_http_method(errors, *v));
     if (auto v = m.get("path")) assign(check.path, parse_http_path(errors, *v));
     if (auto v = m.get("host")) assign(check.host, parse_host(errors, *v));
@@ -224,6 +232,22 @@ CheckLayer read_healthcheck(Errors& errors, const Value& value, const CheckLayer
                    "missing required key \"command\" (needed by type exec)");
     if (check.address && layer.address)
         report_source_family(errors, reported, layer, *check.address, layer.address->path);
+    // Through the tunnel a check goes to the VIP from the tunnel's source, and exec sends no packet.
+    // Reported once, at the key of this mapping that makes the conflict (`via` or the other one).
+    if (check.via == CheckVia::tunnel) {
+        auto conflict = [&](bool now, bool before, const char* key, const std::string& message) {
+            if (!now || (before && up.via == CheckVia::tunnel)) return;
+            const Value* here = m.get(key);
+            if (!here) here = m.get("via");
+            if (here) errors.add(here->spot, message);
+        };
+        conflict(check.type == CheckType::exec, up.type == CheckType::exec, "type",
+                 "via: tunnel needs a check that sends packets (tcp, http, https, udp or dns), not exec");
+        conflict(check.address.has_value(), up.address.has_value(), "address",
+                 "via: tunnel checks the VIP through the tunnel; it excludes healthcheck.address");
+        conflict(check.source.has_value(), up.source.has_value(), "source",
+                 "via: tunnel checks come from tunnel.source_v4/v6; it excludes healthcheck.source");
+    }
     return layer;
 }
 
@@ -529,6 +553,11 @@ const char* to_string(HashPolicy h)
 const char* to_string(Encap e)
 {
     return e == Encap::gue ? "gue" : "ipip";
+}
+
+const char* to_string(CheckVia v)
+{
+    return v == CheckVia::tunnel ? "tunnel" : "direct";
 }
 
 }  // namespace fulcrum::config

@@ -39,6 +39,11 @@ enum class Encap {
 };
 enum class BackendState { active, drain };
 enum class CheckType { tcp, http, https, udp, dns, exec };
+// Key `via` of a health check (README "Health checks through the tunnel").
+enum class CheckVia {
+    direct,  // "direct": to the backend's address (or healthcheck.address), as any client would
+    tunnel,  // "tunnel": to the VIP and service port, in the backend's tunnel, as clients' packets go
+};
 
 struct Interface {
     std::string name;
@@ -102,6 +107,7 @@ struct HealthCheck {
     std::optional<std::uint16_t> port;    // default: the service port
     std::optional<Address> address;       // default: the backend address
     std::optional<Address> source;        // source address of the checks (default: the kernel's)
+    CheckVia via = CheckVia::direct;      // tunnel: excludes address, source and exec
     // http / https
     std::string method = "GET";
     std::string path = "/";
@@ -214,6 +220,7 @@ ParseResult parse_text(const std::string& text, const std::string& name);
 std::string to_string(Protocol p);  // "tcp" | "udp"
 const char* to_string(HashPolicy h);  // "5-tuple" | "src-ip" | "src-ip-dst-port" | "dst-port"
 const char* to_string(Encap e);       // "ipip" | "gue"
+const char* to_string(CheckVia v);    // "direct" | "tunnel"
 
 // A user of the passwd database by name (getpwnam_r), or nothing.
 std::optional<RunAs> lookup_user(const std::string& name);

@@ -444,15 +444,25 @@ Status Daemon::bring_up()
         syn_prober_ = std::move(*prober);
     else
         LOG_WARN("%s; tcp checks connect(2) instead", prober.message().c_str());
+    // The check-encap program is loaded now, with every capability held; rules, routes and its
+    // map follow each config. A config that needs it when it cannot load does not start.
+    if (auto tunnels = dataplane::CheckTunnels::load(cfg.interfaces.front().name); tunnels.ok())
+        check_tunnels_ = std::move(*tunnels);
+    else
+        LOG_WARN("%s; checks with via: tunnel cannot run", tunnels.message().c_str());
+    if (Status s = prepare_check_tunnels(cfg); !s.ok())
+        return s;
     health_ = std::make_unique<health::Manager>(
         io_,
         [this](const config::HealthCheck& c, const health::Target& t, health::Done d) {
-            if (c.type == config::CheckType::tcp && syn_prober_)
+            // A check through the tunnel connects: its socket carries the tunnel's mark.
+            if (c.type == config::CheckType::tcp && syn_prober_ && t.mark == 0)
                 syn_prober_->probe(c, t, std::move(d));
             else
                 health::run_check(io_, c, t, std::move(d));
         },
         [this] { on_health_change(); });
+    health_->set_tunnel_paths(&tunnel_paths_);
     health_->sync(config_, was_active);  // kept: a reload then syncs only the services it changes
     overrides_.down = health_->down();
     collector_->set_health_source([this] {
@@ -555,6 +565,13 @@ void Daemon::reload(Applied done)
     log_warnings(parsed.warnings);
     // Planned with the health the new file will have, but health itself, like the routes (in
     // notify), follows only a successful apply: a failed reload changes nothing.
+    if (Status s = prepare_check_tunnels(*next); !s.ok()) {
+        settle_check_tunnels(*config_);
+        Status result = Status::failure(s.message() + "\nreload refused: the running configuration stays in force");
+        finish_reload(result, false);
+        done(result);
+        return;
+    }
     const ReloadInputs inputs = reload_inputs(*next);
     const std::uint32_t old_seed = hash_seed_;
     apply(next, inputs.overrides, inputs.seed.seed, "config",
@@ -567,6 +584,7 @@ void Daemon::reload(Applied done)
                   collector_->set_generation(++generation_);
                   config_ = next;
               }
+              settle_check_tunnels(*config_);
               finish_reload(result, false);
               done(result);
           });
@@ -602,6 +620,28 @@ void Daemon::queue_reload(std::string who, Applied done)
             finished();
         });
     });
+}
+
+Status Daemon::prepare_check_tunnels(const config::Config& next)
+{
+    Result<dataplane::CheckRouting> routing = tunnel_paths_.plan(next);
+    if (!routing.ok())
+        return routing.status();
+    if (routing->empty())
+        return {};
+    if (!check_tunnels_)
+        return Status::failure("health checks through the tunnel (via: tunnel) need the check-encap program, "
+                               "which did not load at start (see the log)");
+    return check_tunnels_->install(*routing);
+}
+
+void Daemon::settle_check_tunnels(const config::Config& in_force)
+{
+    tunnel_paths_.keep_only(in_force);
+    if (!check_tunnels_)
+        return;
+    if (Result<dataplane::CheckRouting> routing = tunnel_paths_.plan(in_force); routing.ok())
+        check_tunnels_->retire(*routing);
 }
 
 Daemon::ReloadInputs Daemon::reload_inputs(const config::Config& next) const

@@ -20,6 +20,7 @@
 #include "daemon/capture_session.h"
 #include "daemon/status_view.h"
 #include "dataplane/balancer_program.h"
+#include "dataplane/check_tunnels.h"
 #include "dataplane/neighbours.h"
 #include "dataplane/nexthop_store.h"
 #include "dataplane/nexthop_upkeep.h"
@@ -69,6 +70,11 @@ private:
                const char* cause, Applied done);
     // The first apply, at start-up: the same steps, waiting for neighbours before the loop runs.
     Status apply_at_start();
+    // Checks through the tunnel: marks and the kernel's rules, routes and map entries for `next`,
+    // added before it applies (nothing removed: the running checks keep theirs if it fails) ...
+    Status prepare_check_tunnels(const config::Config& next);
+    // ... and what `in_force` does not use removed, once it is the config in force.
+    void settle_check_tunnels(const config::Config& in_force);
     // The listeners of an apply, called by notify(): each follows the applied state.
     void notify(const config::Config& cfg, bool applied);
     void nexthops_follow(const config::Config& cfg);  // after every apply, failed ones too
@@ -140,6 +146,10 @@ private:
     std::unique_ptr<metrics::Scrape> scrape_;     // /metrics (outlives http_, which calls it)
     std::unique_ptr<metrics::HttpServer> http_;  // metrics.listen: /metrics and the status page
     std::unique_ptr<control::Server> control_;
+    // Checks through the tunnel (healthcheck.via: tunnel): marks per backend tunnel, and the
+    // program, rules and routes that carry marked packets (both outlive health_, which uses them).
+    health::TunnelPaths tunnel_paths_;
+    std::unique_ptr<dataplane::CheckTunnels> check_tunnels_;
     std::unique_ptr<health::SynProber> syn_prober_;  // tcp checks; outlives health_, which uses it
     std::unique_ptr<health::Manager> health_;
     std::unique_ptr<routes::VipRoutes> routes_;  // host routes of VIPs for a BGP speaker

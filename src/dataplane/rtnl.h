@@ -82,8 +82,10 @@ public:
     // Every link's state, by ifindex (one RTM_GETLINK dump).
     Result<std::map<std::uint32_t, LinkState>> link_states();
     // True when the family's policy-routing rules are only the kernel's defaults (local, main,
-    // default tables, no selectors): then a route lookup does not depend on the receiving
-    // interface, mark, source or ports. A failure says which rule is not (or why none could be read).
+    // default tables, no selectors), besides rules that only marked packets match (an unmarked
+    // packet, as every one the data plane forwards, never meets them): then a route lookup does
+    // not depend on the receiving interface, source or ports. A failure says which rule is not
+    // (or why none could be read).
     Status default_rules_only(std::uint8_t family);
 
 private:

@@ -38,6 +38,9 @@ struct Target {
     std::string service;
     config::Address address;   // where the check goes (backend address or healthcheck.address)
     std::uint16_t port = 0;    // healthcheck.port, else the service port (0 for exec-only)
+    // Non-zero for a check through the tunnel (healthcheck.via: tunnel): the socket mark that
+    // routes it into the backend's tunnel (health/tunnel_paths.h); `address` is then the VIP.
+    std::uint32_t mark = 0;
 };
 
 struct Result {

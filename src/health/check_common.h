@@ -14,7 +14,9 @@
 #endif
 
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -73,15 +75,21 @@ Failure classify(const error_code& ec);
 // {classify(ec), what + ": " + message}
 Outcome socket_error(const error_code& ec, const std::string& what);
 
-// Opens `sock` for the family of `target` and binds check.source (port 0) when set. Returns the
-// failure (family mismatch, bind error) or nullopt.
+// Opens `sock` for the family of `target`, marks it with target.mark (a check through the tunnel:
+// the mark routes its packets into the backend's tunnel, dataplane/check_tunnels.h) and binds
+// check.source (port 0) when set. Returns the failure (family mismatch, bind error) or nullopt.
 template <class Socket>
 std::optional<Outcome> open_and_bind(Socket& sock, const typename Socket::protocol_type& proto,
-                                     const config::HealthCheck& check)
+                                     const config::HealthCheck& check, const Target& target)
 {
     error_code ec;
     sock.open(proto, ec);
     if (ec) return socket_error(ec, "socket");
+    if (target.mark != 0) {
+        const int mark = static_cast<int>(target.mark);
+        if (setsockopt(sock.native_handle(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
+            return Outcome{Failure::other, std::string("SO_MARK (needs CAP_NET_ADMIN): ") + std::strerror(errno)};
+    }
     if (check.source) {
         const auto src = to_asio(*check.source);
         const bool v6 = proto.family() == AF_INET6;

@@ -170,7 +170,7 @@ asio::awaitable<Outcome> check_dns(config::HealthCheck check, Target target)
     const udp::endpoint ep(to_asio(target.address), target.port);
     const std::string peer = endpoint_text(ep.address(), target.port);
     udp::socket sock(ex);
-    if (auto failed = open_and_bind(sock, ep.protocol(), check)) co_return *failed;
+    if (auto failed = open_and_bind(sock, ep.protocol(), check, target)) co_return *failed;
     error_code ec;
     sock.connect(ep, ec);
     if (ec) co_return socket_error(ec, "connect to " + peer);

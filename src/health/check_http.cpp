@@ -176,7 +176,7 @@ asio::awaitable<Outcome> check_http(config::HealthCheck check, Target target, bo
 
     if (!tls) {
         tcp::socket sock(ex);
-        if (auto failed = open_and_bind(sock, ep.protocol(), check)) co_return *failed;
+        if (auto failed = open_and_bind(sock, ep.protocol(), check, target)) co_return *failed;
         Deadline dl(ex, check.timeout);
         dl.on_expire([&sock] {
             error_code ignored;
@@ -189,7 +189,7 @@ asio::awaitable<Outcome> check_http(config::HealthCheck check, Target target, bo
     }
 
     ssl::stream<tcp::socket> stream(ex, client_context(check.tls_verify));
-    if (auto failed = open_and_bind(stream.next_layer(), ep.protocol(), check)) co_return *failed;
+    if (auto failed = open_and_bind(stream.next_layer(), ep.protocol(), check, target)) co_return *failed;
     Deadline dl(ex, check.timeout);
     dl.on_expire([&stream] {
         error_code ignored;

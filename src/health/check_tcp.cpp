@@ -11,7 +11,7 @@ asio::awaitable<Outcome> check_tcp(config::HealthCheck check, Target target)
     const std::string peer = endpoint_text(ep.address(), target.port);
 
     tcp::socket sock(ex);
-    if (auto failed = open_and_bind(sock, ep.protocol(), check)) co_return *failed;
+    if (auto failed = open_and_bind(sock, ep.protocol(), check, target)) co_return *failed;
     Deadline dl(ex, check.timeout);
     dl.on_expire([&sock] {
         error_code ignored;

@@ -14,7 +14,7 @@ asio::awaitable<Outcome> check_udp(config::HealthCheck check, Target target)
     const std::string peer = endpoint_text(ep.address(), target.port);
 
     udp::socket sock(ex);
-    if (auto failed = open_and_bind(sock, ep.protocol(), check)) co_return *failed;
+    if (auto failed = open_and_bind(sock, ep.protocol(), check, target)) co_return *failed;
     error_code ec;
     sock.connect(ep, ec);  // no packet: sets the peer, so ICMP errors come back to this socket
     if (ec) co_return socket_error(ec, "connect to " + peer);

@@ -119,8 +119,11 @@ void Manager::sync_with(const config::Config& cfg, const std::set<BackendKey>& i
             // A backend's own check (rare) is the parsed config's object; the others share the service's.
             std::shared_ptr<const config::HealthCheck> shared = b.healthcheck ? b.healthcheck : service_check;
             const config::HealthCheck& check = *shared;
-            Target target{svc.name, check.address ? *check.address : b.address,
-                          check.port ? *check.port : svc.port};
+            const std::uint16_t port = check.port ? *check.port : svc.port;
+            // Through the tunnel: to the VIP, marked for the backend's tunnel (tunnel_paths.h).
+            Target target = check.via == config::CheckVia::tunnel
+                                ? Target{svc.name, svc.vip, port, tunnel_paths_ ? tunnel_paths_->mark(svc, b) : 0}
+                                : Target{svc.name, check.address ? *check.address : b.address, port};
             auto it = entries_.find(key);
             if (it != entries_.end()) {
                 Entry& e = *it->second;

@@ -19,6 +19,7 @@
 
 #include "health/check.h"
 #include "health/state.h"
+#include "health/tunnel_paths.h"
 
 namespace fulcrum::health {
 
@@ -59,6 +60,9 @@ public:
     // a reload that changes one service of a thousand looks at one service's backends.
     void sync(std::shared_ptr<const config::Config> cfg, const std::set<BackendKey>& initially_up = {});
 
+    // Where checks through the tunnel get their marks (planned before each sync); kept by the caller.
+    void set_tunnel_paths(const TunnelPaths* paths) { tunnel_paths_ = paths; }
+
     std::set<BackendKey> down() const;  // backends currently down (for the planner)
     // What down() would be after sync(cfg), without changing anything: a reload plans with it
     // and syncs only once its apply has succeeded (a failed reload leaves health untouched).
@@ -85,6 +89,7 @@ private:
     bool unchanged(const config::Service& svc) const;
 
     boost::asio::io_context& io_;
+    const TunnelPaths* tunnel_paths_ = nullptr;
     Runner runner_;
     OnChange on_change_;
     std::chrono::milliseconds batch_window_;

@@ -29,6 +29,17 @@ void Message::put(std::uint16_t type, const void* data, std::size_t length)
     (void)mnl_attr_put_check(header(), sizeof buffer_, type, length, data);
 }
 
+nlattr* Message::begin_nest(std::uint16_t type)
+{
+    return mnl_attr_nest_start_check(header(), sizeof buffer_, type);
+}
+
+void Message::end_nest(nlattr* nest)
+{
+    if (nest)
+        mnl_attr_nest_end(header(), nest);
+}
+
 Attributes::Attributes(const nlmsghdr* message, std::size_t fixed_length)
 {
     mnl_attr_parse(

@@ -34,6 +34,9 @@ public:
     }
     void put(std::uint16_t type, const void* data, std::size_t length);
     void put_u32(std::uint16_t type, std::uint32_t value) { put(type, &value, sizeof value); }
+    // A nested attribute: the attributes put between begin_nest and end_nest go inside it.
+    nlattr* begin_nest(std::uint16_t type);
+    void end_nest(nlattr* nest);
     nlmsghdr* header() { return reinterpret_cast<nlmsghdr*>(buffer_); }
 
 private:

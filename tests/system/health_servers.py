@@ -45,10 +45,15 @@ def qname(msg, pos):
 
 
 def dns_server(port, good):
+    # Answers from the address it was asked at (IP_PKTINFO), as a DNS server behind a balancer
+    # must: asked at the VIP (a client's or a check's query through the tunnel), a reply from the
+    # host's own address would not reach the asker's connected socket.
+    ip_pktinfo = 8
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, ip_pktinfo, 1)
     s.bind(("0.0.0.0", port))
     while True:
-        msg, peer = s.recvfrom(512)
+        msg, ancillary, _, peer = s.recvmsg(512, socket.CMSG_SPACE(12))
         if len(msg) < 17:
             continue
         name, end = qname(msg, 12)
@@ -56,8 +61,11 @@ def dns_server(port, good):
         ok = name.lower().rstrip(".") == good.lower().rstrip(".")
         flags = 0x8000 | (0x0100 & struct.unpack("!H", msg[2:4])[0]) | 0x0080 | (0 if ok else 3)
         answer = (b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 1])) if ok else b""
-        s.sendto(msg[:2] + struct.pack("!HHHHH", flags, 1, 1 if ok else 0, 0, 0) + question + answer, peer)
-
+        reply = msg[:2] + struct.pack("!HHHHH", flags, 1, 1 if ok else 0, 0, 0) + question + answer
+        # in_pktinfo {ifindex, spec_dst, addr}: reply from spec_dst, on any interface.
+        local = [d[4:8] for level, kind, d in ancillary if level == socket.SOL_IP and kind == ip_pktinfo]
+        control = [(socket.SOL_IP, ip_pktinfo, struct.pack("@i4s4s", 0, local[0], bytes(4)))] if local else []
+        s.sendmsg([reply], control, 0, peer)
 
 if __name__ == "__main__":
     kind = sys.argv[1]

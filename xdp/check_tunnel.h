@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Health checks through the tunnel (README "Health checks through the tunnel"): what fulcrumd and
+ * the check-encap program (check_encap.bpf.c) share. Not pinned and not part of the balancer's
+ * ABI: fulcrumd loads the program and its map fresh at every start. */
+#ifndef FULCRUM_CHECK_TUNNEL_H
+#define FULCRUM_CHECK_TUNNEL_H
+
+#include <linux/types.h>
+
+/* A check socket's mark (SO_MARK) is BASE | index, index 1..FULCRUM_CHECK_MARK_MAX: an `ip rule
+ * fwmark BASE/MASK` sends those sockets' packets to routing table FULCRUM_CHECK_TABLE, whose
+ * default route runs the program. */
+#define FULCRUM_CHECK_MARK_BASE 0x46550000u /* "FU" */
+#define FULCRUM_CHECK_MARK_MASK 0xffff0000u
+#define FULCRUM_CHECK_MARK_MAX 0xffffu
+#define FULCRUM_CHECK_TABLE 18005u          /* 0x4655 */
+#define FULCRUM_CHECK_RULE_PRIORITY 18005u  /* before main (32766); after local (0) */
+
+/* One backend's tunnel as the balancer builds it for client packets: the outer header's family
+ * and addresses, and for a GUE service the UDP destination port. */
+struct fulcrum_check_tunnel {
+	__u8 family;     /* outer: 4 or 6 */
+	__u8 gue;        /* 1: outer IP + UDP to gue_port (GUE variant 1), 0: IP-in-IP */
+	__be16 gue_port;
+	__u32 pad;
+	__u8 src[16];    /* the balancer's tunnel source (tunnel.source_v4/v6); IPv4 in src[0..3] */
+	__u8 dst[16];    /* the backend */
+};
+
+#endif
