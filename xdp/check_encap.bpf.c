@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FULCRUM_CHECK_MARK_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* memory for the tunnels in use, not for 65,535 */
 	__type(key, __u32); /* the socket's mark */
 	__type(value, struct fulcrum_check_tunnel);
 } check_tunnels SEC(".maps");

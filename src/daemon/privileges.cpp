@@ -16,7 +16,8 @@ using caps::bit;
 
 // Effective for the life of the daemon:
 //   CAP_BPF        a reload or health change builds new Maglev tables as new inner maps (BPF_MAP_CREATE)
-//   CAP_NET_ADMIN  VIP routes for BGP (RTM_NEWROUTE/DELROUTE) and detaching at exit (on_exit: detach)
+//   CAP_NET_ADMIN  VIP routes for BGP (RTM_NEWROUTE/DELROUTE), detaching at exit (on_exit: detach),
+//                  checks through the tunnel (their ip rules and routes, SO_MARK on their sockets)
 // Not CAP_SYS_ADMIN: what start-up opened by id (adopted Maglev tables, the attached programs to
 // detach at exit) stays open, and every table swapped in later is held from its creation
 // (dataplane/live_tables.h), so nothing after start opens a BPF object by id.

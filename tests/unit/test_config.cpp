@@ -769,6 +769,49 @@ TEST_CASE("encap: ipip or gue per service; tunnel.gue_port 1..65535", "[config][
           std::vector<std::string>{"t.yaml:2:44: tunnel.gue_port: expected an integer 1..65535, got \"65536\""});
 }
 
+TEST_CASE("healthcheck.via: direct or tunnel; tunnel excludes exec, address and source; needs the VIP's tunnel source",
+          "[config][via]")
+{
+    using fulcrum::config::CheckVia;
+    const std::string web = "services:\n  - name: web\n    vip: 192.0.2.10\n    port: 80\n    protocol: tcp\n";
+    const std::string backend = "    backends: [{address: 10.0.0.1}]\n";
+    Config c = valid(kHead + web + "    healthcheck: {via: tunnel}\n" + backend);
+    CHECK(c.services.at(0).healthcheck.via == CheckVia::tunnel);
+    CHECK(valid(kHead + web + backend).services.at(0).healthcheck.via == CheckVia::direct);
+    // From defaults, and overridden per backend.
+    c = valid(kHead + "defaults: {healthcheck: {via: tunnel}}\n" + web +
+              "    backends: [{address: 10.0.0.1, healthcheck: {via: direct}}, {address: 10.0.0.2}]\n");
+    CHECK(c.services.at(0).healthcheck.via == CheckVia::tunnel);
+    CHECK(c.services.at(0).backends.at(0).healthcheck->via == CheckVia::direct);
+    CHECK_FALSE(c.services.at(0).backends.at(1).healthcheck);
+
+    // healthcheck at line 8, its mapping from column 18; each error at the value that makes it.
+    CHECK(errors_of(kHead + web + "    healthcheck: {via: tunel}\n" + backend) ==
+          std::vector<std::string>{"t.yaml:8:24: services[0].healthcheck.via: expected direct or tunnel, got \"tunel\""});
+    CHECK(errors_of(kHead + web + "    healthcheck: {type: exec, command: \"true\", via: tunnel}\n" + backend) ==
+          std::vector<std::string>{"t.yaml:8:25: services[0].healthcheck.type: via: tunnel needs a check that sends "
+                                   "packets (tcp, http, https, udp or dns), not exec"});
+    CHECK(errors_of(kHead + web + "    healthcheck: {via: tunnel, address: 10.0.0.9}\n" + backend) ==
+          std::vector<std::string>{"t.yaml:8:41: services[0].healthcheck.address: via: tunnel checks the VIP through "
+                                   "the tunnel; it excludes healthcheck.address"});
+    CHECK(errors_of(kHead + web + "    healthcheck: {via: tunnel, source: 203.0.113.1}\n" + backend) ==
+          std::vector<std::string>{"t.yaml:8:40: services[0].healthcheck.source: via: tunnel checks come from "
+                                   "tunnel.source_v4/v6; it excludes healthcheck.source"});
+    // The conflict is reported once, where it starts: a backend's `via: tunnel` on the service's address.
+    CHECK(errors_of(kHead + web + "    healthcheck: {address: 10.0.0.9}\n"
+                                  "    backends: [{address: 10.0.0.1, healthcheck: {via: tunnel}}]\n") ==
+          std::vector<std::string>{"t.yaml:9:55: services[0].backends[0].healthcheck.via: via: tunnel checks the VIP "
+                                   "through the tunnel; it excludes healthcheck.address"});
+    // An IPv4 VIP over IPv6 backends: the tunnels leave from tunnel.source_v6, the checks in them
+    // from tunnel.source_v4.
+    const std::string v6_only = "interfaces: [{name: eth0}]\ntunnel: {source_v6: \"2001:db8::1\"}\n";
+    const std::string v6_backend = "    backends: [{address: \"2001:db8::20\"}]\n";
+    CHECK(valid(v6_only + web + v6_backend).services.size() == 1);
+    CHECK(errors_of(v6_only + web + "    healthcheck: {via: tunnel}\n" + v6_backend) ==
+          std::vector<std::string>{"t.yaml:5:10: services[0].vip: health checks through the tunnel (via: tunnel) to "
+                                   "this IPv4 VIP need tunnel.source_v4 (their source address), which is not set"});
+}
+
 TEST_CASE("each kind of error has its exact message and position", "[config]")
 {
     struct Case {
