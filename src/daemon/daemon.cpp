@@ -640,8 +640,15 @@ void Daemon::settle_check_tunnels(const config::Config& in_force)
     tunnel_paths_.keep_only(in_force);
     if (!check_tunnels_)
         return;
-    if (Result<dataplane::CheckRouting> routing = tunnel_paths_.plan(in_force); routing.ok())
-        check_tunnels_->retire(*routing);
+    Result<dataplane::CheckRouting> routing = tunnel_paths_.plan(in_force);
+    if (!routing.ok())
+        return;
+    // After a failed reload: what the refused file updated (a route's source, a tunnel's port)
+    // goes back to the running file's values. After a good one this changes nothing.
+    if (!routing->empty())
+        if (Status s = check_tunnels_->install(*routing); !s.ok())
+            LOG_WARN("%s", s.message().c_str());
+    check_tunnels_->retire(*routing);
 }
 
 Daemon::ReloadInputs Daemon::reload_inputs(const config::Config& next) const

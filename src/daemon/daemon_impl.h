@@ -73,7 +73,8 @@ private:
     // Checks through the tunnel: marks and the kernel's rules, routes and map entries for `next`,
     // added before it applies (nothing removed: the running checks keep theirs if it fails) ...
     Status prepare_check_tunnels(const config::Config& next);
-    // ... and what `in_force` does not use removed, once it is the config in force.
+    // ... and, once `in_force` is the config in force (the new one, or the old one after a
+    // failure), the kernel side made exactly its: what it does not use removed, the rest as it says.
     void settle_check_tunnels(const config::Config& in_force);
     // The listeners of an apply, called by notify(): each follows the applied state.
     void notify(const config::Config& cfg, bool applied);

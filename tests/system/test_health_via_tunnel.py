@@ -21,7 +21,9 @@ address, yet drops every balanced packet (its decap counts them inner_not_local)
 5. The kernel side: an `ip rule` per family sends fwmark 0x46550000/0xffff0000 to table 18005,
    whose default routes run the check-encap program (encap bpf) from the tunnel sources. A reload
    to a file without via: tunnel removes them and backend 2 of t_tcp comes up; a reload back puts
-   them back and takes it down again. Stopping fulcrumd removes them.
+   them back and takes it down again. A reload whose tunnel source is not an address of the
+   balancer is refused with that reason, and the running rules, routes and checks stay as they
+   were. Stopping fulcrumd removes them.
 Bounded in time; the lab is removed also on failure.
 """
 import json
@@ -233,6 +235,19 @@ def body():
             lambda s: s["t_tcp"]["backends"][fl.backend_v4(2)]["health"] == "down" and
             s["t_tcp"]["backends"][fl.backend_v4(1)]["health"] == "up", 10)
         check(down is not None, "t_tcp via: tunnel again: backend 2 down, backend 1 up", str(st["t_tcp"] if st else None))
+        before = kernel_side(lab)
+        lab.write_config(good.replace(f"source_v4: {fl.BALANCER_V4}", "source_v4: 198.18.0.99"))
+        r = hh.ctl(lab, "reload", check=False)
+        out = r.stdout + r.stderr
+        check(r.returncode != 0 and "is the source a local address" in out and "198.18.0.99" in out,
+              "a reload with a tunnel source that is not the balancer's is refused, naming it", out)
+        check(kernel_side(lab) == before, "the running rules and routes are unchanged", str(kernel_side(lab)))
+        time.sleep(1)
+        st = hh.status(lab)
+        check(all(st[n]["backends"][backends_of(n)[0]]["health"] == "up" and
+                  st[n]["backends"][backends_of(n)[0]]["last_check"] == "passed" for n in TUNNELLED),
+              "every tunnelled check of backend 1 still passes", str({n: st[n]["backends"] for n in TUNNELLED}))
+        lab.write_config(good)
         code = lab.stop_fulcrumd()
         check(code == 0, "fulcrumd stopped (exit 0)", str(code))
         check(kernel_side(lab) == ([], [], "", ""), "stopping removed the rules and routes", str(kernel_side(lab)))
