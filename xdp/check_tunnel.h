@@ -7,14 +7,16 @@
 
 #include <linux/types.h>
 
-/* A check socket's mark (SO_MARK) is BASE | index, index 1..FULCRUM_CHECK_MARK_MAX: an `ip rule
- * fwmark BASE/MASK` sends those sockets' packets to routing table FULCRUM_CHECK_TABLE, whose
- * default route runs the program. */
-#define FULCRUM_CHECK_MARK_BASE 0x46550000u /* "FU" */
+/* The numbers are per fulcrumd, from the index of its first interface (I = ifindex & 0xff): a
+ * daemon owns its interfaces, so two fulcrumd on one host never share (nor remove) each other's.
+ * A check socket's mark (SO_MARK) is BASE | index, BASE = PREFIX | I << 16, index
+ * 1..FULCRUM_CHECK_MARK_MAX; `ip rule fwmark BASE/MASK` sends those sockets' packets to routing
+ * table TABLE_BASE + I, whose default route runs the program. */
+#define FULCRUM_CHECK_MARK_PREFIX 0x46000000u
 #define FULCRUM_CHECK_MARK_MASK 0xffff0000u
 #define FULCRUM_CHECK_MARK_MAX 0xffffu
-#define FULCRUM_CHECK_TABLE 18005u          /* 0x4655 */
-#define FULCRUM_CHECK_RULE_PRIORITY 18005u  /* before main (32766); after local (0) */
+#define FULCRUM_CHECK_TABLE_BASE 17920u     /* 0x4600 */
+#define FULCRUM_CHECK_RULE_PRIORITY 17920u  /* before main (32766); after local (0) */
 
 /* One backend's tunnel as the balancer builds it for client packets: the outer header's family
  * and addresses, and for a GUE service the UDP destination port. */

@@ -446,9 +446,10 @@ Status Daemon::bring_up()
         LOG_WARN("%s; tcp checks connect(2) instead", prober.message().c_str());
     // The check-encap program is loaded now, with every capability held; rules, routes and its
     // map follow each config. A config that needs it when it cannot load does not start.
-    if (auto tunnels = dataplane::CheckTunnels::load(cfg.interfaces.front().name); tunnels.ok())
+    if (auto tunnels = dataplane::CheckTunnels::load(cfg.interfaces.front().name); tunnels.ok()) {
         check_tunnels_ = std::move(*tunnels);
-    else
+        tunnel_paths_.set_mark_base(check_tunnels_->numbers().mark_base);
+    } else
         LOG_WARN("%s; checks with via: tunnel cannot run", tunnels.message().c_str());
     if (Status s = prepare_check_tunnels(cfg); !s.ok())
         return s;

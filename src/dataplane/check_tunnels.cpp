@@ -34,32 +34,38 @@ std::string errno_text(int e)
     return std::strerror(e);
 }
 
-void fill_rule(netlink::Message& m, int family)
+void fill_rule(netlink::Message& m, int family, const CheckNumbers& n)
 {
     auto* rule = m.fixed<fib_rule_hdr>();
     rule->family = static_cast<std::uint8_t>(family);
     rule->action = FR_ACT_TO_TBL;
     rule->table = RT_TABLE_UNSPEC;  // FRA_TABLE: above 255
-    m.put_u32(FRA_TABLE, FULCRUM_CHECK_TABLE);
+    m.put_u32(FRA_TABLE, n.table);
     m.put_u32(FRA_PRIORITY, FULCRUM_CHECK_RULE_PRIORITY);
-    m.put_u32(FRA_FWMARK, FULCRUM_CHECK_MARK_BASE);
+    m.put_u32(FRA_FWMARK, n.mark_base);
     m.put_u32(FRA_FWMASK, FULCRUM_CHECK_MARK_MASK);
 }
 
-rtmsg* fill_default_route(netlink::Message& m, int family)
+rtmsg* fill_default_route(netlink::Message& m, int family, const CheckNumbers& n)
 {
     auto* rt = m.fixed<rtmsg>();
     rt->rtm_family = static_cast<unsigned char>(family);
     rt->rtm_table = RT_TABLE_UNSPEC;  // RTA_TABLE: above 255
     rt->rtm_protocol = routes::kRouteProtocol;
-    m.put_u32(RTA_TABLE, FULCRUM_CHECK_TABLE);
+    m.put_u32(RTA_TABLE, n.table);
     return rt;
 }
 
 }  // namespace
 
-CheckTunnels::CheckTunnels(check_encap_bpf* skel, std::string interface)
-    : skel_(skel), interface_(std::move(interface))
+CheckNumbers check_numbers(unsigned ifindex)
+{
+    const std::uint32_t i = ifindex & 0xff;
+    return {FULCRUM_CHECK_MARK_PREFIX | i << 16, FULCRUM_CHECK_TABLE_BASE + i};
+}
+
+CheckTunnels::CheckTunnels(check_encap_bpf* skel, std::string interface, CheckNumbers numbers)
+    : skel_(skel), interface_(std::move(interface)), numbers_(numbers)
 {
 }
 
@@ -72,14 +78,19 @@ CheckTunnels::~CheckTunnels()
 
 Result<std::unique_ptr<CheckTunnels>> CheckTunnels::load(std::string interface)
 {
+    const unsigned ifindex = if_nametoindex(interface.c_str());
+    if (ifindex == 0)
+        return Status::failure("health checks through the tunnel: interface " + interface + ": " + errno_text(errno));
     check_encap_bpf* skel = check_encap_bpf::open_and_load();
     if (!skel)
         return Status::failure("health checks through the tunnel: cannot load the check-encap program: " +
                                errno_text(errno));
-    std::unique_ptr<CheckTunnels> tunnels(new CheckTunnels(skel, std::move(interface)));
+    std::unique_ptr<CheckTunnels> tunnels(new CheckTunnels(skel, std::move(interface), check_numbers(ifindex)));
     if (int e = netlink::Socket::open({}, &tunnels->socket_); e != 0)
         return Status::failure("health checks through the tunnel: netlink: " + errno_text(e));
-    tunnels->retire({});  // a previous fulcrumd's rule and route, if it died before removing them
+    // A previous fulcrumd's on this interface, if it died before removing them (the numbers are
+    // this interface's: another fulcrumd's are left alone).
+    tunnels->retire({});
     return tunnels;
 }
 
@@ -110,12 +121,12 @@ Status CheckTunnels::install_family(int family, const config::Address& source)
         return Status::failure("health checks through the tunnel: interface " + interface_ + ": " + errno_text(errno));
     // The rule: the same one twice would be two rules; EEXIST says it is there.
     netlink::Message rule(RTM_NEWRULE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
-    fill_rule(rule, family);
+    fill_rule(rule, family, numbers_);
     if (int e = socket_.transact(rule, [](const nlmsghdr*) {}); e != 0 && e != EEXIST)
         return Status::failure(std::string("health checks through the tunnel: ") + family_name(family) +
                                " rule: " + errno_text(e));
     netlink::Message route(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE);
-    rtmsg* rt = fill_default_route(route, family);
+    rtmsg* rt = fill_default_route(route, family, numbers_);
     rt->rtm_type = RTN_UNICAST;
     rt->rtm_scope = family == AF_INET ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
     route.put_u32(RTA_OIF, ifindex);
@@ -131,7 +142,7 @@ Status CheckTunnels::install_family(int family, const config::Address& source)
     route.end_nest(encap);
     if (int e = socket_.transact(route, [](const nlmsghdr*) {}); e != 0)
         return Status::failure(std::string("health checks through the tunnel: ") + family_name(family) +
-                               " route (table " + std::to_string(FULCRUM_CHECK_TABLE) + ", dev " + interface_ +
+                               " route (table " + std::to_string(numbers_.table) + ", dev " + interface_ +
                                ", src " + source.text + "): " + errno_text(e) +
                                (e == EINVAL ? " (is the source a local address of this host?)" : ""));
     return {};
@@ -162,7 +173,7 @@ void CheckTunnels::remove_family(int family)
     // Every copy of the rule (NLM_F_EXCL keeps it to one; an older fulcrumd's may be there too).
     for (int i = 0; i < 8; ++i) {
         netlink::Message rule(RTM_DELRULE, NLM_F_ACK);
-        fill_rule(rule, family);
+        fill_rule(rule, family, numbers_);
         int e = socket_.transact(rule, [](const nlmsghdr*) {});
         if (e == ENOENT)
             break;
@@ -173,7 +184,7 @@ void CheckTunnels::remove_family(int family)
         }
     }
     netlink::Message route(RTM_DELROUTE, NLM_F_ACK);
-    rtmsg* rt = fill_default_route(route, family);
+    rtmsg* rt = fill_default_route(route, family, numbers_);
     rt->rtm_scope = RT_SCOPE_NOWHERE;
     rt->rtm_type = RTN_UNSPEC;
     if (int e = socket_.transact(route, [](const nlmsghdr*) {}); e != 0 && e != ESRCH && e != ENOENT)

@@ -1,7 +1,7 @@
 // Health checks through the tunnel, the kernel side (README "Health checks through the tunnel"):
 // the check-encap program and its map (xdp/check_encap.bpf.c), and the policy routing that hands
 // it the packets of marked check sockets. For each family of VIPs checked this way:
-//   ip rule add fwmark BASE/MASK lookup TABLE priority PRIORITY            (xdp/check_tunnel.h)
+//   ip rule add fwmark BASE/MASK lookup TABLE priority PRIORITY   (the numbers: xdp/check_tunnel.h)
 //   ip route replace default dev IFACE table TABLE src SOURCE proto 201
 //       encap bpf xmit fd PROGRAM headroom 48   (one route, written on two lines here)
 // The map holds, per mark, the backend's tunnel as the balancer builds it for client packets.
@@ -21,6 +21,13 @@
 struct check_encap_bpf;
 
 namespace fulcrum::dataplane {
+
+// This fulcrumd's mark base and table (xdp/check_tunnel.h), from its first interface's index.
+struct CheckNumbers {
+    std::uint32_t mark_base = FULCRUM_CHECK_MARK_PREFIX;
+    std::uint32_t table = FULCRUM_CHECK_TABLE_BASE;
+};
+CheckNumbers check_numbers(unsigned ifindex);
 
 // What the kernel should hold for a config's checks through the tunnel.
 struct CheckRouting {
@@ -47,14 +54,16 @@ public:
     // Removes what `wanted` lacks: map entries of other marks, the rule and route of a family it
     // does not use. Failures are logged (nothing depends on a leftover).
     void retire(const CheckRouting& wanted);
+    const CheckNumbers& numbers() const { return numbers_; }
 
 private:
-    CheckTunnels(check_encap_bpf* skel, std::string interface);
+    CheckTunnels(check_encap_bpf* skel, std::string interface, CheckNumbers numbers);
     Status install_family(int family, const config::Address& source);
     void remove_family(int family);
 
     check_encap_bpf* skel_;
     std::string interface_;
+    CheckNumbers numbers_;
     netlink::Socket socket_;
     std::map<std::uint32_t, fulcrum_check_tunnel> installed_;  // what the map holds
 };

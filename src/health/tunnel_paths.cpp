@@ -44,10 +44,10 @@ fulcrum::Result<dataplane::CheckRouting> TunnelPaths::plan(const config::Config&
                                std::to_string(FULCRUM_CHECK_MARK_MAX));
     std::uint32_t index = 1;
     for (const Key& key : fresh) {
-        while (by_mark_.contains(FULCRUM_CHECK_MARK_BASE | index))
+        while (by_mark_.contains(mark_base_ | index))
             ++index;
-        marks_[key] = FULCRUM_CHECK_MARK_BASE | index;
-        by_mark_[FULCRUM_CHECK_MARK_BASE | index] = key;
+        marks_[key] = mark_base_ | index;
+        by_mark_[mark_base_ | index] = key;
     }
 
     dataplane::CheckRouting routing;

@@ -18,6 +18,9 @@ namespace fulcrum::health {
 
 class TunnelPaths {
 public:
+    // Marks are mark_base | index (dataplane::CheckNumbers); set before the first plan.
+    void set_mark_base(std::uint32_t mark_base) { mark_base_ = mark_base; }
+
     // Gives a mark to every tunnel `cfg` checks through that has none (keeping the others) and
     // returns what the kernel must hold for `cfg`. Fails when more than FULCRUM_CHECK_MARK_MAX
     // tunnels would be in use; then nothing changed.
@@ -33,6 +36,7 @@ private:
     // (encap, address bytes with the family in front)
     using Key = std::pair<config::Encap, std::string>;
     static Key key_of(const config::Service& svc, const config::Backend& b);
+    std::uint32_t mark_base_ = FULCRUM_CHECK_MARK_PREFIX;
     std::map<Key, std::uint32_t> marks_;
     std::map<std::uint32_t, Key> by_mark_;
 };

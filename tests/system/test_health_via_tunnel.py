@@ -18,8 +18,10 @@ address, yet drops every balanced packet (its decap counts them inner_not_local)
    whose direct checks call backend 2 up, some fail. (VIP_T's connections also prove the rule
    leaves the next-hop cache in use: forwarding is off in the lab, so without the cache every
    client packet would be dropped as forwarding_off.)
-5. The kernel side: an `ip rule` per family sends fwmark 0x46550000/0xffff0000 to table 18005,
-   whose default routes run the check-encap program (encap bpf) from the tunnel sources. A reload
+5. The kernel side: an `ip rule` per family sends fwmark 0x46II0000/0xffff0000 to table
+   17920 + II (II: the balancer interface's index, low byte), whose default routes run the
+   check-encap program (encap bpf) from the tunnel sources. Another fulcrumd's rule and route
+   (other numbers, planted before the start) are never touched. A reload
    to a file without via: tunnel removes them and backend 2 of t_tcp comes up; a reload back puts
    them back and takes it down again. A reload whose tunnel source is not an address of the
    balancer is refused with that reason, and the running rules, routes and checks stay as they
@@ -114,12 +116,20 @@ def decap_counters(lab, ns):
     return total
 
 
-def kernel_side(lab):
-    """(IPv4 rules, IPv6 rules, IPv4 routes, IPv6 routes) of table 18005 in the balancer."""
-    rules4 = [r for r in lab.run(lab.balancer, "ip rule show", capture=True).splitlines() if "18005" in r]
-    rules6 = [r for r in lab.run(lab.balancer, "ip -6 rule show", capture=True).splitlines() if "18005" in r]
-    routes4 = lab.run(lab.balancer, "ip route show table 18005", capture=True, check=False).strip()
-    routes6 = lab.run(lab.balancer, "ip -6 route show table 18005", capture=True, check=False).strip()
+def numbers(lab):
+    """This balancer's (mark, table) for checks through the tunnel (xdp/check_tunnel.h)."""
+    # From netlink: nsenter enters the network namespace only, /sys stays the host's.
+    i = json.loads(lab.run(lab.balancer, "ip -j link show dev eth0", capture=True))[0]["ifindex"] & 0xff
+    return 0x46000000 | i << 16, 17920 + i
+
+
+def kernel_side(lab, table=None):
+    """(IPv4 rules, IPv6 rules, IPv4 routes, IPv6 routes) of fulcrumd's check table in the balancer."""
+    table = table or numbers(lab)[1]
+    rules4 = [r for r in lab.run(lab.balancer, "ip rule show", capture=True).splitlines() if f"lookup {table}" in r]
+    rules6 = [r for r in lab.run(lab.balancer, "ip -6 rule show", capture=True).splitlines() if f"lookup {table}" in r]
+    routes4 = lab.run(lab.balancer, f"ip route show table {table}", capture=True, check=False).strip()
+    routes6 = lab.run(lab.balancer, f"ip -6 route show table {table}", capture=True, check=False).strip()
     return rules4, rules6, routes4, routes6
 
 
@@ -167,6 +177,12 @@ def body():
 
         step("2. fulcrumd: through the tunnel backend 1 up and backend 2 down; direct, both up")
         counters_before = {ns: decap_counters(lab, ns) for ns in lab.backends}
+        # Another fulcrumd's rule and route (as one on an interface with another index makes).
+        other_i = (numbers(lab)[1] - 17920 + 7) & 0xff
+        other_mark, other_table = 0x46000000 | other_i << 16, 17920 + other_i
+        lab.run(lab.balancer, f"ip rule add fwmark {other_mark:#x}/0xffff0000 lookup {other_table} priority 17920")
+        lab.run(lab.balancer, f"ip route add unreachable default table {other_table} proto 201")
+        other = kernel_side(lab, other_table)
         lab.start_fulcrumd(lab.write_config(good))
 
         def settled(s):
@@ -211,11 +227,12 @@ def body():
               f"{blind.count(None)} of 12 to VIP_D failed: direct checks keep backend 2 in its table", str(blind))
 
         step("5. kernel side: rules and routes while a check goes via: tunnel, none after")
+        mark, table = numbers(lab)
         rules4, rules6, routes4, routes6 = kernel_side(lab)
-        check(len(rules4) == 1 and "fwmark 0x46550000/0xffff0000" in rules4[0] and len(rules6) == 1,
+        check(len(rules4) == 1 and f"fwmark {mark:#x}/0xffff0000 lookup {table}" in rules4[0] and len(rules6) == 1,
               f"one rule per family: {rules4[0] if rules4 else '-'}", f"{rules4}\n{rules6}")
         check("encap bpf" in routes4 and f"src {fl.BALANCER_V4}" in routes4 and "encap bpf" in routes6 and
-              f"src {fl.BALANCER_V6}" in routes6, f"table 18005: {routes4}", f"{routes4}\n{routes6}")
+              f"src {fl.BALANCER_V6}" in routes6, f"table {table}: {routes4}", f"{routes4}\n{routes6}")
         lab.write_config(config(lab, tunnel=False))
         r = hh.ctl(lab, "reload")
         check(r.returncode == 0, "reload to a file without via: tunnel applied", r.stdout + r.stderr)
@@ -251,6 +268,8 @@ def body():
         code = lab.stop_fulcrumd()
         check(code == 0, "fulcrumd stopped (exit 0)", str(code))
         check(kernel_side(lab) == ([], [], "", ""), "stopping removed the rules and routes", str(kernel_side(lab)))
+        check(kernel_side(lab, other_table) == other and other[0] and other[2],
+              f"the other fulcrumd's rule and route (table {other_table}) are still there", str(kernel_side(lab, other_table)))
     except Exception:
         print("fulcrumd log (last lines):\n" + daemon_log_tail(lab, 30))
         raise

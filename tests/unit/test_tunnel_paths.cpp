@@ -55,13 +55,17 @@ TEST_CASE("tunnel marks: one per backend tunnel, shared by services, outer heade
         service("plain", "198.18.100.2", 80, "", "[{address: 10.0.0.3, healthcheck: {via: tunnel}}, {address: 10.0.0.4}]") +
         service("v4over6", "198.18.100.3", 80, "    healthcheck: {via: tunnel}\n", "[{address: \"2001:db8::20\"}]"));
     health::TunnelPaths paths;
+    const dataplane::CheckNumbers numbers = dataplane::check_numbers(0x102);  // interface 258: I = 2
+    CHECK(numbers.mark_base == 0x46020000u);
+    CHECK(numbers.table == 17922u);
+    paths.set_mark_base(numbers.mark_base);
     auto routing = paths.plan(c);
     REQUIRE(routing.ok());
 
     // web's and api's checks of 10.0.0.1 share a tunnel; gue's of the same address has its own.
     const std::uint32_t web1 = mark(paths, c, 0, 0);
-    CHECK((web1 & FULCRUM_CHECK_MARK_MASK) == FULCRUM_CHECK_MARK_BASE);
-    CHECK(web1 != FULCRUM_CHECK_MARK_BASE);  // index 0 is never used
+    CHECK((web1 & FULCRUM_CHECK_MARK_MASK) == numbers.mark_base);
+    CHECK(web1 != numbers.mark_base);  // index 0 is never used
     CHECK(mark(paths, c, 1, 0) == web1);
     CHECK(mark(paths, c, 2, 0) != web1);
     CHECK(mark(paths, c, 0, 1) != web1);
