@@ -12,6 +12,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fulcrum_lab as fl  # noqa: E402
 
 FULCRUMCTL = os.path.join(fl.BUILD_DIR, "src", "cmd", "fulcrumctl")
+HEALTH_SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "health_servers.py")
+
+
+def start_health_server(lab, ns, *args):
+    """One of health_servers.py's servers (https, plain, dns) in namespace `ns`, until the lab goes."""
+    p = subprocess.Popen(lab.ns(ns, f"{fl.PYTHON} {HEALTH_SERVERS} {' '.join(args)}").split(),
+                         stdout=open(f"{lab.workdir}/{ns}-{args[0]}.log", "w"), stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    lab.procs.append(p)
+
+
+def wait_listen(lab, ns, what, port):
+    """Until something listens on `port` in `ns` (`what`: "t" TCP, "u" UDP), at most 10 s."""
+    deadline = time.time() + 10
+    while f":{port} " not in lab.run(ns, f"ss -Hln{what}", capture=True):
+        if time.time() > deadline:
+            raise RuntimeError(f"nothing listens on {port} in {ns}")
+        time.sleep(0.05)
 
 
 def ctl(lab, *args, check=True):

@@ -30,7 +30,6 @@ from st_helpers import check, daemon_log_tail, lab_up, main, step  # noqa: E402
 
 VIP = "198.18.100.42"
 TIME_LIMIT = 150
-SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "health_servers.py")
 HEALTH = """defaults:
   healthcheck: {interval: 300ms, timeout: 200ms, rise: 1, fall: 1}
 """
@@ -67,21 +66,6 @@ def services(lab, present, missing):
     return text, [(r[0], r[5]) for r in rows]
 
 
-def start(lab, ns, *args):
-    p = subprocess.Popen(lab.ns(ns, f"{fl.PYTHON} {SERVERS} {' '.join(args)}").split(),
-                         stdout=open(f"{lab.workdir}/{ns}-{args[0]}.log", "w"), stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    lab.procs.append(p)
-
-
-def wait_listen(lab, ns, what, port):
-    deadline = time.time() + 10
-    while f":{port} " not in lab.run(ns, f"ss -Hln{what}", capture=True):
-        if time.time() > deadline:
-            raise RuntimeError(f"nothing listens on {port} in {ns}")
-        time.sleep(0.05)
-
-
 def body():
     signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(TimeoutError(f"over {TIME_LIMIT}s")))
     signal.alarm(TIME_LIMIT)
@@ -95,13 +79,13 @@ def body():
         lab.start_servers(tcp_port=80, udp_port=53)
         cert, key = f"{lab.workdir}/cert.pem", f"{lab.workdir}/key.pem"
         fl.sh(f"openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=backend -days 1 -keyout {key} -out {cert}")
-        start(lab, lab.backends[0], "https", "8443", cert, key, lab.backends[0])
-        start(lab, lab.backends[1], "plain", "8443", lab.backends[1])
+        hh.start_health_server(lab, lab.backends[0], "https", "8443", cert, key, lab.backends[0])
+        hh.start_health_server(lab, lab.backends[1], "plain", "8443", lab.backends[1])
         for ns in lab.backends:
-            start(lab, ns, "dns", "5353", "ok.example")
+            hh.start_health_server(lab, ns, "dns", "5353", "ok.example")
         for ns in lab.backends:
-            wait_listen(lab, ns, "t", 8443)
-            wait_listen(lab, ns, "u", 5353)
+            hh.wait_listen(lab, ns, "t", 8443)
+            hh.wait_listen(lab, ns, "u", 5353)
         present, missing = f"{lab.workdir}/present", f"{lab.workdir}/missing"
         open(present, "w").close()
         text, rows = services(lab, present, missing)

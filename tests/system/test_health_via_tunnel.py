@@ -20,12 +20,12 @@ address, yet drops every balanced packet (its decap counts them inner_not_local)
    client packet would be dropped as forwarding_off.)
 5. The kernel side: an `ip rule` per family sends fwmark 0x46II0000/0xffff0000 to table
    17920 + II (II: the balancer interface's index, low byte), whose default routes run the
-   check-encap program (encap bpf) from the tunnel sources. Another fulcrumd's rule and route
-   (other numbers, planted before the start) are never touched. A reload
-   to a file without via: tunnel removes them and backend 2 of t_tcp comes up; a reload back puts
-   them back and takes it down again. A reload whose tunnel source is not an address of the
-   balancer is refused with that reason, and the running rules, routes and checks stay as they
-   were. Stopping fulcrumd removes them.
+   check-encap program (encap bpf) from the tunnel sources. A reload to a file without
+   via: tunnel removes them and backend 2 of t_tcp comes up; a reload back puts them back and
+   takes it down again. A reload whose tunnel source is not an address of the balancer is refused
+   with that reason, and the running rules, routes and checks stay as they were. Stopping
+   fulcrumd removes them. Another fulcrumd's rule and route (other numbers, planted before the
+   start) are never touched.
 Bounded in time; the lab is removed also on failure.
 """
 import json
@@ -42,7 +42,6 @@ from st_helpers import check, daemon_log_tail, lab_up, main, step  # noqa: E402
 
 VIP_T, VIP_D, VIP6 = "198.18.100.50", "198.18.100.51", "2001:db8:100::50"
 TIME_LIMIT = 200
-SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "health_servers.py")
 HEALTH = """defaults:
   healthcheck: {interval: 300ms, timeout: 250ms, rise: 1, fall: 1}
 """
@@ -90,21 +89,6 @@ DIRECT = [f"d_{t[0]}" for t in TYPES]
 
 def backends_of(name):
     return (fl.backend_v6(1), fl.backend_v6(2)) if name in ("t_v6", "t_mixed") else (fl.backend_v4(1), fl.backend_v4(2))
-
-
-def start_server(lab, ns, *args):
-    p = subprocess.Popen(lab.ns(ns, f"{fl.PYTHON} {SERVERS} {' '.join(args)}").split(),
-                         stdout=open(f"{lab.workdir}/{ns}-{args[0]}.log", "w"), stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    lab.procs.append(p)
-
-
-def wait_listen(lab, ns, what, port):
-    deadline = time.time() + 10
-    while f":{port} " not in lab.run(ns, f"ss -Hln{what}", capture=True):
-        if time.time() > deadline:
-            raise RuntimeError(f"nothing listens on {port} in {ns}")
-        time.sleep(0.05)
 
 
 def decap_counters(lab, ns):
@@ -158,11 +142,11 @@ def body():
         cert, key = f"{lab.workdir}/cert.pem", f"{lab.workdir}/key.pem"
         fl.sh(f"openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=backend -days 1 -keyout {key} -out {cert}")
         for ns in lab.backends:
-            start_server(lab, ns, "https", "8443", cert, key, ns)
-            start_server(lab, ns, "dns", "5353", "ok.example")
+            hh.start_health_server(lab, ns, "https", "8443", cert, key, ns)
+            hh.start_health_server(lab, ns, "dns", "5353", "ok.example")
         for ns in lab.backends:
-            wait_listen(lab, ns, "t", 8443)
-            wait_listen(lab, ns, "u", 5353)
+            hh.wait_listen(lab, ns, "t", 8443)
+            hh.wait_listen(lab, ns, "u", 5353)
 
         step("1. --check: via: tunnel with exec, address or source, and an unknown via, at file:line:column")
         good = config(lab)
