@@ -9,6 +9,7 @@
 
 #include "abi.h"
 #include "flow_hash.h"
+#include "quic_id.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/csum.h"
@@ -144,19 +145,18 @@ static __always_inline __u32 quic_backend(const struct packet *pkt,
 
 	if (beyond_ip(pkt, payload, 1) || (void *)(payload + 1) > pkt->data_end)
 		goto truncated;
-	if (payload[0] & 0x80) {
+	/* The tests, the id's place and width and the id itself are fulcrumctl lookup's too (quic_id.h). */
+	if (fulcrum_quic_long_header(payload[0])) {
 		count_quic_event(FULCRUM_QUIC_LONG_HEADER);
 		return 0;
 	}
-	if (!(payload[0] & 0x40)) {
+	if (!fulcrum_quic_fixed_bit(payload[0])) {
 		count_quic_event(FULCRUM_QUIC_NOT_QUIC);
 		return 0;
 	}
-	/* The daemon writes offsets 1..20 and widths 1..32; the masks bound them for the verifier. */
-	id_at = payload + (svc->quic_id_offset & 31);
-	if (bits - 1 >= FULCRUM_QUIC_MAX_ID_BITS)
-		bits = FULCRUM_QUIC_MAX_ID_BITS;
-	bytes = (bits + 7) >> 3;
+	id_at = payload + fulcrum_quic_id_start(svc->quic_id_offset);
+	bits = fulcrum_quic_id_width(bits);
+	bytes = fulcrum_quic_id_bytes(bits);
 	if (beyond_ip(pkt, id_at, bytes))
 		goto truncated;
 	/* Up to 4 bytes, each proven inside the frame on its own (constant offsets for the verifier;
@@ -180,7 +180,7 @@ static __always_inline __u32 quic_backend(const struct packet *pkt,
 		server_id = (server_id << 8) | id_at[3];
 	}
 	qk.service_id = svc->id;
-	qk.server_id = server_id >> (bytes * 8 - bits);
+	qk.server_id = fulcrum_quic_server_id(server_id, bytes, bits);
 	/* Server id 0 is "none" (config): not looked up, whatever the map holds. */
 	backend_id = qk.server_id ? bpf_map_lookup_elem(&quic_ids, &qk) : NULL;
 	if (!backend_id || !*backend_id) {

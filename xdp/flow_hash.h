@@ -83,4 +83,12 @@ FULCRUM_HASH_INLINE __u32 fulcrum_slot_hash(const struct fulcrum_flow_key *k, __
 	return omit ? fulcrum_hash_fields(k, seed, omit) : flow_hash;
 }
 
+/* The UDP source port (host order) of a GUE service's tunnel for a flow whose 5-tuple hash (the
+ * hash kept in its flow-table entry) is `flow_hash`: the ephemeral range, the low bits from the
+ * hash, so ECMP and the backend's RSS spread flows while each flow keeps one port. */
+FULCRUM_HASH_INLINE __u16 fulcrum_gue_sport(__u32 flow_hash)
+{
+	return (__u16)(FULCRUM_GUE_SPORT_BASE | (flow_hash & FULCRUM_GUE_SPORT_MASK));
+}
+
 #endif /* FULCRUM_FLOW_HASH_H */

@@ -25,6 +25,7 @@
 
 #include "cmd/capture_client.h"
 #include "control/protocol.h"
+#include "control/quic_dcid.h"
 #include "daemon/daemon.h"
 
 namespace fulcrum::ctl {
@@ -61,7 +62,9 @@ const char kHelp[] =
     "  reload    re-read the configuration file; prints the errors and fails if it is bad\n"
     "  drain     set a backend to drain: no new flows, existing flows stay\n"
     "  undrain   make a drained backend active again\n"
-    "  lookup    which backend a flow from SRC_IP:SRC_PORT goes to (DST_PORT: for port-0 services)\n"
+    "  lookup    which backend a flow from SRC_IP:SRC_PORT goes to (DST_PORT: for port-0 services),\n"
+    "            and its tunnel (ipip, or gue with the UDP ports); with --quic-dcid, for a QUIC short\n"
+    "            header carrying that destination connection ID (services with quic)\n"
     "  stats     counters\n"
     "  diff      what a reload of FILE would change: services and backends added, removed or changed,\n"
     "            the share of flow hashes that would go to another backend, and the recorded flows\n"
@@ -82,6 +85,7 @@ const char kHelp[] =
     "  -c N                capture: stop after N packets (default: until interrupted)\n"
     "  --service NAME      capture: only packets of this service\n"
     "  --vip ADDRESS       capture: only packets to this address (any port, served or not)\n"
+    "  --quic-dcid HEX     lookup: the destination connection ID of a QUIC short header, in hex\n"
     "  --version           print the version\n"
     "  -h, --help          this text\n"
     "Exit status: 0 done, 1 the command failed, 2 usage error, 3 no daemon at the socket,\n"
@@ -96,6 +100,7 @@ struct Options {
     unsigned interval_seconds = 1;
     bool top_option = false;  // --iterations or --interval given (only top takes them)
     CaptureOptions capture;
+    std::optional<std::string> quic_dcid;  // lookup --quic-dcid: the hex as given
     std::vector<std::string> words;  // the command and its arguments
 };
 
@@ -107,6 +112,7 @@ std::string usage_line(const Command& command)
         bool optional = i >= command.args.size() - command.optional_args;
         line += optional ? " [" + std::string(command.args[i]) + "]" : " " + std::string(command.args[i]);
     }
+    if (command.name == "lookup") line += " [--quic-dcid HEX]";
     return line + " [--json]\n";
 }
 
@@ -244,6 +250,12 @@ std::optional<int> parse_options(int argc, char** argv, Options& options)
                 return usage_error("-c \"" + *text + "\" is not a number of packets 1..100000000");
             options.capture.count = *n;
             options.capture.any = true;
+        } else if (arg == "--quic-dcid") {
+            std::optional<std::string> text = value("--quic-dcid");
+            if (!text) return control::kUsage;
+            if (!control::parse_quic_dcid(*text))
+                return usage_error(control::quic_dcid_problem(*text), find_command("lookup"));
+            options.quic_dcid = *text;
         } else if (arg == "-h" || arg == "--help") {
             std::printf("%s%s", synopsis().c_str(), kHelp);
             return control::kOk;
@@ -492,6 +504,10 @@ int run(int argc, char** argv)
         return run_capture(options.capture, [&](const std::string& request) { return query(options, request); });
     }
     if (options.capture.any) return usage_error("-w, -c, --service and --vip go with capture");
+    if (options.quic_dcid) {
+        if (options.words[0] != "lookup") return usage_error("--quic-dcid goes with lookup");
+        options.words.push_back(std::string(control::kQuicDcidWord) + *options.quic_dcid);
+    }
 
     std::string request = request_line(options);
     if (request.size() > control::kMaxRequestBytes)

@@ -8,7 +8,9 @@
 //
 // The daemon renders BODY in the requested format (human text, or one JSON object), so the client
 // only prints it. Commands: status | reload | drain SERVICE BACKEND | undrain SERVICE BACKEND |
-// lookup SERVICE SRC_IP SRC_PORT [DST_PORT] | stats | diff ABSOLUTE_FILE. Arguments contain no spaces.
+// lookup SERVICE SRC_IP SRC_PORT [DST_PORT] [quic-dcid=HEX] | stats | diff ABSOLUTE_FILE. Arguments
+// contain no spaces; lookup's option is a NAME=VALUE word after its positional arguments
+// (control/quic_dcid.h).
 //
 // Limits (server.h): the request line must arrive within kRequestTimeout of connecting, and the
 // client must take some of the answer at least every kAnswerTimeout (the command's own time

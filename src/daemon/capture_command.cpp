@@ -5,17 +5,11 @@
 #include <cstring>
 
 #include "control/protocol.h"
+#include "daemon/command_text.h"
 #include "daemon/daemon.h"
 #include "daemon/daemon_impl.h"
 
 namespace fulcrum::daemon {
-namespace {
-
-control::Response usage(const std::string& text) { return {control::kUsage, text + "\n"}; }
-control::Response failed(const std::string& text) { return {control::kFailed, text + "\n"}; }
-
-}  // namespace
-
 std::string Daemon::service_name_of(std::uint32_t id) const
 {
     for (const auto& [name, svc] : reconciler_->services())

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <string>
 
+#include "control/protocol.h"
+#include "control/server.h"
 #include "plan/desired.h"
 
 namespace fulcrum::daemon {
@@ -19,6 +21,33 @@ std::string fmt(const char* format, auto... args)
     char buf[512];
     std::snprintf(buf, sizeof buf, format, args...);
     return buf;
+}
+
+// The answers of a command that could not do what was asked: a usage error (exit 2) or a failure
+// (exit 1), each one line.
+inline control::Response usage(const std::string& text) { return {control::kUsage, text + "\n"}; }
+inline control::Response failed(const std::string& text) { return {control::kFailed, text + "\n"}; }
+
+// Canonical text of an address written by an operator, or "" if it is not one.
+inline std::string canonical(const std::string& text, int* family = nullptr)
+{
+    unsigned char bytes[16];
+    char out[INET6_ADDRSTRLEN];
+    for (int af : {AF_INET, AF_INET6})
+        if (inet_pton(af, text.c_str(), bytes) == 1 && inet_ntop(af, bytes, out, sizeof out)) {
+            if (family)
+                *family = af;
+            return out;
+        }
+    return "";
+}
+
+inline const plan::ServicePlan* find_service(const plan::Desired& d, const std::string& name)
+{
+    for (const auto& s : d.services)
+        if (s.name == name)
+            return &s;
+    return nullptr;
 }
 
 inline const char* protocol_name(std::uint8_t proto) { return proto == IPPROTO_TCP ? "tcp" : "udp"; }

@@ -12,42 +12,12 @@
 #include "daemon/daemon_impl.h"
 #include "dataplane/reasons.h"
 #include "health/check.h"
-#include "flow_hash.h"
 #include "util/json.h"
 #include "util/log.h"
 
 namespace fulcrum::daemon {
-namespace {
 
 using control::Response;
-
-Response usage(const std::string& text) { return {control::kUsage, text + "\n"}; }
-Response failed(const std::string& text) { return {control::kFailed, text + "\n"}; }
-
-// Canonical text of an address written by an operator, or "" if it is not one.
-std::string canonical(const std::string& text, int* family = nullptr)
-{
-    unsigned char bytes[16];
-    char out[INET6_ADDRSTRLEN];
-    for (int af : {AF_INET, AF_INET6})
-        if (inet_pton(af, text.c_str(), bytes) == 1 && inet_ntop(af, bytes, out, sizeof out)) {
-            if (family)
-                *family = af;
-            return out;
-        }
-    return "";
-}
-
-const plan::ServicePlan* find_service(const plan::Desired& d, const std::string& name)
-{
-    for (const auto& s : d.services)
-        if (s.name == name)
-            return &s;
-    return nullptr;
-}
-
-
-}  // namespace
 
 const plan::AppliedService* Daemon::applied_service(const std::string& name) const
 {
@@ -221,97 +191,6 @@ void Daemon::run_drain(bool json, const std::vector<std::string>& args, bool dra
               reply({control::kOk, json ? j.str() + "\n" : text});
               finished();
           });
-}
-
-Response Daemon::cmd_lookup(bool json, const std::vector<std::string>& args)
-{
-    if (args.size() != 3 && args.size() != 4)
-        return usage("usage: fulcrumctl lookup SERVICE SRC_IP SRC_PORT [DST_PORT]");
-    const plan::ServicePlan* svc = find_service(desired_, args[0]);
-    if (!svc)
-        return failed("no service \"" + args[0] + "\"");
-    int family = 0;
-    std::string src = canonical(args[1], &family);
-    if (src.empty())
-        return usage("not an address: " + args[1]);
-    if ((family == AF_INET) != (svc->key.family == FULCRUM_AF_INET))
-        return failed("the client address family does not match the VIP " + svc->vip);
-    unsigned long sport = std::strtoul(args[2].c_str(), nullptr, 10);
-    unsigned long dport = args.size() == 4 ? std::strtoul(args[3].c_str(), nullptr, 10) : ntohs(svc->key.port);
-    if (sport == 0 || sport > 65535 || dport == 0 || dport > 65535)
-        return usage(svc->key.port == 0 && args.size() == 3 ? "service " + svc->name +
-                                                                  " serves every port: give DST_PORT"
-                                                            : "ports are 1..65535");
-
-    fulcrum_flow_key key{};
-    inet_pton(family, src.c_str(), key.src.w);
-    key.dst = svc->key.vip;
-    key.sport = htons(static_cast<std::uint16_t>(sport));
-    key.dport = htons(static_cast<std::uint16_t>(dport));
-    key.proto = svc->key.proto;
-    key.family = svc->key.family;
-
-    // Same decision as the data plane: a usable flow-table entry first, else the Maglev slot.
-    const plan::AppliedService* found = applied_service(svc->name);
-    if (!found)
-        return failed("service " + svc->name + " is not in the maps (its last apply failed); see the log");
-    const plan::AppliedService& applied = *found;
-    std::map<std::uint32_t, const plan::AppliedBackend*> by_id;
-    for (const auto& [address, b] : applied.backends)
-        by_id[b.id] = &b;
-    auto address_of = [&](std::uint32_t id) -> std::string {
-        auto it = by_id.find(id);
-        return it == by_id.end() ? "" : plan::address_text(it->second->value.addr, it->second->value.family);
-    };
-    std::string backend, source;
-    std::uint32_t slot = 0;
-    for (const fulcrum_flow_value& v : program_->flow_entries(key)) {
-        auto it = by_id.find(v.backend_id);
-        if (it == by_id.end())
-            continue;
-        std::uint8_t state = it->second->value.state;
-        bool usable = state == FULCRUM_BACKEND_ACTIVE || state == FULCRUM_BACKEND_DRAINING;
-        // A UDP entry idle past the timeout the program was loaded with is re-hashed by the data
-        // plane; its clock is bpf_ktime_get_coarse_ns, i.e. CLOCK_MONOTONIC_COARSE.
-        if (usable && key.proto == IPPROTO_UDP) {
-            timespec now{};
-            clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
-            std::uint64_t now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ULL +
-                                   static_cast<std::uint64_t>(now.tv_nsec);
-            usable = now_ns - v.last_seen_ns <= loaded_udp_idle_timeout_ns_;
-        }
-        if (usable) {
-            backend = address_of(v.backend_id);
-            source = "flow_table";
-            break;
-        }
-    }
-    if (backend.empty()) {
-        // An adopted service has no table in memory until its first apply rewrites it.
-        if (applied.table_size == 0 || !applied.table || applied.table->size != applied.table_size)
-            return failed("service " + svc->name + " has no Maglev table in memory yet; try again after the next apply");
-        // The policy the services entry holds, through the data plane's own function (flow_hash.h).
-        const std::uint32_t seed = desired_.settings.hash_seed;
-        slot = fulcrum_slot_hash(&key, seed, applied.hash_omit, fulcrum_flow_hash(&key, seed)) % applied.table_size;
-        std::uint32_t id = applied.backend_in_slot(slot);
-        backend = id ? address_of(id) : "";
-        source = "maglev";
-    }
-    JsonWriter j;
-    j.begin_object().field("service", svc->name).field("client", src).field("client_port", sport);
-    j.field("vip", svc->vip).field("port", dport).field("backend", backend).field("source", source);
-    if (source == "maglev")
-        j.field("slot", slot).field("table_size", applied.table_size);
-    j.field("hash", plan::hash_policy_name(applied.hash_omit));
-    j.end_object();
-    if (backend.empty())
-        return {control::kFailed, json ? j.str() + "\n" : "no usable backend for this flow\n"};
-    std::string text = fmt("%s: %s port %lu -> %s port %lu/%s goes to %s (%s)\n", svc->name.c_str(), src.c_str(),
-                           sport, svc->vip.c_str(), dport, protocol_name(key.proto), backend.c_str(),
-                           source == "maglev" ? fmt("new flow: Maglev slot %u of %u, hash %s", slot, applied.table_size,
-                                                    plan::hash_policy_name(applied.hash_omit).c_str()).c_str()
-                                              : "existing flow: flow-table entry");
-    return {control::kOk, json ? j.str() + "\n" : text};
 }
 
 Response Daemon::cmd_stats(bool json)

@@ -7,10 +7,13 @@
 
 #include <catch2/catch.hpp>
 #include <set>
+#include <tuple>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "flow_hash.h"
+#include "plan/quic_route.h"
 #include "services.h"
 
 using namespace fulcrum::test;
@@ -291,4 +294,66 @@ TEST_CASE("QUIC: a UDP service without quic is not affected by QUIC-shaped packe
                                                fulcrum_flow_hash(&key, kHashSeed))));
     for (int e = 0; e < FULCRUM_QUIC_EVENT_COUNT; e++)
         CHECK(count(lab, static_cast<fulcrum_quic_event>(e)) == 0);
+}
+
+// fulcrumctl lookup --quic-dcid answers with plan::quic_route (the daemon's model of the program,
+// over the same xdp/quic_id.h): for every kind of datagram, widths and offsets, known, unknown,
+// zero and draining ids, truncated or not, the program must send it where the model says (its
+// backend, or the hash's) and count the outcome the model names.
+TEST_CASE("QUIC: the program and fulcrumctl lookup's model agree, datagram by datagram", "[bpf][quic][lookup]")
+{
+    BalancerLab lab;
+    standard_services(lab);
+    QuicServices services(lab);
+    lab.set_table(kQuicService, three_way(kA, kC, kA));  // B drains, as the daemon does it
+    lab.set_backend_state(kB, FULCRUM_BACKEND_DRAINING);
+
+    fulcrum::plan::AppliedService model;  // what the daemon holds for this service
+    model.id = kQuicService;
+    for (auto [address, id, server_id, state] :
+         {std::tuple{"198.18.0.21", kA, kIdA, FULCRUM_BACKEND_ACTIVE}, {"198.18.0.22", kB, kIdB, FULCRUM_BACKEND_DRAINING},
+          {"198.18.0.23", kC, kIdC, FULCRUM_BACKEND_ACTIVE}}) {
+        fulcrum::plan::AppliedBackend b;
+        b.id = id;
+        b.server_id = server_id;
+        b.value.state = static_cast<std::uint8_t>(state);
+        b.value.service_id = kQuicService;
+        model.backends[address] = b;
+    }
+
+    std::uint32_t rng = 12345;
+    auto next = [&] { return rng = rng * 1103515245u + 12345u, rng >> 8; };
+    std::uint16_t sport = 20000;  // a new flow each: a fallback is the hash's choice
+    int by_outcome[FULCRUM_QUIC_EVENT_COUNT] = {};
+    for (auto [offset, bits] : {std::pair{1, 16}, {4, 12}, {2, 24}, {1, 32}, {3, 11}}) {
+        lab.set_quic(kQuicService, static_cast<std::uint8_t>(offset), static_cast<std::uint8_t>(bits));
+        model.quic_id_offset = static_cast<std::uint8_t>(offset);
+        model.quic_id_bits = static_cast<std::uint8_t>(bits);
+        const unsigned bytes = (bits + 7) / 8;
+        for (int i = 0; i < 300; i++) {
+            const std::uint32_t kinds[] = {kIdA, kIdB, kIdC, 0, next() & 0xfff};
+            const std::uint32_t id = kinds[next() % 5];
+            Bytes payload(offset + bytes + next() % 4);
+            for (auto& b : payload)
+                b = static_cast<std::uint8_t>(next());
+            const std::uint32_t r = next() % 10;
+            payload[0] = static_cast<std::uint8_t>(r < 7 ? 0x40 | (payload[0] & 0x3f) : r < 9 ? payload[0] | 0x80 : payload[0] & 0x3f);
+            const std::uint32_t raw = id << (bytes * 8 - bits);
+            for (unsigned k = 0; k < bytes; k++)
+                payload[offset + k] = static_cast<std::uint8_t>(raw >> (8 * (bytes - 1 - k)));
+            if (next() % 8 == 0)
+                payload.resize(next() % (offset + bytes));  // cut before the id ends
+            CAPTURE(offset, bits, hex(payload));
+            const fulcrum::plan::QuicRoute want = fulcrum::plan::quic_route(model, payload);
+            const std::uint64_t before = count(lab, want.outcome);
+            send(lab, kClientV4, sport, kQuicPort, payload,
+                 want.backend_id ? want.backend_id : hashed(lab, kQuicService, kClientV4, sport, kQuicPort));
+            CHECK(count(lab, want.outcome) == before + 1);
+            by_outcome[want.outcome]++;
+            sport++;
+        }
+    }
+    // Every outcome was exercised.
+    for (int e = 0; e < FULCRUM_QUIC_EVENT_COUNT; e++)
+        CHECK(by_outcome[e] > 10);
 }

@@ -127,7 +127,7 @@ usage_case() {
     expect_exact "$what: nothing on stdout" "$WORK/out" ""
 }
 
-LOOKUP_USAGE="usage: fulcrumctl [-s SOCKET] lookup SERVICE SRC_IP SRC_PORT [DST_PORT] [--json]"
+LOOKUP_USAGE="usage: fulcrumctl [-s SOCKET] lookup SERVICE SRC_IP SRC_PORT [DST_PORT] [--quic-dcid HEX] [--json]"
 DRAIN_USAGE="usage: fulcrumctl [-s SOCKET] drain SERVICE BACKEND [--json]"
 usage_case "no command" "fulcrumctl: no command given" "usage: fulcrumctl [-s SOCKET] status [--json]"
 usage_case "unknown command" 'fulcrumctl: unknown command "frobnicate"' \
@@ -157,6 +157,16 @@ usage_case "SRC_PORT negative-looking" 'fulcrumctl: lookup: SRC_PORT "+80" is no
     "$LOOKUP_USAGE" lookup web 198.18.0.100 +80
 usage_case "DST_PORT 0" 'fulcrumctl: lookup: DST_PORT "0" is not a port (1..65535)' \
     "$LOOKUP_USAGE" lookup web 198.18.0.100 40000 0
+usage_case "--quic-dcid odd digits" 'fulcrumctl: --quic-dcid "5a0" is not a connection ID: 1..20 bytes in hex' \
+    "$LOOKUP_USAGE" lookup h3 198.18.0.100 40000 --quic-dcid 5a0
+usage_case "--quic-dcid not hex" 'fulcrumctl: --quic-dcid "5g" is not a connection ID' \
+    "$LOOKUP_USAGE" lookup h3 198.18.0.100 40000 --quic-dcid 5g
+usage_case "--quic-dcid of 21 bytes" 'is not a connection ID: 1..20 bytes' \
+    "$LOOKUP_USAGE" lookup h3 198.18.0.100 40000 --quic-dcid 000102030405060708090a0b0c0d0e0f1011121314
+usage_case "--quic-dcid without a value" "fulcrumctl: --quic-dcid needs a value" "usage: fulcrumctl [-s SOCKET] status" \
+    lookup h3 198.18.0.100 40000 --quic-dcid
+usage_case "--quic-dcid with status" "fulcrumctl: --quic-dcid goes with lookup" \
+    "usage: fulcrumctl [-s SOCKET] status [--json]" status --quic-dcid 5a01
 usage_case "argument with a space" 'fulcrumctl: drain: SERVICE "my web" must be one word' \
     "$DRAIN_USAGE" drain "my web" 10.1.0.11
 usage_case "-s without a path" "fulcrumctl: -s needs a value" "usage: fulcrumctl [-s SOCKET] status" status -s
@@ -166,7 +176,7 @@ usage_case "bad --timeout" 'fulcrumctl: --timeout "0" is not a number of seconds
 step "--help and --version"
 ctl --help
 expect_rc "--help" 0
-expect_has "--help: usage on stdout" "$WORK/out" "fulcrumctl [-s SOCKET] lookup SERVICE SRC_IP SRC_PORT [DST_PORT] [--json]"
+expect_has "--help: usage on stdout" "$WORK/out" "fulcrumctl [-s SOCKET] lookup SERVICE SRC_IP SRC_PORT [DST_PORT] [--quic-dcid HEX] [--json]"
 expect_has "--help: explains exit codes" "$WORK/out" "3 no daemon at the socket"
 expect_exact "--help: nothing on stderr" "$WORK/err" ""
 ctl status -h
@@ -285,6 +295,9 @@ expect_exact "lookup: nothing on stderr" "$WORK/err" ""
 exchange "lookup with DST_PORT over IPv6, --json last" '0\n{}\n' \
     'json lookup all 2001:db8::1 40000 443\n' -- lookup all 2001:db8::1 40000 443 --json
 expect_rc "lookup v6" 0
+exchange "lookup with --quic-dcid before the arguments: the option goes last, as NAME=VALUE" '0\n{}\n' \
+    'text lookup h3 198.18.0.100 40000 quic-dcid=5A0202a1\n' -- lookup --quic-dcid 5A0202a1 h3 198.18.0.100 40000
+expect_rc "lookup --quic-dcid" 0
 
 exchange "drain, the daemon says it failed" '1\nfulcrumctl: unknown service "web"\n' \
     'text drain web 10.1.0.11\n' -- drain web 10.1.0.11

@@ -9,9 +9,12 @@ TCP 80, gue), dns (VIP4 UDP 53, gue), web6 (VIP6 TCP 80 over IPv6 backends, gue)
    counted them as GUE (decap_gue_v4_in_v4), none as IP-in-IP; a capture on the switch port of a
    backend sees UDP to 6080 from the balancer with source ports in 49152..65535, more than one of them;
 3. 20 UDP exchanges to dns, and 20 HTTP connections to web6 over IPv6 GUE (decap_gue_v6_in_v6);
-4. plain (ipip) is counted as IP-in-IP; `fulcrumctl diff` of a file with plain at gue names
-   "encap: ipip -> gue"; after the reload 20 UDP flows recorded before it are answered by the same
-   backends (flow-table entries, lookup says), now through GUE.
+   `fulcrumctl lookup` of each dns flow, asked before it was sent (Maglev) and after (flow table),
+   names the backend and the GUE source and destination ports its datagram carried on the wire (a
+   capture on the switch's port from the balancer);
+4. plain (ipip) is counted as IP-in-IP, and lookup says ipip; `fulcrumctl diff` of a file with plain
+   at gue names "encap: ipip -> gue"; after the reload 20 UDP flows recorded before it are answered
+   by the same backends (flow-table entries, lookup says, now with GUE ports), now through GUE.
 Bounded in time; the lab is removed also on failure."""
 import json
 import time
@@ -56,6 +59,37 @@ def decap_counters(lab):
             for reason, c in i["counters"].items():
                 total[reason] = total.get(reason, 0) + c["packets"]
     return total
+
+
+def start_capture(lab, name, bpf_filter):
+    """tcpdump on the switch's port from the balancer (after the floor's XDP_PASS, before any
+    backend's decap); returns (process, pcap path) once it listens."""
+    capture, log = f"{lab.workdir}/{name}.pcap", f"{lab.workdir}/{name}.log"
+    port = f"{lab.prefix}lb"[-15:]
+    sniff = subprocess.Popen(lab.ns(lab.switch, f"tcpdump -i {port} -n -U --immediate-mode -w {capture} {bpf_filter}").split(),
+                             stdout=subprocess.DEVNULL, stderr=open(log, "w"), start_new_session=True)
+    lab.procs.append(sniff)
+    deadline = time.time() + 10
+    while "listening on" not in open(log).read() and time.time() < deadline:
+        time.sleep(0.05)
+    return sniff, capture
+
+
+def gue_datagrams(sniff, capture, vip, port):
+    """After the capture stops: {inner client port: (outer destination, GUE source port, GUE
+    destination port)} of the GUE datagrams that carried UDP to vip:port."""
+    from scapy.all import IP, UDP, rdpcap  # noqa: E402 (Scapy only where a test reads packets)
+    time.sleep(1)  # tcpdump writes what it has read (immediate mode, -U) before it stops
+    sniff.terminate()
+    sniff.wait(timeout=10)
+    seen = {}
+    for p in rdpcap(capture):
+        if IP not in p or UDP not in p:
+            continue
+        inner = IP(bytes(p[UDP].payload))
+        if UDP in inner and inner.dst == vip and inner[UDP].dport == port:
+            seen[inner[UDP].sport] = (p[IP].dst, p[UDP].sport, p[UDP].dport)
+    return seen
 
 
 def moved(before, after, reason):
@@ -114,10 +148,24 @@ def test():
               read[:2000])
         check(len(ports) >= 2, f"from {len(ports)} different source ports (the flow hash)", str(sorted(ports)))
 
-        step("3. UDP to dns (gue) and HTTP over IPv6 GUE to web6")
+        step("3. UDP to dns (gue) and HTTP over IPv6 GUE to web6; lookup's GUE ports against the wire")
+        ask = [json.loads(ctl(lab, "lookup", "dns", fl.CLIENT_V4, str(p), "--json").stdout) for p in range(31000, 31020)]
+        sniff, capture = start_capture(lab, "dns", "ip and udp dst port 6080")
         before = decap_counters(lab)
         got = [name for name, _ in udp_ask_connected(lab, VIP4, 20, src_port_base=31000)]
         check(None not in got, "20 UDP exchanges with dns answered", str(got))
+        wire = gue_datagrams(sniff, capture, VIP4, 53)
+        check(sorted(wire) == list(range(31000, 31020)), "the capture holds a GUE datagram of each of the 20 flows",
+              str(sorted(wire)))
+        said = {31000 + i: (a["backend"], a["gue_source_port"], a["gue_port"]) for i, a in enumerate(ask)}
+        check(all(a["source"] == "maglev" and a["encap"] == "gue" for a in ask) and said == wire,
+              "lookup before each flow (Maglev) named its backend, GUE source port and port 6080, as on the wire",
+              str([(p, said.get(p), wire.get(p)) for p in range(31000, 31020) if said.get(p) != wire.get(p)][:5]))
+        check(len({w[1] for w in wire.values()}) >= 10, f"{len({w[1] for w in wire.values()})} different GUE source ports")
+        after_ask = [json.loads(ctl(lab, "lookup", "dns", fl.CLIENT_V4, str(p), "--json").stdout) for p in range(31000, 31020)]
+        check([(a["source"], a["backend"], a["gue_source_port"]) for a in after_ask] ==
+              [("flow_table", a["backend"], a["gue_source_port"]) for a in ask],
+              "lookup after (flow-table entries) says the same", str(after_ask[:2]))
         web6 = lab.http_get_many(VIP6, 20)
         check(None not in web6 and len(set(web6)) >= 2, f"20 HTTP connections to web6 answered by {len(set(web6))} backends",
               str(web6))
@@ -133,6 +181,10 @@ def test():
         after = decap_counters(lab)
         check(moved(before, after, "decap_v4_in_v4") >= 20 and moved(before, after, "decap_gue_v4_in_v4") == 0,
               "plain's datagrams came in IP-in-IP", str(after))
+        r = ctl(lab, "lookup", "plain", fl.CLIENT_V4, "32000")
+        a = json.loads(ctl(lab, "lookup", "plain", fl.CLIENT_V4, "32000", "--json").stdout)
+        check(r.returncode == 0 and "\n  encap ipip\n" in r.stdout and a["encap"] == "ipip" and "gue_port" not in a,
+              "lookup says ipip (text and JSON, no GUE ports)", r.stdout + str(a))
         nxt = lab.write_config(config(lab, "gue"), "next.yaml")
         r = ctl(lab, "diff", nxt)
         check(r.returncode == 0 and "encap: ipip -> gue" in r.stdout, "fulcrumctl diff names the encap change",
@@ -146,6 +198,11 @@ def test():
         names = {fl.backend_v4(i): b for i, b in enumerate(lab.backends, start=1)}
         kept = [json.loads(ctl(lab, "lookup", "plain", fl.CLIENT_V4, str(p), "--json").stdout) for p in range(32000, 32020)]
         check(all(k["source"] == "flow_table" for k in kept), "the 20 flows are still flow-table entries", str(kept[:2]))
+        check(all(k["encap"] == "gue" and k["gue_port"] == 6080 and 49152 <= k["gue_source_port"] <= 65535 for k in kept),
+              "lookup now says gue, with their GUE ports", str(kept[:2]))
+        r = ctl(lab, "lookup", "plain", fl.CLIENT_V4, "32000")
+        check(r.returncode == 0 and f"  encap gue: UDP from port {kept[0]['gue_source_port']} to port 6080\n" in r.stdout,
+              "the text answer names the ports", r.stdout)
         check([names[k["backend"]] for k in kept] == first, "on the backends that answered them", str(kept[:2]))
         before = decap_counters(lab)
         again = [name for name, _ in udp_ask_connected(lab, VIP2, 20, src_port_base=32000)]

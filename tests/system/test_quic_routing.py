@@ -18,7 +18,11 @@ connected to the VIP, so only the VIP's answer counts.
    undrain: followed again;
 6. a reload that gives X another server id: the old id is unknown (hashed), the new one reaches X;
 7. the plain UDP service: short headers with X's id from 30 ports spread; no QUIC counter moves.
+In 3-6, `fulcrumctl lookup h3 CLIENT PORT --quic-dcid HEX`, asked before each datagram is sent,
+names the backend that then answers it and the path (quic_id, or Maglev with the outcome
+unknown_id / unusable_id); without --quic-dcid (control) it answers for the 5-tuple.
 Bounded in time; the lab is removed also on failure."""
+import json
 import os
 import subprocess
 import sys
@@ -61,10 +65,13 @@ def initial(seed):
     return bytes(QUICLongHeader(type=0, dcid=dcid, scid=b"\x07\x07\x07\x07", rest=b"\x00" * 40))
 
 
-def short(server_id):
-    dcid = bytes([0x5a, server_id >> 8, server_id & 0xff]) + b"\xa1\xa2\xa3\xa4\xa5"
+def dcid_of(server_id):
     # offset 1: the id is the DCID's 2nd and 3rd bytes (payload bytes 2..3)
-    return bytes(QUICShortHeader(dcid=dcid, rest=b"\x01" * 24))
+    return bytes([0x5a, server_id >> 8, server_id & 0xff]) + b"\xa1\xa2\xa3\xa4\xa5"
+
+
+def short(server_id):
+    return bytes(QUICShortHeader(dcid=dcid_of(server_id), rest=b"\x01" * 24))
 
 
 def config(lab, ids):
@@ -114,6 +121,23 @@ def ctl(lab, *args):
                           capture_output=True, text=True, timeout=60)
 
 
+def lookup(lab, port, server_id=None, service="h3"):
+    """fulcrumctl lookup --json for the client's flow from `port`, as a short header carrying
+    server_id's connection ID (None: the 5-tuple alone)."""
+    dcid = ["--quic-dcid", dcid_of(server_id).hex()] if server_id is not None else []
+    r = ctl(lab, "lookup", service, fl.CLIENT_V4, str(port), *dcid, "--json")
+    return json.loads(r.stdout or r.stderr)
+
+
+def predicted(lab, ports, server_id, names):
+    """lookup for each port before anything is sent: [(backend name, source, quic outcome)]."""
+    out = []
+    for p in ports:
+        a = lookup(lab, p, server_id)
+        out.append((names.get(a["backend"]), a["source"], a.get("quic", {}).get("outcome")))
+    return out
+
+
 def test():
     lab = fl.Lab(backends=3, prefix=f"qr{os.getpid() % 100000}")
     try:
@@ -125,6 +149,7 @@ def test():
         lab.start_servers(tcp_port=80, udp_port=PORT)
         name_of = {i: b for i, b in enumerate(lab.backends, start=1)}
         index_of = {b: i for i, b in name_of.items()}
+        by_address = {fl.backend_v4(i): b for i, b in name_of.items()}
 
         step("1. fulcrumd --check: a server_id wider than server_id_bits is an error at its place")
         bad = lab.write_config(config(lab, {1: IDS[1], 2: 70000, 3: IDS[3]}), "bad.yaml")
@@ -146,11 +171,22 @@ def test():
 
         step("3. the client migrates: 40 new source ports, the same connection ID")
         ports = list(range(22000, 22040))
+        said = predicted(lab, ports, IDS[x], by_address)
+        check(said == [(name_of[x], "quic_id", "routed_by_id")] * 40,
+              f"lookup --quic-dcid {dcid_of(IDS[x]).hex()} for the 40 ports, before: {name_of[x]} by its server id",
+              str(said[:3]))
+        hashed = predicted(lab, [p + 100 for p in ports], None, by_address)
         moved = ask(lab, VIP1, [(p, short(IDS[x])) for p in ports])
         check(moved == [name_of[x]] * 40, f"all 40 answered by {name_of[x]}", str(moved))
         control = ask(lab, VIP1, [(p + 100, initial(p)) for p in ports])
         check(None not in control and len(set(control)) >= 2,
               f"control: Initials (hashed) from 40 other ports reach {len(set(control))} backends", str(control))
+        check([h[0] for h in hashed] == control and all(h[1] == "maglev" and h[2] is None for h in hashed),
+              "lookup without --quic-dcid, before, named each Initial's backend (Maglev)",
+              str(list(zip(hashed, control))[:3]))
+        r = ctl(lab, "lookup", "h3", fl.CLIENT_V4, "22000", "--quic-dcid", dcid_of(IDS[x]).hex())
+        check(r.returncode == 0 and f"carries server id {IDS[x]}" in r.stdout and "  encap ipip\n" in r.stdout,
+              "the text answer names the server id and the tunnel", r.stdout + r.stderr)
         others = {i: ask(lab, VIP1, [(23000 + i, short(IDS[i]))])[0] for i in (1, 2, 3)}
         check(others == name_of, "each backend's id reaches that backend", str(others))
 
@@ -160,24 +196,40 @@ def test():
         longs = c["long_header"] - base["long_header"]
         check(routed == 1 + 40 + 3, f"fulcrum_quic_packets_total{{outcome=\"routed_by_id\"}} grew by {routed} (44)")
         check(longs == 1 + 40, f"outcome=\"long_header\" grew by {longs} (41)")
+        said = predicted(lab, [24000 + i for i in range(20)], 0x0909, by_address)
         got = ask(lab, VIP1, [(24000 + i, short(0x0909)) for i in range(20)])
         check(None not in got and len(set(got)) >= 2, f"an unknown id (0x0909) is hashed: {len(set(got))} backends",
               str(got))
+        check(said == [(g, "maglev", "unknown_id") for g in got],
+              "lookup --quic-dcid, before, said unknown_id and named each one's backend (Maglev)",
+              str(list(zip(said, got))[:3]))
+        a = json.loads(ctl(lab, "lookup", "h3", fl.CLIENT_V4, "24100", "--quic-dcid", "5a01", "--json").stdout)
+        check(a["quic"] == {"dcid": "5a01", "server_id": None, "outcome": "truncated"} and a["source"] == "maglev",
+              "a connection ID that ends before the id: truncated, the 5-tuple's answer", str(a))
+        r = ctl(lab, "lookup", "plain", fl.CLIENT_V4, "24100", "--quic-dcid", dcid_of(IDS[x]).hex())
+        check(r.returncode == 1 and "has no quic" in r.stderr, "--quic-dcid on a service without quic: exit 1",
+              r.stdout + r.stderr)
         c2 = quic_counts(lab)
         check(c2["unknown_id"] - c["unknown_id"] == 20, "outcome=\"unknown_id\" grew by 20")
 
         step(f"5. drain {name_of[x]}: its id is not followed; undrain: followed again")
         r = ctl(lab, "drain", "h3", fl.backend_v4(x))
         check(r.returncode == 0, f"fulcrumctl drain h3 {fl.backend_v4(x)}", r.stdout + r.stderr)
+        said = predicted(lab, [25000 + i for i in range(20)], IDS[x], by_address)
         got = ask(lab, VIP1, [(25000 + i, short(IDS[x])) for i in range(20)])
         check(None not in got and name_of[x] not in got,
               f"20 short headers with the drained backend's id from new ports reach {sorted(set(got))}", str(got))
+        check(said == [(g, "maglev", "unusable_id") for g in got],
+              "lookup --quic-dcid, before, said unusable_id and named each one's backend (Maglev)",
+              str(list(zip(said, got))[:3]))
         c3 = quic_counts(lab)
         check(c3["unusable_id"] - c2["unusable_id"] == 20, "outcome=\"unusable_id\" grew by 20")
         r = ctl(lab, "undrain", "h3", fl.backend_v4(x))
         check(r.returncode == 0, "fulcrumctl undrain", r.stdout + r.stderr)
+        said = predicted(lab, [26000 + i for i in range(10)], IDS[x], by_address)
         got = ask(lab, VIP1, [(26000 + i, short(IDS[x])) for i in range(10)])
         check(got == [name_of[x]] * 10, f"after undrain the id reaches {name_of[x]} again", str(got))
+        check(said == [(name_of[x], "quic_id", "routed_by_id")] * 10, "as lookup --quic-dcid said before", str(said[:3]))
 
         step(f"6. reload: {name_of[x]} gets server id 0x0404")
         ids = dict(IDS)
@@ -186,11 +238,16 @@ def test():
         r = ctl(lab, "reload")
         check(r.returncode == 0, "reload applied", r.stdout + r.stderr)
         c4 = quic_counts(lab)
+        said = predicted(lab, [27000 + i for i in range(10)], 0x0404, by_address)
         got = ask(lab, VIP1, [(27000 + i, short(0x0404)) for i in range(10)])
         check(got == [name_of[x]] * 10, f"the new id reaches {name_of[x]}", str(got))
+        check(said == [(name_of[x], "quic_id", "routed_by_id")] * 10, "as lookup --quic-dcid said before", str(said[:3]))
+        said = predicted(lab, [27100 + i for i in range(20)], IDS[x], by_address)
         got = ask(lab, VIP1, [(27100 + i, short(IDS[x])) for i in range(20)])
         check(None not in got and len(set(got)) >= 2, f"the old id is unknown now: hashed to {len(set(got))} backends",
               str(got))
+        check(said == [(g, "maglev", "unknown_id") for g in got], "as lookup --quic-dcid said before (unknown_id)",
+              str(list(zip(said, got))[:3]))
         c5 = quic_counts(lab)
         check(c5["unknown_id"] - c4["unknown_id"] == 20 and c5["routed_by_id"] - c4["routed_by_id"] == 10,
               "10 routed by id, 20 unknown", str(c5))

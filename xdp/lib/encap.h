@@ -5,6 +5,7 @@
 #ifndef FULCRUM_LIB_ENCAP_H
 #define FULCRUM_LIB_ENCAP_H
 
+#include "flow_hash.h" /* fulcrum_gue_sport */
 #include "parse.h"
 #include "csum.h"
 #include <linux/udp.h>
@@ -50,7 +51,7 @@ static __always_inline __u8 inner_protocol(const struct packet *pkt)
 static __always_inline void write_gue_udp(struct udphdr *udp, const struct packet *pkt, __be16 port,
 					  __u32 hash)
 {
-	udp->source = bpf_htons(FULCRUM_GUE_SPORT_BASE | (hash & FULCRUM_GUE_SPORT_MASK));
+	udp->source = bpf_htons(fulcrum_gue_sport(hash));
 	udp->dest = port;
 	udp->len = bpf_htons(pkt->ip_len + FULCRUM_GUE_UDP_LEN);
 	udp->check = 0;
