@@ -17,6 +17,7 @@
 
 #include "abi.h"
 #include "check_tunnel.h"
+#include "flow_hash.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -43,11 +44,11 @@ _Static_assert(sizeof(struct outer_v4) == 28, "outer_v4 is IPv4 + UDP");
 _Static_assert(sizeof(struct outer_v6) == 48, "outer_v6 is IPv6 + UDP");
 
 /* GUE's UDP header as the balancer writes it (xdp/lib/encap.h): the source port from a hash of
- * the flow for ECMP and RSS entropy, checksum zero. */
+ * the flow (here the kernel's hash of the check's socket) for ECMP and RSS entropy, checksum zero. */
 static __always_inline void gue_udp(struct udphdr *udp, const struct fulcrum_check_tunnel *t, __u32 inner_len,
 				    __u32 hash)
 {
-	udp->source = bpf_htons(FULCRUM_GUE_SPORT_BASE | (hash & FULCRUM_GUE_SPORT_MASK));
+	udp->source = bpf_htons(fulcrum_gue_sport(hash));
 	udp->dest = t->gue_port;
 	udp->len = bpf_htons(inner_len + sizeof(struct udphdr));
 	udp->check = 0;
