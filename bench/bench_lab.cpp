@@ -38,8 +38,34 @@ const std::pair<std::uint32_t, std::string> kBackends[] = {{1, "198.18.8.0"}, {2
 // The established-flow service's backends: the same hosts under their own ids (a backend id
 // serves one service).
 const std::pair<std::uint32_t, std::string> kEstablishedBackends[] = {{3, "198.18.8.0"}, {4, "198.19.8.0"}};
+// The UDP services' backends, again the same two hosts under ids of their own.
+const std::pair<std::uint32_t, std::string> kUdpIpipBackends[] = {{5, "198.18.8.0"}, {6, "198.19.8.0"}};
+const std::pair<std::uint32_t, std::string> kUdpGueBackends[] = {{7, "198.18.8.0"}, {8, "198.19.8.0"}};
+const std::pair<std::uint32_t, std::string> kQuicBackends[] = {{kQuicBackendId, kQuicBackendAddress}, {10, "198.19.8.0"}};
 
-Mac backend_mac(std::uint32_t id) { return Mac{0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(id)}; }
+using BackendPair = std::pair<std::uint32_t, std::string>;
+struct ServiceSpec {
+    std::uint32_t id;
+    const std::string& vip;
+    std::uint16_t port;
+    std::uint8_t proto;
+    const BackendPair (&backends)[2];
+    std::uint8_t encap = FULCRUM_ENCAP_IPIP;
+    std::uint8_t quic_id_offset = 0, quic_id_bits = 0;
+};
+const ServiceSpec kServices[] = {
+    {kServiceId, kVip, kServicePort, IPPROTO_TCP, kBackends},
+    {kEstablishedServiceId, kEstablishedVip, kServicePort, IPPROTO_TCP, kEstablishedBackends},
+    {kUdpIpipServiceId, kUdpVip, kUdpIpipPort, IPPROTO_UDP, kUdpIpipBackends},
+    {kUdpGueServiceId, kUdpVip, kUdpGuePort, IPPROTO_UDP, kUdpGueBackends, FULCRUM_ENCAP_GUE},
+    {kQuicServiceId, kUdpVip, kQuicPort, IPPROTO_UDP, kQuicBackends, FULCRUM_ENCAP_IPIP, kQuicIdOffset, kQuicIdBits},
+};
+
+// One MAC per host (198.18.8.0 is host 1, 198.19.8.0 host 2), whichever backend id names it.
+Mac host_mac(const std::string& address)
+{
+    return Mac{0x02, 0xbe, 0, 0, 0, static_cast<std::uint8_t>(address == kBackends[0].second ? 1 : 2)};
+}
 
 Status sh(const std::string& command)
 {
@@ -136,7 +162,7 @@ Status BenchLab::build_namespace()
         "ip route add blackhole " + kNonVip + "/32",
     };
     for (const auto& [id, address] : kBackends)
-        commands.push_back("ip neigh add " + address + " lladdr " + mac_text(backend_mac(id)) +
+        commands.push_back("ip neigh add " + address + " lladdr " + mac_text(host_mac(address)) +
                            " dev bench0 nud permanent");
     for (const std::string& c : commands)
         if (Status s = sh(c); !s.ok())
@@ -213,16 +239,12 @@ Status BenchLab::load_balancer()
 
     settings_.source_v4 = ipv4(kTunnelSource);
     settings_.hash_seed = 0x5eed5eed;
+    settings_.gue_port = htons(kGuePort);  // as the daemon writes tunnel.gue_port
     if (s = balancer_->set_settings(settings_); !s.ok())
         return s;
 
-    struct ServiceSpec {
-        std::uint32_t id;
-        const std::string& vip;
-        const std::pair<std::uint32_t, std::string> (&backends)[2];
-    };
-    for (const ServiceSpec& spec : {ServiceSpec{kServiceId, kVip, kBackends},
-                                    ServiceSpec{kEstablishedServiceId, kEstablishedVip, kEstablishedBackends}}) {
+    fulcrum_vip_key last_vip{};
+    for (const ServiceSpec& spec : kServices) {
         std::vector<maglev::Backend> members;
         for (const auto& [id, address] : spec.backends) {
             fulcrum_backend b{};
@@ -244,20 +266,26 @@ Status BenchLab::load_balancer()
         fulcrum_vip_key vk{};
         vk.addr.w[0] = ipv4(spec.vip);
         vk.family = FULCRUM_AF_INET;
-        if (s = balancer_->put_vip(vk, fulcrum_vip_value{}); !s.ok())
-            return s;
+        if (std::memcmp(&vk, &last_vip, sizeof vk) != 0)  // the UDP services share one VIP
+            if (s = balancer_->put_vip(vk, fulcrum_vip_value{}); !s.ok())
+                return s;
+        last_vip = vk;
         fulcrum_service_key sk{};
         sk.vip = vk.addr;
         sk.family = FULCRUM_AF_INET;
-        sk.port = htons(kServicePort);
-        sk.proto = IPPROTO_TCP;
+        sk.port = htons(spec.port);
+        sk.proto = spec.proto;
         fulcrum_service_value sv{};
         sv.id = spec.id;
         sv.table_size = FULCRUM_DEFAULT_TABLE_SIZE;
+        sv.encap = spec.encap;
+        sv.quic_id_offset = spec.quic_id_offset;
+        sv.quic_id_bits = spec.quic_id_bits;
         if (s = balancer_->put_service(sk, sv); !s.ok())
             return s;
     }
-    return {};
+    // The QUIC service's first backend has a server id, as `server_id` in the config gives it.
+    return balancer_->put_quic_id(fulcrum_quic_key{kQuicServiceId, kQuicServerId}, kQuicBackendId);
 }
 
 Status BenchLab::set_new_flow_budget(std::uint32_t per_second)
@@ -350,24 +378,33 @@ Bytes BenchLab::non_service_frame()
     return tcp_frame({kBenchMac, kRouterMac, "198.18.50.7", kNonVip, 40000, kServicePort});
 }
 
+Bytes BenchLab::udp_frame(const std::string& client, std::uint16_t sport, std::uint16_t dport)
+{
+    Bytes quic_short_header = {0x41, kQuicServerId >> 8, kQuicServerId & 0xff, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
+    for (int i = 0; i < 23; ++i)  // "protected payload"
+        quic_short_header.push_back(static_cast<std::uint8_t>(i * 7));
+    return fulcrum::bench::udp_frame({kBenchMac, kRouterMac, client, kUdpVip, sport, dport, quic_short_header});
+}
+
 Status BenchLab::use_nexthop_cache(bool on)
 {
-    for (const auto& [id, address] : {kBackends[0], kBackends[1], kEstablishedBackends[0], kEstablishedBackends[1]}) {
-        if (!on) {
-            if (Status s = balancer_->invalidate_nexthop(id); !s.ok())
+    for (const ServiceSpec& spec : kServices)
+        for (const auto& [id, address] : spec.backends) {
+            if (!on) {
+                if (Status s = balancer_->invalidate_nexthop(id); !s.ok())
+                    return s;
+                continue;
+            }
+            fulcrum_nexthop nh{};
+            Mac dmac = host_mac(address), smac = kBenchMac;
+            std::memcpy(nh.dmac, dmac.data(), 6);
+            std::memcpy(nh.smac, smac.data(), 6);
+            nh.ifindex = static_cast<std::uint32_t>(ifindex_);
+            nh.mtu = 1500;
+            nh.valid = 1;
+            if (Status s = balancer_->put_nexthop(id, nh); !s.ok())
                 return s;
-            continue;
         }
-        fulcrum_nexthop nh{};
-        Mac dmac = backend_mac(id <= 2 ? id : id - 2), smac = kBenchMac;
-        std::memcpy(nh.dmac, dmac.data(), 6);
-        std::memcpy(nh.smac, smac.data(), 6);
-        nh.ifindex = static_cast<std::uint32_t>(ifindex_);
-        nh.mtu = 1500;
-        nh.valid = 1;
-        if (Status s = balancer_->put_nexthop(id, nh); !s.ok())
-            return s;
-    }
     return {};
 }
 

@@ -1,6 +1,6 @@
 // The world the bench runs in: a private network namespace with one veth pair, the floor programs,
 // floor_pass attached to the peer (so XDP_TX into the veth is delivered, LAB.md), and the balancer
-// loaded with one TCP service over two IPv4 backends that have permanent neighbour entries.
+// loaded with TCP and UDP services over two IPv4 hosts that have permanent neighbour entries.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,18 @@ inline const std::string kNonVip = "198.18.99.1";
 // the per-CPU new-flow budget, as every service does.
 inline const std::string kEstablishedVip = "198.18.100.2";
 inline constexpr std::uint32_t kEstablishedServiceId = 2;
+// Three UDP services on one more VIP, one per encapsulation path of issue 9, for the program-time
+// rows that compare them: IP-in-IP (the baseline), GUE (outer IPv4 + UDP to kGuePort), and QUIC
+// connection-ID routing (IP-in-IP; a short header's server id names the backend).
+inline const std::string kUdpVip = "198.18.100.3";
+inline constexpr std::uint16_t kUdpIpipPort = 4430, kUdpGuePort = 4431, kQuicPort = 4432;
+inline constexpr std::uint32_t kUdpIpipServiceId = 3, kUdpGueServiceId = 4, kQuicServiceId = 5;
+inline constexpr std::uint16_t kGuePort = FULCRUM_GUE_DEFAULT_PORT;  // settings.gue_port
+// quic: {server_id_offset: 0, server_id_bits: 16}: the first two DCID bytes; kQuicServerId is the
+// id of the QUIC service's first backend (kQuicBackendId, 198.18.8.0).
+inline constexpr std::uint8_t kQuicIdOffset = 1, kQuicIdBits = 16;  // abi.h: 1 + the DCID offset
+inline constexpr std::uint32_t kQuicServerId = 0x0101, kQuicBackendId = 9;
+inline const std::string kQuicBackendAddress = "198.18.8.0";
 
 class BenchLab {
 public:
@@ -76,6 +88,10 @@ public:
     bool drop_peer() const { return drop_peer_; }
     // A TCP packet to an address that is not a VIP.
     static Bytes non_service_frame();
+    // A UDP datagram from `client` port `sport` to kUdpVip:`dport`. Its payload is a QUIC short
+    // header (first byte 0x41, an 8-byte DCID starting with kQuicServerId, 23 bytes more) for
+    // every port alike, so the three UDP services see the same bytes and differ only in config.
+    static Bytes udp_frame(const std::string& client, std::uint16_t sport, std::uint16_t dport);
 
 private:
     BenchLab() = default;

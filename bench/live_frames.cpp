@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <utility>
 
 namespace fulcrum::bench {
 namespace {
@@ -83,6 +84,8 @@ Status run_plain(int prog_fd, const Bytes& frame, int ifindex, PlainRun* result)
         return errno_failure("plain");
     result->verdict = static_cast<int>(opts.retval);
     result->duration_ns = opts.duration;
+    out.resize(opts.data_size_out);
+    result->out = std::move(out);
     return {};
 }
 

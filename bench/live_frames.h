@@ -29,6 +29,7 @@ Status time_live(int prog_fd, const Bytes& frame, int ifindex, std::uint32_t pac
 struct PlainRun {
     int verdict = -1;               // XDP_* returned by the program
     std::uint32_t duration_ns = 0;  // kernel's timer around the program run alone
+    Bytes out;                      // the frame as the program left it
 };
 
 // Plain mode, one run (repeat 1, so the "packet not restored between runs" trap of LAB.md

@@ -1,6 +1,7 @@
 // fulcrum-bench: per-packet cost of the balancer next to floor programs, all in one run, through
 // BPF_PROG_TEST_RUN in live-frames mode. It reports; it never asserts a target (see README.md).
 #include <linux/bpf.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -23,6 +24,8 @@ namespace {
 
 constexpr int kRuns = 3;                          // runs per case; the median is reported
 constexpr std::uint32_t kSamples = 20000;         // distinct frames per run of the program-time cases
+constexpr int kUdpRuns = 7;                       // runs of each UDP program-time row (issue 9)
+constexpr std::uint32_t kUdpSamples = 10000;      // frames per run of those rows
 const std::string kClient = "198.18.50.7";        // the established flow of case 4
 constexpr std::uint16_t kClientPort = 40000;
 const std::string kFloodClient = "198.18.50.9";   // the established flow of the flood cases (service 2)
@@ -439,6 +442,47 @@ void establish(dataplane::BalancerProgram& balancer, int ifindex, const std::str
                    BenchLab::service_frame(client, kClientPort, false, vip), ifindex, XDP_TX);
 }
 
+// What a UDP service's datagram must become (checked on the program's output once, before timing).
+struct UdpPath {
+    const char* what;
+    std::uint16_t dport;
+    bool gue;                   // outer IPv4 + UDP to kGuePort, else IP-in-IP
+    std::string backend;        // the outer destination it must have, "" for either host
+};
+
+// Sends kClient's datagram to `p.dport` twice: the first is a new flow (new_flows), the second
+// promotes it (flows), so from then on its datagrams are flow-table hits; and checks that the
+// output is the encapsulation the row is named after. A QUIC short header with a known server id
+// is routed by the id every time, with no flow state.
+void establish_udp(dataplane::BalancerProgram& balancer, int ifindex, const UdpPath& p)
+{
+    const Bytes frame = BenchLab::udp_frame(kClient, kClientPort, p.dport);
+    for (int i = 0; i < 2; ++i) {
+        PlainRun r;
+        check(run_plain(balancer.program_fd(), frame, ifindex, &r));
+        if (r.verdict != XDP_TX)
+            die(std::string("verdict check: ") + p.what + " returned " + verdict_name(r.verdict) + ", expected XDP_TX");
+        // Ethernet, outer IPv4 (protocol at 9, destination at 16), then UDP (destination port at 2)
+        // and the inner IPv4 packet, or the inner packet directly.
+        const std::size_t outer = 14, inner = outer + 20 + (p.gue ? 8 : 0);
+        const std::uint32_t backend = p.backend.empty() ? 0 : ipv4(p.backend);
+        std::string problem;
+        if (r.out.size() != frame.size() + (inner - 14) || r.out[12] != 0x08 || r.out[13] != 0x00)
+            problem = "not an IPv4 frame of the encapsulated size";
+        else if (r.out[outer + 9] != (p.gue ? IPPROTO_UDP : IPPROTO_IPIP))
+            problem = std::string("outer protocol ") + std::to_string(r.out[outer + 9]) + ", expected " +
+                      (p.gue ? "UDP (GUE)" : "IPIP");
+        else if (p.gue && (r.out[outer + 20 + 2] << 8 | r.out[outer + 20 + 3]) != kGuePort)
+            problem = "GUE's UDP destination port is not " + std::to_string(kGuePort);
+        else if (!std::equal(frame.begin() + 14, frame.end(), r.out.begin() + static_cast<std::ptrdiff_t>(inner)))
+            problem = "the inner packet is not the datagram sent";
+        else if (backend && std::memcmp(&r.out[outer + 16], &backend, 4) != 0)
+            problem = "the outer destination is not " + p.backend;
+        if (!problem.empty())
+            die(std::string("encapsulation check: ") + p.what + ": " + problem);
+    }
+}
+
 int run(const Options& o)
 {
     Report report;
@@ -475,6 +519,14 @@ int run(const Options& o)
     expect_verdict("balancer, new flow", balancer_fd, BenchLab::service_frame("198.18.51.250", 1, true), ifindex,
                    XDP_TX);
     expect_verdict("balancer, non-service packet", balancer_fd, non_service, ifindex, XDP_PASS);
+    // The UDP services of the issue-9 rows (program time): plain IP-in-IP, GUE, QUIC by server id.
+    const UdpPath udp_paths[] = {
+        {"balancer, UDP datagram of an IP-in-IP service", kUdpIpipPort, false, ""},
+        {"balancer, UDP datagram of a GUE service", kUdpGuePort, true, ""},
+        {"balancer, QUIC short header with a known server id", kQuicPort, false, kQuicBackendAddress},
+    };
+    for (const UdpPath& p : udp_paths)
+        establish_udp(balancer, ifindex, p);
 
     Case drop{"floor_drop", "1 floor: XDP_DROP (floor_drop)", {}, {}, 0, ""};
     Case pass{"floor_pass", "2 floor: empty XDP_PASS (floor_pass), into the stack", {}, {}, 0, ""};
@@ -577,33 +629,74 @@ int run(const Options& o)
     ProgRow p_new{"new_flow", "balancer: new flow (SYN: two misses, Maglev, new_flows insert)", {}, 0, 0, ""};
     ProgRow p_refused{"new_flow_refused", "balancer: new flow refused by the budget (no insert)", {}, 0, 0, ""};
     ProgRow p_mid{"mid_stream", "balancer: mid-stream ACK of an unknown flow (Maglev, no insert)", {}, 0, 0, ""};
+    // Issue 9: a UDP flow-table hit of an IP-in-IP service (the baseline), the same of a GUE
+    // service, and a QUIC short header routed by its server id (no flow table), same-size frames.
+    ProgRow p_udp{"udp_hit", "balancer: UDP flow-table hit, IP-in-IP (baseline)", {}, 0, 0, ""};
+    ProgRow p_gue{"udp_hit_gue", "balancer: UDP flow-table hit, GUE service (outer IPv4 + UDP)", {}, 0, 0, ""};
+    ProgRow p_quic{"quic_by_server_id", "balancer: QUIC short header, known server id (quic_ids)", {}, 0, 0, ""};
     check(lab->use_nexthop_cache(false));  // as in case 4: the next hop from bpf_fib_lookup
     {
         BpfStats stats;
         if (!stats.ok())
             die(stats.error());
         std::vector<Bytes> same_hit(kSamples, service), same_floor(kSamples, service);
+        std::vector<Bytes> udp_frames[3];
+        for (int i = 0; i < 3; ++i)
+            udp_frames[i].assign(kUdpSamples, BenchLab::udp_frame(kClient, kClientPort, udp_paths[i].dport));
+        // arm() snapshots the counters before a run; what it returns says what went wrong after.
         auto sample = [&](ProgRow& row, int prog_fd, const std::vector<Bytes>& frames, int run,
-                          const std::function<std::string(const Moves&)>& expect) {
-            Snapshot s0 = snapshot(balancer);
+                          const std::function<PathCheck()>& arm) {
+            PathCheck verify = arm ? arm() : nullptr;
             std::uint64_t runs = 0;
             double ns = time_once_each(prog_fd, frames, ifindex, XDP_TX, &runs);
             std::string problem = runs != frames.size() ? "the kernel counted " + std::to_string(runs) + " runs of " +
                                                               std::to_string(frames.size())
-                                                        : expect ? expect(moves(balancer, s0)) : "";
+                                                        : verify ? verify(frames.size()) : "";
             if (!problem.empty()) {
                 wrong_path.push_back(row.label + ", run " + std::to_string(run + 1) + ": " + problem);
                 row.path = "WRONG PATH, run " + std::to_string(run + 1) + ": " + problem;
             }
             row.once.push_back(ns);
         };
-        auto exactly = [](std::uint64_t fwd, std::uint64_t created, std::uint64_t refused, std::uint64_t mid) {
-            return [=](const Moves& m) -> std::string {
-                if (m.forwarded == fwd && m.created == created && m.refused == refused && m.mid_stream == mid)
-                    return "";
-                return moves_text(m);
+        auto moved = [&](std::function<bool(const Moves&)> ok) -> std::function<PathCheck()> {
+            return [&balancer, ok]() -> PathCheck {
+                Snapshot s0 = snapshot(balancer);
+                return [&balancer, ok, s0](std::uint64_t) -> std::string {
+                    Moves m = moves(balancer, s0);
+                    return ok(m) ? "" : moves_text(m);
+                };
             };
         };
+        auto exactly = [&](std::uint64_t fwd, std::uint64_t created, std::uint64_t refused, std::uint64_t mid) {
+            return moved([=](const Moves& m) {
+                return m.forwarded == fwd && m.created == created && m.refused == refused && m.mid_stream == mid;
+            });
+        };
+        // A UDP row: every frame forwarded by its own service, none a first packet, none refused
+        // or mid-stream; routed by the QUIC server id exactly when the row says so.
+        auto udp_forwarded = [&](std::uint32_t service_id, bool by_quic_id) -> std::function<PathCheck()> {
+            return [&balancer, service_id, by_quic_id]() -> PathCheck {
+                Snapshot s0 = snapshot(balancer);
+                dataplane::ServiceCounters c0 = balancer.service_counters(service_id);
+                std::uint64_t r0 = balancer.quic_event_count(FULCRUM_QUIC_ROUTED_BY_ID);
+                return [&balancer, service_id, by_quic_id, s0, c0, r0](std::uint64_t sent) -> std::string {
+                    Moves m = moves(balancer, s0);
+                    dataplane::ServiceCounters c1 = balancer.service_counters(service_id);
+                    std::uint64_t fwd = c1.packets - c0.packets, created = c1.new_flows - c0.new_flows,
+                                  routed = balancer.quic_event_count(FULCRUM_QUIC_ROUTED_BY_ID) - r0;
+                    if (fwd == sent && created == 0 && m.refused == 0 && m.mid_stream == 0 &&
+                        routed == (by_quic_id ? sent : 0))
+                        return "";
+                    return std::to_string(fwd) + " forwarded, " + std::to_string(created) + " first packets, " +
+                           std::to_string(routed) + " routed by QUIC server id, " + std::to_string(m.refused) +
+                           " refused by the budget, " + std::to_string(m.mid_stream) + " mid-stream";
+                };
+            };
+        };
+        // The UDP flows were opened at the start; the live cases since may have outlasted the UDP
+        // idle timeout, so open them again (a no-op when they are still there).
+        for (const UdpPath& p : udp_paths)
+            establish_udp(balancer, ifindex, p);
         for (int run = 0; run < kRuns; ++run) {
             std::vector<Bytes> syns = distinct_frames(0, run, true), refused = distinct_frames(1, run, true),
                                acks = distinct_frames(2, run, false);
@@ -612,16 +705,27 @@ int run(const Options& o)
             sample(p_new, balancer_fd, syns, run, exactly(kSamples, kSamples, 0, 0));
             check(lab->set_new_flow_budget(kRefusingBudget));
             // (each 1/8 s window still allows its one entry)
-            sample(p_refused, balancer_fd, refused, run, [](const Moves& m) -> std::string {
-                if (m.forwarded == kSamples && m.created == kSamples && m.refused + 64 >= kSamples && m.mid_stream == 0)
-                    return "";
-                return moves_text(m);
-            });
+            sample(p_refused, balancer_fd, refused, run, moved([](const Moves& m) {
+                return m.forwarded == kSamples && m.created == kSamples && m.refused + 64 >= kSamples &&
+                       m.mid_stream == 0;
+            }));
             check(lab->set_new_flow_budget(0));
             sample(p_mid, balancer_fd, acks, run, exactly(kSamples, 0, 0, kSamples));
         }
+        // The UDP rows compare with each other, by a few percent of a hit: more runs than the
+        // rows above (shorter ones: about 30 ms each), in an order that rotates every run, so
+        // drift in the machine's load falls on all three alike.
+        ProgRow* udp_rows[] = {&p_udp, &p_gue, &p_quic};
+        const std::function<PathCheck()> udp_checks[] = {udp_forwarded(kUdpIpipServiceId, false),
+                                                         udp_forwarded(kUdpGueServiceId, false),
+                                                         udp_forwarded(kQuicServiceId, true)};
+        for (int run = 0; run < kUdpRuns; ++run)
+            for (int k = 0; k < 3; ++k) {
+                int i = (run + k) % 3;
+                sample(*udp_rows[i], balancer_fd, udp_frames[i], run, udp_checks[i]);
+            }
     }
-    for (ProgRow* p : {&p_floor, &p_hit, &p_new, &p_refused, &p_mid})
+    for (ProgRow* p : {&p_floor, &p_hit, &p_new, &p_refused, &p_mid, &p_udp, &p_gue, &p_quic})
         if (p->path.empty())
             p->path = p == &p_floor ? "" : "ok (test runs): the balancer's counters saw every frame take this path";
 
@@ -740,16 +844,20 @@ int run(const Options& o)
                       static_cast<unsigned long long>(n), report.napi.c_str());
         report.flood_note = note;
     }
-    report.prog_rows = {&p_floor, &p_hit, &p_new, &p_refused, &p_mid};
-    char note[900];
+    report.prog_rows = {&p_floor, &p_hit, &p_new, &p_refused, &p_mid, &p_udp, &p_gue, &p_quic};
+    char note[1200];
     std::snprintf(note, sizeof note,
                   "once/frame: %u frames per run, each run once by BPF_PROG_TEST_RUN (repeat 1: a new-flow frame is a\n"
                   "new flow every time); the kernel's bpf_stats time the program alone (no syscall, no transmit),\n"
                   "%d runs, median shown. live trafgen: frames received on bench0 (balancer attached, native),\n"
                   "every new-flow frame from a random source; the same bpf_stats. Both include bpf_stats' own two\n"
                   "clock reads per run, for every row alike. The new-flow table is the production default\n"
-                  "(%u entries, split per CPU), so the live new-flow rows evict once it is full.",
-                  kSamples, kRuns, dataplane::new_flows_capacity(FULCRUM_DEFAULT_FLOWS));
+                  "(%u entries, split per CPU), so the live new-flow rows evict once it is full.\n"
+                  "The three UDP rows (issue 9) send one 74-byte datagram (a QUIC short header whose DCID carries\n"
+                  "server id 0x%04x) to three UDP services of one VIP: IP-in-IP, GUE, and QUIC-routed; once/frame\n"
+                  "only, %d runs of %u frames each, in an order that rotates every run.",
+                  kSamples, kRuns, dataplane::new_flows_capacity(FULCRUM_DEFAULT_FLOWS), kQuicServerId, kUdpRuns,
+                  kUdpSamples);
     report.prog_note = note;
 
     // Targets from issue 10's table: a hit within 1.5x floor_tx with floor_drop on the peer and
@@ -770,6 +878,12 @@ int run(const Options& o)
         ratio("prog_once_new_vs_hit", "program time, once/frame: new flow / hit", p_new.once_ns(), p_hit.once_ns(), 2),
         ratio("prog_once_refused_vs_hit", "program time, once/frame: refused new flow / hit", p_refused.once_ns(),
               p_hit.once_ns(), 0),
+        // Issue 9: a GUE service's hit and a QUIC packet routed by its server id, against a UDP
+        // hit of an IP-in-IP service measured in the same runs. Informational: no target given.
+        ratio("prog_once_udp_gue_vs_udp_ipip", "program time, once/frame: GUE UDP hit / IP-in-IP UDP hit",
+              p_gue.once_ns(), p_udp.once_ns(), 0),
+        ratio("prog_once_quic_vs_udp_ipip", "program time, once/frame: QUIC by server id / IP-in-IP UDP hit",
+              p_quic.once_ns(), p_udp.once_ns(), 0),
     };
     if (p_new.live_runs && p_hit.live_runs && p_floor.live_runs) {
         report.ratios.push_back(ratio("prog_live_hit_vs_floor_tx", "program time, live: hit / floor_tx", p_hit.live,
