@@ -7,11 +7,14 @@
 
 #include <linux/types.h>
 
-/* The numbers are per fulcrumd, from the index of its first interface (I = ifindex & 0xff): a
- * daemon owns its interfaces, so two fulcrumd on one host never share (nor remove) each other's.
- * A check socket's mark (SO_MARK) is BASE | index, BASE = PREFIX | I << 16, index
- * 1..FULCRUM_CHECK_MARK_MAX; `ip rule fwmark BASE/MASK` sends those sockets' packets to routing
- * table TABLE_BASE + I, whose default route runs the program. */
+/* The numbers are per fulcrumd, from the index of its first interface (a daemon owns its
+ * interfaces): a check socket's mark (SO_MARK) is BASE | index, BASE = PREFIX | (ifindex & 0xff)
+ * << 16, index 1..FULCRUM_CHECK_MARK_MAX; `ip rule fwmark BASE/MASK` sends those sockets' packets
+ * to routing table TABLE_BASE + ifindex, whose default route runs the program. A second rule
+ * after it (PRIORITY + 1) makes them unreachable when that route is gone (the kernel deletes it
+ * when the interface goes down or the source address goes away): a check then fails, never
+ * leaves bare. Two fulcrumd whose interfaces' indexes share the low byte would share a BASE: the
+ * second refuses checks through the tunnel (dataplane/check_tunnels.cpp). */
 #define FULCRUM_CHECK_MARK_PREFIX 0x46000000u
 #define FULCRUM_CHECK_MARK_MASK 0xffff0000u
 #define FULCRUM_CHECK_MARK_MAX 0xffffu

@@ -41,6 +41,9 @@ namespace {
 constexpr auto kNeighbourWait = std::chrono::milliseconds(1000);
 constexpr auto kNeighbourRefresh = std::chrono::seconds(20);
 constexpr std::size_t kNeighbourSlices = 10;
+// How soon a check route the kernel removed (interface down and up, source address re-added) is
+// put back: a few netlink requests, and only while some check goes through the tunnel.
+constexpr auto kCheckTunnelRefresh = std::chrono::seconds(2);
 
 void log_warnings(const std::vector<config::Error>& warnings)
 {
@@ -636,6 +639,31 @@ Status Daemon::prepare_check_tunnels(const config::Config& next)
     return check_tunnels_->install(*routing);
 }
 
+void Daemon::schedule_check_tunnel_refresh()
+{
+    check_tunnel_timer_.expires_after(kCheckTunnelRefresh);
+    check_tunnel_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec)
+            return;
+        refresh_check_tunnels();
+        schedule_check_tunnel_refresh();
+    });
+}
+
+void Daemon::refresh_check_tunnels()
+{
+    if (!check_tunnels_)
+        return;
+    Status s = check_tunnels_->refresh();
+    if (s.ok() == check_tunnels_ok_)
+        return;  // logged when it changes, not every 2 s
+    check_tunnels_ok_ = s.ok();
+    if (s.ok())
+        LOG_INFO("health checks through the tunnel: rules and routes in place again");
+    else
+        LOG_WARN("%s; checks through the tunnel fail until it works (tried again every 2 s)", s.message().c_str());
+}
+
 void Daemon::settle_check_tunnels(const config::Config& in_force)
 {
     tunnel_paths_.keep_only(in_force);
@@ -803,6 +831,7 @@ int Daemon::run()
     wait_for_stop();
     wait_for_reload();
     schedule_neighbour_refresh(kNeighbourRefresh);  // the first round a whole period after start
+    schedule_check_tunnel_refresh();
     schedule_rate_sample();
     std::uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0)

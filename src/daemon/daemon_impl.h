@@ -76,6 +76,11 @@ private:
     // ... and, once `in_force` is the config in force (the new one, or the old one after a
     // failure), the kernel side made exactly its: what it does not use removed, the rest as it says.
     void settle_check_tunnels(const config::Config& in_force);
+    // Every kCheckTunnelRefresh (2 s): puts back what the kernel removed (interface down and up,
+    // source address removed and added); logs only changes.
+    void schedule_check_tunnel_refresh();
+    void refresh_check_tunnels();
+    bool check_tunnels_ok_ = true;
     // The listeners of an apply, called by notify(): each follows the applied state.
     void notify(const config::Config& cfg, bool applied);
     void nexthops_follow(const config::Config& cfg);  // after every apply, failed ones too
@@ -161,6 +166,7 @@ private:
     boost::asio::signal_set stop_signals_{io_, SIGTERM, SIGINT};
     boost::asio::signal_set reload_signal_{io_, SIGHUP};
     boost::asio::steady_timer neighbour_timer_{io_};
+    boost::asio::steady_timer check_tunnel_timer_{io_};
     boost::asio::steady_timer rate_timer_{io_};
     boost::asio::steady_timer watchdog_timer_{io_};
     ApplyQueue apply_queue_{io_};

@@ -2,6 +2,7 @@
 // the check-encap program and its map (xdp/check_encap.bpf.c), and the policy routing that hands
 // it the packets of marked check sockets. For each family of VIPs checked this way:
 //   ip rule add fwmark BASE/MASK lookup TABLE priority PRIORITY   (the numbers: xdp/check_tunnel.h)
+//   ip rule add fwmark BASE/MASK unreachable priority PRIORITY+1  (when the route is gone)
 //   ip route replace default dev IFACE table TABLE src SOURCE proto 201
 //       encap bpf xmit fd PROGRAM headroom 48   (one route, written on two lines here)
 // The map holds, per mark, the backend's tunnel as the balancer builds it for client packets.
@@ -54,11 +55,20 @@ public:
     // Removes what `wanted` lacks: map entries of other marks, the rule and route of a family it
     // does not use. Failures are logged (nothing depends on a leftover).
     void retire(const CheckRouting& wanted);
+    // Puts back a rule or route the kernel removed (it deletes the route when the interface goes
+    // down or the source address goes away; meanwhile the unreachable rule fails the checks).
+    // Cheap (a few netlink requests): the daemon calls it every couple of seconds.
+    Status refresh();
     const CheckNumbers& numbers() const { return numbers_; }
 
 private:
     CheckTunnels(check_encap_bpf* skel, std::string interface, CheckNumbers numbers);
     Status install_family(int family, const config::Address& source);
+    // Fails when another rule sends our mark base to another table (another fulcrumd).
+    Status check_mark_is_ours(int family);
+    Status add_rules(int family);
+    // `replace`: NLM_F_REPLACE (install: the source may have changed) or NLM_F_EXCL (refresh).
+    Status add_route(int family, const config::Address& source, std::uint16_t replace);
     void remove_family(int family);
 
     check_encap_bpf* skel_;
@@ -66,6 +76,7 @@ private:
     CheckNumbers numbers_;
     netlink::Socket socket_;
     std::map<std::uint32_t, fulcrum_check_tunnel> installed_;  // what the map holds
+    std::optional<config::Address> sources_[2];  // the route's source per family installed (IPv4, IPv6)
 };
 
 }  // namespace fulcrum::dataplane

@@ -268,7 +268,9 @@ Status Client::default_rules_only(std::uint8_t family)
         // A rule only for marked packets never sees ours: the data plane's packets and this
         // cache's route questions carry no mark. fulcrumd's own rule for health checks through
         // the tunnel (dataplane/check_tunnels.h) is one.
-        if (auto fwmark = attrs.u32(FRA_FWMARK); fwmark && (*fwmark & attrs.u32(FRA_FWMASK).value_or(~0u)) != 0)
+        // (`not fwmark` rules are the opposite: they match every unmarked packet.)
+        if (auto fwmark = attrs.u32(FRA_FWMARK);
+            fwmark && (*fwmark & attrs.u32(FRA_FWMASK).value_or(~0u)) != 0 && !(r->flags & FIB_RULE_INVERT))
             continue;
         std::uint32_t table = attrs.u32(FRA_TABLE).value_or(r->table);
         std::uint32_t priority = attrs.u32(FRA_PRIORITY).value_or(0);

@@ -30,11 +30,12 @@ bool same_check(const config::HealthCheck& a, const config::HealthCheck& b)
     return a == b && same_address(a.address, b.address) && same_address(a.source, b.source);
 }
 
-// Everything sync reads of a service, equal: then its entries need no change.
+// Everything sync reads of a service, equal: then its entries need no change. The VIP and the
+// encap are the target and the mark of a check through the tunnel.
 bool same_service(const config::Service& a, const config::Service& b)
 {
-    if (a.name != b.name || a.port != b.port || a.backends.size() != b.backends.size() ||
-        !same_check(a.healthcheck, b.healthcheck))
+    if (a.name != b.name || a.port != b.port || !same_address(a.vip, b.vip) || a.encap != b.encap ||
+        a.backends.size() != b.backends.size() || !same_check(a.healthcheck, b.healthcheck))
         return false;
     for (std::size_t i = 0; i < a.backends.size(); i++) {
         const config::Backend& x = a.backends[i];

@@ -23,9 +23,11 @@ address, yet drops every balanced packet (its decap counts them inner_not_local)
    check-encap program (encap bpf) from the tunnel sources. A reload to a file without
    via: tunnel removes them and backend 2 of t_tcp comes up; a reload back puts them back and
    takes it down again. A reload whose tunnel source is not an address of the balancer is refused
-   with that reason, and the running rules, routes and checks stay as they were. Stopping
+   with that reason, and the running rules, routes and checks stay as they were. Routes deleted
+   behind fulcrumd's back (as the kernel does when the interface goes down) come back. Stopping
    fulcrumd removes them. Another fulcrumd's rule and route (other numbers, planted before the
-   start) are never touched.
+   start) are never touched; one that would share our mark (an interface index with the same
+   low byte) makes a start with via: tunnel fail, naming its table, and is left alone.
 Bounded in time; the lab is removed also on failure.
 """
 import json
@@ -103,15 +105,19 @@ def decap_counters(lab, ns):
 def numbers(lab):
     """This balancer's (mark, table) for checks through the tunnel (xdp/check_tunnel.h)."""
     # From netlink: nsenter enters the network namespace only, /sys stays the host's.
-    i = json.loads(lab.run(lab.balancer, "ip -j link show dev eth0", capture=True))[0]["ifindex"] & 0xff
-    return 0x46000000 | i << 16, 17920 + i
+    i = json.loads(lab.run(lab.balancer, "ip -j link show dev eth0", capture=True))[0]["ifindex"]
+    return 0x46000000 | (i & 0xff) << 16, 17920 + i
 
 
 def kernel_side(lab, table=None):
     """(IPv4 rules, IPv6 rules, IPv4 routes, IPv6 routes) of fulcrumd's check table in the balancer."""
     table = table or numbers(lab)[1]
-    rules4 = [r for r in lab.run(lab.balancer, "ip rule show", capture=True).splitlines() if f"lookup {table}" in r]
-    rules6 = [r for r in lab.run(lab.balancer, "ip -6 rule show", capture=True).splitlines() if f"lookup {table}" in r]
+    mark = f"{0x46000000 | ((table - 17920) & 0xff) << 16:#x}/0xffff0000"
+    # Both of a fulcrumd's rules: to its table, and `unreachable` one priority later.
+    rules4 = [r for r in lab.run(lab.balancer, "ip rule show", capture=True).splitlines()
+              if f"lookup {table}" in r or (mark in r and "unreachable" in r)]
+    rules6 = [r for r in lab.run(lab.balancer, "ip -6 rule show", capture=True).splitlines()
+              if f"lookup {table}" in r or (mark in r and "unreachable" in r)]
     routes4 = lab.run(lab.balancer, f"ip route show table {table}", capture=True, check=False).strip()
     routes6 = lab.run(lab.balancer, f"ip -6 route show table {table}", capture=True, check=False).strip()
     return rules4, rules6, routes4, routes6
@@ -162,8 +168,8 @@ def body():
         step("2. fulcrumd: through the tunnel backend 1 up and backend 2 down; direct, both up")
         counters_before = {ns: decap_counters(lab, ns) for ns in lab.backends}
         # Another fulcrumd's rule and route (as one on an interface with another index makes).
-        other_i = (numbers(lab)[1] - 17920 + 7) & 0xff
-        other_mark, other_table = 0x46000000 | other_i << 16, 17920 + other_i
+        other_i = numbers(lab)[1] - 17920 + 7
+        other_mark, other_table = 0x46000000 | (other_i & 0xff) << 16, 17920 + other_i
         lab.run(lab.balancer, f"ip rule add fwmark {other_mark:#x}/0xffff0000 lookup {other_table} priority 17920")
         lab.run(lab.balancer, f"ip route add unreachable default table {other_table} proto 201")
         other = kernel_side(lab, other_table)
@@ -213,8 +219,9 @@ def body():
         step("5. kernel side: rules and routes while a check goes via: tunnel, none after")
         mark, table = numbers(lab)
         rules4, rules6, routes4, routes6 = kernel_side(lab)
-        check(len(rules4) == 1 and f"fwmark {mark:#x}/0xffff0000 lookup {table}" in rules4[0] and len(rules6) == 1,
-              f"one rule per family: {rules4[0] if rules4 else '-'}", f"{rules4}\n{rules6}")
+        check(len(rules4) == 2 and f"17920:\tfrom all fwmark {mark:#x}/0xffff0000 lookup {table}" in rules4 and
+              f"17921:\tfrom all fwmark {mark:#x}/0xffff0000 unreachable" in rules4 and len(rules6) == 2,
+              f"two rules per family: {rules4}", f"{rules4}\n{rules6}")
         check("encap bpf" in routes4 and f"src {fl.BALANCER_V4}" in routes4 and "encap bpf" in routes6 and
               f"src {fl.BALANCER_V6}" in routes6, f"table {table}: {routes4}", f"{routes4}\n{routes6}")
         lab.write_config(config(lab, tunnel=False))
@@ -230,7 +237,7 @@ def body():
         r = hh.ctl(lab, "reload")
         check(r.returncode == 0, "reload back to via: tunnel applied", r.stdout + r.stderr)
         rules4, rules6, routes4, routes6 = kernel_side(lab)
-        check(len(rules4) == 1 and len(rules6) == 1 and "encap bpf" in routes4 and "encap bpf" in routes6,
+        check(len(rules4) == 2 and len(rules6) == 2 and "encap bpf" in routes4 and "encap bpf" in routes6,
               "rules and routes are back", f"{rules4}\n{rules6}\n{routes4}\n{routes6}")
         down, st = hh.StatusPoller(lab, 0.1).wait(
             lambda s: s["t_tcp"]["backends"][fl.backend_v4(2)]["health"] == "down" and
@@ -249,11 +256,37 @@ def body():
                   st[n]["backends"][backends_of(n)[0]]["last_check"] == "passed" for n in TUNNELLED),
               "every tunnelled check of backend 1 still passes", str({n: st[n]["backends"] for n in TUNNELLED}))
         lab.write_config(good)
+        # The kernel deletes the route when the interface goes down or the source goes away;
+        # meanwhile the unreachable rule fails the checks, and fulcrumd puts the route back.
+        lab.run(lab.balancer, f"ip route del default table {table}")
+        lab.run(lab.balancer, f"ip -6 route del default table {table}")
+        deadline = time.time() + 6
+        while time.time() < deadline and not ("encap bpf" in kernel_side(lab)[2] and "encap bpf" in kernel_side(lab)[3]):
+            time.sleep(0.2)
+        check("encap bpf" in kernel_side(lab)[2] and "encap bpf" in kernel_side(lab)[3],
+              "routes deleted by hand are back within 6 s (fulcrumd refreshes every 2 s)", str(kernel_side(lab)))
+        up, st = hh.StatusPoller(lab, 0.1).wait(
+            lambda s: all(s[n]["backends"][backends_of(n)[0]]["last_check"] == "passed" for n in TUNNELLED), 5)
+        check(up is not None, "and backend 1's tunnelled checks pass again", str(st))
         code = lab.stop_fulcrumd()
         check(code == 0, "fulcrumd stopped (exit 0)", str(code))
         check(kernel_side(lab) == ([], [], "", ""), "stopping removed the rules and routes", str(kernel_side(lab)))
         check(kernel_side(lab, other_table) == other and other[0] and other[2],
               f"the other fulcrumd's rule and route (table {other_table}) are still there", str(kernel_side(lab, other_table)))
+        # One whose interface index shares our low byte would share our mark base: refused.
+        clash = numbers(lab)[1] + 256  # the table of interface index + 256
+        lab.run(lab.balancer, f"ip rule add fwmark {mark:#x}/0xffff0000 lookup {clash} priority 17920")
+        size = os.path.getsize(lab.daemon_log)
+        daemon = lab.start_fulcrumd(lab.write_config(good), wait=False)
+        code = daemon.wait(timeout=60)
+        log = open(lab.daemon_log).read()[size:]
+        lab.daemon = None
+        check(code != 0 and f"already sends fwmark {mark:#x}/0xffff0000 to table {clash}" in log,
+              f"a fulcrumd whose mark base another rule (table {clash}) uses refuses via: tunnel, naming it "
+              f"(exit {code})", log[-1500:])
+        rules = lab.run(lab.balancer, "ip rule show", capture=True)
+        check(f"lookup {clash}" in rules and f"lookup {table}" not in rules,
+              "and leaves that rule alone, adding none of its own", rules)
     except Exception:
         print("fulcrumd log (last lines):\n" + daemon_log_tail(lab, 30))
         raise

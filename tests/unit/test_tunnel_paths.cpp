@@ -57,7 +57,7 @@ TEST_CASE("tunnel marks: one per backend tunnel, shared by services, outer heade
     health::TunnelPaths paths;
     const dataplane::CheckNumbers numbers = dataplane::check_numbers(0x102);  // interface 258: I = 2
     CHECK(numbers.mark_base == 0x46020000u);
-    CHECK(numbers.table == 17922u);
+    CHECK(numbers.table == 17920u + 258u);
     paths.set_mark_base(numbers.mark_base);
     auto routing = paths.plan(c);
     REQUIRE(routing.ok());
@@ -172,4 +172,44 @@ TEST_CASE("the manager checks a via: tunnel backend at the VIP and service port,
     }
     CHECK(tunnelled);
     CHECK(direct);
+}
+
+TEST_CASE("a reload that changes only a service's encap or VIP moves its checks to the new tunnel and VIP",
+          "[health][via]")
+{
+    const std::string backends = "[{address: 10.0.0.1}]";
+    const std::string check = "    healthcheck: {via: tunnel, interval: 10ms, timeout: 5ms}\n";
+    auto first = std::make_shared<const config::Config>(parse(service("web", "198.18.100.1", 80, check, backends)));
+    auto gue = std::make_shared<const config::Config>(
+        parse(service("web", "198.18.100.1", 80, "    encap: gue\n" + check, backends)));
+    auto moved = std::make_shared<const config::Config>(
+        parse(service("web", "198.18.100.7", 80, "    encap: gue\n" + check, backends)));
+    health::TunnelPaths paths;
+    boost::asio::io_context io;
+    std::vector<health::Target> seen;
+    health::Manager manager(
+        io, [&](const config::HealthCheck&, const health::Target& t, health::Done done) {
+            seen.push_back(t);
+            done(health::Result{});
+        },
+        [] {});
+    manager.set_tunnel_paths(&paths);
+    // As the daemon does: plan, sync (the shared_ptr overload skips unchanged services), keep_only.
+    auto step = [&](const std::shared_ptr<const config::Config>& c) {
+        REQUIRE(paths.plan(*c).ok());
+        manager.sync(c);
+        paths.keep_only(*c);
+        seen.clear();
+        io.restart();
+        io.run_for(std::chrono::milliseconds(40));
+        REQUIRE_FALSE(seen.empty());
+        return seen.back();
+    };
+    const health::Target a = step(first);
+    const health::Target b = step(gue);
+    CHECK(b.mark != a.mark);  // the GUE tunnel's mark, not the freed IP-in-IP one
+    CHECK(b.mark == mark(paths, *gue, 0, 0));
+    const health::Target c = step(moved);
+    CHECK(c.address.text == "198.18.100.7");
+    CHECK(c.mark == b.mark);
 }
