@@ -44,6 +44,20 @@ std::uint32_t mark(const health::TunnelPaths& p, const config::Config& c, std::s
     return p.mark(c.services.at(s), backend(c, s, b));
 }
 
+// A health manager with tunnel paths whose runner records every check's target and passes it.
+struct Checked {
+    health::TunnelPaths paths;
+    boost::asio::io_context io;
+    std::vector<health::Target> seen;
+    health::Manager manager{io,
+                            [this](const config::HealthCheck&, const health::Target& t, health::Done done) {
+                                seen.push_back(t);
+                                done(health::Result{});
+                            },
+                            [] {}};
+    Checked() { manager.set_tunnel_paths(&paths); }
+};
+
 }  // namespace
 
 TEST_CASE("tunnel marks: one per backend tunnel, shared by services, outer header as the balancer's", "[health][via]")
@@ -145,21 +159,13 @@ TEST_CASE("the manager checks a via: tunnel backend at the VIP and service port,
 {
     config::Config c = parse(service("web", "198.18.100.1", 80, "    healthcheck: {via: tunnel, interval: 10ms, timeout: 5ms}\n",
                                      "[{address: 10.0.0.1}, {address: 10.0.0.2, healthcheck: {via: direct}}]"));
-    health::TunnelPaths paths;
-    REQUIRE(paths.plan(c).ok());
-    boost::asio::io_context io;
-    std::vector<health::Target> seen;
-    health::Manager manager(
-        io, [&](const config::HealthCheck&, const health::Target& t, health::Done done) {
-            seen.push_back(t);
-            done(health::Result{});
-        },
-        [] {});
-    manager.set_tunnel_paths(&paths);
-    manager.sync(c);
-    io.run_for(std::chrono::milliseconds(50));
+    Checked checked;
+    REQUIRE(checked.paths.plan(c).ok());
+    checked.manager.sync(c);
+    checked.io.run_for(std::chrono::milliseconds(50));
+    const health::TunnelPaths& paths = checked.paths;
     bool tunnelled = false, direct = false;
-    for (const health::Target& t : seen) {
+    for (const health::Target& t : checked.seen) {
         if (t.mark != 0) {
             tunnelled = true;
             CHECK(t.address.text == "198.18.100.1");
@@ -184,16 +190,8 @@ TEST_CASE("a reload that changes only a service's encap or VIP moves its checks 
         parse(service("web", "198.18.100.1", 80, "    encap: gue\n" + check, backends)));
     auto moved = std::make_shared<const config::Config>(
         parse(service("web", "198.18.100.7", 80, "    encap: gue\n" + check, backends)));
-    health::TunnelPaths paths;
-    boost::asio::io_context io;
-    std::vector<health::Target> seen;
-    health::Manager manager(
-        io, [&](const config::HealthCheck&, const health::Target& t, health::Done done) {
-            seen.push_back(t);
-            done(health::Result{});
-        },
-        [] {});
-    manager.set_tunnel_paths(&paths);
+    Checked checked;
+    auto& [paths, io, seen, manager] = checked;
     // As the daemon does: plan, sync (the shared_ptr overload skips unchanged services), keep_only.
     auto step = [&](const std::shared_ptr<const config::Config>& c) {
         REQUIRE(paths.plan(*c).ok());
